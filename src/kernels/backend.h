@@ -1,0 +1,93 @@
+// Backend: the compute operations a forward pass needs, on one device. The model layer is
+// written only against this interface; the CPU backend implements it with the dispatched
+// kernels of cpu_kernels.h, and a GPU/NPU backend plugs in by implementing the same calls.
+//
+// Conventions: activations are row-major float arrays, one row per token. A MatrixView is a
+// weight matrix of n_rows output features, each row holding n_cols inputs in `type`'s encoding
+// (GGUF/ggml order: a 2-D tensor with dims {n_cols, n_rows}). Calls are synchronous.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "kernels/tensor_type.h"
+
+namespace infergrid {
+
+struct MatrixView {
+  TensorType type = TensorType::kF32;
+  const uint8_t* data = nullptr;
+  int64_t n_cols = 0;  // input features (contiguous)
+  int64_t n_rows = 0;  // output features
+  size_t row_bytes = 0;
+
+  const uint8_t* row(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes; }
+  size_t total_bytes() const { return static_cast<size_t>(n_rows) * row_bytes; }
+};
+
+enum class RopeStyle {
+  kNormal,  // rotate adjacent pairs (x[2i], x[2i+1]): llama
+  kNeox,    // rotate halves (x[i], x[i + d/2]): qwen2, NeoX
+};
+
+// Rotary embedding parameters, including context-extension scaling (linear, YaRN, and Llama 3's
+// per-dimension frequency factors).
+struct RopeParams {
+  RopeStyle style = RopeStyle::kNormal;
+  int n_dims = 0;             // rotated dims per head (usually head_dim)
+  float freq_base = 10000.0f;
+  float freq_scale = 1.0f;    // 1 / linear scaling factor
+  float ext_factor = 0.0f;    // YaRN extrapolation mix; 0 disables YaRN
+  float attn_factor = 1.0f;   // YaRN magnitude scaling
+  float beta_fast = 32.0f;
+  float beta_slow = 1.0f;
+  int n_ctx_orig = 0;         // training context, for YaRN
+  const float* freq_factors = nullptr;  // n_dims/2 divisors of theta (Llama 3.1), or null
+};
+
+// One sequence's keys and values for one layer: position p's K row is at k + p * row_stride.
+// Rows hold n_kv_heads * head_dim floats.
+struct KvLayerView {
+  const float* k = nullptr;
+  const float* v = nullptr;
+  int64_t row_stride = 0;  // floats between consecutive positions
+};
+
+struct AttentionParams {
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  float scale = 1.0f;  // usually 1/sqrt(head_dim)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual int n_threads() const = 0;
+
+  // y[t * n_rows + r] = dot(w.row(r), x[t * n_cols ...]) for t < n_tokens.
+  virtual void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y) = 0;
+  // y[t] = row ids[t] of w, as floats (embedding lookup).
+  virtual void get_rows(const MatrixView& w, std::span<const int32_t> ids, float* y) = 0;
+  // y = x / rms(x) * weight, per row of n floats.
+  virtual void rms_norm(const float* x, const float* weight, float* y, int64_t n_tokens,
+                        int64_t n, float eps) = 0;
+  // Rotates each head of x (n_tokens rows of n_heads * head_dim) at its token's position.
+  virtual void rope(float* x, int64_t n_tokens, int n_heads, int head_dim,
+                    std::span<const int32_t> positions, const RopeParams& params) = 0;
+  // y = silu(gate) * up elementwise; gate/up/y are n_tokens rows of n.
+  virtual void swiglu(const float* gate, const float* up, float* y, int64_t n_tokens,
+                      int64_t n) = 0;
+  // y += x (n floats).
+  virtual void add(const float* x, float* y, int64_t n) = 0;
+  // Adds bias (n) to each of n_tokens rows of y.
+  virtual void add_bias(const float* bias, float* y, int64_t n_tokens, int64_t n) = 0;
+  // Causal attention for one sequence: query t (at position positions[t]) attends to cached
+  // positions 0..positions[t]. q: n_tokens rows of n_heads*head_dim; out likewise.
+  virtual void attention(const float* q, int64_t n_tokens, std::span<const int32_t> positions,
+                         const KvLayerView& kv, const AttentionParams& params, float* out) = 0;
+};
+
+}  // namespace infergrid

@@ -1,0 +1,210 @@
+#include "kernels/cpu_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+
+#include "kernels/quant.h"
+
+namespace infergrid {
+
+namespace {
+
+// Rows of W per task: enough tasks to balance threads, few enough that dispatch is cheap.
+int64_t rows_per_task(int64_t n_rows, int n_threads) {
+  const int64_t target_tasks = static_cast<int64_t>(n_threads) * 8;
+  int64_t rows = (n_rows + target_tasks - 1) / target_tasks;
+  rows = std::max<int64_t>(rows, 4);
+  return (rows + 3) / 4 * 4;
+}
+
+// Activations are consumed in blocks of this many tokens per weight row so that a block of
+// weight rows and a block of activations both stay in L2 during prefill.
+constexpr int64_t kTokenBlock = 16;
+
+float yarn_corr_dim(int n_dims, int n_ctx_orig, float n_rot, float base) {
+  return n_dims * std::log(n_ctx_orig / (n_rot * 2 * std::numbers::pi_v<float>)) /
+         (2 * std::log(base));
+}
+
+float yarn_ramp(float low, float high, int i0) {
+  const float y = (i0 / 2 - low) / std::max(0.001f, high - low);
+  return 1.0f - std::min(1.0f, std::max(0.0f, y));
+}
+
+}  // namespace
+
+CpuBackend::CpuBackend(int n_threads, const CpuKernels* kernels)
+    : pool_(n_threads), kernels_(kernels != nullptr ? kernels : &select_cpu_kernels()) {}
+
+std::string CpuBackend::name() const {
+  return "cpu/" + kernels_->name + "/" + std::to_string(pool_.size()) + "t";
+}
+
+void CpuBackend::reserve(int64_t max_tokens, int64_t max_cols, int64_t max_context) {
+  // Q8_0 is the largest activation encoding per element among dot types except F32, which
+  // needs no scratch; Q8_K is smaller per element than Q8_0 (292/256 < 34/32).
+  const size_t act_bytes =
+      static_cast<size_t>(max_tokens) * tensor_row_bytes(TensorType::kQ8_0, (max_cols + 255) / 256 * 256);
+  if (act_scratch_.size() < act_bytes) act_scratch_.resize(act_bytes);
+  const int64_t stride = (max_context + 15) / 16 * 16;
+  if (score_stride_ < stride) {
+    score_stride_ = stride;
+    score_scratch_.resize(static_cast<size_t>(stride) * pool_.size());
+  }
+}
+
+void CpuBackend::matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y) {
+  const auto traits = tensor_type_traits(w.type);
+  const TensorType dot_type = traits->dot_type;
+  const VecDotFn dot = kernels_->dot_for(w.type);
+  const uint8_t* act = reinterpret_cast<const uint8_t*>(x);
+  size_t act_row_bytes = static_cast<size_t>(w.n_cols) * sizeof(float);
+  if (dot_type != TensorType::kF32) {
+    act_row_bytes = tensor_row_bytes(dot_type, w.n_cols);
+    const size_t needed = act_row_bytes * static_cast<size_t>(n_tokens);
+    if (act_scratch_.size() < needed) act_scratch_.resize(needed);
+    const QuantizeActFn quantize = kernels_->quantize_for(dot_type);
+    uint8_t* scratch = act_scratch_.data();
+    const int64_t n_cols = w.n_cols;
+    if (n_tokens == 1) {
+      quantize(x, scratch, n_cols);
+    } else {
+      pool_.parallel_for(n_tokens, [&](int64_t t, int) {
+        quantize(x + t * n_cols, scratch + t * act_row_bytes, n_cols);
+      });
+    }
+    act = scratch;
+  }
+  const int64_t chunk = rows_per_task(w.n_rows, pool_.size());
+  const int64_t n_tasks = (w.n_rows + chunk - 1) / chunk;
+  pool_.parallel_for(n_tasks, [&](int64_t task, int) {
+    const int64_t row_begin = task * chunk;
+    const int64_t row_end = std::min(w.n_rows, row_begin + chunk);
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenBlock) {
+      const int64_t t1 = std::min(n_tokens, t0 + kTokenBlock);
+      for (int64_t r = row_begin; r < row_end; ++r) {
+        const uint8_t* row = w.row(r);
+        for (int64_t t = t0; t < t1; ++t) {
+          y[t * w.n_rows + r] = dot(w.n_cols, row, act + t * act_row_bytes);
+        }
+      }
+    }
+  });
+}
+
+void CpuBackend::get_rows(const MatrixView& w, std::span<const int32_t> ids, float* y) {
+  for (size_t i = 0; i < ids.size(); ++i) {
+    dequantize_row(w.type, w.row(ids[i]), y + i * w.n_cols, w.n_cols);
+  }
+}
+
+void CpuBackend::rms_norm(const float* x, const float* weight, float* y, int64_t n_tokens,
+                          int64_t n, float eps) {
+  for (int64_t t = 0; t < n_tokens; ++t) kernels_->rms_norm(x + t * n, weight, y + t * n, n, eps);
+}
+
+void rope_cos_sin(int32_t position, const RopeParams& p, float* cos_out, float* sin_out) {
+  const float theta_scale = std::pow(p.freq_base, -2.0f / p.n_dims);
+  float corr_low = 0, corr_high = 0;
+  if (p.ext_factor != 0.0f) {
+    corr_low = std::max(0.0f, std::floor(yarn_corr_dim(p.n_dims, p.n_ctx_orig, p.beta_fast, p.freq_base)));
+    corr_high = std::min(static_cast<float>(p.n_dims - 1),
+                         std::ceil(yarn_corr_dim(p.n_dims, p.n_ctx_orig, p.beta_slow, p.freq_base)));
+  }
+  float theta = static_cast<float>(position);
+  for (int i0 = 0; i0 < p.n_dims; i0 += 2) {
+    const float freq_factor = p.freq_factors != nullptr ? p.freq_factors[i0 / 2] : 1.0f;
+    const float theta_extrap = theta / freq_factor;
+    const float theta_interp = p.freq_scale * theta_extrap;
+    float final_theta = theta_interp;
+    float mscale = p.attn_factor;
+    if (p.ext_factor != 0.0f) {
+      const float ramp_mix = yarn_ramp(corr_low, corr_high, i0) * p.ext_factor;
+      final_theta = theta_interp * (1 - ramp_mix) + theta_extrap * ramp_mix;
+      mscale *= 1.0f + 0.1f * std::log(1.0f / p.freq_scale);
+    }
+    cos_out[i0 / 2] = std::cos(final_theta) * mscale;
+    sin_out[i0 / 2] = std::sin(final_theta) * mscale;
+    theta *= theta_scale;
+  }
+}
+
+void CpuBackend::rope(float* x, int64_t n_tokens, int n_heads, int head_dim,
+                      std::span<const int32_t> positions, const RopeParams& params) {
+  const int half = params.n_dims / 2;
+  pool_.parallel_for(n_tokens, [&](int64_t t, int) {
+    // n_dims <= head_dim <= 512 for every supported architecture.
+    float cos_theta[256];
+    float sin_theta[256];
+    rope_cos_sin(positions[t], params, cos_theta, sin_theta);
+    for (int h = 0; h < n_heads; ++h) {
+      float* v = x + (t * n_heads + h) * head_dim;
+      if (params.style == RopeStyle::kNormal) {
+        for (int i = 0; i < half; ++i) {
+          const float a = v[2 * i], b = v[2 * i + 1];
+          v[2 * i] = a * cos_theta[i] - b * sin_theta[i];
+          v[2 * i + 1] = a * sin_theta[i] + b * cos_theta[i];
+        }
+      } else {
+        for (int i = 0; i < half; ++i) {
+          const float a = v[i], b = v[i + half];
+          v[i] = a * cos_theta[i] - b * sin_theta[i];
+          v[i + half] = a * sin_theta[i] + b * cos_theta[i];
+        }
+      }
+    }
+  });
+}
+
+void CpuBackend::swiglu(const float* gate, const float* up, float* y, int64_t n_tokens, int64_t n) {
+  const int64_t total = n_tokens * n;
+  const int64_t chunk = 4096;
+  pool_.parallel_for((total + chunk - 1) / chunk, [&](int64_t task, int) {
+    const int64_t begin = task * chunk;
+    kernels_->swiglu(gate + begin, up + begin, y + begin, std::min(chunk, total - begin));
+  });
+}
+
+void CpuBackend::add(const float* x, float* y, int64_t n) { kernels_->axpy(1.0f, x, y, n); }
+
+void CpuBackend::add_bias(const float* bias, float* y, int64_t n_tokens, int64_t n) {
+  for (int64_t t = 0; t < n_tokens; ++t) kernels_->axpy(1.0f, bias, y + t * n, n);
+}
+
+void CpuBackend::attention(const float* q, int64_t n_tokens, std::span<const int32_t> positions,
+                           const KvLayerView& kv, const AttentionParams& p, float* out) {
+  int64_t max_context = 0;
+  for (int64_t t = 0; t < n_tokens; ++t) max_context = std::max<int64_t>(max_context, positions[t] + 1);
+  if (score_stride_ < max_context) reserve(0, 0, max_context);
+  const int group = p.n_heads / p.n_kv_heads;
+  const int64_t q_row = static_cast<int64_t>(p.n_heads) * p.head_dim;
+  pool_.parallel_for(n_tokens * p.n_heads, [&](int64_t task, int thread) {
+    const int64_t t = task / p.n_heads;
+    const int h = static_cast<int>(task % p.n_heads);
+    const int kv_head = h / group;
+    const float* qh = q + t * q_row + static_cast<int64_t>(h) * p.head_dim;
+    float* oh = out + t * q_row + static_cast<int64_t>(h) * p.head_dim;
+    float* scores = score_scratch_.data() + static_cast<int64_t>(thread) * score_stride_;
+    const int64_t n_ctx = positions[t] + 1;
+    const int64_t head_offset = static_cast<int64_t>(kv_head) * p.head_dim;
+    float max_score = -INFINITY;
+    for (int64_t j = 0; j < n_ctx; ++j) {
+      const float s = kernels_->dot_f32_f32(qh, kv.k + j * kv.row_stride + head_offset, p.head_dim) * p.scale;
+      scores[j] = s;
+      max_score = std::max(max_score, s);
+    }
+    float sum = 0;
+    for (int64_t j = 0; j < n_ctx; ++j) {
+      scores[j] = std::exp(scores[j] - max_score);
+      sum += scores[j];
+    }
+    const float inv_sum = 1.0f / sum;
+    std::fill(oh, oh + p.head_dim, 0.0f);
+    for (int64_t j = 0; j < n_ctx; ++j) {
+      kernels_->axpy(scores[j] * inv_sum, kv.v + j * kv.row_stride + head_offset, oh, p.head_dim);
+    }
+  });
+}
+
+}  // namespace infergrid

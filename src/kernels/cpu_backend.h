@@ -1,0 +1,57 @@
+// CpuBackend: the Backend on the host CPU. Work is split across a ThreadPool; the inner loops
+// are the dispatched kernels of cpu_kernels.h (scalar, AVX2 or AVX-512, chosen once).
+//
+// Invariant: scratch (quantized activations, attention scores) is sized by reserve() before
+// the token loop, so steady-state calls do not allocate. A call that needs more than was
+// reserved grows the scratch once, outside the parallel region.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "core/aligned_buffer.h"
+#include "core/thread_pool.h"
+#include "kernels/backend.h"
+#include "kernels/cpu_kernels.h"
+
+namespace infergrid {
+
+class CpuBackend final : public Backend {
+ public:
+  // n_threads <= 0: one per hardware thread. kernels: nullptr selects the best for this CPU.
+  explicit CpuBackend(int n_threads = 0, const CpuKernels* kernels = nullptr);
+
+  std::string name() const override;
+  int n_threads() const override { return pool_.size(); }
+  ThreadPool& pool() { return pool_; }
+  const CpuKernels& kernels() const { return *kernels_; }
+
+  // Pre-sizes scratch for up to max_tokens activation rows of up to max_cols floats, and
+  // attention over up to max_context positions.
+  void reserve(int64_t max_tokens, int64_t max_cols, int64_t max_context);
+
+  void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y) override;
+  void get_rows(const MatrixView& w, std::span<const int32_t> ids, float* y) override;
+  void rms_norm(const float* x, const float* weight, float* y, int64_t n_tokens, int64_t n,
+                float eps) override;
+  void rope(float* x, int64_t n_tokens, int n_heads, int head_dim,
+            std::span<const int32_t> positions, const RopeParams& params) override;
+  void swiglu(const float* gate, const float* up, float* y, int64_t n_tokens, int64_t n) override;
+  void add(const float* x, float* y, int64_t n) override;
+  void add_bias(const float* bias, float* y, int64_t n_tokens, int64_t n) override;
+  void attention(const float* q, int64_t n_tokens, std::span<const int32_t> positions,
+                 const KvLayerView& kv, const AttentionParams& params, float* out) override;
+
+ private:
+  ThreadPool pool_;
+  const CpuKernels* kernels_;
+  AlignedBuffer<uint8_t> act_scratch_;
+  int64_t score_stride_ = 0;           // floats of attention scratch per thread
+  AlignedBuffer<float> score_scratch_;  // n_threads * score_stride_
+};
+
+// cos/sin of each rotated pair of dims for one position (n_dims/2 values each), as ggml's
+// rope computes them, YaRN and frequency factors included. Exposed for tests.
+void rope_cos_sin(int32_t position, const RopeParams& params, float* cos_out, float* sin_out);
+
+}  // namespace infergrid

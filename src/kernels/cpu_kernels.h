@@ -1,0 +1,71 @@
+// The CPU kernel table: every compute primitive the model needs, with one implementation per
+// instruction set (scalar reference, AVX2, AVX-512). Runtime dispatch happens once, in
+// select_cpu_kernels(); callers hold a `const CpuKernels&` and never branch on CPU features.
+//
+// Contracts shared by all implementations:
+//  - vec_dot(n, w, x): w is one row of n weights of the weight type, x is one row of n
+//    activations already converted to that type's dot type (tensor_type.h). Returns the sum.
+//  - Implementations agree with the scalar reference to float rounding; the integer parts
+//    (quantized products) agree exactly.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/tensor_type.h"
+
+namespace infergrid {
+
+using VecDotFn = float (*)(int64_t n, const void* w, const void* x);
+using QuantizeActFn = void (*)(const float* x, void* y, int64_t n);
+
+struct CpuKernels {
+  std::string name;  // "scalar", "avx2", "avx512"
+
+  VecDotFn dot_f32 = nullptr;   // w f32, x f32
+  VecDotFn dot_f16 = nullptr;   // w f16, x f32
+  VecDotFn dot_bf16 = nullptr;  // w bf16, x f32
+  VecDotFn dot_q4_0 = nullptr;  // w q4_0, x q8_0
+  VecDotFn dot_q8_0 = nullptr;  // w q8_0, x q8_0
+  VecDotFn dot_q4_K = nullptr;  // w q4_K, x q8_K
+  VecDotFn dot_q6_K = nullptr;  // w q6_K, x q8_K
+
+  QuantizeActFn quantize_q8_0 = nullptr;
+  QuantizeActFn quantize_q8_K = nullptr;
+
+  // Elementwise and reduction ops on float vectors.
+  float (*dot_f32_f32)(const float* a, const float* b, int64_t n) = nullptr;
+  void (*axpy)(float a, const float* x, float* y, int64_t n) = nullptr;  // y += a * x
+  void (*scale)(float a, float* y, int64_t n) = nullptr;                 // y *= a
+  void (*rms_norm)(const float* x, const float* weight, float* y, int64_t n, float eps) = nullptr;
+  void (*swiglu)(const float* gate, const float* up, float* y, int64_t n) = nullptr;  // silu(g)*u
+
+  VecDotFn dot_for(TensorType weight_type) const;
+  QuantizeActFn quantize_for(TensorType dot_type) const;  // nullptr for F32 (no conversion)
+};
+
+// Best kernels for this CPU.
+const CpuKernels& select_cpu_kernels();
+// Every implementation this CPU can run, scalar first (for tests and benchmarks).
+std::vector<const CpuKernels*> available_cpu_kernels();
+
+const CpuKernels& scalar_kernels();
+// nullptr when the CPU (or the build) lacks the instruction set.
+const CpuKernels* avx2_kernels();
+const CpuKernels* avx512_kernels();
+
+// Per-ISA table builders, defined in kernels_<isa>.cpp. Only select/available_cpu_kernels may
+// call them, and only after cpu_features() confirms the instruction set: the AVX files are
+// compiled for their ISA and may execute its instructions anywhere inside.
+namespace detail {
+void fill_scalar_kernels(CpuKernels& k);
+// Overwrites every entry (requires the AVX2 path: AVX2 + FMA + F16C).
+void fill_avx2_kernels(CpuKernels& k);
+// Overwrites the float entries with AVX-512 F/BW/VL versions; the rest stay as they are.
+void fill_avx512_float_kernels(CpuKernels& k);
+// Overwrites the quantized dot products with AVX-512 VNNI versions (requires avx512vnni).
+void fill_avx512_vnni_kernels(CpuKernels& k);
+}  // namespace detail
+
+}  // namespace infergrid

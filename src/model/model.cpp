@@ -1,0 +1,260 @@
+#include "model/model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <set>
+
+#include "kernels/quant.h"
+
+namespace infergrid {
+
+namespace {
+
+Result<MatrixView> matrix(const GgufFile& file, const std::string& name, int64_t n_cols,
+                          int64_t n_rows) {
+  const GgufTensorInfo* info = file.find_tensor(name);
+  if (info == nullptr) return make_error(StatusCode::kCorrupt, "missing tensor '{}'", name);
+  if (!is_supported_tensor_type(info->raw_type)) {
+    return make_error(StatusCode::kUnsupported, "tensor '{}' has type {}, which is not supported "
+                      "(supported: f32, f16, bf16, q8_0, q4_0, q4_k, q6_k)",
+                      name, tensor_type_name(info->raw_type));
+  }
+  if (info->dims.size() != 2 || info->dims[0] != n_cols || info->dims[1] != n_rows) {
+    std::string got;
+    for (int64_t d : info->dims) got += (got.empty() ? "" : " x ") + std::to_string(d);
+    return make_error(StatusCode::kCorrupt, "tensor '{}' has shape [{}], expected [{} x {}]", name,
+                      got, n_cols, n_rows);
+  }
+  MatrixView view;
+  view.type = info->type;
+  view.data = info->data;
+  view.n_cols = n_cols;
+  view.n_rows = n_rows;
+  view.row_bytes = tensor_row_bytes(info->type, n_cols);
+  return view;
+}
+
+Result<std::vector<float>> vector(const GgufFile& file, const std::string& name, int64_t n,
+                                  bool required = true) {
+  const GgufTensorInfo* info = file.find_tensor(name);
+  if (info == nullptr) {
+    if (!required) return std::vector<float>();
+    return make_error(StatusCode::kCorrupt, "missing tensor '{}'", name);
+  }
+  if (!is_supported_tensor_type(info->raw_type)) {
+    return make_error(StatusCode::kUnsupported, "tensor '{}' has unsupported type {}", name,
+                      tensor_type_name(info->raw_type));
+  }
+  if (info->n_elements() != n || info->dims[0] % tensor_type_traits(info->type)->block_elems) {
+    return make_error(StatusCode::kCorrupt, "tensor '{}' has {} elements, expected {}", name,
+                      info->n_elements(), n);
+  }
+  std::vector<float> out(static_cast<size_t>(n));
+  dequantize_row(info->type, info->data, out.data(), n);
+  return out;
+}
+
+}  // namespace
+
+KvCache::KvCache(const ModelConfig& config, int max_positions)
+    : max_positions_(max_positions), n_layer_(config.n_layer), kv_dim_(config.kv_dim()) {
+  const size_t n = static_cast<size_t>(n_layer_) * max_positions_ * kv_dim_;
+  k_.resize(n);
+  v_.resize(n);
+}
+
+KvLayerView KvCache::layer(int l) const {
+  const size_t offset = static_cast<size_t>(l) * max_positions_ * kv_dim_;
+  return {k_.data() + offset, v_.data() + offset, kv_dim_};
+}
+
+float* KvCache::k_row(int layer, int position) {
+  return k_.data() + (static_cast<size_t>(layer) * max_positions_ + position) * kv_dim_;
+}
+
+float* KvCache::v_row(int layer, int position) {
+  return v_.data() + (static_cast<size_t>(layer) * max_positions_ + position) * kv_dim_;
+}
+
+ForwardScratch::ForwardScratch(const ModelConfig& c, int max_tokens_in)
+    : max_tokens(std::max(1, max_tokens_in)) {
+  const size_t t = static_cast<size_t>(max_tokens);
+  x.resize(t * c.n_embd);
+  xn.resize(t * std::max(c.n_embd, c.q_dim()));
+  q.resize(t * c.q_dim());
+  attn.resize(t * std::max(c.q_dim(), c.n_embd));
+  gate.resize(t * c.n_ff);
+  up.resize(t * c.n_ff);
+  ffn.resize(t * c.n_embd);
+  logits.resize(t * c.n_vocab);
+  positions.resize(t);
+}
+
+Result<std::unique_ptr<Model>> Model::load(const std::string& path) {
+  IG_ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> file, GgufFile::open(path));
+  auto model = from_gguf(std::move(file));
+  if (!model.is_ok()) return model.status().with_context(path);
+  return model;
+}
+
+Result<std::unique_ptr<Model>> Model::from_gguf(std::unique_ptr<GgufFile> file) {
+  std::unique_ptr<Model> model(new Model());
+  model->file_ = std::move(file);
+  IG_ASSIGN_OR_RETURN(model->config_, ModelConfig::from_gguf(*model->file_));
+  IG_RETURN_IF_ERROR(model->load_weights());
+  return model;
+}
+
+Status Model::load_weights() {
+  const GgufFile& f = *file_;
+  ModelConfig& c = config_;
+  const GgufTensorInfo* embd = f.find_tensor("token_embd.weight");
+  if (embd == nullptr) return Status(StatusCode::kCorrupt, "missing tensor 'token_embd.weight'");
+  if (embd->dims.size() == 2 && c.n_vocab == 0) c.n_vocab = static_cast<int>(embd->dims[1]);
+  if (c.n_vocab <= 0) return Status(StatusCode::kCorrupt, "cannot determine the vocabulary size");
+  ModelWeights& w = weights_;
+  IG_ASSIGN_OR_RETURN(w.token_embd, matrix(f, "token_embd.weight", c.n_embd, c.n_vocab));
+  IG_ASSIGN_OR_RETURN(w.output_norm, vector(f, "output_norm.weight", c.n_embd));
+  if (f.find_tensor("output.weight") != nullptr) {
+    IG_ASSIGN_OR_RETURN(w.output, matrix(f, "output.weight", c.n_embd, c.n_vocab));
+  } else {
+    w.output = w.token_embd;
+    w.output_tied = true;
+  }
+  IG_ASSIGN_OR_RETURN(w.rope_freq_factors, vector(f, "rope_freqs.weight", c.rope.n_dims / 2, false));
+  c.rope.freq_factors = w.rope_freq_factors.empty() ? nullptr : w.rope_freq_factors.data();
+
+  w.layers.resize(static_cast<size_t>(c.n_layer));
+  for (int l = 0; l < c.n_layer; ++l) {
+    LayerWeights& L = w.layers[static_cast<size_t>(l)];
+    const std::string p = "blk." + std::to_string(l) + ".";
+    IG_ASSIGN_OR_RETURN(L.attn_norm, vector(f, p + "attn_norm.weight", c.n_embd));
+    IG_ASSIGN_OR_RETURN(L.wq, matrix(f, p + "attn_q.weight", c.n_embd, c.q_dim()));
+    IG_ASSIGN_OR_RETURN(L.wk, matrix(f, p + "attn_k.weight", c.n_embd, c.kv_dim()));
+    IG_ASSIGN_OR_RETURN(L.wv, matrix(f, p + "attn_v.weight", c.n_embd, c.kv_dim()));
+    IG_ASSIGN_OR_RETURN(L.wo, matrix(f, p + "attn_output.weight", c.q_dim(), c.n_embd));
+    // Biases are optional in every architecture (qwen2 always has them).
+    IG_ASSIGN_OR_RETURN(L.bq, vector(f, p + "attn_q.bias", c.q_dim(), c.qkv_bias));
+    IG_ASSIGN_OR_RETURN(L.bk, vector(f, p + "attn_k.bias", c.kv_dim(), c.qkv_bias));
+    IG_ASSIGN_OR_RETURN(L.bv, vector(f, p + "attn_v.bias", c.kv_dim(), c.qkv_bias));
+    IG_ASSIGN_OR_RETURN(L.ffn_norm, vector(f, p + "ffn_norm.weight", c.n_embd));
+    IG_ASSIGN_OR_RETURN(L.w_gate, matrix(f, p + "ffn_gate.weight", c.n_embd, c.n_ff));
+    IG_ASSIGN_OR_RETURN(L.w_up, matrix(f, p + "ffn_up.weight", c.n_embd, c.n_ff));
+    IG_ASSIGN_OR_RETURN(L.w_down, matrix(f, p + "ffn_down.weight", c.n_ff, c.n_embd));
+    if (f.find_tensor(p + "ffn_gate_inp.weight") != nullptr) {
+      return Status(StatusCode::kUnsupported, "mixture-of-experts layers are not supported yet");
+    }
+  }
+  return Status::ok();
+}
+
+size_t Model::weight_bytes_per_token() const {
+  size_t bytes = weights_.output.total_bytes() + weights_.token_embd.row_bytes;
+  for (const auto& L : weights_.layers) {
+    for (const MatrixView* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
+      bytes += m->total_bytes();
+    }
+  }
+  return bytes;
+}
+
+std::string Model::describe() const {
+  const ModelConfig& c = config_;
+  std::set<std::string> types;
+  for (const auto& L : weights_.layers) {
+    for (const MatrixView* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
+      types.insert(tensor_type_name(static_cast<uint32_t>(m->type)));
+    }
+  }
+  std::string type_list;
+  for (const auto& t : types) type_list += (type_list.empty() ? "" : "+") + t;
+  return fmt::format("{} '{}': {} layers, n_embd {}, heads {}/{} (kv), head_dim {}, n_ff {}, "
+                     "vocab {}, weights {} ({:.1f} MiB per token){}",
+                     c.arch_name, c.model_name, c.n_layer, c.n_embd, c.n_head, c.n_head_kv,
+                     c.head_dim, c.n_ff, c.n_vocab, type_list,
+                     weight_bytes_per_token() / 1048576.0, weights_.output_tied ? ", tied output" : "");
+}
+
+Result<std::span<const float>> Model::forward(Backend& backend, KvCache& cache,
+                                              ForwardScratch& scratch,
+                                              std::span<const int32_t> tokens, int start_pos,
+                                              Logits logits_mode) const {
+  const ModelConfig& c = config_;
+  if (tokens.empty()) return Status(StatusCode::kInvalidArgument, "forward needs at least one token");
+  if (start_pos < 0 || static_cast<int64_t>(start_pos) + static_cast<int64_t>(tokens.size()) > cache.max_positions()) {
+    return make_error(StatusCode::kOutOfRange, "positions {}..{} exceed the context of {} tokens",
+                      start_pos, start_pos + tokens.size(), cache.max_positions());
+  }
+  for (int32_t id : tokens) {
+    if (id < 0 || id >= c.n_vocab) {
+      return make_error(StatusCode::kInvalidArgument, "token id {} is outside the vocabulary [0, {})",
+                        id, c.n_vocab);
+    }
+  }
+  const bool all = logits_mode == Logits::kAll;
+  if (all && tokens.size() > static_cast<size_t>(scratch.max_tokens)) {
+    return make_error(StatusCode::kInvalidArgument, "all-position logits for {} tokens exceed the "
+                      "scratch capacity of {}", tokens.size(), scratch.max_tokens);
+  }
+  size_t done = 0;
+  while (done < tokens.size()) {
+    const size_t n = std::min(tokens.size() - done, static_cast<size_t>(scratch.max_tokens));
+    const bool last_chunk = done + n == tokens.size();
+    forward_chunk(backend, cache, scratch, tokens.subspan(done, n), start_pos + static_cast<int>(done),
+                  all, last_chunk || all ? scratch.logits.data() : nullptr);
+    done += n;
+  }
+  const size_t n_logits = all ? tokens.size() * c.n_vocab : static_cast<size_t>(c.n_vocab);
+  return std::span<const float>(scratch.logits.data(), n_logits);
+}
+
+void Model::forward_chunk(Backend& backend, KvCache& cache, ForwardScratch& s,
+                          std::span<const int32_t> tokens, int start_pos, bool all_logits,
+                          float* logits_out) const {
+  const ModelConfig& c = config_;
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  std::span<int32_t> positions(s.positions.data(), static_cast<size_t>(n));
+  std::iota(positions.begin(), positions.end(), start_pos);
+
+  float* x = s.x.data();
+  backend.get_rows(weights_.token_embd, tokens, x);
+  AttentionParams attn_params{c.n_head, c.n_head_kv, c.head_dim,
+                              1.0f / std::sqrt(static_cast<float>(c.head_dim))};
+  for (int l = 0; l < c.n_layer; ++l) {
+    const LayerWeights& L = weights_.layers[static_cast<size_t>(l)];
+    // Attention block. K and V are written straight into the cache rows for these positions.
+    backend.rms_norm(x, L.attn_norm.data(), s.xn.data(), n, c.n_embd, c.rms_eps);
+    float* k_dst = cache.k_row(l, start_pos);
+    float* v_dst = cache.v_row(l, start_pos);
+    backend.matmul(L.wq, s.xn.data(), n, s.q.data());
+    backend.matmul(L.wk, s.xn.data(), n, k_dst);
+    backend.matmul(L.wv, s.xn.data(), n, v_dst);
+    if (!L.bq.empty()) backend.add_bias(L.bq.data(), s.q.data(), n, c.q_dim());
+    if (!L.bk.empty()) backend.add_bias(L.bk.data(), k_dst, n, c.kv_dim());
+    if (!L.bv.empty()) backend.add_bias(L.bv.data(), v_dst, n, c.kv_dim());
+    backend.rope(s.q.data(), n, c.n_head, c.head_dim, positions, c.rope);
+    backend.rope(k_dst, n, c.n_head_kv, c.head_dim, positions, c.rope);
+    backend.attention(s.q.data(), n, positions, cache.layer(l), attn_params, s.attn.data());
+    backend.matmul(L.wo, s.attn.data(), n, s.ffn.data());
+    backend.add(s.ffn.data(), x, n * c.n_embd);
+    // Feed-forward block (SwiGLU).
+    backend.rms_norm(x, L.ffn_norm.data(), s.xn.data(), n, c.n_embd, c.rms_eps);
+    backend.matmul(L.w_gate, s.xn.data(), n, s.gate.data());
+    backend.matmul(L.w_up, s.xn.data(), n, s.up.data());
+    backend.swiglu(s.gate.data(), s.up.data(), s.gate.data(), n, c.n_ff);
+    backend.matmul(L.w_down, s.gate.data(), n, s.ffn.data());
+    backend.add(s.ffn.data(), x, n * c.n_embd);
+  }
+  if (logits_out == nullptr) return;
+  if (all_logits) {
+    backend.rms_norm(x, weights_.output_norm.data(), s.xn.data(), n, c.n_embd, c.rms_eps);
+    backend.matmul(weights_.output, s.xn.data(), n, logits_out);
+  } else {
+    const float* last = x + (n - 1) * c.n_embd;
+    backend.rms_norm(last, weights_.output_norm.data(), s.xn.data(), 1, c.n_embd, c.rms_eps);
+    backend.matmul(weights_.output, s.xn.data(), 1, logits_out);
+  }
+}
+
+}  // namespace infergrid

@@ -1,0 +1,99 @@
+// Model: a loaded decoder-only transformer (llama, mistral, qwen2) and its forward pass.
+//
+// Weights are views into the memory-mapped GGUF file (zero copy); only the small vectors
+// (norms, biases, RoPE frequency factors) are converted to float at load. The forward pass is
+// written against the Backend interface and keeps no per-call state: the KV cache and the
+// scratch activations are passed in, so many sequences can share one Model.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/aligned_buffer.h"
+#include "core/status.h"
+#include "kernels/backend.h"
+#include "model/gguf.h"
+#include "model/model_config.h"
+
+namespace infergrid {
+
+struct LayerWeights {
+  std::vector<float> attn_norm;
+  MatrixView wq, wk, wv, wo;
+  std::vector<float> bq, bk, bv;  // empty unless config.qkv_bias
+  std::vector<float> ffn_norm;
+  MatrixView w_gate, w_up, w_down;
+};
+
+struct ModelWeights {
+  MatrixView token_embd;
+  std::vector<LayerWeights> layers;
+  std::vector<float> output_norm;
+  MatrixView output;  // == token_embd when the output embedding is tied
+  bool output_tied = false;
+  std::vector<float> rope_freq_factors;  // empty unless rope_freqs.weight is present
+};
+
+// One sequence's KV cache, contiguous per layer: K and V rows of kv_dim floats per position.
+class KvCache {
+ public:
+  KvCache(const ModelConfig& config, int max_positions);
+  int max_positions() const { return max_positions_; }
+  KvLayerView layer(int l) const;
+  float* k_row(int layer, int position);
+  float* v_row(int layer, int position);
+  size_t bytes() const { return (k_.size() + v_.size()) * sizeof(float); }
+
+ private:
+  int max_positions_;
+  int n_layer_;
+  int kv_dim_;
+  AlignedBuffer<float> k_;  // [layer][position][kv_dim]
+  AlignedBuffer<float> v_;
+};
+
+// Activation buffers for a forward pass over up to max_tokens tokens at once.
+struct ForwardScratch {
+  ForwardScratch(const ModelConfig& config, int max_tokens);
+  int max_tokens;
+  AlignedBuffer<float> x, xn, q, attn, gate, up, ffn, logits;
+  AlignedBuffer<int32_t> positions;
+};
+
+class Model {
+ public:
+  static Result<std::unique_ptr<Model>> load(const std::string& path);
+  // Takes over an already-opened file (used by tests that build files in memory).
+  static Result<std::unique_ptr<Model>> from_gguf(std::unique_ptr<GgufFile> file);
+
+  const ModelConfig& config() const { return config_; }
+  const ModelWeights& weights() const { return weights_; }
+  const GgufFile& gguf() const { return *file_; }
+  // Bytes of weights a decode step reads (every matrix once, plus one embedding row).
+  size_t weight_bytes_per_token() const;
+  // A short description for logs: architecture, sizes, tensor types.
+  std::string describe() const;
+
+  enum class Logits { kLast, kAll };
+  // Runs `tokens` at positions start_pos.. of `cache`, appending their K/V. Returns logits for
+  // the last token (n_vocab floats) or for every token (n_tokens * n_vocab), pointing into
+  // scratch. Tokens beyond scratch.max_tokens are processed in several passes.
+  Result<std::span<const float>> forward(Backend& backend, KvCache& cache, ForwardScratch& scratch,
+                                         std::span<const int32_t> tokens, int start_pos,
+                                         Logits logits_mode) const;
+
+ private:
+  Model() = default;
+  Status load_weights();
+  void forward_chunk(Backend& backend, KvCache& cache, ForwardScratch& scratch,
+                     std::span<const int32_t> tokens, int start_pos, bool all_logits,
+                     float* logits_out) const;
+
+  std::unique_ptr<GgufFile> file_;
+  ModelConfig config_;
+  ModelWeights weights_;
+};
+
+}  // namespace infergrid
