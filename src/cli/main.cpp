@@ -1,2 +1,218 @@
-// infergrid: one binary, subcommands per job (serve, generate, bench, model ...).
-int main() { return 0; }
+// infergrid: one binary, one subcommand per job. Each subcommand parses its flags here and
+// calls into the library layers; errors are reported on stderr with a non-zero exit code.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "bench/decode_bench.h"
+#include "cli/default_model.h"
+#include "core/cpu_features.h"
+#include "core/logging.h"
+#include "engine/generator.h"
+#include "kernels/cpu_backend.h"
+#include "model/gguf.h"
+#include "model/model.h"
+#include "model/synth.h"
+#include "model/tokenizer.h"
+
+namespace infergrid {
+namespace {
+
+int fail(const Status& status) {
+  std::fprintf(stderr, "error: %s\n", status.to_string().c_str());
+  return 1;
+}
+
+struct GenerateArgs {
+  std::string model;
+  std::string prompt = "Once upon a time";
+  int max_tokens = 64;
+  int threads = 0;
+  int ctx_size = 2048;
+  int batch_size = 256;
+  bool greedy = false;
+  bool stats = true;
+  SamplingParams sampling;
+};
+
+int run_generate(const GenerateArgs& args) {
+  auto resolved = resolve_model_path(args.model);
+  if (!resolved.is_ok()) return fail(resolved.status());
+  const std::string path = *resolved;
+  auto model = Model::load(path);
+  if (!model.is_ok()) return fail(model.status());
+  auto tokenizer = Tokenizer::from_gguf((*model)->gguf());
+  if (!tokenizer.is_ok()) return fail(tokenizer.status().with_context(path));
+  CpuBackend backend(args.threads);
+  spdlog::info("{}", (*model)->describe());
+  spdlog::info("backend {} (cpu: {})", backend.name(), cpu_features().describe());
+  const int ctx = std::min(args.ctx_size, (*model)->config().n_ctx_train);
+  backend.reserve(std::min(args.batch_size, ctx), std::max((*model)->config().n_ff, (*model)->config().n_embd), ctx);
+  Generator generator(**model, **tokenizer, backend, ctx, args.batch_size);
+  GenerateOptions options;
+  options.max_tokens = args.max_tokens;
+  options.sampling = args.greedy ? SamplingParams::greedy() : args.sampling;
+  std::fwrite(args.prompt.data(), 1, args.prompt.size(), stdout);
+  std::fflush(stdout);
+  auto stats = generator.generate(args.prompt, options, [](std::string_view text) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    return true;
+  });
+  std::fputc('\n', stdout);
+  if (!stats.is_ok()) return fail(stats.status());
+  if (args.stats) {
+    const GenerateStats& s = *stats;
+    std::fprintf(stderr,
+                 "\nprompt: %d tokens in %.3f s (%.1f tokens/s) | generated: %d tokens, %.2f "
+                 "tokens/s | finish: %s\n",
+                 s.prompt_tokens, s.prefill_seconds, s.prompt_tokens / std::max(1e-9, s.prefill_seconds),
+                 s.generated_tokens,
+                 s.generated_tokens > 1 ? (s.generated_tokens - 1) / std::max(1e-9, s.decode_seconds) : 0.0,
+                 s.finish_reason.c_str());
+  }
+  return 0;
+}
+
+int run_inspect(const std::string& path, bool show_all_tensors) {
+  auto file = GgufFile::open(path);
+  if (!file.is_ok()) return fail(file.status());
+  const GgufFile& f = **file;
+  std::printf("file: %s\nGGUF version %u, %zu bytes, alignment %llu, %zu metadata entries, %zu tensors\n\n",
+              path.c_str(), f.version(), f.file_size(), static_cast<unsigned long long>(f.alignment()),
+              f.metadata().size(), f.tensors().size());
+  std::printf("metadata:\n");
+  for (const auto& [key, value] : f.metadata()) {
+    std::printf("  %-45s %s\n", key.c_str(), value.to_display_string().c_str());
+  }
+  std::printf("\ntensors:\n");
+  size_t shown = 0;
+  uint64_t total_bytes = 0;
+  int64_t total_params = 0;
+  for (const auto& t : f.tensors()) {
+    total_bytes += t.n_bytes;
+    total_params += t.n_elements();
+    if (!show_all_tensors && shown >= 24) continue;
+    ++shown;
+    std::string dims;
+    for (int64_t d : t.dims) dims += (dims.empty() ? "" : " x ") + std::to_string(d);
+    std::printf("  %-36s %-6s [%s] %llu bytes\n", t.name.c_str(), tensor_type_name(t.raw_type).c_str(),
+                dims.c_str(), static_cast<unsigned long long>(t.n_bytes));
+  }
+  if (shown < f.tensors().size()) {
+    std::printf("  ... %zu more (--all to list every tensor)\n", f.tensors().size() - shown);
+  }
+  std::printf("\n%.2fM parameters, %.1f MiB of tensor data\n", total_params / 1e6, total_bytes / 1048576.0);
+  auto model = Model::from_gguf(std::move(file).value());
+  if (model.is_ok()) {
+    std::printf("model: %s\n", (*model)->describe().c_str());
+  } else {
+    std::printf("not loadable as a model: %s\n", model.status().to_string().c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace infergrid
+
+int main(int argc, char** argv) {
+  using namespace infergrid;
+  CLI::App app{"infergrid: LLM inference and serving on heterogeneous compute"};
+  app.require_subcommand(1);
+  std::string log_level = "warn";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")->default_val("warn");
+
+  // generate
+  GenerateArgs gen;
+  auto* generate = app.add_subcommand("generate", "Generate text from a prompt, streamed to stdout");
+  generate->add_option("-m,--model", gen.model, "GGUF model file (default: the embedded default model)");
+  generate->add_option("-p,--prompt", gen.prompt, "Prompt text")->capture_default_str();
+  generate->add_option("-n,--max-tokens", gen.max_tokens, "Tokens to generate")->capture_default_str();
+  generate->add_option("-t,--threads", gen.threads, "Threads (default: all cores)");
+  generate->add_option("-c,--ctx-size", gen.ctx_size, "Context size in tokens")->capture_default_str();
+  generate->add_option("-b,--batch-size", gen.batch_size, "Prompt tokens per forward pass")->capture_default_str();
+  generate->add_option("--temp", gen.sampling.temperature, "Temperature (0 = greedy)")->capture_default_str();
+  generate->add_option("--top-k", gen.sampling.top_k, "Top-k (0 = off)")->capture_default_str();
+  generate->add_option("--top-p", gen.sampling.top_p, "Top-p (1 = off)")->capture_default_str();
+  generate->add_option("--min-p", gen.sampling.min_p, "Min-p (0 = off)")->capture_default_str();
+  generate->add_option("--repeat-penalty", gen.sampling.repetition_penalty, "Repetition penalty (1 = off)")->capture_default_str();
+  generate->add_option("--repeat-last-n", gen.sampling.penalty_last_n, "Tokens the penalty looks back")->capture_default_str();
+  generate->add_option("--presence-penalty", gen.sampling.presence_penalty)->capture_default_str();
+  generate->add_option("--frequency-penalty", gen.sampling.frequency_penalty)->capture_default_str();
+  generate->add_option("-s,--seed", gen.sampling.seed, "Random seed")->capture_default_str();
+  generate->add_flag("--greedy", gen.greedy, "Greedy decoding (same as --temp 0)");
+  generate->add_flag("!--no-stats", gen.stats, "Do not print timing statistics to stderr");
+
+  // model synth / inspect
+  auto* model_cmd = app.add_subcommand("model", "Create and inspect GGUF model files");
+  model_cmd->require_subcommand(1);
+  SynthOptions synth;
+  std::string synth_out;
+  std::string synth_type = "q8_0";
+  int synth_threads = 0;
+  auto* synth_cmd = model_cmd->add_subcommand("synth", "Write a synthetic GGUF model with random weights");
+  synth_cmd->add_option("--arch", synth.arch, "llama, llama2, mistral, qwen2")->capture_default_str();
+  synth_cmd->add_option("--size", synth.size, "1m, 10m, 100m, 1b (parameters)")->capture_default_str();
+  synth_cmd->add_option("--type", synth_type, "f32, f16, bf16, q8_0, q4_0, q4_k, q6_k")->capture_default_str();
+  synth_cmd->add_option("-o,--out", synth_out, "Output file")->required();
+  synth_cmd->add_option("--seed", synth.seed)->capture_default_str();
+  synth_cmd->add_flag("--tied", synth.tied_output, "Tie the output projection to the token embedding");
+  synth_cmd->add_option("--n-embd", synth.n_embd);
+  synth_cmd->add_option("--n-layer", synth.n_layer);
+  synth_cmd->add_option("--n-head", synth.n_head);
+  synth_cmd->add_option("--n-head-kv", synth.n_head_kv);
+  synth_cmd->add_option("--n-ff", synth.n_ff);
+  synth_cmd->add_option("--n-vocab", synth.n_vocab);
+  synth_cmd->add_option("--n-ctx", synth.n_ctx);
+  synth_cmd->add_option("-t,--threads", synth_threads);
+  std::string inspect_path;
+  bool inspect_all = false;
+  auto* inspect_cmd = model_cmd->add_subcommand("inspect", "Print a GGUF file's metadata and tensors");
+  inspect_cmd->add_option("file", inspect_path, "GGUF file")->required();
+  inspect_cmd->add_flag("--all", inspect_all, "List every tensor");
+
+  // bench decode
+  auto* bench_cmd = app.add_subcommand("bench", "Benchmarks");
+  bench_cmd->require_subcommand(1);
+  std::string bench_model;
+  int bench_threads = 0;
+  bool bench_json = false;
+  DecodeBenchOptions bench_options;
+  auto* decode_cmd = bench_cmd->add_subcommand("decode", "Prefill and batch-1 decode speed vs memory bandwidth");
+  decode_cmd->add_option("-m,--model", bench_model, "GGUF model file (default: the default model)");
+  decode_cmd->add_option("--prompt-tokens", bench_options.prompt_tokens)->capture_default_str();
+  decode_cmd->add_option("--gen-tokens", bench_options.gen_tokens)->capture_default_str();
+  decode_cmd->add_option("--batch-size", bench_options.batch_tokens)->capture_default_str();
+  decode_cmd->add_option("--repetitions", bench_options.repetitions)->capture_default_str();
+  decode_cmd->add_option("-t,--threads", bench_threads);
+  decode_cmd->add_flag("--json", bench_json, "Print JSON instead of text");
+
+  CLI11_PARSE(app, argc, argv);
+  init_logging(log_level);
+
+  if (generate->parsed()) return run_generate(gen);
+  if (synth_cmd->parsed()) {
+    auto type = tensor_type_from_name(synth_type);
+    if (!type || *type == TensorType::kQ8_K) {
+      return fail(make_error(StatusCode::kInvalidArgument, "unknown tensor type '{}'", synth_type));
+    }
+    synth.type = *type;
+    auto summary = synthesize_model(synth, synth_out, synth_threads);
+    if (!summary.is_ok()) return fail(summary.status());
+    std::printf("wrote %s: %s\n", summary->path.c_str(), summary->description.c_str());
+    return 0;
+  }
+  if (inspect_cmd->parsed()) return run_inspect(inspect_path, inspect_all);
+  if (decode_cmd->parsed()) {
+    auto path = resolve_model_path(bench_model);
+    if (!path.is_ok()) return fail(path.status());
+    auto model = Model::load(*path);
+    if (!model.is_ok()) return fail(model.status());
+    CpuBackend backend(bench_threads);
+    auto result = run_decode_bench(**model, backend, bench_options);
+    if (!result.is_ok()) return fail(result.status());
+    std::printf("%s\n", bench_json ? result->to_json().c_str() : result->to_text().c_str());
+    return 0;
+  }
+  return 0;
+}

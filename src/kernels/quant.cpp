@@ -209,8 +209,10 @@ void quantize_row_q4_K_ref(const float* x, BlockQ4_K* y, int64_t n) {
     const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
     std::memset(out.scales, 0, sizeof out.scales);
     for (int j = 0; j < kNumSub; ++j) {
-      const uint8_t ls = std::min<uint8_t>(63, static_cast<uint8_t>(nearest_int(inv_scale * scales[j])));
-      const uint8_t lm = std::min<uint8_t>(63, static_cast<uint8_t>(nearest_int(inv_min * mins[j])));
+      const uint8_t ls =
+          std::min<uint8_t>(63, static_cast<uint8_t>(nearest_int(inv_scale * scales[j])));
+      const uint8_t lm =
+          std::min<uint8_t>(63, static_cast<uint8_t>(nearest_int(inv_min * mins[j])));
       // Inverse of get_scale_min_k4: sub-blocks 4..7 keep their low 4 bits in bytes 8..11 and
       // their top 2 bits in the spare high bits of bytes 0..7.
       if (j < 4) {
@@ -232,7 +234,8 @@ void quantize_row_q4_K_ref(const float* x, BlockQ4_K* y, int64_t n) {
       if (!d) continue;
       const float dm = fp16_to_fp32(out.dmin) * m;
       for (int l = 0; l < kSub; ++l) {
-        L[kSub * j + l] = static_cast<uint8_t>(std::clamp(nearest_int((x[kSub * j + l] + dm) / d), 0, 15));
+        L[kSub * j + l] =
+            static_cast<uint8_t>(std::clamp(nearest_int((x[kSub * j + l] + dm) / d), 0, 15));
       }
     }
     for (int g = 0; g < kQK_K / 64; ++g) {
@@ -391,7 +394,9 @@ void dequantize_row_q8_K(const BlockQ8_K* x, float* y, int64_t n) {
 
 void quantize_row(TensorType type, const float* x, void* y, int64_t n) {
   switch (type) {
-    case TensorType::kF32: std::memcpy(y, x, static_cast<size_t>(n) * sizeof(float)); return;
+    case TensorType::kF32:
+      std::memcpy(y, x, static_cast<size_t>(n) * sizeof(float));
+      return;
     case TensorType::kF16: {
       auto* out = static_cast<uint16_t*>(y);
       for (int64_t i = 0; i < n; ++i) out[i] = fp32_to_fp16(x[i]);
@@ -402,18 +407,30 @@ void quantize_row(TensorType type, const float* x, void* y, int64_t n) {
       for (int64_t i = 0; i < n; ++i) out[i] = fp32_to_bf16(x[i]);
       return;
     }
-    case TensorType::kQ4_0: quantize_row_q4_0_ref(x, static_cast<BlockQ4_0*>(y), n); return;
-    case TensorType::kQ8_0: quantize_row_q8_0_ref(x, static_cast<BlockQ8_0*>(y), n); return;
-    case TensorType::kQ4_K: quantize_row_q4_K_ref(x, static_cast<BlockQ4_K*>(y), n); return;
-    case TensorType::kQ6_K: quantize_row_q6_K_ref(x, static_cast<BlockQ6_K*>(y), n); return;
-    case TensorType::kQ8_K: quantize_row_q8_K_ref(x, static_cast<BlockQ8_K*>(y), n); return;
+    case TensorType::kQ4_0:
+      quantize_row_q4_0_ref(x, static_cast<BlockQ4_0*>(y), n);
+      return;
+    case TensorType::kQ8_0:
+      quantize_row_q8_0_ref(x, static_cast<BlockQ8_0*>(y), n);
+      return;
+    case TensorType::kQ4_K:
+      quantize_row_q4_K_ref(x, static_cast<BlockQ4_K*>(y), n);
+      return;
+    case TensorType::kQ6_K:
+      quantize_row_q6_K_ref(x, static_cast<BlockQ6_K*>(y), n);
+      return;
+    case TensorType::kQ8_K:
+      quantize_row_q8_K_ref(x, static_cast<BlockQ8_K*>(y), n);
+      return;
   }
   assert(false && "quantize_row: unsupported tensor type");
 }
 
 void dequantize_row(TensorType type, const void* x, float* y, int64_t n) {
   switch (type) {
-    case TensorType::kF32: std::memcpy(y, x, static_cast<size_t>(n) * sizeof(float)); return;
+    case TensorType::kF32:
+      std::memcpy(y, x, static_cast<size_t>(n) * sizeof(float));
+      return;
     case TensorType::kF16: {
       const auto* in = static_cast<const uint16_t*>(x);
       for (int64_t i = 0; i < n; ++i) y[i] = fp16_to_fp32(in[i]);
@@ -424,11 +441,21 @@ void dequantize_row(TensorType type, const void* x, float* y, int64_t n) {
       for (int64_t i = 0; i < n; ++i) y[i] = bf16_to_fp32(in[i]);
       return;
     }
-    case TensorType::kQ4_0: dequantize_row_q4_0(static_cast<const BlockQ4_0*>(x), y, n); return;
-    case TensorType::kQ8_0: dequantize_row_q8_0(static_cast<const BlockQ8_0*>(x), y, n); return;
-    case TensorType::kQ4_K: dequantize_row_q4_K(static_cast<const BlockQ4_K*>(x), y, n); return;
-    case TensorType::kQ6_K: dequantize_row_q6_K(static_cast<const BlockQ6_K*>(x), y, n); return;
-    case TensorType::kQ8_K: dequantize_row_q8_K(static_cast<const BlockQ8_K*>(x), y, n); return;
+    case TensorType::kQ4_0:
+      dequantize_row_q4_0(static_cast<const BlockQ4_0*>(x), y, n);
+      return;
+    case TensorType::kQ8_0:
+      dequantize_row_q8_0(static_cast<const BlockQ8_0*>(x), y, n);
+      return;
+    case TensorType::kQ4_K:
+      dequantize_row_q4_K(static_cast<const BlockQ4_K*>(x), y, n);
+      return;
+    case TensorType::kQ6_K:
+      dequantize_row_q6_K(static_cast<const BlockQ6_K*>(x), y, n);
+      return;
+    case TensorType::kQ8_K:
+      dequantize_row_q8_K(static_cast<const BlockQ8_K*>(x), y, n);
+      return;
   }
   assert(false && "dequantize_row: unsupported tensor type");
 }

@@ -1,0 +1,118 @@
+#include "bench/decode_bench.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "bench/machine_probe.h"
+#include "core/clock.h"
+#include "engine/sampler.h"
+
+namespace infergrid {
+
+namespace {
+
+// Multiply-adds of one token through every weight matrix, plus attention over `context`.
+double flops_per_token(const Model& model, double context) {
+  const ModelConfig& c = model.config();
+  double macs = static_cast<double>(model.weights().output.n_cols) * model.weights().output.n_rows;
+  for (const auto& L : model.weights().layers) {
+    for (const MatrixView* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
+      macs += static_cast<double>(m->n_cols) * m->n_rows;
+    }
+  }
+  macs += 2.0 * c.n_layer * c.q_dim() * context;  // QK^T and PV
+  return 2.0 * macs;
+}
+
+}  // namespace
+
+Result<DecodeBenchResult> run_decode_bench(const Model& model, CpuBackend& backend,
+                                           const DecodeBenchOptions& o) {
+  const ModelConfig& c = model.config();
+  DecodeBenchResult r;
+  r.backend = backend.name();
+  r.model = model.describe();
+  r.prompt_tokens = o.prompt_tokens;
+  r.gen_tokens = o.gen_tokens;
+  const int context = o.prompt_tokens + o.gen_tokens + 1;
+  KvCache cache(c, context);
+  ForwardScratch scratch(c, std::min(o.batch_tokens, o.prompt_tokens));
+  backend.reserve(scratch.max_tokens, std::max(c.n_ff, c.n_embd), context);
+
+  // A deterministic prompt of ordinary (non-special) ids.
+  std::vector<int32_t> prompt(static_cast<size_t>(o.prompt_tokens));
+  for (int i = 0; i < o.prompt_tokens; ++i) prompt[i] = 3 + (i * 7919) % (c.n_vocab - 3);
+
+  double best_prefill = 1e30, best_decode = 1e30;
+  for (int rep = 0; rep < std::max(1, o.repetitions); ++rep) {
+    const auto prefill_start = Clock::now();
+    IG_ASSIGN_OR_RETURN(std::span<const float> logits,
+                        model.forward(backend, cache, scratch, prompt, 0, Model::Logits::kLast));
+    best_prefill = std::min(best_prefill, seconds_since(prefill_start));
+    int32_t token = Sampler::argmax(logits);
+    const auto decode_start = Clock::now();
+    for (int i = 0; i < o.gen_tokens; ++i) {
+      IG_ASSIGN_OR_RETURN(logits, model.forward(backend, cache, scratch,
+                                                std::span<const int32_t>(&token, 1),
+                                                o.prompt_tokens + i, Model::Logits::kLast));
+      token = Sampler::argmax(logits);
+    }
+    best_decode = std::min(best_decode, seconds_since(decode_start));
+  }
+  r.prefill_tokens_per_second = o.prompt_tokens / best_prefill;
+  r.prefill_gflops = flops_per_token(model, o.prompt_tokens / 2.0) * o.prompt_tokens / best_prefill / 1e9;
+  r.decode_tokens_per_second = o.gen_tokens / best_decode;
+  r.weight_bytes_per_token = static_cast<double>(model.weight_bytes_per_token());
+  const double mean_context = o.prompt_tokens + o.gen_tokens / 2.0;
+  r.kv_bytes_per_token = 2.0 * c.n_layer * c.kv_dim() * sizeof(float) * mean_context;
+  r.decode_bytes_per_second = (r.weight_bytes_per_token + r.kv_bytes_per_token) * r.decode_tokens_per_second;
+  if (o.measure_machine) {
+    r.memory_bandwidth = measure_read_bandwidth(backend.pool()).bytes_per_second;
+    r.peak_gflops = measure_peak_gflops(backend.pool());
+  }
+  return r;
+}
+
+std::string DecodeBenchResult::to_text() const {
+  std::string s;
+  s += fmt::format("model:    {}\n", model);
+  s += fmt::format("backend:  {}\n", backend);
+  s += fmt::format("prefill:  {} tokens, {:.1f} tokens/s, {:.1f} GFLOP/s", prompt_tokens,
+                   prefill_tokens_per_second, prefill_gflops);
+  if (peak_gflops > 0) {
+    s += fmt::format(" (machine fp32 FMA peak {:.1f} GFLOP/s, ratio {:.2f})", peak_gflops,
+                     prefill_gflops / peak_gflops);
+  }
+  s += "\n";
+  s += fmt::format("decode:   {} tokens at batch 1, {:.2f} tokens/s\n", gen_tokens,
+                   decode_tokens_per_second);
+  s += fmt::format("bytes:    {:.1f} MiB weights + {:.2f} MiB KV read per token -> {:.2f} GB/s\n",
+                   weight_bytes_per_token / 1048576.0, kv_bytes_per_token / 1048576.0,
+                   decode_bytes_per_second / 1e9);
+  if (memory_bandwidth > 0) {
+    s += fmt::format("memory:   {:.2f} GB/s measured read bandwidth -> decode at {:.1f}% of it\n",
+                     memory_bandwidth / 1e9, 100.0 * bandwidth_ratio());
+  }
+  return s;
+}
+
+std::string DecodeBenchResult::to_json() const {
+  nlohmann::json j = {
+      {"model", model},
+      {"backend", backend},
+      {"prompt_tokens", prompt_tokens},
+      {"gen_tokens", gen_tokens},
+      {"prefill_tokens_per_second", prefill_tokens_per_second},
+      {"prefill_gflops", prefill_gflops},
+      {"peak_gflops", peak_gflops},
+      {"decode_tokens_per_second", decode_tokens_per_second},
+      {"weight_bytes_per_token", weight_bytes_per_token},
+      {"kv_bytes_per_token", kv_bytes_per_token},
+      {"decode_bytes_per_second", decode_bytes_per_second},
+      {"memory_bandwidth_bytes_per_second", memory_bandwidth},
+      {"bandwidth_ratio", bandwidth_ratio()},
+  };
+  return j.dump(2);
+}
+
+}  // namespace infergrid

@@ -1,0 +1,442 @@
+// AVX2 + FMA + F16C kernels (compiled with -mavx2 -mfma -mf16c; reached only through
+// detail::fill_avx2_kernels after the dispatcher checked the CPU).
+//
+// Quantized dots follow llama.cpp's scheme: maddubs (u8 x s8 -> pairs of i16) then madd
+// (i16 -> i32), exact integer sums per block, one float FMA per block with the block's scale.
+// maddubs saturates at i16, so every use below keeps |pair sum| < 2^15: weights are at most
+// 63 (q6_K) or 15 (q4), or |128| (q8_0) against activations in [-127, 127], which the q8
+// quantizers guarantee.
+//
+// Quantizers produce exactly the reference bytes (same float operations, same rounding rule).
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "core/fp16.h"
+#include "kernels/cpu_kernels.h"
+#include "kernels/quant.h"
+
+namespace infergrid {
+
+namespace {
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline float hmax(__m256 v) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline int hsum_epi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+  return _mm_cvtsi128_si32(s);
+}
+
+inline float half(uint16_t h) {
+  return _cvtsh_ss(h);
+}
+
+inline __m256 abs_ps(__m256 v) {
+  return _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
+}
+
+inline __m256 load_f16(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+inline __m256 load_bf16(const uint16_t* p) {
+  const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+}
+
+// Float dot with a widening load for w; four accumulators hide the FMA latency.
+template <typename WordW, typename LoadW, typename ToF32>
+inline float dot_float(int64_t n, const WordW* w, const float* x, LoadW load_w, ToF32 to_f32) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    acc0 = _mm256_fmadd_ps(load_w(w + i), _mm256_loadu_ps(x + i), acc0);
+    acc1 = _mm256_fmadd_ps(load_w(w + i + 8), _mm256_loadu_ps(x + i + 8), acc1);
+    acc2 = _mm256_fmadd_ps(load_w(w + i + 16), _mm256_loadu_ps(x + i + 16), acc2);
+    acc3 = _mm256_fmadd_ps(load_w(w + i + 24), _mm256_loadu_ps(x + i + 24), acc3);
+  }
+  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(load_w(w + i), _mm256_loadu_ps(x + i), acc0);
+  float sum = hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+  for (; i < n; ++i) sum += to_f32(w[i]) * x[i];
+  return sum;
+}
+
+float dot_f32(int64_t n, const void* w, const void* x) {
+  return dot_float(
+      n, static_cast<const float*>(w), static_cast<const float*>(x),
+      [](const float* p) { return _mm256_loadu_ps(p); }, [](float v) { return v; });
+}
+
+float dot_f16(int64_t n, const void* w, const void* x) {
+  return dot_float(
+      n, static_cast<const uint16_t*>(w), static_cast<const float*>(x),
+      [](const uint16_t* p) { return load_f16(p); }, [](uint16_t h) { return fp16_to_fp32(h); });
+}
+
+float dot_bf16(int64_t n, const void* w, const void* x) {
+  return dot_float(
+      n, static_cast<const uint16_t*>(w), static_cast<const float*>(x),
+      [](const uint16_t* p) { return load_bf16(p); }, [](uint16_t h) { return bf16_to_fp32(h); });
+}
+
+// Sum of each 4 products of unsigned bytes u with signed bytes s, as 8 floats.
+inline __m256i madd_u8_s8(__m256i u, __m256i s) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+inline __m256 q4_0_block(const BlockQ4_0& a, const BlockQ8_0& b) {
+  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.qs));
+  // Low nibbles are elements 0..15, high nibbles 16..31: one 256-bit vector in element order.
+  const __m256i q =
+      _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0F));
+  const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
+  // (q - 8) . y = q . y - 8 . y; both halves stay unsigned x signed for maddubs.
+  const __m256i p16 =
+      _mm256_sub_epi16(_mm256_maddubs_epi16(q, y), _mm256_maddubs_epi16(_mm256_set1_epi8(8), y));
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+float dot_q4_0(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockQ4_0*>(w);
+  const auto* b = static_cast<const BlockQ8_0*>(x);
+  const int64_t nb = n / kQK4_0;
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    acc0 =
+        _mm256_fmadd_ps(_mm256_set1_ps(half(a[i].d) * half(b[i].d)), q4_0_block(a[i], b[i]), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_set1_ps(half(a[i + 1].d) * half(b[i + 1].d)),
+                           q4_0_block(a[i + 1], b[i + 1]), acc1);
+  }
+  if (i < nb) {
+    acc0 =
+        _mm256_fmadd_ps(_mm256_set1_ps(half(a[i].d) * half(b[i].d)), q4_0_block(a[i], b[i]), acc0);
+  }
+  return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+inline __m256 q8_0_block(const BlockQ8_0& a, const BlockQ8_0& b) {
+  const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs));
+  const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
+  // Move w's sign onto y so maddubs sees |w| (unsigned; -128 reads as 128, still right) times
+  // a signed value; y is never -128, so negating it cannot overflow.
+  return _mm256_cvtepi32_ps(madd_u8_s8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q)));
+}
+
+float dot_q8_0(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockQ8_0*>(w);
+  const auto* b = static_cast<const BlockQ8_0*>(x);
+  const int64_t nb = n / kQK8_0;
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    acc0 =
+        _mm256_fmadd_ps(_mm256_set1_ps(half(a[i].d) * half(b[i].d)), q8_0_block(a[i], b[i]), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_set1_ps(half(a[i + 1].d) * half(b[i + 1].d)),
+                           q8_0_block(a[i + 1], b[i + 1]), acc1);
+  }
+  if (i < nb) {
+    acc0 =
+        _mm256_fmadd_ps(_mm256_set1_ps(half(a[i].d) * half(b[i].d)), q8_0_block(a[i], b[i]), acc0);
+  }
+  return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+// Unpacks Q4_K's 12 scale bytes into 8 scales then 8 mins, one byte each (the same mapping as
+// get_scale_min_k4, done four bytes at a time).
+inline void unpack_q4_K_scales(const uint8_t* packed, uint32_t out[4]) {
+  constexpr uint32_t kLow6 = 0x3f3f3f3f, kLow4 = 0x0f0f0f0f, kLow2 = 0x03030303;
+  uint32_t raw[3];
+  std::memcpy(raw, packed, sizeof raw);
+  out[0] = raw[0] & kLow6;                                            // scales 0..3
+  out[1] = (raw[2] & kLow4) | (((raw[0] >> 6) & kLow2) << 4);         // scales 4..7
+  out[2] = raw[1] & kLow6;                                            // mins 0..3
+  out[3] = ((raw[2] >> 4) & kLow4) | (((raw[1] >> 6) & kLow2) << 4);  // mins 4..7
+}
+
+// Byte pattern that broadcasts 16-bit lane k of a 128-bit vector to all 16 lanes of a 256-bit
+// vector (via vpshufb on the vector duplicated into both halves).
+inline __m256i broadcast_i16_pattern(int k) {
+  return _mm256_set1_epi16(static_cast<int16_t>((2 * k) | ((2 * k + 1) << 8)));
+}
+
+float dot_q4_K(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockQ4_K*>(w);
+  const auto* b = static_cast<const BlockQ8_K*>(x);
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m256i pick[8] = {broadcast_i16_pattern(0), broadcast_i16_pattern(1),
+                           broadcast_i16_pattern(2), broadcast_i16_pattern(3),
+                           broadcast_i16_pattern(4), broadcast_i16_pattern(5),
+                           broadcast_i16_pattern(6), broadcast_i16_pattern(7)};
+  __m256 acc = _mm256_setzero_ps();
+  __m128 acc_m = _mm_setzero_ps();
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    uint32_t unpacked[4];
+    unpack_q4_K_scales(a[i].scales, unpacked);
+    const __m128i sc_m = _mm_loadu_si128(reinterpret_cast<const __m128i*>(unpacked));
+
+    // Min term: sum_j m[j] * (sum of sub-block j's activations), from the Q8_K bsums.
+    const __m128i mins = _mm_cvtepu8_epi16(_mm_srli_si128(sc_m, 8));
+    const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].bsums));
+    const __m128i sub_sums =
+        _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+    const __m128i prod_m = _mm_madd_epi16(mins, sub_sums);
+    acc_m = _mm_fmadd_ps(_mm_set1_ps(b[i].d * half(a[i].dmin)), _mm_cvtepi32_ps(prod_m), acc_m);
+
+    const __m256i scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sc_m));
+    const uint8_t* q4 = a[i].qs;
+    const int8_t* q8 = b[i].qs;
+    __m256i sumi = _mm256_setzero_si256();
+    for (int g = 0; g < kQK_K / 64; ++g) {
+      const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q4 + 32 * g));
+      const __m256i lo = _mm256_and_si256(bits, m4);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+      const __m256i y_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8 + 64 * g));
+      const __m256i y_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8 + 64 * g + 32));
+      const __m256i p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y_lo),
+                                             _mm256_shuffle_epi8(scales, pick[2 * g]));
+      const __m256i p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y_hi),
+                                             _mm256_shuffle_epi8(scales, pick[2 * g + 1]));
+      sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * half(a[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+  }
+  acc_m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+  acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
+  return hsum(acc) - _mm_cvtss_f32(acc_m);
+}
+
+float dot_q6_K(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockQ6_K*>(w);
+  const auto* b = static_cast<const BlockQ8_K*>(x);
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m256i m2 = _mm256_set1_epi8(3);
+  // shuffle_k selects scale bytes 2k (x8) and 2k+1 (x8): the two 16-element sub-blocks a
+  // 32-element group spans.
+  const __m128i shuffle[4] = {_mm_set_epi8(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+                              _mm_set_epi8(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2),
+                              _mm_set_epi8(5, 5, 5, 5, 5, 5, 5, 5, 4, 4, 4, 4, 4, 4, 4, 4),
+                              _mm_set_epi8(7, 7, 7, 7, 7, 7, 7, 7, 6, 6, 6, 6, 6, 6, 6, 6)};
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    const __m128i scales8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a[i].scales));
+    // q - 32 is applied afterwards: sum_k sc[k] * 32 * bsum[k], subtracted from the total.
+    const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].bsums));
+    __m256i sumi = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(scales8), bsums), 5);
+    sumi = _mm256_sub_epi32(_mm256_setzero_si256(), sumi);
+
+    for (int h = 0; h < 2; ++h) {
+      const uint8_t* ql = a[i].ql + 64 * h;
+      const int8_t* q8 = b[i].qs + 128 * h;
+      const __m256i bits0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
+      const __m256i bits1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
+      const __m256i bits_h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[i].qh + 32 * h));
+      // Quarter k of this half: low 4 bits from ql (k even: low nibbles, k odd: ql + 32;
+      // k >= 2: high nibbles), high 2 bits from qh bits 2k..2k+1.
+      const __m256i q[4] = {
+          _mm256_or_si256(_mm256_and_si256(bits0, m4),
+                          _mm256_slli_epi16(_mm256_and_si256(bits_h, m2), 4)),
+          _mm256_or_si256(_mm256_and_si256(bits1, m4),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bits_h, 2), m2), 4)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits0, 4), m4),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bits_h, 4), m2), 4)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits1, 4), m4),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bits_h, 6), m2), 4)),
+      };
+      const __m128i half_scales = h == 0 ? scales8 : _mm_srli_si128(scales8, 8);
+      for (int k = 0; k < 4; ++k) {
+        const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8 + 32 * k));
+        const __m128i sc_bytes = _mm_shuffle_epi8(half_scales, shuffle[k]);
+        const __m256i p =
+            _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], y), _mm256_cvtepi8_epi16(sc_bytes));
+        sumi = _mm256_add_epi32(sumi, p);
+      }
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * half(a[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+  }
+  return hsum(acc);
+}
+
+// 32 int32 values (four vectors in element order) -> 32 int8, saturating.
+inline __m256i pack_i32_to_i8(__m256i v0, __m256i v1, __m256i v2, __m256i v3) {
+  const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(v0, v1), _mm256_packs_epi32(v2, v3));
+  // The packs work per 128-bit lane; this restores element order.
+  return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// roundf: half away from zero (the reference's rule for Q8_0), exact for every float.
+inline __m256i round_half_away(__m256 v) {
+  const __m256 sign = _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(INT32_MIN)));
+  const __m256 mag = abs_ps(v);
+  const __m256 whole = _mm256_round_ps(mag, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m256 up =
+      _mm256_and_ps(_mm256_cmp_ps(_mm256_sub_ps(mag, whole), _mm256_set1_ps(0.5f), _CMP_GE_OQ),
+                    _mm256_set1_ps(1.0f));
+  return _mm256_cvtps_epi32(_mm256_or_ps(_mm256_add_ps(whole, up), sign));
+}
+
+void quantize_q8_0(const float* x, void* y_out, int64_t n) {
+  auto* y = static_cast<BlockQ8_0*>(y_out);
+  for (int64_t b = 0; b < n / kQK8_0; ++b, x += kQK8_0) {
+    __m256 v[4];
+    for (int k = 0; k < 4; ++k) v[k] = _mm256_loadu_ps(x + 8 * k);
+    const __m256 amax_v = _mm256_max_ps(_mm256_max_ps(abs_ps(v[0]), abs_ps(v[1])),
+                                        _mm256_max_ps(abs_ps(v[2]), abs_ps(v[3])));
+    const float d = hmax(amax_v) / 127;
+    const float id = d ? 1.0f / d : 0.0f;
+    y[b].d = fp32_to_fp16(d);
+    const __m256 idv = _mm256_set1_ps(id);
+    const __m256i q = pack_i32_to_i8(
+        round_half_away(_mm256_mul_ps(v[0], idv)), round_half_away(_mm256_mul_ps(v[1], idv)),
+        round_half_away(_mm256_mul_ps(v[2], idv)), round_half_away(_mm256_mul_ps(v[3], idv)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs), q);
+  }
+}
+
+void quantize_q8_K(const float* x, void* y_out, int64_t n) {
+  auto* y = static_cast<BlockQ8_K*>(y_out);
+  for (int64_t b = 0; b < n / kQK_K; ++b, x += kQK_K) {
+    BlockQ8_K& out = y[b];
+    __m256 amax_v = _mm256_setzero_ps();
+    for (int j = 0; j < kQK_K; j += 8)
+      amax_v = _mm256_max_ps(amax_v, abs_ps(_mm256_loadu_ps(x + j)));
+    const float amax = hmax(amax_v);
+    if (!amax) {
+      std::memset(&out, 0, sizeof out);
+      continue;
+    }
+    // The reference takes the sign of the first element reaching amax.
+    float max = 0;
+    const __m256 amax_b = _mm256_set1_ps(amax);
+    for (int j = 0; j < kQK_K; j += 8) {
+      const int mask =
+          _mm256_movemask_ps(_mm256_cmp_ps(abs_ps(_mm256_loadu_ps(x + j)), amax_b, _CMP_EQ_OQ));
+      if (mask) {
+        max = x[j + __builtin_ctz(static_cast<unsigned>(mask))];
+        break;
+      }
+    }
+    const float iscale = -127.0f / max;
+    const __m256 is = _mm256_set1_ps(iscale);
+    constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    for (int j = 0; j < kQK_K; j += 32) {
+      __m256i v[4];
+      for (int k = 0; k < 4; ++k) {
+        v[k] = _mm256_cvtps_epi32(
+            _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + j + 8 * k), is), kRound));
+      }
+      out.bsums[j / 16] = static_cast<int16_t>(hsum_epi32(_mm256_add_epi32(v[0], v[1])));
+      out.bsums[j / 16 + 1] = static_cast<int16_t>(hsum_epi32(_mm256_add_epi32(v[2], v[3])));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.qs + j),
+                          pack_i32_to_i8(v[0], v[1], v[2], v[3]));
+    }
+    out.d = 1 / iscale;
+  }
+}
+
+float dot_f32_f32(const float* a, const float* b, int64_t n) {
+  return dot_f32(n, a, b);
+}
+
+void axpy(float a, const float* x, float* y, int64_t n) {
+  const __m256 av = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  }
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+
+void scale(float a, float* y, int64_t n) {
+  const __m256 av = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(av, _mm256_loadu_ps(y + i)));
+  for (; i < n; ++i) y[i] *= a;
+}
+
+void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps) {
+  const float sum_sq = dot_f32(n, x, x);
+  const float inv_rms = 1.0f / std::sqrt(sum_sq / static_cast<float>(n) + eps);
+  const __m256 iv = _mm256_set1_ps(inv_rms);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), iv),
+                                          _mm256_loadu_ps(weight + i)));
+  }
+  for (; i < n; ++i) y[i] = x[i] * inv_rms * weight[i];
+}
+
+// exp(x) to about 2 ulp (Cephes expf: range reduction by ln2 in two parts, degree-5
+// polynomial). Inputs are clamped so 2^k stays a normal float.
+inline __m256 exp_ps(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3365447504019f)),
+                    _mm256_set1_ps(88.3762626647949f));
+  const __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i pow2 =
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(pow2));
+}
+
+void swiglu(const float* gate, const float* up, float* y, int64_t n) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 e = exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), g));
+    const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, e));
+    _mm256_storeu_ps(y + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
+  }
+  for (; i < n; ++i) y[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+}  // namespace
+
+namespace detail {
+
+void fill_avx2_kernels(CpuKernels& k) {
+  k.name = "avx2";
+  k.dot_f32 = dot_f32;
+  k.dot_f16 = dot_f16;
+  k.dot_bf16 = dot_bf16;
+  k.dot_q4_0 = dot_q4_0;
+  k.dot_q8_0 = dot_q8_0;
+  k.dot_q4_K = dot_q4_K;
+  k.dot_q6_K = dot_q6_K;
+  k.quantize_q8_0 = quantize_q8_0;
+  k.quantize_q8_K = quantize_q8_K;
+  k.dot_f32_f32 = dot_f32_f32;
+  k.axpy = axpy;
+  k.scale = scale;
+  k.rms_norm = rms_norm;
+  k.swiglu = swiglu;
+}
+
+}  // namespace detail
+
+}  // namespace infergrid

@@ -1,0 +1,168 @@
+// Scalar reference for every CpuKernels entry: plain loops that define the correct result. The
+// SIMD tables are tested against these, so they favour clarity over speed.
+//
+// Quantized dot products accumulate each block's (or sub-block's) integer sum exactly in int32
+// and only then scale it, which is the split the SIMD versions must reproduce.
+#include <cmath>
+
+#include "core/fp16.h"
+#include "kernels/cpu_kernels.h"
+#include "kernels/quant.h"
+
+namespace infergrid {
+
+namespace {
+
+float dot_f32(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const float*>(w);
+  const auto* b = static_cast<const float*>(x);
+  float sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+float dot_f16(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const uint16_t*>(w);
+  const auto* b = static_cast<const float*>(x);
+  float sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += fp16_to_fp32(a[i]) * b[i];
+  return sum;
+}
+
+float dot_bf16(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const uint16_t*>(w);
+  const auto* b = static_cast<const float*>(x);
+  float sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += bf16_to_fp32(a[i]) * b[i];
+  return sum;
+}
+
+float dot_q4_0(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockQ4_0*>(w);
+  const auto* b = static_cast<const BlockQ8_0*>(x);
+  float sum = 0;
+  for (int64_t i = 0; i < n / kQK4_0; ++i) {
+    int sumi = 0;
+    for (int j = 0; j < kQK4_0 / 2; ++j) {
+      sumi += ((a[i].qs[j] & 0xF) - 8) * b[i].qs[j];
+      sumi += ((a[i].qs[j] >> 4) - 8) * b[i].qs[j + kQK4_0 / 2];
+    }
+    sum += sumi * (fp16_to_fp32(a[i].d) * fp16_to_fp32(b[i].d));
+  }
+  return sum;
+}
+
+float dot_q8_0(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockQ8_0*>(w);
+  const auto* b = static_cast<const BlockQ8_0*>(x);
+  float sum = 0;
+  for (int64_t i = 0; i < n / kQK8_0; ++i) {
+    int sumi = 0;
+    for (int j = 0; j < kQK8_0; ++j) sumi += a[i].qs[j] * b[i].qs[j];
+    sum += sumi * (fp16_to_fp32(a[i].d) * fp16_to_fp32(b[i].d));
+  }
+  return sum;
+}
+
+float dot_q4_K(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockQ4_K*>(w);
+  const auto* b = static_cast<const BlockQ8_K*>(x);
+  float sum = 0;
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    int sumi = 0;  // sum over sub-blocks of scale * sum(q * y)
+    int summ = 0;  // sum over sub-blocks of min * sum(y), from the precomputed bsums
+    for (int j = 0; j < kQK_K / 32; ++j) {
+      uint8_t sc, m;
+      get_scale_min_k4(j, a[i].scales, &sc, &m);
+      const uint8_t* q = a[i].qs + 32 * (j / 2);
+      const int shift = 4 * (j % 2);
+      const int8_t* y = b[i].qs + 32 * j;
+      int s = 0;
+      for (int l = 0; l < 32; ++l) s += ((q[l] >> shift) & 0xF) * y[l];
+      sumi += sc * s;
+      summ += m * (b[i].bsums[2 * j] + b[i].bsums[2 * j + 1]);
+    }
+    sum += b[i].d * fp16_to_fp32(a[i].d) * sumi - b[i].d * fp16_to_fp32(a[i].dmin) * summ;
+  }
+  return sum;
+}
+
+float dot_q6_K(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockQ6_K*>(w);
+  const auto* b = static_cast<const BlockQ8_K*>(x);
+  float sum = 0;
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    int sumi = 0;
+    for (int e = 0; e < kQK_K; ++e) {
+      // Element e of the block: half h, quarter q of the half, position l in the quarter.
+      const int h = e / 128, quarter = (e % 128) / 32, l = e % 32;
+      const uint8_t ql = a[i].ql[64 * h + l + 32 * (quarter % 2)];
+      const uint8_t qh = a[i].qh[32 * h + l];
+      const int lo = quarter < 2 ? (ql & 0xF) : (ql >> 4);
+      const int q = (lo | (((qh >> (2 * quarter)) & 3) << 4)) - 32;
+      sumi += a[i].scales[e / 16] * q * b[i].qs[e];
+    }
+    sum += b[i].d * fp16_to_fp32(a[i].d) * sumi;
+  }
+  return sum;
+}
+
+void quantize_q8_0(const float* x, void* y, int64_t n) {
+  quantize_row_q8_0_ref(x, static_cast<BlockQ8_0*>(y), n);
+}
+
+void quantize_q8_K(const float* x, void* y, int64_t n) {
+  quantize_row_q8_K_ref(x, static_cast<BlockQ8_K*>(y), n);
+}
+
+float dot_f32_f32(const float* a, const float* b, int64_t n) {
+  float sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+void axpy(float a, const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+void scale(float a, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] *= a;
+}
+
+void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps) {
+  // Accumulate in double: this is the reference the float SIMD sums are judged against.
+  double sum_sq = 0;
+  for (int64_t i = 0; i < n; ++i) sum_sq += static_cast<double>(x[i]) * x[i];
+  const float inv_rms = 1.0f / std::sqrt(static_cast<float>(sum_sq / n) + eps);
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * inv_rms * weight[i];
+}
+
+void swiglu(const float* gate, const float* up, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+}  // namespace
+
+namespace detail {
+
+void fill_scalar_kernels(CpuKernels& k) {
+  k.name = "scalar";
+  k.dot_f32 = dot_f32;
+  k.dot_f16 = dot_f16;
+  k.dot_bf16 = dot_bf16;
+  k.dot_q4_0 = dot_q4_0;
+  k.dot_q8_0 = dot_q8_0;
+  k.dot_q4_K = dot_q4_K;
+  k.dot_q6_K = dot_q6_K;
+  k.quantize_q8_0 = quantize_q8_0;
+  k.quantize_q8_K = quantize_q8_K;
+  k.dot_f32_f32 = dot_f32_f32;
+  k.axpy = axpy;
+  k.scale = scale;
+  k.rms_norm = rms_norm;
+  k.swiglu = swiglu;
+}
+
+}  // namespace detail
+
+}  // namespace infergrid

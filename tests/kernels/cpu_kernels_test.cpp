@@ -1,0 +1,371 @@
+// Every entry of every SIMD kernel table against the scalar reference, over seeded random data
+// and sizes chosen to hit each code path: one block, odd block counts (the 2-block unrolling),
+// and float lengths that are not multiples of 8 or 16 (tails).
+//
+// Tolerances:
+//  - quantizers: byte-exact.
+//  - quantized dots on data whose every float step is exact (unit scales, small integers):
+//    exactly equal, which proves the integer parts agree bit for bit.
+//  - dots on realistic data: |simd - scalar| <= 2e-5 * sum_i |w_i x_i| (only summation order
+//    differs; each float add contributes at most 2^-24 relative to that sum).
+//  - elementwise ops: 1e-6 relative (axpy: FMA vs mul+add), 1e-5 for rms_norm, 2e-6 plus an
+//    absolute 1e-30 for swiglu (vector exp is within ~2 ulp); scale is exact.
+#include "kernels/cpu_kernels.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/cpu_features.h"
+#include "core/fp16.h"
+#include "kernel_test_util.h"
+#include "kernels/quant.h"
+
+namespace infergrid {
+namespace {
+
+constexpr double kDotRelTol = 2e-5;
+
+const CpuKernels* table_named(const std::string& name) {
+  if (name == "avx2") return avx2_kernels();
+  if (name == "avx512") return avx512_kernels();
+  return nullptr;
+}
+
+class SimdKernels : public testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    k_ = table_named(GetParam());
+    if (k_ == nullptr) {
+      GTEST_SKIP() << "CPU lacks the " << GetParam()
+                   << " path (detected: " << cpu_features().describe()
+                   << "); its kernels are compiled but not run";
+    }
+  }
+  const CpuKernels& ref() const { return scalar_kernels(); }
+  const CpuKernels* k_ = nullptr;
+};
+
+// A weight row of `type`: random bytes (every bit pattern of quants and sub-scales) with sane
+// block scales, so the test covers encodings the quantizer might never produce.
+std::vector<uint8_t> random_weights(TensorType type, int64_t n, std::mt19937& rng) {
+  std::vector<uint8_t> w = test::random_bytes(tensor_row_bytes(type, n), rng);
+  std::uniform_real_distribution<float> scale(0.001f, 0.1f);
+  auto set_half = [&](uint8_t* p) {
+    const uint16_t h = fp32_to_fp16(scale(rng));
+    std::memcpy(p, &h, 2);
+  };
+  const size_t bytes = tensor_type_traits(type)->block_bytes;
+  for (size_t off = 0; off < w.size(); off += bytes) {
+    uint8_t* b = w.data() + off;
+    switch (type) {
+      case TensorType::kQ4_0:
+      case TensorType::kQ8_0:
+        set_half(b);
+        break;
+      case TensorType::kQ4_K:
+        set_half(b);
+        set_half(b + 2);
+        break;
+      case TensorType::kQ6_K:
+        set_half(b + offsetof(BlockQ6_K, d));
+        break;
+      default:
+        break;
+    }
+  }
+  return w;
+}
+
+// Activations in the weight type's dot type, quantized by the scalar reference.
+std::vector<uint8_t> activations(TensorType weight_type, const std::vector<float>& x) {
+  const TensorType dot_type = tensor_type_traits(weight_type)->dot_type;
+  std::vector<uint8_t> out(tensor_row_bytes(dot_type, static_cast<int64_t>(x.size())));
+  quantize_row(dot_type, x.data(), out.data(), static_cast<int64_t>(x.size()));
+  return out;
+}
+
+// sum |w_i x_i| from the dequantized rows, in double: the scale of a dot's rounding error.
+double abs_dot(TensorType weight_type, const std::vector<uint8_t>& w, const std::vector<uint8_t>& x,
+               int64_t n) {
+  std::vector<float> wf(n), xf(n);
+  dequantize_row(weight_type, w.data(), wf.data(), n);
+  dequantize_row(tensor_type_traits(weight_type)->dot_type, x.data(), xf.data(), n);
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += std::fabs(static_cast<double>(wf[i]) * xf[i]);
+  return s;
+}
+
+const TensorType kQuantTypes[] = {TensorType::kQ4_0, TensorType::kQ8_0, TensorType::kQ4_K,
+                                  TensorType::kQ6_K};
+const TensorType kFloatTypes[] = {TensorType::kF32, TensorType::kF16, TensorType::kBF16};
+
+std::vector<int64_t> block_counts() {
+  return {1, 2, 3, 5, 7, 8, 9, 16, 17, 33};
+}
+
+TEST_P(SimdKernels, QuantizedDotsMatchReference) {
+  std::mt19937 rng(test::kSeed);
+  for (TensorType type : kQuantTypes) {
+    const int64_t block = tensor_type_traits(type)->block_elems;
+    for (int64_t blocks : block_counts()) {
+      const int64_t n = blocks * block;
+      const std::vector<uint8_t> w = random_weights(type, n, rng);
+      const std::vector<uint8_t> x = activations(type, test::random_floats(n, rng));
+      const float want = ref().dot_for(type)(n, w.data(), x.data());
+      const float got = k_->dot_for(type)(n, w.data(), x.data());
+      EXPECT_TRUE(test::close(got, want, abs_dot(type, w, x, n), kDotRelTol))
+          << tensor_type_traits(type)->name << " n=" << n << " got " << got << " want " << want;
+    }
+  }
+}
+
+// Unit block scales and small values keep every partial sum an exactly representable integer,
+// so any difference would be an integer-arithmetic bug, not rounding.
+TEST_P(SimdKernels, QuantizedDotsAreIntegerExact) {
+  std::mt19937 rng(test::kSeed + 1);
+  std::uniform_int_distribution<int> small(-9, 9);
+  const uint16_t one = fp32_to_fp16(1.0f);
+  for (TensorType type : kQuantTypes) {
+    const int64_t n = 16 * tensor_type_traits(type)->block_elems;
+    std::vector<uint8_t> w = random_weights(type, n, rng);
+    std::vector<uint8_t> x(tensor_row_bytes(tensor_type_traits(type)->dot_type, n));
+    if (type == TensorType::kQ4_0 || type == TensorType::kQ8_0) {
+      auto* wb = reinterpret_cast<uint8_t*>(w.data());
+      for (size_t off = 0; off < w.size(); off += tensor_type_traits(type)->block_bytes) {
+        std::memcpy(wb + off, &one, 2);
+      }
+      auto* xb = reinterpret_cast<BlockQ8_0*>(x.data());
+      for (int64_t b = 0; b < n / kQK8_0; ++b) {
+        xb[b].d = one;
+        for (int8_t& v : xb[b].qs) v = static_cast<int8_t>(small(rng));
+      }
+    } else {
+      for (size_t off = 0; off < w.size(); off += tensor_type_traits(type)->block_bytes) {
+        if (type == TensorType::kQ4_K) {
+          std::memcpy(w.data() + off, &one, 2);
+          std::memcpy(w.data() + off + 2, &one, 2);
+        } else {
+          std::memcpy(w.data() + off + offsetof(BlockQ6_K, d), &one, 2);
+        }
+      }
+      auto* xb = reinterpret_cast<BlockQ8_K*>(x.data());
+      for (int64_t b = 0; b < n / kQK_K; ++b) {
+        xb[b].d = 1.0f;
+        for (int8_t& v : xb[b].qs) v = static_cast<int8_t>(small(rng));
+        for (int j = 0; j < 16; ++j) {
+          int sum = 0;
+          for (int l = 0; l < 16; ++l) sum += xb[b].qs[16 * j + l];
+          xb[b].bsums[j] = static_cast<int16_t>(sum);
+        }
+      }
+    }
+    const float want = ref().dot_for(type)(n, w.data(), x.data());
+    const float got = k_->dot_for(type)(n, w.data(), x.data());
+    EXPECT_EQ(got, want) << tensor_type_traits(type)->name;
+    EXPECT_EQ(want, std::round(want)) << "test data should give an integer";
+  }
+}
+
+// Largest-magnitude codes everywhere: would expose any i16 saturation in maddubs chains.
+TEST_P(SimdKernels, QuantizedDotsDoNotSaturate) {
+  for (TensorType type : kQuantTypes) {
+    const int64_t n = 4 * tensor_type_traits(type)->block_elems;
+    for (int sign : {1, -1}) {
+      std::vector<float> xf(n, 127.0f * sign);
+      for (int64_t i = 0; i < n; i += 3) xf[i] = -xf[i];
+      const std::vector<uint8_t> x = activations(type, xf);
+      std::vector<uint8_t> w(tensor_row_bytes(type, n), 0xFF);  // all-ones codes and scales
+      if (type == TensorType::kQ8_0) {
+        for (size_t off = 2; off < w.size(); off += sizeof(BlockQ8_0)) {
+          std::memset(w.data() + off, 0x80, kQK8_0);  // -128, the one asymmetric code
+        }
+      }
+      const size_t bytes = tensor_type_traits(type)->block_bytes;
+      const uint16_t d = fp32_to_fp16(0.01f);
+      for (size_t off = 0; off < w.size(); off += bytes) {
+        const size_t d_off = type == TensorType::kQ6_K ? offsetof(BlockQ6_K, d) : 0;
+        std::memcpy(w.data() + off + d_off, &d, 2);
+        if (type == TensorType::kQ4_K) std::memcpy(w.data() + off + 2, &d, 2);
+        if (type == TensorType::kQ6_K) {
+          std::memset(w.data() + off + offsetof(BlockQ6_K, scales), 0x80, 16);  // scale -128
+        }
+      }
+      const float want = ref().dot_for(type)(n, w.data(), x.data());
+      const float got = k_->dot_for(type)(n, w.data(), x.data());
+      EXPECT_TRUE(test::close(got, want, abs_dot(type, w, x, n), kDotRelTol))
+          << tensor_type_traits(type)->name << " sign " << sign << " got " << got << " want "
+          << want;
+    }
+  }
+}
+
+TEST_P(SimdKernels, FloatDotsMatchReference) {
+  std::mt19937 rng(test::kSeed + 2);
+  for (TensorType type : kFloatTypes) {
+    for (int64_t n : {1, 7, 8, 15, 16, 17, 31, 33, 63, 64, 65, 100, 1000, 4097}) {
+      const std::vector<float> wf = test::random_floats(n, rng);
+      std::vector<uint8_t> w(tensor_row_bytes(type, n));
+      quantize_row(type, wf.data(), w.data(), n);
+      const std::vector<float> x = test::random_floats(n, rng);
+      const float want = ref().dot_for(type)(n, w.data(), x.data());
+      const float got = k_->dot_for(type)(n, w.data(), x.data());
+      std::vector<float> wd(n);
+      dequantize_row(type, w.data(), wd.data(), n);
+      double scale = 0;
+      for (int64_t i = 0; i < n; ++i) scale += std::fabs(static_cast<double>(wd[i]) * x[i]);
+      EXPECT_TRUE(test::close(got, want, scale, kDotRelTol))
+          << tensor_type_traits(type)->name << " n=" << n << " got " << got << " want " << want;
+    }
+  }
+}
+
+TEST_P(SimdKernels, ActivationQuantizersAreByteExact) {
+  std::mt19937 rng(test::kSeed + 3);
+  for (TensorType dot_type : {TensorType::kQ8_0, TensorType::kQ8_K}) {
+    const int64_t block = tensor_type_traits(dot_type)->block_elems;
+    for (int64_t blocks : block_counts()) {
+      const int64_t n = blocks * block;
+      std::vector<float> x = test::random_floats(n, rng, blocks % 2 ? 1.0f : 1e-3f);
+      // Exact ties for the rounding rules and repeated extremes of both signs.
+      x[0] = 0.0f;
+      if (n > 40) {
+        x[3] = -x[7];
+        x[9] = 63.5f * (x[7] != 0.0f ? std::fabs(x[7]) / 127.0f : 1.0f);
+      }
+      if (blocks == 3) std::fill(x.begin(), x.begin() + block, 0.0f);  // an all-zero block
+      std::vector<uint8_t> want(tensor_row_bytes(dot_type, n)), got(want.size(), 0xAB);
+      ref().quantize_for(dot_type)(x.data(), want.data(), n);
+      k_->quantize_for(dot_type)(x.data(), got.data(), n);
+      EXPECT_EQ(std::memcmp(want.data(), got.data(), want.size()), 0)
+          << tensor_type_traits(dot_type)->name << " n=" << n;
+    }
+  }
+}
+
+// Every element exactly half-way between two levels, to pin Q8_0's round-half-away rule.
+TEST_P(SimdKernels, Q8_0QuantizerRoundsTiesLikeReference) {
+  std::vector<float> x(64);
+  for (int i = 0; i < 64; ++i) x[i] = (i % 2 ? -1.0f : 1.0f) * (0.5f + static_cast<float>(i % 32));
+  x[31] = 127.0f;  // amax = 127 makes d = 1, so x * id is the tie itself
+  x[63] = -127.0f;
+  std::vector<BlockQ8_0> want(2), got(2);
+  ref().quantize_q8_0(x.data(), want.data(), 64);
+  k_->quantize_q8_0(x.data(), got.data(), 64);
+  EXPECT_EQ(std::memcmp(want.data(), got.data(), sizeof(BlockQ8_0) * 2), 0);
+  EXPECT_EQ(want[0].qs[0], 1);   // 0.5 -> 1 (away from zero)
+  EXPECT_EQ(want[0].qs[1], -2);  // -1.5 -> -2
+}
+
+class FloatOps : public SimdKernels {};
+
+const int64_t kFloatLengths[] = {1, 7, 31, 33, 1000, 4097};
+constexpr int kGuard = 16;  // sentinel floats after each output, which must stay untouched
+constexpr float kSentinel = -12345.0f;
+
+void expect_guard_intact(const std::vector<float>& y, int64_t n) {
+  for (int i = 0; i < kGuard; ++i) ASSERT_EQ(y[n + i], kSentinel) << "wrote past n=" << n;
+}
+
+TEST_P(FloatOps, DotF32F32) {
+  std::mt19937 rng(test::kSeed + 4);
+  for (int64_t n : kFloatLengths) {
+    const std::vector<float> a = test::random_floats(n, rng), b = test::random_floats(n, rng);
+    double scale = 0;
+    for (int64_t i = 0; i < n; ++i) scale += std::fabs(static_cast<double>(a[i]) * b[i]);
+    EXPECT_TRUE(test::close(k_->dot_f32_f32(a.data(), b.data(), n),
+                            ref().dot_f32_f32(a.data(), b.data(), n), scale, kDotRelTol))
+        << n;
+  }
+}
+
+TEST_P(FloatOps, AxpyAndScale) {
+  std::mt19937 rng(test::kSeed + 5);
+  for (int64_t n : kFloatLengths) {
+    const std::vector<float> x = test::random_floats(n, rng);
+    std::vector<float> y0 = test::random_floats(n, rng);
+    y0.resize(n + kGuard, kSentinel);
+    std::vector<float> want = y0, got = y0;
+    ref().axpy(0.37f, x.data(), want.data(), n);
+    k_->axpy(0.37f, x.data(), got.data(), n);
+    expect_guard_intact(got, n);
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_TRUE(test::close(got[i], want[i], std::fabs(y0[i]) + std::fabs(0.37f * x[i]), 1e-6))
+          << "axpy n=" << n << " i=" << i;
+    }
+    want = y0;
+    got = y0;
+    ref().scale(-1.7f, want.data(), n);
+    k_->scale(-1.7f, got.data(), n);
+    expect_guard_intact(got, n);
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], want[i]) << "scale n=" << n << " i=" << i;
+  }
+}
+
+TEST_P(FloatOps, RmsNorm) {
+  std::mt19937 rng(test::kSeed + 6);
+  for (int64_t n : kFloatLengths) {
+    const std::vector<float> x = test::random_floats(n, rng), w = test::random_floats(n, rng);
+    std::vector<float> want(n + kGuard, kSentinel), got(n + kGuard, kSentinel);
+    ref().rms_norm(x.data(), w.data(), want.data(), n, 1e-6f);
+    k_->rms_norm(x.data(), w.data(), got.data(), n, 1e-6f);
+    expect_guard_intact(got, n);
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_TRUE(test::close(got[i], want[i], std::fabs(want[i]), 1e-5)) << n << " " << i;
+    }
+  }
+}
+
+TEST_P(FloatOps, Swiglu) {
+  std::mt19937 rng(test::kSeed + 7);
+  for (int64_t n : kFloatLengths) {
+    std::vector<float> g = test::random_floats(n, rng, 4.0f);
+    const std::vector<float> u = test::random_floats(n, rng);
+    // Saturation regions of the sigmoid and the exp clamp.
+    const float specials[] = {0.0f, -0.0f, 1e-20f, -30.0f, 30.0f, -87.5f, 88.0f, -100.0f, 100.0f};
+    for (size_t i = 0; i < std::size(specials) && static_cast<int64_t>(i) < n; ++i) {
+      g[static_cast<size_t>(n) - 1 - i] = specials[i];
+    }
+    std::vector<float> want(n + kGuard, kSentinel), got(n + kGuard, kSentinel);
+    ref().swiglu(g.data(), u.data(), want.data(), n);
+    k_->swiglu(g.data(), u.data(), got.data(), n);
+    expect_guard_intact(got, n);
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_TRUE(test::close(got[i], want[i], std::fabs(want[i]), 2e-6, 1e-30))
+          << "n=" << n << " g=" << g[i] << " got " << got[i] << " want " << want[i];
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Tables, SimdKernels, testing::Values("avx2", "avx512"),
+                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Tables, FloatOps, testing::Values("avx2", "avx512"),
+                         [](const auto& info) { return info.param; });
+
+TEST(CpuKernels, DispatchPicksTheBestAvailableTable) {
+  const std::vector<const CpuKernels*> tables = available_cpu_kernels();
+  ASSERT_FALSE(tables.empty());
+  EXPECT_EQ(tables.front(), &scalar_kernels());
+  EXPECT_EQ(&select_cpu_kernels(), tables.back());
+  const CpuFeatures& f = cpu_features();
+  EXPECT_EQ(avx2_kernels() != nullptr, f.has_avx2_path());
+  EXPECT_EQ(avx512_kernels() != nullptr, f.has_avx512_path());
+  for (const CpuKernels* k : tables) {
+    for (TensorType t : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ4_0,
+                         TensorType::kQ8_0, TensorType::kQ4_K, TensorType::kQ6_K}) {
+      EXPECT_NE(k->dot_for(t), nullptr) << k->name;
+    }
+    EXPECT_NE(k->quantize_for(TensorType::kQ8_0), nullptr);
+    EXPECT_NE(k->quantize_for(TensorType::kQ8_K), nullptr);
+    EXPECT_EQ(k->quantize_for(TensorType::kF32), nullptr);
+    EXPECT_TRUE(k->dot_f32_f32 && k->axpy && k->scale && k->rms_norm && k->swiglu) << k->name;
+  }
+}
+
+}  // namespace
+}  // namespace infergrid
