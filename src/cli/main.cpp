@@ -119,6 +119,7 @@ int main(int argc, char** argv) {
   using namespace infergrid;
   CLI::App app{"infergrid: LLM inference and serving on heterogeneous compute"};
   app.require_subcommand(1);
+  app.fallthrough();  // global flags such as --log-level may follow the subcommand
   std::string log_level = "warn";
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")->default_val("warn");
 
@@ -146,6 +147,7 @@ int main(int argc, char** argv) {
   // model synth / inspect
   auto* model_cmd = app.add_subcommand("model", "Create and inspect GGUF model files");
   model_cmd->require_subcommand(1);
+  model_cmd->fallthrough();
   SynthOptions synth;
   std::string synth_out;
   std::string synth_type = "q8_0";
@@ -174,6 +176,7 @@ int main(int argc, char** argv) {
   // bench decode
   auto* bench_cmd = app.add_subcommand("bench", "Benchmarks");
   bench_cmd->require_subcommand(1);
+  bench_cmd->fallthrough();
   std::string bench_model;
   int bench_threads = 0;
   bool bench_json = false;

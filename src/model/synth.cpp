@@ -168,7 +168,9 @@ Result<SynthSummary> synthesize_model(const SynthOptions& o, const std::string& 
   // Scales keep activations in a sane range for random weights: ~1/sqrt(fan_in).
   const float s_embd = 1.0f / std::sqrt(static_cast<float>(n_embd));
   const float s_ff = 1.0f / std::sqrt(static_cast<float>(n_ff));
-  b.matrix("token_embd.weight", o.type, n_embd, n_vocab, 1.0f);
+  // Small embeddings let the layers, not the input token, dominate the residual stream, so
+  // greedy decoding of a tied-output model does not just repeat its input.
+  b.matrix("token_embd.weight", o.type, n_embd, n_vocab, s_embd);
   b.vector("output_norm.weight", n_embd, 0.1f, 1.0f);
   if (!o.tied_output) b.matrix("output.weight", o.type, n_embd, n_vocab, s_embd * 2.0f);
   for (int l = 0; l < n_layer; ++l) {
