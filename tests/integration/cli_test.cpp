@@ -1,0 +1,96 @@
+// The `infergrid` binary as a user runs it: real processes, real files, exit codes and output.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+namespace {
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+CommandResult run(const std::string& args, const std::string& env = "") {
+  const std::string command = env + " " + INFERGRID_BINARY + " " + args + " 2>&1";
+  CommandResult r;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return r;
+  std::array<char, 4096> buffer{};
+  size_t n;
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) r.output.append(buffer.data(), n);
+  const int status = pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::filesystem::path temp_dir() {
+  const auto dir = std::filesystem::temp_directory_path() / "infergrid_cli_test";
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+TEST(Cli, GenerateWithNoModelCreatesAndUsesTheDefaultModel) {
+  const std::string model = (temp_dir() / "default.gguf").string();
+  std::filesystem::remove(model);
+  const std::string env = "INFERGRID_DEFAULT_MODEL=" + model;
+  CommandResult first = run("generate -p 'The history of computing' -n 16 --seed 3", env);
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  EXPECT_TRUE(std::filesystem::exists(model));
+  EXPECT_NE(first.output.find("The history of computing"), std::string::npos);
+  EXPECT_NE(first.output.find("generated: 16 tokens"), std::string::npos) << first.output;
+  // Deterministic: the same seed on the same (re-used) model gives the same text.
+  CommandResult second = run("generate -p 'The history of computing' -n 16 --seed 3 --no-stats", env);
+  ASSERT_EQ(second.exit_code, 0);
+  const auto first_line = [](const std::string& s) { return s.substr(0, s.find('\n')); };
+  EXPECT_EQ(first_line(first.output), first_line(second.output));
+}
+
+TEST(Cli, SynthThenInspectThenGenerate) {
+  const std::string model = (temp_dir() / "qwen.gguf").string();
+  CommandResult synth = run("model synth --arch qwen2 --size 1m --type q4_k -o " + model);
+  ASSERT_EQ(synth.exit_code, 0) << synth.output;
+  EXPECT_NE(synth.output.find("parameters"), std::string::npos);
+  CommandResult inspect = run("model inspect " + model);
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.output;
+  EXPECT_NE(inspect.output.find("general.architecture"), std::string::npos);
+  EXPECT_NE(inspect.output.find("blk.0.attn_q.bias"), std::string::npos);
+  EXPECT_NE(inspect.output.find("model: qwen2"), std::string::npos) << inspect.output;
+  CommandResult generate = run("generate -m " + model + " -p hi -n 8 --greedy");
+  EXPECT_EQ(generate.exit_code, 0) << generate.output;
+}
+
+TEST(Cli, BadInputIsAClearErrorNotACrash) {
+  CommandResult missing = run("generate -m /nonexistent/model.gguf -p hi");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.output.find("error: not found"), std::string::npos) << missing.output;
+
+  const std::string garbage = (temp_dir() / "garbage.gguf").string();
+  FILE* f = std::fopen(garbage.c_str(), "wb");
+  std::fputs("GGUF\x03\0\0\0 definitely not a model", f);
+  std::fclose(f);
+  CommandResult corrupt = run("generate -m " + garbage);
+  EXPECT_EQ(corrupt.exit_code, 1);
+  EXPECT_NE(corrupt.output.find("corrupt"), std::string::npos) << corrupt.output;
+
+  CommandResult bad_type = run("model synth --type q9_9 -o " + (temp_dir() / "x.gguf").string());
+  EXPECT_NE(bad_type.exit_code, 0);
+  EXPECT_NE(bad_type.output.find("unknown tensor type"), std::string::npos);
+
+  CommandResult unknown = run("frobnicate");
+  EXPECT_NE(unknown.exit_code, 0);
+}
+
+TEST(Cli, InspectsAGoldenFileWrittenByLlamaCpp) {
+  const std::string path = std::string(INFERGRID_SHARED_DIR) + "/golden/models/tiny-llama-q4_k_m.gguf";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "../shared/golden not present";
+  CommandResult inspect = run("model inspect " + path);
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.output;
+  EXPECT_NE(inspect.output.find("q4_k"), std::string::npos);
+  EXPECT_NE(inspect.output.find("model: llama"), std::string::npos);
+}
+
+}  // namespace
