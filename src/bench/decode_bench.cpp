@@ -52,20 +52,22 @@ Result<DecodeBenchResult> run_decode_bench(const Model& model, CpuBackend& backe
     int32_t token = Sampler::argmax(logits);
     const auto decode_start = Clock::now();
     for (int i = 0; i < o.gen_tokens; ++i) {
-      IG_ASSIGN_OR_RETURN(logits, model.forward(backend, cache, scratch,
-                                                std::span<const int32_t>(&token, 1),
-                                                o.prompt_tokens + i, Model::Logits::kLast));
+      IG_ASSIGN_OR_RETURN(
+          logits, model.forward(backend, cache, scratch, std::span<const int32_t>(&token, 1),
+                                o.prompt_tokens + i, Model::Logits::kLast));
       token = Sampler::argmax(logits);
     }
     best_decode = std::min(best_decode, seconds_since(decode_start));
   }
   r.prefill_tokens_per_second = o.prompt_tokens / best_prefill;
-  r.prefill_gflops = flops_per_token(model, o.prompt_tokens / 2.0) * o.prompt_tokens / best_prefill / 1e9;
+  r.prefill_gflops =
+      flops_per_token(model, o.prompt_tokens / 2.0) * o.prompt_tokens / best_prefill / 1e9;
   r.decode_tokens_per_second = o.gen_tokens / best_decode;
   r.weight_bytes_per_token = static_cast<double>(model.weight_bytes_per_token());
   const double mean_context = o.prompt_tokens + o.gen_tokens / 2.0;
   r.kv_bytes_per_token = 2.0 * c.n_layer * c.kv_dim() * sizeof(float) * mean_context;
-  r.decode_bytes_per_second = (r.weight_bytes_per_token + r.kv_bytes_per_token) * r.decode_tokens_per_second;
+  r.decode_bytes_per_second =
+      (r.weight_bytes_per_token + r.kv_bytes_per_token) * r.decode_tokens_per_second;
   if (o.measure_machine) {
     r.memory_bandwidth = measure_read_bandwidth(backend.pool()).bytes_per_second;
     r.peak_gflops = measure_peak_gflops(backend.pool());

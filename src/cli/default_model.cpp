@@ -12,7 +12,7 @@ namespace infergrid {
 namespace {
 // Bump the version when the synthesizer's output changes, so stale caches are not reused.
 constexpr const char* kDefaultModelName = "infergrid-default-v1-llama-10m-q8_0";
-}
+}  // namespace
 
 std::string default_model_path() {
   if (const char* env = std::getenv("INFERGRID_DEFAULT_MODEL"); env != nullptr && *env) return env;

@@ -47,7 +47,8 @@ int run_generate(const GenerateArgs& args) {
   spdlog::info("{}", (*model)->describe());
   spdlog::info("backend {} (cpu: {})", backend.name(), cpu_features().describe());
   const int ctx = std::min(args.ctx_size, (*model)->config().n_ctx_train);
-  backend.reserve(std::min(args.batch_size, ctx), std::max((*model)->config().n_ff, (*model)->config().n_embd), ctx);
+  backend.reserve(std::min(args.batch_size, ctx),
+                  std::max((*model)->config().n_ff, (*model)->config().n_embd), ctx);
   Generator generator(**model, **tokenizer, backend, ctx, args.batch_size);
   GenerateOptions options;
   options.max_tokens = args.max_tokens;
@@ -63,13 +64,14 @@ int run_generate(const GenerateArgs& args) {
   if (!stats.is_ok()) return fail(stats.status());
   if (args.stats) {
     const GenerateStats& s = *stats;
-    std::fprintf(stderr,
-                 "\nprompt: %d tokens in %.3f s (%.1f tokens/s) | generated: %d tokens, %.2f "
-                 "tokens/s | finish: %s\n",
-                 s.prompt_tokens, s.prefill_seconds, s.prompt_tokens / std::max(1e-9, s.prefill_seconds),
-                 s.generated_tokens,
-                 s.generated_tokens > 1 ? (s.generated_tokens - 1) / std::max(1e-9, s.decode_seconds) : 0.0,
-                 s.finish_reason.c_str());
+    std::fprintf(
+        stderr,
+        "\nprompt: %d tokens in %.3f s (%.1f tokens/s) | generated: %d tokens, %.2f "
+        "tokens/s | finish: %s\n",
+        s.prompt_tokens, s.prefill_seconds, s.prompt_tokens / std::max(1e-9, s.prefill_seconds),
+        s.generated_tokens,
+        s.generated_tokens > 1 ? (s.generated_tokens - 1) / std::max(1e-9, s.decode_seconds) : 0.0,
+        s.finish_reason.c_str());
   }
   return 0;
 }
@@ -78,9 +80,10 @@ int run_inspect(const std::string& path, bool show_all_tensors) {
   auto file = GgufFile::open(path);
   if (!file.is_ok()) return fail(file.status());
   const GgufFile& f = **file;
-  std::printf("file: %s\nGGUF version %u, %zu bytes, alignment %llu, %zu metadata entries, %zu tensors\n\n",
-              path.c_str(), f.version(), f.file_size(), static_cast<unsigned long long>(f.alignment()),
-              f.metadata().size(), f.tensors().size());
+  std::printf(
+      "file: %s\nGGUF version %u, %zu bytes, alignment %llu, %zu metadata entries, %zu tensors\n\n",
+      path.c_str(), f.version(), f.file_size(), static_cast<unsigned long long>(f.alignment()),
+      f.metadata().size(), f.tensors().size());
   std::printf("metadata:\n");
   for (const auto& [key, value] : f.metadata()) {
     std::printf("  %-45s %s\n", key.c_str(), value.to_display_string().c_str());
@@ -96,13 +99,15 @@ int run_inspect(const std::string& path, bool show_all_tensors) {
     ++shown;
     std::string dims;
     for (int64_t d : t.dims) dims += (dims.empty() ? "" : " x ") + std::to_string(d);
-    std::printf("  %-36s %-6s [%s] %llu bytes\n", t.name.c_str(), tensor_type_name(t.raw_type).c_str(),
-                dims.c_str(), static_cast<unsigned long long>(t.n_bytes));
+    std::printf("  %-36s %-6s [%s] %llu bytes\n", t.name.c_str(),
+                tensor_type_name(t.raw_type).c_str(), dims.c_str(),
+                static_cast<unsigned long long>(t.n_bytes));
   }
   if (shown < f.tensors().size()) {
     std::printf("  ... %zu more (--all to list every tensor)\n", f.tensors().size() - shown);
   }
-  std::printf("\n%.2fM parameters, %.1f MiB of tensor data\n", total_params / 1e6, total_bytes / 1048576.0);
+  std::printf("\n%.2fM parameters, %.1f MiB of tensor data\n", total_params / 1e6,
+              total_bytes / 1048576.0);
   auto model = Model::from_gguf(std::move(file).value());
   if (model.is_ok()) {
     std::printf("model: %s\n", (*model)->describe().c_str());
@@ -121,25 +126,38 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();  // global flags such as --log-level may follow the subcommand
   std::string log_level = "warn";
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")->default_val("warn");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
+      ->default_val("warn");
 
   // generate
   GenerateArgs gen;
-  auto* generate = app.add_subcommand("generate", "Generate text from a prompt, streamed to stdout");
-  generate->add_option("-m,--model", gen.model, "GGUF model file (default: the embedded default model)");
+  auto* generate =
+      app.add_subcommand("generate", "Generate text from a prompt, streamed to stdout");
+  generate->add_option("-m,--model", gen.model,
+                       "GGUF model file (default: the embedded default model)");
   generate->add_option("-p,--prompt", gen.prompt, "Prompt text")->capture_default_str();
-  generate->add_option("-n,--max-tokens", gen.max_tokens, "Tokens to generate")->capture_default_str();
+  generate->add_option("-n,--max-tokens", gen.max_tokens, "Tokens to generate")
+      ->capture_default_str();
   generate->add_option("-t,--threads", gen.threads, "Threads (default: all cores)");
-  generate->add_option("-c,--ctx-size", gen.ctx_size, "Context size in tokens")->capture_default_str();
-  generate->add_option("-b,--batch-size", gen.batch_size, "Prompt tokens per forward pass")->capture_default_str();
-  generate->add_option("--temp", gen.sampling.temperature, "Temperature (0 = greedy)")->capture_default_str();
+  generate->add_option("-c,--ctx-size", gen.ctx_size, "Context size in tokens")
+      ->capture_default_str();
+  generate->add_option("-b,--batch-size", gen.batch_size, "Prompt tokens per forward pass")
+      ->capture_default_str();
+  generate->add_option("--temp", gen.sampling.temperature, "Temperature (0 = greedy)")
+      ->capture_default_str();
   generate->add_option("--top-k", gen.sampling.top_k, "Top-k (0 = off)")->capture_default_str();
   generate->add_option("--top-p", gen.sampling.top_p, "Top-p (1 = off)")->capture_default_str();
   generate->add_option("--min-p", gen.sampling.min_p, "Min-p (0 = off)")->capture_default_str();
-  generate->add_option("--repeat-penalty", gen.sampling.repetition_penalty, "Repetition penalty (1 = off)")->capture_default_str();
-  generate->add_option("--repeat-last-n", gen.sampling.penalty_last_n, "Tokens the penalty looks back")->capture_default_str();
+  generate
+      ->add_option("--repeat-penalty", gen.sampling.repetition_penalty,
+                   "Repetition penalty (1 = off)")
+      ->capture_default_str();
+  generate
+      ->add_option("--repeat-last-n", gen.sampling.penalty_last_n, "Tokens the penalty looks back")
+      ->capture_default_str();
   generate->add_option("--presence-penalty", gen.sampling.presence_penalty)->capture_default_str();
-  generate->add_option("--frequency-penalty", gen.sampling.frequency_penalty)->capture_default_str();
+  generate->add_option("--frequency-penalty", gen.sampling.frequency_penalty)
+      ->capture_default_str();
   generate->add_option("-s,--seed", gen.sampling.seed, "Random seed")->capture_default_str();
   generate->add_flag("--greedy", gen.greedy, "Greedy decoding (same as --temp 0)");
   generate->add_flag("!--no-stats", gen.stats, "Do not print timing statistics to stderr");
@@ -152,13 +170,18 @@ int main(int argc, char** argv) {
   std::string synth_out;
   std::string synth_type = "q8_0";
   int synth_threads = 0;
-  auto* synth_cmd = model_cmd->add_subcommand("synth", "Write a synthetic GGUF model with random weights");
-  synth_cmd->add_option("--arch", synth.arch, "llama, llama2, mistral, qwen2")->capture_default_str();
-  synth_cmd->add_option("--size", synth.size, "1m, 10m, 100m, 1b (parameters)")->capture_default_str();
-  synth_cmd->add_option("--type", synth_type, "f32, f16, bf16, q8_0, q4_0, q4_k, q6_k")->capture_default_str();
+  auto* synth_cmd =
+      model_cmd->add_subcommand("synth", "Write a synthetic GGUF model with random weights");
+  synth_cmd->add_option("--arch", synth.arch, "llama, llama2, mistral, qwen2")
+      ->capture_default_str();
+  synth_cmd->add_option("--size", synth.size, "1m, 10m, 100m, 1b (parameters)")
+      ->capture_default_str();
+  synth_cmd->add_option("--type", synth_type, "f32, f16, bf16, q8_0, q4_0, q4_k, q6_k")
+      ->capture_default_str();
   synth_cmd->add_option("-o,--out", synth_out, "Output file")->required();
   synth_cmd->add_option("--seed", synth.seed)->capture_default_str();
-  synth_cmd->add_flag("--tied", synth.tied_output, "Tie the output projection to the token embedding");
+  synth_cmd->add_flag("--tied", synth.tied_output,
+                      "Tie the output projection to the token embedding");
   synth_cmd->add_option("--n-embd", synth.n_embd);
   synth_cmd->add_option("--n-layer", synth.n_layer);
   synth_cmd->add_option("--n-head", synth.n_head);
@@ -169,7 +192,8 @@ int main(int argc, char** argv) {
   synth_cmd->add_option("-t,--threads", synth_threads);
   std::string inspect_path;
   bool inspect_all = false;
-  auto* inspect_cmd = model_cmd->add_subcommand("inspect", "Print a GGUF file's metadata and tensors");
+  auto* inspect_cmd =
+      model_cmd->add_subcommand("inspect", "Print a GGUF file's metadata and tensors");
   inspect_cmd->add_option("file", inspect_path, "GGUF file")->required();
   inspect_cmd->add_flag("--all", inspect_all, "List every tensor");
 
@@ -181,7 +205,8 @@ int main(int argc, char** argv) {
   int bench_threads = 0;
   bool bench_json = false;
   DecodeBenchOptions bench_options;
-  auto* decode_cmd = bench_cmd->add_subcommand("decode", "Prefill and batch-1 decode speed vs memory bandwidth");
+  auto* decode_cmd =
+      bench_cmd->add_subcommand("decode", "Prefill and batch-1 decode speed vs memory bandwidth");
   decode_cmd->add_option("-m,--model", bench_model, "GGUF model file (default: the default model)");
   decode_cmd->add_option("--prompt-tokens", bench_options.prompt_tokens)->capture_default_str();
   decode_cmd->add_option("--gen-tokens", bench_options.gen_tokens)->capture_default_str();

@@ -32,7 +32,8 @@ inline float fp16_to_fp32(uint16_t h) {
       ++shift;
     }
     mantissa &= 0x3ffu;
-    return fp32_from_bits(sign | static_cast<uint32_t>(127 - 15 - shift + 1) << 23 | mantissa << 13);
+    return fp32_from_bits(sign | static_cast<uint32_t>(127 - 15 - shift + 1) << 23 |
+                          mantissa << 13);
   }
   if (exponent == 0x1f) return fp32_from_bits(sign | 0x7f800000u | mantissa << 13);
   return fp32_from_bits(sign | (exponent + 127 - 15) << 23 | mantissa << 13);
@@ -65,7 +66,9 @@ inline uint16_t fp32_to_fp16(float f) {
   return static_cast<uint16_t>(sign | h);
 }
 
-inline float bf16_to_fp32(uint16_t h) { return fp32_from_bits(static_cast<uint32_t>(h) << 16); }
+inline float bf16_to_fp32(uint16_t h) {
+  return fp32_from_bits(static_cast<uint32_t>(h) << 16);
+}
 
 inline uint16_t fp32_to_bf16(float f) {
   uint32_t x = fp32_to_bits(f);

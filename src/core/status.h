@@ -16,8 +16,8 @@ enum class StatusCode {
   kOk = 0,
   kInvalidArgument,
   kNotFound,
-  kCorrupt,       // input data violates its format (truncated file, bad magic, bad offsets)
-  kUnsupported,   // well-formed but not something we implement (unknown tensor type, arch)
+  kCorrupt,      // input data violates its format (truncated file, bad magic, bad offsets)
+  kUnsupported,  // well-formed but not something we implement (unknown tensor type, arch)
   kIoError,
   kOutOfRange,
   kResourceExhausted,
@@ -57,7 +57,7 @@ Status make_error(StatusCode code, fmt::format_string<Args...> format, Args&&...
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : value_(std::move(value)) {}         // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) {  // NOLINT: implicit by design
     assert(!status_.is_ok());
   }
@@ -78,16 +78,17 @@ class [[nodiscard]] Result {
 
 }  // namespace infergrid
 
-#define IG_RETURN_IF_ERROR(expr)            \
-  do {                                      \
-    ::infergrid::Status ig_status_ = (expr); \
+#define IG_RETURN_IF_ERROR(expr)                \
+  do {                                          \
+    ::infergrid::Status ig_status_ = (expr);    \
     if (!ig_status_.is_ok()) return ig_status_; \
   } while (0)
 
 #define IG_CONCAT_INNER(a, b) a##b
 #define IG_CONCAT(a, b) IG_CONCAT_INNER(a, b)
-#define IG_ASSIGN_OR_RETURN(lhs, expr) IG_ASSIGN_OR_RETURN_IMPL(IG_CONCAT(ig_result_, __LINE__), lhs, expr)
+#define IG_ASSIGN_OR_RETURN(lhs, expr) \
+  IG_ASSIGN_OR_RETURN_IMPL(IG_CONCAT(ig_result_, __LINE__), lhs, expr)
 #define IG_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
-  auto tmp = (expr);                            \
-  if (!tmp.is_ok()) return tmp.status();        \
+  auto tmp = (expr);                             \
+  if (!tmp.is_ok()) return tmp.status();         \
   lhs = std::move(tmp).value()

@@ -27,28 +27,28 @@ ThreadPool::~ThreadPool() {
 }
 
 void ThreadPool::run_tasks(int thread) {
-  const TaskFn& fn = *current_fn_;
+  const TaskRef fn = current_;
   for (;;) {
     const int64_t task = next_task_.fetch_add(1, std::memory_order_relaxed);
     if (task >= current_n_tasks_) break;
-    fn(task, thread);
+    fn.call(fn.fn, task, thread);
   }
 }
 
-void ThreadPool::parallel_for(int64_t n_tasks, const TaskFn& fn) {
+void ThreadPool::run(int64_t n_tasks, TaskRef fn) {
   if (n_tasks <= 0) return;
   if (n_threads_ == 1 || n_tasks == 1) {
-    for (int64_t task = 0; task < n_tasks; ++task) fn(task, 0);
+    for (int64_t task = 0; task < n_tasks; ++task) fn.call(fn.fn, task, 0);
     return;
   }
-  current_fn_ = &fn;
+  current_ = fn;
   current_n_tasks_ = n_tasks;
   next_task_.store(0, std::memory_order_relaxed);
   active_workers_.store(n_threads_ - 1, std::memory_order_relaxed);
   generation_.fetch_add(1, std::memory_order_release);
   generation_.notify_all();
   run_tasks(0);
-  // Wait for every worker to leave run_tasks before current_fn_ goes out of scope.
+  // Wait for every worker to leave run_tasks before the borrowed callable goes out of scope.
   int spins = 0;
   while (active_workers_.load(std::memory_order_acquire) != 0) {
     if (++spins < kSpinIterations) {

@@ -9,7 +9,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <functional>
 #include <thread>
 #include <vector>
 
@@ -27,18 +26,28 @@ class ThreadPool {
 
   // Runs fn(task, thread) for task in [0, n_tasks). Tasks are handed out dynamically; `thread`
   // is in [0, size()) and is stable for the duration of one task (use it to pick scratch space).
-  using TaskFn = std::function<void(int64_t task, int thread)>;
-  void parallel_for(int64_t n_tasks, const TaskFn& fn);
+  // The callable is borrowed, not copied (no std::function), so a call never allocates.
+  template <typename Fn>
+  void parallel_for(int64_t n_tasks, const Fn& fn) {
+    run(n_tasks, TaskRef{&fn, [](const void* f, int64_t task, int thread) {
+                           (*static_cast<const Fn*>(f))(task, thread);
+                         }});
+  }
 
   static int default_thread_count();
 
  private:
+  struct TaskRef {
+    const void* fn;
+    void (*call)(const void* fn, int64_t task, int thread);
+  };
+  void run(int64_t n_tasks, TaskRef task);
   void worker_loop(int thread);
   void run_tasks(int thread);
 
   int n_threads_;
   std::vector<std::thread> workers_;
-  const TaskFn* current_fn_ = nullptr;
+  TaskRef current_{nullptr, nullptr};
   int64_t current_n_tasks_ = 0;
   alignas(64) std::atomic<int64_t> next_task_{0};
   alignas(64) std::atomic<uint32_t> generation_{0};

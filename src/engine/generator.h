@@ -32,7 +32,7 @@ struct GenerateStats {
   int generated_tokens = 0;
   double prefill_seconds = 0;
   double decode_seconds = 0;  // time of the generated tokens after the first
-  std::string finish_reason;   // "stop" (end-of-generation token) or "length"
+  std::string finish_reason;  // "stop" (end-of-generation token) or "length"
 };
 
 class Generator {

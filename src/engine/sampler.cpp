@@ -5,8 +5,7 @@
 
 namespace infergrid {
 
-Sampler::Sampler(int n_vocab, const SamplingParams& params)
-    : params_(params), rng_(params.seed) {
+Sampler::Sampler(int n_vocab, const SamplingParams& params) : params_(params), rng_(params.seed) {
   candidates_.resize(static_cast<size_t>(n_vocab));
   penalty_counts_.assign(static_cast<size_t>(n_vocab), 0);
 }

@@ -16,9 +16,9 @@ namespace infergrid {
 
 struct SamplingParams {
   float temperature = 0.8f;
-  int top_k = 40;          // <= 0: disabled
-  float top_p = 0.95f;     // >= 1: disabled
-  float min_p = 0.05f;     // <= 0: disabled
+  int top_k = 40;                   // <= 0: disabled
+  float top_p = 0.95f;              // >= 1: disabled
+  float min_p = 0.05f;              // <= 0: disabled
   float repetition_penalty = 1.0f;  // 1: disabled (llama.cpp's repeat_penalty)
   float presence_penalty = 0.0f;
   float frequency_penalty = 0.0f;

@@ -35,14 +35,14 @@ enum class RopeStyle {
 // per-dimension frequency factors).
 struct RopeParams {
   RopeStyle style = RopeStyle::kNormal;
-  int n_dims = 0;             // rotated dims per head (usually head_dim)
+  int n_dims = 0;  // rotated dims per head (usually head_dim)
   float freq_base = 10000.0f;
-  float freq_scale = 1.0f;    // 1 / linear scaling factor
-  float ext_factor = 0.0f;    // YaRN extrapolation mix; 0 disables YaRN
-  float attn_factor = 1.0f;   // YaRN magnitude scaling
+  float freq_scale = 1.0f;   // 1 / linear scaling factor
+  float ext_factor = 0.0f;   // YaRN extrapolation mix; 0 disables YaRN
+  float attn_factor = 1.0f;  // YaRN magnitude scaling
   float beta_fast = 32.0f;
   float beta_slow = 1.0f;
-  int n_ctx_orig = 0;         // training context, for YaRN
+  int n_ctx_orig = 0;                   // training context, for YaRN
   const float* freq_factors = nullptr;  // n_dims/2 divisors of theta (Llama 3.1), or null
 };
 
@@ -72,8 +72,8 @@ class Backend {
   // y[t] = row ids[t] of w, as floats (embedding lookup).
   virtual void get_rows(const MatrixView& w, std::span<const int32_t> ids, float* y) = 0;
   // y = x / rms(x) * weight, per row of n floats.
-  virtual void rms_norm(const float* x, const float* weight, float* y, int64_t n_tokens,
-                        int64_t n, float eps) = 0;
+  virtual void rms_norm(const float* x, const float* weight, float* y, int64_t n_tokens, int64_t n,
+                        float eps) = 0;
   // Rotates each head of x (n_tokens rows of n_heads * head_dim) at its token's position.
   virtual void rope(float* x, int64_t n_tokens, int n_heads, int head_dim,
                     std::span<const int32_t> positions, const RopeParams& params) = 0;

@@ -46,7 +46,7 @@ class CpuBackend final : public Backend {
   ThreadPool pool_;
   const CpuKernels* kernels_;
   AlignedBuffer<uint8_t> act_scratch_;
-  int64_t score_stride_ = 0;           // floats of attention scratch per thread
+  int64_t score_stride_ = 0;            // floats of attention scratch per thread
   AlignedBuffer<float> score_scratch_;  // n_threads * score_stride_
 };
 

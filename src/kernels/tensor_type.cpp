@@ -6,9 +6,12 @@ namespace infergrid {
 
 std::optional<TensorTypeTraits> tensor_type_traits(TensorType type) {
   switch (type) {
-    case TensorType::kF32: return TensorTypeTraits{"f32", 1, 4, TensorType::kF32};
-    case TensorType::kF16: return TensorTypeTraits{"f16", 1, 2, TensorType::kF32};
-    case TensorType::kBF16: return TensorTypeTraits{"bf16", 1, 2, TensorType::kF32};
+    case TensorType::kF32:
+      return TensorTypeTraits{"f32", 1, 4, TensorType::kF32};
+    case TensorType::kF16:
+      return TensorTypeTraits{"f16", 1, 2, TensorType::kF32};
+    case TensorType::kBF16:
+      return TensorTypeTraits{"bf16", 1, 2, TensorType::kF32};
     case TensorType::kQ4_0:
       return TensorTypeTraits{"q4_0", kQK4_0, sizeof(BlockQ4_0), TensorType::kQ8_0};
     case TensorType::kQ8_0:
@@ -30,11 +33,11 @@ bool is_supported_tensor_type(uint32_t raw_type) {
 std::string tensor_type_name(uint32_t raw_type) {
   if (auto traits = tensor_type_traits(static_cast<TensorType>(raw_type))) return traits->name;
   // ggml ids we recognise but do not implement, so errors name them.
-  static const char* const kKnown[] = {"f32",  "f16",  "q4_0", "q4_1", "q4_2", "q4_3", "q5_0",
-                                       "q5_1", "q8_0", "q8_1", "q2_k", "q3_k", "q4_k", "q5_k",
-                                       "q6_k", "q8_k", "iq2_xxs", "iq2_xs", "iq3_xxs", "iq1_s",
-                                       "iq4_nl", "iq3_s", "iq2_s", "iq4_xs", "i8", "i16", "i32",
-                                       "i64", "f64", "iq1_m", "bf16"};
+  static const char* const kKnown[] = {
+      "f32",     "f16",    "q4_0",    "q4_1",  "q4_2",   "q4_3",  "q5_0",  "q5_1",
+      "q8_0",    "q8_1",   "q2_k",    "q3_k",  "q4_k",   "q5_k",  "q6_k",  "q8_k",
+      "iq2_xxs", "iq2_xs", "iq3_xxs", "iq1_s", "iq4_nl", "iq3_s", "iq2_s", "iq4_xs",
+      "i8",      "i16",    "i32",     "i64",   "f64",    "iq1_m", "bf16"};
   if (raw_type < sizeof(kKnown) / sizeof(kKnown[0])) return kKnown[raw_type];
   return "type " + std::to_string(raw_type);
 }

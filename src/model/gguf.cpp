@@ -42,9 +42,8 @@ class Cursor {
     uint64_t length = 0;
     IG_RETURN_IF_ERROR(read(&length, what));
     if (length > kMaxStringBytes || length > remaining()) {
-      return make_error(StatusCode::kCorrupt,
-                        "{} at offset {} claims {} bytes but only {} remain", what, offset_ - 8,
-                        length, remaining());
+      return make_error(StatusCode::kCorrupt, "{} at offset {} claims {} bytes but only {} remain",
+                        what, offset_ - 8, length, remaining());
     }
     *out = std::string_view(reinterpret_cast<const char*>(base_ + offset_), length);
     offset_ += length;
@@ -53,8 +52,9 @@ class Cursor {
 
   Status skip(uint64_t bytes, const char* what) {
     if (bytes > remaining()) {
-      return make_error(StatusCode::kCorrupt, "truncated in {} at offset {}: needs {} bytes, {} remain",
-                        what, offset_, bytes, remaining());
+      return make_error(StatusCode::kCorrupt,
+                        "truncated in {} at offset {}: needs {} bytes, {} remain", what, offset_,
+                        bytes, remaining());
     }
     offset_ += bytes;
     return Status::ok();
@@ -72,22 +72,29 @@ size_t scalar_size(GgufValueType type) {
   switch (type) {
     case GgufValueType::kUint8:
     case GgufValueType::kInt8:
-    case GgufValueType::kBool: return 1;
+    case GgufValueType::kBool:
+      return 1;
     case GgufValueType::kUint16:
-    case GgufValueType::kInt16: return 2;
+    case GgufValueType::kInt16:
+      return 2;
     case GgufValueType::kUint32:
     case GgufValueType::kInt32:
-    case GgufValueType::kFloat32: return 4;
+    case GgufValueType::kFloat32:
+      return 4;
     case GgufValueType::kUint64:
     case GgufValueType::kInt64:
-    case GgufValueType::kFloat64: return 8;
+    case GgufValueType::kFloat64:
+      return 8;
     case GgufValueType::kString:
-    case GgufValueType::kArray: return 0;
+    case GgufValueType::kArray:
+      return 0;
   }
   return 0;
 }
 
-bool valid_value_type(uint32_t raw) { return raw <= static_cast<uint32_t>(GgufValueType::kFloat64); }
+bool valid_value_type(uint32_t raw) {
+  return raw <= static_cast<uint32_t>(GgufValueType::kFloat64);
+}
 
 Status read_scalar(Cursor& cursor, GgufValueType type, GgufValue* value) {
   value->type = type;
@@ -217,27 +224,42 @@ T load_unaligned(const uint8_t* p) {
 double array_element_as_double(const GgufValue& v, uint64_t i) {
   const uint8_t* p = v.array_data + i * scalar_size(v.array_type);
   switch (v.array_type) {
-    case GgufValueType::kUint8: return load_unaligned<uint8_t>(p);
-    case GgufValueType::kInt8: return load_unaligned<int8_t>(p);
-    case GgufValueType::kUint16: return load_unaligned<uint16_t>(p);
-    case GgufValueType::kInt16: return load_unaligned<int16_t>(p);
-    case GgufValueType::kUint32: return load_unaligned<uint32_t>(p);
-    case GgufValueType::kInt32: return load_unaligned<int32_t>(p);
-    case GgufValueType::kUint64: return static_cast<double>(load_unaligned<uint64_t>(p));
-    case GgufValueType::kInt64: return static_cast<double>(load_unaligned<int64_t>(p));
-    case GgufValueType::kFloat32: return load_unaligned<float>(p);
-    case GgufValueType::kFloat64: return load_unaligned<double>(p);
-    case GgufValueType::kBool: return load_unaligned<uint8_t>(p) != 0;
-    default: return 0;
+    case GgufValueType::kUint8:
+      return load_unaligned<uint8_t>(p);
+    case GgufValueType::kInt8:
+      return load_unaligned<int8_t>(p);
+    case GgufValueType::kUint16:
+      return load_unaligned<uint16_t>(p);
+    case GgufValueType::kInt16:
+      return load_unaligned<int16_t>(p);
+    case GgufValueType::kUint32:
+      return load_unaligned<uint32_t>(p);
+    case GgufValueType::kInt32:
+      return load_unaligned<int32_t>(p);
+    case GgufValueType::kUint64:
+      return static_cast<double>(load_unaligned<uint64_t>(p));
+    case GgufValueType::kInt64:
+      return static_cast<double>(load_unaligned<int64_t>(p));
+    case GgufValueType::kFloat32:
+      return load_unaligned<float>(p);
+    case GgufValueType::kFloat64:
+      return load_unaligned<double>(p);
+    case GgufValueType::kBool:
+      return load_unaligned<uint8_t>(p) != 0;
+    default:
+      return 0;
   }
 }
 
 int64_t array_element_as_int(const GgufValue& v, uint64_t i) {
   const uint8_t* p = v.array_data + i * scalar_size(v.array_type);
   switch (v.array_type) {
-    case GgufValueType::kUint64: return static_cast<int64_t>(load_unaligned<uint64_t>(p));
-    case GgufValueType::kInt64: return load_unaligned<int64_t>(p);
-    default: return static_cast<int64_t>(array_element_as_double(v, i));
+    case GgufValueType::kUint64:
+      return static_cast<int64_t>(load_unaligned<uint64_t>(p));
+    case GgufValueType::kInt64:
+      return load_unaligned<int64_t>(p);
+    default:
+      return static_cast<int64_t>(array_element_as_double(v, i));
   }
 }
 
@@ -250,8 +272,10 @@ bool is_integer_type(GgufValueType t) {
     case GgufValueType::kUint32:
     case GgufValueType::kInt32:
     case GgufValueType::kUint64:
-    case GgufValueType::kInt64: return true;
-    default: return false;
+    case GgufValueType::kInt64:
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -259,24 +283,39 @@ bool is_integer_type(GgufValueType t) {
 
 const char* gguf_value_type_name(GgufValueType type) {
   switch (type) {
-    case GgufValueType::kUint8: return "u8";
-    case GgufValueType::kInt8: return "i8";
-    case GgufValueType::kUint16: return "u16";
-    case GgufValueType::kInt16: return "i16";
-    case GgufValueType::kUint32: return "u32";
-    case GgufValueType::kInt32: return "i32";
-    case GgufValueType::kFloat32: return "f32";
-    case GgufValueType::kBool: return "bool";
-    case GgufValueType::kString: return "str";
-    case GgufValueType::kArray: return "arr";
-    case GgufValueType::kUint64: return "u64";
-    case GgufValueType::kInt64: return "i64";
-    case GgufValueType::kFloat64: return "f64";
+    case GgufValueType::kUint8:
+      return "u8";
+    case GgufValueType::kInt8:
+      return "i8";
+    case GgufValueType::kUint16:
+      return "u16";
+    case GgufValueType::kInt16:
+      return "i16";
+    case GgufValueType::kUint32:
+      return "u32";
+    case GgufValueType::kInt32:
+      return "i32";
+    case GgufValueType::kFloat32:
+      return "f32";
+    case GgufValueType::kBool:
+      return "bool";
+    case GgufValueType::kString:
+      return "str";
+    case GgufValueType::kArray:
+      return "arr";
+    case GgufValueType::kUint64:
+      return "u64";
+    case GgufValueType::kInt64:
+      return "i64";
+    case GgufValueType::kFloat64:
+      return "f64";
   }
   return "?";
 }
 
-bool GgufValue::is_integer() const { return is_integer_type(type); }
+bool GgufValue::is_integer() const {
+  return is_integer_type(type);
+}
 
 std::string GgufValue::to_display_string(size_t max_array_items) const {
   switch (type) {
@@ -285,9 +324,11 @@ std::string GgufValue::to_display_string(size_t max_array_items) const {
       if (str.size() > 200) s += "...";
       return fmt::format("\"{}\"", s);
     }
-    case GgufValueType::kBool: return boolean ? "true" : "false";
+    case GgufValueType::kBool:
+      return boolean ? "true" : "false";
     case GgufValueType::kFloat32:
-    case GgufValueType::kFloat64: return fmt::format("{}", f64);
+    case GgufValueType::kFloat64:
+      return fmt::format("{}", f64);
     case GgufValueType::kArray: {
       std::string s = fmt::format("[{} x {}]", array_count, gguf_value_type_name(array_type));
       s += " [";
@@ -305,7 +346,8 @@ std::string GgufValue::to_display_string(size_t max_array_items) const {
       if (array_count > n) s += ", ...";
       return s + "]";
     }
-    default: return fmt::format("{}", i64);
+    default:
+      return fmt::format("{}", i64);
   }
 }
 
@@ -386,8 +428,10 @@ Status GgufFile::parse_all() {
   IG_RETURN_IF_ERROR(cursor.read(&n_kv, "metadata count"));
   // Each entry takes at least 12 bytes (key length + type), each tensor info at least 24.
   if (n_kv > cursor.remaining() / 12 || n_tensors > cursor.remaining() / 24) {
-    return make_error(StatusCode::kCorrupt, "header claims {} metadata entries and {} tensors, "
-                      "more than the file can hold", n_kv, n_tensors);
+    return make_error(StatusCode::kCorrupt,
+                      "header claims {} metadata entries and {} tensors, "
+                      "more than the file can hold",
+                      n_kv, n_tensors);
   }
 
   metadata_.reserve(n_kv);
@@ -427,8 +471,8 @@ Status GgufFile::parse_all() {
     uint32_t n_dims = 0;
     IG_RETURN_IF_ERROR(cursor.read(&n_dims, "tensor dimension count"));
     if (n_dims == 0 || n_dims > kMaxDims) {
-      return make_error(StatusCode::kCorrupt, "tensor '{}' has {} dimensions (1..{} allowed)",
-                        name, n_dims, kMaxDims);
+      return make_error(StatusCode::kCorrupt, "tensor '{}' has {} dimensions (1..{} allowed)", name,
+                        n_dims, kMaxDims);
     }
     uint64_t n_elements = 1;
     for (uint32_t d = 0; d < n_dims; ++d) {
@@ -496,7 +540,8 @@ const GgufTensorInfo* GgufFile::find_tensor(std::string_view name) const {
 namespace {
 Status wrong_type(std::string_view key, const GgufValue& v, const char* wanted) {
   std::string got = gguf_value_type_name(v.type);
-  if (v.type == GgufValueType::kArray) got += std::string(" of ") + gguf_value_type_name(v.array_type);
+  if (v.type == GgufValueType::kArray)
+    got += std::string(" of ") + gguf_value_type_name(v.array_type);
   return make_error(StatusCode::kCorrupt, "metadata '{}' is {}, expected {}", key, got, wanted);
 }
 }  // namespace

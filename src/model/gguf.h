@@ -50,11 +50,13 @@ struct GgufValue {
   // Arrays.
   GgufValueType array_type = GgufValueType::kUint8;
   uint64_t array_count = 0;
-  const uint8_t* array_data = nullptr;  // first element in the mapping
+  const uint8_t* array_data = nullptr;          // first element in the mapping
   std::vector<std::string_view> array_strings;  // decoded when array_type is kString
 
   bool is_integer() const;
-  bool is_float() const { return type == GgufValueType::kFloat32 || type == GgufValueType::kFloat64; }
+  bool is_float() const {
+    return type == GgufValueType::kFloat32 || type == GgufValueType::kFloat64;
+  }
   // A short human-readable rendering (arrays abbreviated), for `model inspect`.
   std::string to_display_string(size_t max_array_items = 8) const;
 };
@@ -94,7 +96,7 @@ class GgufFile {
 
   // Typed lookups. Missing key -> nullopt; present with an incompatible type -> error.
   Result<std::optional<std::string_view>> get_string(std::string_view key) const;
-  Result<std::optional<int64_t>> get_int(std::string_view key) const;  // any integer type
+  Result<std::optional<int64_t>> get_int(std::string_view key) const;   // any integer type
   Result<std::optional<double>> get_float(std::string_view key) const;  // float or integer
   Result<std::optional<bool>> get_bool(std::string_view key) const;
   // Arrays; missing key -> empty optional.

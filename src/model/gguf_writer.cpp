@@ -162,7 +162,8 @@ Status GgufWriter::write_file(const std::string& path) const {
   }
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
-  if (ec) return make_error(StatusCode::kIoError, "cannot rename {} to {}: {}", tmp, path, ec.message());
+  if (ec)
+    return make_error(StatusCode::kIoError, "cannot rename {} to {}: {}", tmp, path, ec.message());
   return Status::ok();
 }
 

@@ -16,7 +16,8 @@ Result<MatrixView> matrix(const GgufFile& file, const std::string& name, int64_t
   const GgufTensorInfo* info = file.find_tensor(name);
   if (info == nullptr) return make_error(StatusCode::kCorrupt, "missing tensor '{}'", name);
   if (!is_supported_tensor_type(info->raw_type)) {
-    return make_error(StatusCode::kUnsupported, "tensor '{}' has type {}, which is not supported "
+    return make_error(StatusCode::kUnsupported,
+                      "tensor '{}' has type {}, which is not supported "
                       "(supported: f32, f16, bf16, q8_0, q4_0, q4_k, q6_k)",
                       name, tensor_type_name(info->raw_type));
   }
@@ -122,7 +123,8 @@ Status Model::load_weights() {
     w.output = w.token_embd;
     w.output_tied = true;
   }
-  IG_ASSIGN_OR_RETURN(w.rope_freq_factors, vector(f, "rope_freqs.weight", c.rope.n_dims / 2, false));
+  IG_ASSIGN_OR_RETURN(w.rope_freq_factors,
+                      vector(f, "rope_freqs.weight", c.rope.n_dims / 2, false));
   c.rope.freq_factors = w.rope_freq_factors.empty() ? nullptr : w.rope_freq_factors.data();
 
   w.layers.resize(static_cast<size_t>(c.n_layer));
@@ -169,11 +171,12 @@ std::string Model::describe() const {
   }
   std::string type_list;
   for (const auto& t : types) type_list += (type_list.empty() ? "" : "+") + t;
-  return fmt::format("{} '{}': {} layers, n_embd {}, heads {}/{} (kv), head_dim {}, n_ff {}, "
-                     "vocab {}, weights {} ({:.1f} MiB per token){}",
-                     c.arch_name, c.model_name, c.n_layer, c.n_embd, c.n_head, c.n_head_kv,
-                     c.head_dim, c.n_ff, c.n_vocab, type_list,
-                     weight_bytes_per_token() / 1048576.0, weights_.output_tied ? ", tied output" : "");
+  return fmt::format(
+      "{} '{}': {} layers, n_embd {}, heads {}/{} (kv), head_dim {}, n_ff {}, "
+      "vocab {}, weights {} ({:.1f} MiB per token){}",
+      c.arch_name, c.model_name, c.n_layer, c.n_embd, c.n_head, c.n_head_kv, c.head_dim, c.n_ff,
+      c.n_vocab, type_list, weight_bytes_per_token() / 1048576.0,
+      weights_.output_tied ? ", tied output" : "");
 }
 
 Result<std::span<const float>> Model::forward(Backend& backend, KvCache& cache,
@@ -181,28 +184,33 @@ Result<std::span<const float>> Model::forward(Backend& backend, KvCache& cache,
                                               std::span<const int32_t> tokens, int start_pos,
                                               Logits logits_mode) const {
   const ModelConfig& c = config_;
-  if (tokens.empty()) return Status(StatusCode::kInvalidArgument, "forward needs at least one token");
-  if (start_pos < 0 || static_cast<int64_t>(start_pos) + static_cast<int64_t>(tokens.size()) > cache.max_positions()) {
+  if (tokens.empty())
+    return Status(StatusCode::kInvalidArgument, "forward needs at least one token");
+  if (start_pos < 0 || static_cast<int64_t>(start_pos) + static_cast<int64_t>(tokens.size()) >
+                           cache.max_positions()) {
     return make_error(StatusCode::kOutOfRange, "positions {}..{} exceed the context of {} tokens",
                       start_pos, start_pos + tokens.size(), cache.max_positions());
   }
   for (int32_t id : tokens) {
     if (id < 0 || id >= c.n_vocab) {
-      return make_error(StatusCode::kInvalidArgument, "token id {} is outside the vocabulary [0, {})",
-                        id, c.n_vocab);
+      return make_error(StatusCode::kInvalidArgument,
+                        "token id {} is outside the vocabulary [0, {})", id, c.n_vocab);
     }
   }
   const bool all = logits_mode == Logits::kAll;
   if (all && tokens.size() > static_cast<size_t>(scratch.max_tokens)) {
-    return make_error(StatusCode::kInvalidArgument, "all-position logits for {} tokens exceed the "
-                      "scratch capacity of {}", tokens.size(), scratch.max_tokens);
+    return make_error(StatusCode::kInvalidArgument,
+                      "all-position logits for {} tokens exceed the "
+                      "scratch capacity of {}",
+                      tokens.size(), scratch.max_tokens);
   }
   size_t done = 0;
   while (done < tokens.size()) {
     const size_t n = std::min(tokens.size() - done, static_cast<size_t>(scratch.max_tokens));
     const bool last_chunk = done + n == tokens.size();
-    forward_chunk(backend, cache, scratch, tokens.subspan(done, n), start_pos + static_cast<int>(done),
-                  all, last_chunk || all ? scratch.logits.data() : nullptr);
+    forward_chunk(backend, cache, scratch, tokens.subspan(done, n),
+                  start_pos + static_cast<int>(done), all,
+                  last_chunk || all ? scratch.logits.data() : nullptr);
     done += n;
   }
   const size_t n_logits = all ? tokens.size() * c.n_vocab : static_cast<size_t>(c.n_vocab);

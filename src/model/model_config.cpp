@@ -6,9 +6,12 @@ namespace infergrid {
 
 const char* architecture_name(Architecture arch) {
   switch (arch) {
-    case Architecture::kLlama: return "llama";
-    case Architecture::kQwen2: return "qwen2";
-    case Architecture::kMistral: return "mistral";
+    case Architecture::kLlama:
+      return "llama";
+    case Architecture::kQwen2:
+      return "qwen2";
+    case Architecture::kMistral:
+      return "mistral";
   }
   return "?";
 }
@@ -45,7 +48,8 @@ Result<float> optional_float(const GgufFile& file, const std::string& key, float
 
 Result<ModelConfig> ModelConfig::from_gguf(const GgufFile& file) {
   ModelConfig c;
-  IG_ASSIGN_OR_RETURN(std::optional<std::string_view> arch, file.get_string("general.architecture"));
+  IG_ASSIGN_OR_RETURN(std::optional<std::string_view> arch,
+                      file.get_string("general.architecture"));
   if (!arch) return Status(StatusCode::kCorrupt, "missing general.architecture");
   c.arch_name = std::string(*arch);
   if (c.arch_name == "llama") {
@@ -69,7 +73,8 @@ Result<ModelConfig> ModelConfig::from_gguf(const GgufFile& file) {
   IG_ASSIGN_OR_RETURN(c.n_layer, required_int(file, p + "block_count", 1, 4096));
   IG_ASSIGN_OR_RETURN(c.n_ff, required_int(file, p + "feed_forward_length", 1, kMaxDim));
   IG_ASSIGN_OR_RETURN(c.n_head, required_int(file, p + "attention.head_count", 1, 4096));
-  IG_ASSIGN_OR_RETURN(c.n_head_kv, optional_int(file, p + "attention.head_count_kv", c.n_head, 1, c.n_head));
+  IG_ASSIGN_OR_RETURN(c.n_head_kv,
+                      optional_int(file, p + "attention.head_count_kv", c.n_head, 1, c.n_head));
   if (c.n_head % c.n_head_kv != 0) {
     return make_error(StatusCode::kCorrupt, "head_count {} is not a multiple of head_count_kv {}",
                       c.n_head, c.n_head_kv);
@@ -78,13 +83,16 @@ Result<ModelConfig> ModelConfig::from_gguf(const GgufFile& file) {
     return make_error(StatusCode::kCorrupt, "embedding_length {} not divisible by head_count {}",
                       c.n_embd, c.n_head);
   }
-  IG_ASSIGN_OR_RETURN(c.head_dim, optional_int(file, p + "attention.key_length", c.n_embd / c.n_head, 2, 512));
-  IG_ASSIGN_OR_RETURN(int value_length, optional_int(file, p + "attention.value_length", c.head_dim, 2, 512));
+  IG_ASSIGN_OR_RETURN(c.head_dim,
+                      optional_int(file, p + "attention.key_length", c.n_embd / c.n_head, 2, 512));
+  IG_ASSIGN_OR_RETURN(int value_length,
+                      optional_int(file, p + "attention.value_length", c.head_dim, 2, 512));
   if (value_length != c.head_dim) {
     return Status(StatusCode::kUnsupported, "key_length != value_length is not supported");
   }
   IG_ASSIGN_OR_RETURN(c.n_ctx_train, optional_int(file, p + "context_length", 2048, 1, 1 << 24));
-  IG_ASSIGN_OR_RETURN(c.rms_eps, optional_float(file, p + "attention.layer_norm_rms_epsilon", 1e-5f));
+  IG_ASSIGN_OR_RETURN(c.rms_eps,
+                      optional_float(file, p + "attention.layer_norm_rms_epsilon", 1e-5f));
   if (!(c.rms_eps > 0)) return Status(StatusCode::kCorrupt, "layer_norm_rms_epsilon must be > 0");
 
   IG_ASSIGN_OR_RETURN(std::optional<int64_t> vocab_size, file.get_int(p + "vocab_size"));
@@ -100,16 +108,22 @@ Result<ModelConfig> ModelConfig::from_gguf(const GgufFile& file) {
 
   RopeParams& rope = c.rope;
   rope.style = c.arch == Architecture::kQwen2 ? RopeStyle::kNeox : RopeStyle::kNormal;
-  IG_ASSIGN_OR_RETURN(rope.n_dims, optional_int(file, p + "rope.dimension_count", c.head_dim, 2, c.head_dim));
-  if (rope.n_dims % 2 != 0) return Status(StatusCode::kCorrupt, "rope.dimension_count must be even");
+  IG_ASSIGN_OR_RETURN(rope.n_dims,
+                      optional_int(file, p + "rope.dimension_count", c.head_dim, 2, c.head_dim));
+  if (rope.n_dims % 2 != 0)
+    return Status(StatusCode::kCorrupt, "rope.dimension_count must be even");
   IG_ASSIGN_OR_RETURN(rope.freq_base, optional_float(file, p + "rope.freq_base", 10000.0f));
   if (!(rope.freq_base > 1.0f)) return Status(StatusCode::kCorrupt, "rope.freq_base must be > 1");
-  IG_ASSIGN_OR_RETURN(std::optional<std::string_view> scaling, file.get_string(p + "rope.scaling.type"));
+  IG_ASSIGN_OR_RETURN(std::optional<std::string_view> scaling,
+                      file.get_string(p + "rope.scaling.type"));
   IG_ASSIGN_OR_RETURN(float factor, optional_float(file, p + "rope.scaling.factor", 0.0f));
   IG_ASSIGN_OR_RETURN(float scale_linear, optional_float(file, p + "rope.scale_linear", 0.0f));
-  std::string scaling_type = scaling ? std::string(*scaling) : (scale_linear > 0 ? "linear" : "none");
+  std::string scaling_type =
+      scaling ? std::string(*scaling) : (scale_linear > 0 ? "linear" : "none");
   if (factor <= 0) factor = scale_linear > 0 ? scale_linear : 1.0f;
-  IG_ASSIGN_OR_RETURN(rope.n_ctx_orig, optional_int(file, p + "rope.scaling.original_context_length", c.n_ctx_train, 1, 1 << 24));
+  IG_ASSIGN_OR_RETURN(
+      rope.n_ctx_orig,
+      optional_int(file, p + "rope.scaling.original_context_length", c.n_ctx_train, 1, 1 << 24));
   if (scaling_type == "none" || factor == 1.0f) {
     rope.freq_scale = 1.0f;
   } else if (scaling_type == "linear") {
@@ -117,10 +131,13 @@ Result<ModelConfig> ModelConfig::from_gguf(const GgufFile& file) {
   } else if (scaling_type == "yarn") {
     rope.freq_scale = 1.0f / factor;
     rope.ext_factor = 1.0f;
-    IG_ASSIGN_OR_RETURN(rope.attn_factor, optional_float(file, p + "rope.scaling.attn_factor", 1.0f));
+    IG_ASSIGN_OR_RETURN(rope.attn_factor,
+                        optional_float(file, p + "rope.scaling.attn_factor", 1.0f));
   } else {
-    return make_error(StatusCode::kUnsupported, "rope scaling type '{}' is not supported "
-                      "(supported: none, linear, yarn)", scaling_type);
+    return make_error(StatusCode::kUnsupported,
+                      "rope scaling type '{}' is not supported "
+                      "(supported: none, linear, yarn)",
+                      scaling_type);
   }
   return c;
 }

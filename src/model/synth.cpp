@@ -128,7 +128,8 @@ Result<SynthSummary> synthesize_model(const SynthOptions& o, const std::string& 
   const int n_embd = o.n_embd ? o.n_embd : preset->n_embd;
   const int n_layer = o.n_layer ? o.n_layer : preset->n_layer;
   const int n_head = o.n_head ? o.n_head : preset->n_head;
-  const int n_head_kv = o.n_head_kv ? o.n_head_kv : (o.arch == "llama2" ? n_head : preset->n_head_kv);
+  const int n_head_kv =
+      o.n_head_kv ? o.n_head_kv : (o.arch == "llama2" ? n_head : preset->n_head_kv);
   const int n_ff = o.n_ff ? o.n_ff : preset->n_ff;
   const int n_ctx = o.n_ctx ? o.n_ctx : 4096;
   if (n_embd % n_head != 0 || n_head % n_head_kv != 0 || (n_embd / n_head) % 2 != 0) {
@@ -141,8 +142,9 @@ Result<SynthSummary> synthesize_model(const SynthOptions& o, const std::string& 
   if (o.arch == "llama2") rope_base = 10000.0f;
   if (o.arch == "mistral" || o.arch == "qwen2") rope_base = 1000000.0f;
 
-  IG_ASSIGN_OR_RETURN(SynthVocab vocab, make_synth_vocab(o.n_vocab ? o.n_vocab : preset->n_vocab,
-                                                         o.arch == "qwen2" ? "qwen2" : "llama-bpe"));
+  IG_ASSIGN_OR_RETURN(SynthVocab vocab,
+                      make_synth_vocab(o.n_vocab ? o.n_vocab : preset->n_vocab,
+                                       o.arch == "qwen2" ? "qwen2" : "llama-bpe"));
   const int n_vocab = static_cast<int>(vocab.tokens.size());
 
   GgufWriter writer;

@@ -5,7 +5,8 @@
 namespace infergrid {
 
 Result<SynthVocab> make_synth_vocab(int n_vocab, const std::string& pre) {
-  const PreTokenizerType type = pre == "qwen2" ? PreTokenizerType::kQwen2 : PreTokenizerType::kLlama3;
+  const PreTokenizerType type =
+      pre == "qwen2" ? PreTokenizerType::kQwen2 : PreTokenizerType::kLlama3;
   IG_ASSIGN_OR_RETURN(TokenizerVocab vocab, make_default_bpe_vocab(n_vocab, type));
   vocab.pre = pre;
   return vocab;

@@ -82,10 +82,13 @@ TEST_F(GeneratorTest, SameSeedSameTextAndCallbackCanStop) {
   options.sampling.temperature = 1.0f;
   auto run = [&] {
     std::string text;
-    EXPECT_TRUE(generator.generate("Once", options, [&](std::string_view t) {
-      text += t;
-      return true;
-    }).is_ok());
+    EXPECT_TRUE(generator
+                    .generate("Once", options,
+                              [&](std::string_view t) {
+                                text += t;
+                                return true;
+                              })
+                    .is_ok());
     return text;
   };
   EXPECT_EQ(run(), run());

@@ -21,7 +21,8 @@ CommandResult run(const std::string& args, const std::string& env = "") {
   if (pipe == nullptr) return r;
   std::array<char, 4096> buffer{};
   size_t n;
-  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) r.output.append(buffer.data(), n);
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
+    r.output.append(buffer.data(), n);
   const int status = pclose(pipe);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
@@ -43,7 +44,8 @@ TEST(Cli, GenerateWithNoModelCreatesAndUsesTheDefaultModel) {
   EXPECT_NE(first.output.find("The history of computing"), std::string::npos);
   EXPECT_NE(first.output.find("generated: 16 tokens"), std::string::npos) << first.output;
   // Deterministic: the same seed on the same (re-used) model gives the same text.
-  CommandResult second = run("generate -p 'The history of computing' -n 16 --seed 3 --no-stats", env);
+  CommandResult second =
+      run("generate -p 'The history of computing' -n 16 --seed 3 --no-stats", env);
   ASSERT_EQ(second.exit_code, 0);
   const auto first_line = [](const std::string& s) { return s.substr(0, s.find('\n')); };
   EXPECT_EQ(first_line(first.output), first_line(second.output));
@@ -85,7 +87,8 @@ TEST(Cli, BadInputIsAClearErrorNotACrash) {
 }
 
 TEST(Cli, InspectsAGoldenFileWrittenByLlamaCpp) {
-  const std::string path = std::string(INFERGRID_SHARED_DIR) + "/golden/models/tiny-llama-q4_k_m.gguf";
+  const std::string path =
+      std::string(INFERGRID_SHARED_DIR) + "/golden/models/tiny-llama-q4_k_m.gguf";
   if (!std::filesystem::exists(path)) GTEST_SKIP() << "../shared/golden not present";
   CommandResult inspect = run("model inspect " + path);
   ASSERT_EQ(inspect.exit_code, 0) << inspect.output;

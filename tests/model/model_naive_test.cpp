@@ -19,8 +19,9 @@ namespace {
 std::string synth_path(const std::string& arch, TensorType type, bool tied) {
   const auto dir = std::filesystem::temp_directory_path() / "infergrid_model_tests";
   std::filesystem::create_directories(dir);
-  const std::string path = (dir / (arch + "-" + tensor_type_traits(type)->name +
-                                    (tied ? "-tied" : "") + ".gguf")).string();
+  const std::string path =
+      (dir / (arch + "-" + tensor_type_traits(type)->name + (tied ? "-tied" : "") + ".gguf"))
+          .string();
   SynthOptions o;
   o.arch = arch;
   o.size = "1m";
@@ -52,7 +53,8 @@ std::vector<int32_t> greedy_production(const Model& model, Backend& backend,
   EXPECT_TRUE(logits.is_ok());
   std::vector<int32_t> out;
   for (int i = 0; i < steps; ++i) {
-    int32_t token = static_cast<int32_t>(std::max_element(logits->begin(), logits->end()) - logits->begin());
+    int32_t token =
+        static_cast<int32_t>(std::max_element(logits->begin(), logits->end()) - logits->begin());
     out.push_back(token);
     logits = model.forward(backend, cache, scratch, std::span<const int32_t>(&token, 1),
                            static_cast<int>(prompt.size()) + i, Model::Logits::kLast);
@@ -88,7 +90,8 @@ TEST_P(ModelVsNaive, LogitsCloseAndSameGreedyTokensFor64Steps) {
   double max_abs = 0, max_logit = 0;
   for (size_t t = 0; t < prompt.size(); ++t) {
     for (int v = 0; v < n_vocab; ++v) {
-      max_abs = std::max(max_abs, std::fabs(static_cast<double>((*ours)[t * n_vocab + v]) - reference[t][v]));
+      max_abs = std::max(
+          max_abs, std::fabs(static_cast<double>((*ours)[t * n_vocab + v]) - reference[t][v]));
       max_logit = std::max(max_logit, std::fabs(static_cast<double>(reference[t][v])));
     }
   }
@@ -104,20 +107,20 @@ TEST_P(ModelVsNaive, LogitsCloseAndSameGreedyTokensFor64Steps) {
   EXPECT_GT(std::set<int32_t>(ours_greedy.begin(), ours_greedy.end()).size(), 3u);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Architectures, ModelVsNaive,
-    ::testing::Values(ArchCase{"llama", TensorType::kF32, false, 1e-4},
-                      ArchCase{"llama", TensorType::kF16, false, 1e-4},
-                      ArchCase{"llama", TensorType::kF32, true, 1e-4},
-                      ArchCase{"llama2", TensorType::kF32, false, 1e-4},
-                      ArchCase{"mistral", TensorType::kF32, false, 1e-4},
-                      ArchCase{"mistral", TensorType::kBF16, false, 1e-4},
-                      ArchCase{"qwen2", TensorType::kF32, false, 1e-4},
-                      ArchCase{"qwen2", TensorType::kF16, false, 1e-4}),
-    [](const ::testing::TestParamInfo<ArchCase>& info) {
-      return std::string(info.param.arch) + "_" + tensor_type_traits(info.param.type)->name +
-             (info.param.tied ? "_tied" : "");
-    });
+INSTANTIATE_TEST_SUITE_P(Architectures, ModelVsNaive,
+                         ::testing::Values(ArchCase{"llama", TensorType::kF32, false, 1e-4},
+                                           ArchCase{"llama", TensorType::kF16, false, 1e-4},
+                                           ArchCase{"llama", TensorType::kF32, true, 1e-4},
+                                           ArchCase{"llama2", TensorType::kF32, false, 1e-4},
+                                           ArchCase{"mistral", TensorType::kF32, false, 1e-4},
+                                           ArchCase{"mistral", TensorType::kBF16, false, 1e-4},
+                                           ArchCase{"qwen2", TensorType::kF32, false, 1e-4},
+                                           ArchCase{"qwen2", TensorType::kF16, false, 1e-4}),
+                         [](const ::testing::TestParamInfo<ArchCase>& info) {
+                           return std::string(info.param.arch) + "_" +
+                                  tensor_type_traits(info.param.type)->name +
+                                  (info.param.tied ? "_tied" : "");
+                         });
 
 class SplitInvariance : public ::testing::TestWithParam<TensorType> {};
 
@@ -134,7 +137,8 @@ TEST_P(SplitInvariance, ChunkingBatchingAndThreadsGiveIdenticalLogits) {
   CpuBackend two_threads(2);
   KvCache full_cache(config, 64);
   ForwardScratch full_scratch(config, 64);
-  auto full = (*model)->forward(two_threads, full_cache, full_scratch, prompt, 0, Model::Logits::kAll);
+  auto full =
+      (*model)->forward(two_threads, full_cache, full_scratch, prompt, 0, Model::Logits::kAll);
   ASSERT_TRUE(full.is_ok());
   const std::vector<float> reference(full->begin(), full->end());
 
@@ -142,7 +146,8 @@ TEST_P(SplitInvariance, ChunkingBatchingAndThreadsGiveIdenticalLogits) {
   CpuBackend one_thread(1);
   KvCache chunk_cache(config, 64);
   ForwardScratch chunk_scratch(config, 7);
-  auto chunked = (*model)->forward(one_thread, chunk_cache, chunk_scratch, prompt, 0, Model::Logits::kLast);
+  auto chunked =
+      (*model)->forward(one_thread, chunk_cache, chunk_scratch, prompt, 0, Model::Logits::kLast);
   ASSERT_TRUE(chunked.is_ok());
   for (size_t v = 0; v < n_vocab; ++v) {
     ASSERT_EQ((*chunked)[v], reference[(prompt.size() - 1) * n_vocab + v]) << "vocab " << v;
@@ -182,7 +187,8 @@ TEST(ModelLoad, RejectsBadFilesWithClearErrors) {
   ASSERT_EQ(std::fread(bytes.data(), 1, bytes.size(), f), bytes.size());
   std::fclose(f);
   // Truncating the file to half its size cuts tensor data: the reader says which tensor.
-  auto truncated = GgufFile::parse(std::span<const uint8_t>(bytes.data(), bytes.size() / 2), "half");
+  auto truncated =
+      GgufFile::parse(std::span<const uint8_t>(bytes.data(), bytes.size() / 2), "half");
   ASSERT_FALSE(truncated.is_ok());
   EXPECT_NE(truncated.status().message().find("extends past the end"), std::string::npos);
 }
@@ -194,11 +200,15 @@ TEST(ModelForward, RejectsOutOfRangeTokensAndPositions) {
   KvCache cache((*model)->config(), 8);
   ForwardScratch scratch((*model)->config(), 8);
   const std::vector<int32_t> bad_token = {1, 99999};
-  EXPECT_EQ((*model)->forward(backend, cache, scratch, bad_token, 0, Model::Logits::kLast).status().code(),
+  EXPECT_EQ((*model)
+                ->forward(backend, cache, scratch, bad_token, 0, Model::Logits::kLast)
+                .status()
+                .code(),
             StatusCode::kInvalidArgument);
   const std::vector<int32_t> too_long(9, 5);
-  EXPECT_EQ((*model)->forward(backend, cache, scratch, too_long, 0, Model::Logits::kLast).status().code(),
-            StatusCode::kOutOfRange);
+  EXPECT_EQ(
+      (*model)->forward(backend, cache, scratch, too_long, 0, Model::Logits::kLast).status().code(),
+      StatusCode::kOutOfRange);
 }
 
 }  // namespace
