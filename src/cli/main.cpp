@@ -190,6 +190,8 @@ int main(int argc, char** argv) {
   synth_cmd->add_option("--n-vocab", synth.n_vocab);
   synth_cmd->add_option("--n-ctx", synth.n_ctx);
   synth_cmd->add_option("-t,--threads", synth_threads);
+  auto* default_cmd = model_cmd->add_subcommand(
+      "default", "Create the embedded default model if missing and print its path");
   std::string inspect_path;
   bool inspect_all = false;
   auto* inspect_cmd =
@@ -231,6 +233,12 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (inspect_cmd->parsed()) return run_inspect(inspect_path, inspect_all);
+  if (default_cmd->parsed()) {
+    auto path = resolve_model_path("");
+    if (!path.is_ok()) return fail(path.status());
+    std::printf("%s\n", path->c_str());
+    return 0;
+  }
   if (decode_cmd->parsed()) {
     auto path = resolve_model_path(bench_model);
     if (!path.is_ok()) return fail(path.status());

@@ -3,6 +3,9 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <string>
+
+#include <unistd.h>
 
 namespace infergrid {
 
@@ -138,7 +141,9 @@ std::vector<uint8_t> GgufWriter::serialize() const {
 }
 
 Status GgufWriter::write_file(const std::string& path) const {
-  const std::string tmp = path + ".tmp";
+  // A per-process temporary name: concurrent writers of the same model never share a file,
+  // and the final rename is atomic, so readers see a whole file or none.
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (f == nullptr) {
     return make_error(StatusCode::kIoError, "cannot create {}: {}", tmp, std::strerror(errno));
