@@ -115,6 +115,33 @@ void bench_dot(benchmark::State& state, const CpuKernels* k, TensorType type, in
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(row_bytes) * rows);
 }
 
+// The tiled dot over a whole matrix and n_x activation rows, as matmul calls it: weight GB/s
+// (each weight byte read once per call) and GFLOP/s (2 * rows * cols * n_x per call).
+void bench_mat_dot(benchmark::State& state, const CpuKernels* k, TensorType type, int64_t rows,
+                   int64_t cols, int64_t n_x) {
+  const size_t row_bytes = tensor_row_bytes(type, cols);
+  const AlignedBuffer<uint8_t>& w = cached_weights(type, rows, cols);
+  FastRng rng;
+  std::vector<float> xf(static_cast<size_t>(cols * n_x));
+  for (float& v : xf) v = rng.uniform() - 0.5f;
+  const TensorType dot_type = tensor_type_traits(type)->dot_type;
+  const size_t x_row_bytes = tensor_row_bytes(dot_type, cols);
+  AlignedBuffer<uint8_t> x(x_row_bytes * static_cast<size_t>(n_x));
+  for (int64_t c = 0; c < n_x; ++c) {
+    k->quantize_for(dot_type)(xf.data() + c * cols, x.data() + c * x_row_bytes, cols);
+  }
+  std::vector<float> y(static_cast<size_t>(rows * n_x));
+  const MatDotFn mat_dot = k->mat_dot_for(type);
+  for (auto _ : state) {
+    mat_dot(cols, w.data(), row_bytes, rows, x.data(), x_row_bytes, n_x, y.data(), rows);
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(row_bytes) * rows);
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * 2.0 * static_cast<double>(rows * cols * n_x),
+      benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+}
+
 void bench_quantize(benchmark::State& state, const CpuKernels* k, TensorType dot_type) {
   constexpr int64_t kCols = 4096;
   FastRng rng;
@@ -146,6 +173,18 @@ void register_all() {
             "dot/" + k->name + "/" + tensor_type_traits(type)->name + "/" + shape.label;
         benchmark::RegisterBenchmark(name.c_str(), bench_dot, k, type, shape.rows, shape.cols)
             ->Unit(benchmark::kMicrosecond);
+      }
+    }
+    for (TensorType type : {TensorType::kQ4_0, TensorType::kQ8_0}) {
+      if (k->mat_dot_for(type) == nullptr) continue;
+      for (const Shape& shape : {kShapes[1], kShapes[2]}) {
+        for (int64_t n_x : {1, 4, 16}) {
+          const std::string name = "mat_dot/" + k->name + "/" + tensor_type_traits(type)->name +
+                                   "/" + shape.label + "/x" + std::to_string(n_x);
+          benchmark::RegisterBenchmark(name.c_str(), bench_mat_dot, k, type, shape.rows, shape.cols,
+                                       n_x)
+              ->Unit(benchmark::kMicrosecond);
+        }
       }
     }
     for (TensorType dot_type : {TensorType::kQ8_0, TensorType::kQ8_K}) {

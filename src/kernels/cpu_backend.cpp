@@ -44,8 +44,8 @@ std::string CpuBackend::name() const {
 void CpuBackend::reserve(int64_t max_tokens, int64_t max_cols, int64_t max_context) {
   // Q8_0 is the largest activation encoding per element among dot types except F32, which
   // needs no scratch; Q8_K is smaller per element than Q8_0 (292/256 < 34/32).
-  const size_t act_bytes =
-      static_cast<size_t>(max_tokens) * tensor_row_bytes(TensorType::kQ8_0, (max_cols + 255) / 256 * 256);
+  const size_t act_bytes = static_cast<size_t>(max_tokens) *
+                           tensor_row_bytes(TensorType::kQ8_0, (max_cols + 255) / 256 * 256);
   if (act_scratch_.size() < act_bytes) act_scratch_.resize(act_bytes);
   const int64_t stride = (max_context + 15) / 16 * 16;
   if (score_stride_ < stride) {
@@ -76,6 +76,7 @@ void CpuBackend::matmul(const MatrixView& w, const float* x, int64_t n_tokens, f
     }
     act = scratch;
   }
+  const MatDotFn mat_dot = kernels_->mat_dot_for(w.type);
   const int64_t chunk = rows_per_task(w.n_rows, pool_.size());
   const int64_t n_tasks = (w.n_rows + chunk - 1) / chunk;
   pool_.parallel_for(n_tasks, [&](int64_t task, int) {
@@ -83,6 +84,13 @@ void CpuBackend::matmul(const MatrixView& w, const float* x, int64_t n_tokens, f
     const int64_t row_end = std::min(w.n_rows, row_begin + chunk);
     for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenBlock) {
       const int64_t t1 = std::min(n_tokens, t0 + kTokenBlock);
+      if (mat_dot != nullptr) {
+        // Bit-identical to the vec_dot loop below (the MatDotFn contract).
+        mat_dot(w.n_cols, w.row(row_begin), w.row_bytes, row_end - row_begin,
+                act + t0 * act_row_bytes, act_row_bytes, t1 - t0, y + t0 * w.n_rows + row_begin,
+                w.n_rows);
+        continue;
+      }
       for (int64_t r = row_begin; r < row_end; ++r) {
         const uint8_t* row = w.row(r);
         for (int64_t t = t0; t < t1; ++t) {
@@ -108,9 +116,11 @@ void rope_cos_sin(int32_t position, const RopeParams& p, float* cos_out, float* 
   const float theta_scale = std::pow(p.freq_base, -2.0f / p.n_dims);
   float corr_low = 0, corr_high = 0;
   if (p.ext_factor != 0.0f) {
-    corr_low = std::max(0.0f, std::floor(yarn_corr_dim(p.n_dims, p.n_ctx_orig, p.beta_fast, p.freq_base)));
-    corr_high = std::min(static_cast<float>(p.n_dims - 1),
-                         std::ceil(yarn_corr_dim(p.n_dims, p.n_ctx_orig, p.beta_slow, p.freq_base)));
+    corr_low =
+        std::max(0.0f, std::floor(yarn_corr_dim(p.n_dims, p.n_ctx_orig, p.beta_fast, p.freq_base)));
+    corr_high =
+        std::min(static_cast<float>(p.n_dims - 1),
+                 std::ceil(yarn_corr_dim(p.n_dims, p.n_ctx_orig, p.beta_slow, p.freq_base)));
   }
   float theta = static_cast<float>(position);
   for (int i0 = 0; i0 < p.n_dims; i0 += 2) {
@@ -166,7 +176,9 @@ void CpuBackend::swiglu(const float* gate, const float* up, float* y, int64_t n_
   });
 }
 
-void CpuBackend::add(const float* x, float* y, int64_t n) { kernels_->axpy(1.0f, x, y, n); }
+void CpuBackend::add(const float* x, float* y, int64_t n) {
+  kernels_->axpy(1.0f, x, y, n);
+}
 
 void CpuBackend::add_bias(const float* bias, float* y, int64_t n_tokens, int64_t n) {
   for (int64_t t = 0; t < n_tokens; ++t) kernels_->axpy(1.0f, bias, y + t * n, n);
@@ -175,7 +187,8 @@ void CpuBackend::add_bias(const float* bias, float* y, int64_t n_tokens, int64_t
 void CpuBackend::attention(const float* q, int64_t n_tokens, std::span<const int32_t> positions,
                            const KvLayerView& kv, const AttentionParams& p, float* out) {
   int64_t max_context = 0;
-  for (int64_t t = 0; t < n_tokens; ++t) max_context = std::max<int64_t>(max_context, positions[t] + 1);
+  for (int64_t t = 0; t < n_tokens; ++t)
+    max_context = std::max<int64_t>(max_context, positions[t] + 1);
   if (score_stride_ < max_context) reserve(0, 0, max_context);
   const int group = p.n_heads / p.n_kv_heads;
   const int64_t q_row = static_cast<int64_t>(p.n_heads) * p.head_dim;
@@ -190,7 +203,8 @@ void CpuBackend::attention(const float* q, int64_t n_tokens, std::span<const int
     const int64_t head_offset = static_cast<int64_t>(kv_head) * p.head_dim;
     float max_score = -INFINITY;
     for (int64_t j = 0; j < n_ctx; ++j) {
-      const float s = kernels_->dot_f32_f32(qh, kv.k + j * kv.row_stride + head_offset, p.head_dim) * p.scale;
+      const float s =
+          kernels_->dot_f32_f32(qh, kv.k + j * kv.row_stride + head_offset, p.head_dim) * p.scale;
       scores[j] = s;
       max_score = std::max(max_score, s);
     }

@@ -76,6 +76,17 @@ VecDotFn CpuKernels::dot_for(TensorType weight_type) const {
   return nullptr;
 }
 
+MatDotFn CpuKernels::mat_dot_for(TensorType weight_type) const {
+  switch (weight_type) {
+    case TensorType::kQ4_0:
+      return mat_dot_q4_0;
+    case TensorType::kQ8_0:
+      return mat_dot_q8_0;
+    default:
+      return nullptr;
+  }
+}
+
 QuantizeActFn CpuKernels::quantize_for(TensorType dot_type) const {
   switch (dot_type) {
     case TensorType::kQ8_0:

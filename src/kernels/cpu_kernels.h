@@ -19,6 +19,13 @@ namespace infergrid {
 
 using VecDotFn = float (*)(int64_t n, const void* w, const void* x);
 using QuantizeActFn = void (*)(const float* x, void* y, int64_t n);
+// A tile of dot products: y[c * y_stride + r] = dot(n, w + r * w_row_bytes, x + c * x_row_bytes)
+// for r < n_w, c < n_x. Each weight block is unpacked once and reused across the activation
+// rows (prefill), and several rows are in flight at once (decode).
+// Contract: every output is bit-identical to the same table's vec_dot for that weight type (the
+// same float operations in the same order), so batched and one-token matmuls agree exactly.
+using MatDotFn = void (*)(int64_t n, const void* w, size_t w_row_bytes, int64_t n_w, const void* x,
+                          size_t x_row_bytes, int64_t n_x, float* y, int64_t y_stride);
 
 struct CpuKernels {
   std::string name;  // "scalar", "avx2", "avx512"
@@ -31,6 +38,11 @@ struct CpuKernels {
   VecDotFn dot_q4_K = nullptr;  // w q4_K, x q8_K
   VecDotFn dot_q6_K = nullptr;  // w q6_K, x q8_K
 
+  // Tiled versions of the dots above; nullptr where a table has none (callers then loop over
+  // the vec_dot, which gives the same results).
+  MatDotFn mat_dot_q4_0 = nullptr;
+  MatDotFn mat_dot_q8_0 = nullptr;
+
   QuantizeActFn quantize_q8_0 = nullptr;
   QuantizeActFn quantize_q8_K = nullptr;
 
@@ -42,6 +54,7 @@ struct CpuKernels {
   void (*swiglu)(const float* gate, const float* up, float* y, int64_t n) = nullptr;  // silu(g)*u
 
   VecDotFn dot_for(TensorType weight_type) const;
+  MatDotFn mat_dot_for(TensorType weight_type) const;     // nullptr when the type has none
   QuantizeActFn quantize_for(TensorType dot_type) const;  // nullptr for F32 (no conversion)
 };
 

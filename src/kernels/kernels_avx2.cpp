@@ -100,62 +100,152 @@ inline __m256i madd_u8_s8(__m256i u, __m256i s) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
 
-inline __m256 q4_0_block(const BlockQ4_0& a, const BlockQ8_0& b) {
-  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.qs));
-  // Low nibbles are elements 0..15, high nibbles 16..31: one 256-bit vector in element order.
-  const __m256i q =
-      _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0F));
-  const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
-  // (q - 8) . y = q . y - 8 . y; both halves stay unsigned x signed for maddubs.
-  const __m256i p16 =
-      _mm256_sub_epi16(_mm256_maddubs_epi16(q, y), _mm256_maddubs_epi16(_mm256_set1_epi8(8), y));
-  return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
-}
-
-float dot_q4_0(int64_t n, const void* w, const void* x) {
-  const auto* a = static_cast<const BlockQ4_0*>(w);
-  const auto* b = static_cast<const BlockQ8_0*>(x);
-  const int64_t nb = n / kQK4_0;
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 2 <= nb; i += 2) {
-    acc0 =
-        _mm256_fmadd_ps(_mm256_set1_ps(half(a[i].d) * half(b[i].d)), q4_0_block(a[i], b[i]), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_set1_ps(half(a[i + 1].d) * half(b[i + 1].d)),
-                           q4_0_block(a[i + 1], b[i + 1]), acc1);
+// Q4_0 and Q8_0 dots are tiles of R weight rows x C activation rows (vec_dot is the 1x1 tile).
+// Each output has its own accumulator and sees the same operations in the same order whatever
+// the tile shape, which is what makes every tile bit-identical to vec_dot. Per block the
+// weight unpacking is shared across C activations and the activation work across R rows; the
+// R*C accumulators are independent FMA chains, so a 4x1 decode tile is not bound by FMA latency.
+struct Q4_0Dot {
+  using WeightBlock = BlockQ4_0;
+  struct Weights {
+    __m256i q;  // codes 0..15 as bytes, in element order
+  };
+  struct Acts {
+    __m256i y;
+    __m256i y8;  // 8 . y in pairs: the code offset, subtracted once per (row, activation)
+  };
+  static Weights load_w(const BlockQ4_0& a) {
+    // Both halves hold the 16 packed bytes; the high half is shifted so it yields the high
+    // nibbles (elements 16..31).
+    const __m256i raw =
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.qs)));
+    return {_mm256_and_si256(_mm256_srlv_epi64(raw, _mm256_setr_epi64x(0, 0, 4, 4)),
+                             _mm256_set1_epi8(0x0F))};
   }
-  if (i < nb) {
-    acc0 =
-        _mm256_fmadd_ps(_mm256_set1_ps(half(a[i].d) * half(b[i].d)), q4_0_block(a[i], b[i]), acc0);
+  static Acts load_x(const BlockQ8_0& b) {
+    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
+    return {y, _mm256_maddubs_epi16(_mm256_set1_epi8(8), y)};
   }
-  return hsum(_mm256_add_ps(acc0, acc1));
-}
+  // (q - 8) . y = q . y - 8 . y, with both maddubs unsigned x signed.
+  static __m256i dot(const Weights& w, const Acts& x) {
+    return _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(w.q, x.y), x.y8),
+                             _mm256_set1_epi16(1));
+  }
+};
 
-inline __m256 q8_0_block(const BlockQ8_0& a, const BlockQ8_0& b) {
-  const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs));
-  const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
+struct Q8_0Dot {
+  using WeightBlock = BlockQ8_0;
+  struct Weights {
+    __m256i q;
+    __m256i abs_q;
+  };
+  struct Acts {
+    __m256i y;
+  };
+  static Weights load_w(const BlockQ8_0& a) {
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs));
+    return {q, _mm256_sign_epi8(q, q)};
+  }
+  static Acts load_x(const BlockQ8_0& b) {
+    return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs))};
+  }
   // Move w's sign onto y so maddubs sees |w| (unsigned; -128 reads as 128, still right) times
   // a signed value; y is never -128, so negating it cannot overflow.
-  return _mm256_cvtepi32_ps(madd_u8_s8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q)));
+  static __m256i dot(const Weights& w, const Acts& x) {
+    return madd_u8_s8(w.abs_q, _mm256_sign_epi8(x.y, w.q));
+  }
+};
+
+template <typename Kind, int R, int C>
+inline void dot_tile(int64_t nb, const uint8_t* w, size_t w_row_bytes, const uint8_t* x,
+                     size_t x_row_bytes, float* y, int64_t y_stride) {
+  using WeightBlock = typename Kind::WeightBlock;
+  __m256 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    typename Kind::Weights wq[R];
+    __m256 wd[R];
+    for (int r = 0; r < R; ++r) {
+      const WeightBlock& a = reinterpret_cast<const WeightBlock*>(w + r * w_row_bytes)[i];
+      // Rows are short (about 1-2 KiB), too short for the hardware prefetcher to train on R
+      // interleaved streams; fetching the next tile's rows keeps the loads hitting.
+      _mm_prefetch(reinterpret_cast<const char*>(&a) + R * w_row_bytes, _MM_HINT_T0);
+      wq[r] = Kind::load_w(a);
+      wd[r] = _mm256_set1_ps(half(a.d));
+    }
+    for (int c = 0; c < C; ++c) {
+      const BlockQ8_0& b = reinterpret_cast<const BlockQ8_0*>(x + c * x_row_bytes)[i];
+      const typename Kind::Acts xq = Kind::load_x(b);
+      const __m256 xd = _mm256_set1_ps(half(b.d));
+      for (int r = 0; r < R; ++r) {
+        acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(wd[r], xd),
+                                    _mm256_cvtepi32_ps(Kind::dot(wq[r], xq)), acc[r][c]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) y[c * y_stride + r] = hsum(acc[r][c]);
 }
 
-float dot_q8_0(int64_t n, const void* w, const void* x) {
-  const auto* a = static_cast<const BlockQ8_0*>(w);
-  const auto* b = static_cast<const BlockQ8_0*>(x);
+// All activation rows against R weight rows: tiles of C = 4, then the remainder.
+template <typename Kind, int R>
+inline void dot_rows(int64_t nb, const uint8_t* w, size_t w_row_bytes, const uint8_t* x,
+                     size_t x_row_bytes, int64_t n_x, float* y, int64_t y_stride) {
+  int64_t c = 0;
+  for (; c + 4 <= n_x; c += 4) {
+    dot_tile<Kind, R, 4>(nb, w, w_row_bytes, x + c * x_row_bytes, x_row_bytes, y + c * y_stride,
+                         y_stride);
+  }
+  const uint8_t* xc = x + c * x_row_bytes;
+  float* yc = y + c * y_stride;
+  switch (n_x - c) {
+    case 3:
+      dot_tile<Kind, R, 3>(nb, w, w_row_bytes, xc, x_row_bytes, yc, y_stride);
+      break;
+    case 2:
+      dot_tile<Kind, R, 2>(nb, w, w_row_bytes, xc, x_row_bytes, yc, y_stride);
+      break;
+    case 1:
+      dot_tile<Kind, R, 1>(nb, w, w_row_bytes, xc, x_row_bytes, yc, y_stride);
+      break;
+    default:
+      break;
+  }
+}
+
+template <typename Kind>
+void mat_dot(int64_t n, const void* w_in, size_t w_row_bytes, int64_t n_w, const void* x_in,
+             size_t x_row_bytes, int64_t n_x, float* y, int64_t y_stride) {
+  const auto* w = static_cast<const uint8_t*>(w_in);
+  const auto* x = static_cast<const uint8_t*>(x_in);
   const int64_t nb = n / kQK8_0;
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 2 <= nb; i += 2) {
-    acc0 =
-        _mm256_fmadd_ps(_mm256_set1_ps(half(a[i].d) * half(b[i].d)), q8_0_block(a[i], b[i]), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_set1_ps(half(a[i + 1].d) * half(b[i + 1].d)),
-                           q8_0_block(a[i + 1], b[i + 1]), acc1);
+  int64_t r = 0;
+  if (n_x == 1) {
+    // Decode: four rows in flight hide the FMA latency and share each activation block.
+    for (; r + 4 <= n_w; r += 4) {
+      dot_tile<Kind, 4, 1>(nb, w + r * w_row_bytes, w_row_bytes, x, x_row_bytes, y + r, y_stride);
+    }
+  } else {
+    for (; r + 2 <= n_w; r += 2) {
+      dot_rows<Kind, 2>(nb, w + r * w_row_bytes, w_row_bytes, x, x_row_bytes, n_x, y + r, y_stride);
+    }
   }
-  if (i < nb) {
-    acc0 =
-        _mm256_fmadd_ps(_mm256_set1_ps(half(a[i].d) * half(b[i].d)), q8_0_block(a[i], b[i]), acc0);
+  for (; r < n_w; ++r) {
+    dot_rows<Kind, 1>(nb, w + r * w_row_bytes, w_row_bytes, x, x_row_bytes, n_x, y + r, y_stride);
   }
-  return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+template <typename Kind>
+float vec_dot(int64_t n, const void* w, const void* x) {
+  // The 1x1 tile; its row stride only steers the prefetch, towards the row that follows in
+  // memory (the next one a matrix-vector loop reads).
+  const int64_t nb = n / kQK8_0;
+  float y = 0;
+  dot_tile<Kind, 1, 1>(nb, static_cast<const uint8_t*>(w),
+                       static_cast<size_t>(nb) * sizeof(typename Kind::WeightBlock),
+                       static_cast<const uint8_t*>(x), 0, &y, 0);
+  return y;
 }
 
 // Unpacks Q4_K's 12 scale bytes into 8 scales then 8 mins, one byte each (the same mapping as
@@ -424,8 +514,10 @@ void fill_avx2_kernels(CpuKernels& k) {
   k.dot_f32 = dot_f32;
   k.dot_f16 = dot_f16;
   k.dot_bf16 = dot_bf16;
-  k.dot_q4_0 = dot_q4_0;
-  k.dot_q8_0 = dot_q8_0;
+  k.dot_q4_0 = vec_dot<Q4_0Dot>;
+  k.dot_q8_0 = vec_dot<Q8_0Dot>;
+  k.mat_dot_q4_0 = mat_dot<Q4_0Dot>;
+  k.mat_dot_q8_0 = mat_dot<Q8_0Dot>;
   k.dot_q4_K = dot_q4_K;
   k.dot_q6_K = dot_q6_K;
   k.quantize_q8_0 = quantize_q8_0;

@@ -366,6 +366,9 @@ void fill_avx512_float_kernels(CpuKernels& k) {
 void fill_avx512_vnni_kernels(CpuKernels& k) {
   k.dot_q4_0 = dot_q4_0;
   k.dot_q8_0 = dot_q8_0;
+  // The AVX2 tiles inherited from below would no longer match these dots bit for bit.
+  k.mat_dot_q4_0 = nullptr;
+  k.mat_dot_q8_0 = nullptr;
   k.dot_q4_K = dot_q4_K;
   k.dot_q6_K = dot_q6_K;
 }

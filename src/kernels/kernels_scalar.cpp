@@ -64,6 +64,19 @@ float dot_q8_0(int64_t n, const void* w, const void* x) {
   return sum;
 }
 
+// The reference tile: one vec_dot per output, which is the contract by construction.
+template <VecDotFn Dot>
+void mat_dot(int64_t n, const void* w, size_t w_row_bytes, int64_t n_w, const void* x,
+             size_t x_row_bytes, int64_t n_x, float* y, int64_t y_stride) {
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* xb = static_cast<const uint8_t*>(x);
+  for (int64_t c = 0; c < n_x; ++c) {
+    for (int64_t r = 0; r < n_w; ++r) {
+      y[c * y_stride + r] = Dot(n, wb + r * w_row_bytes, xb + c * x_row_bytes);
+    }
+  }
+}
+
 float dot_q4_K(int64_t n, const void* w, const void* x) {
   const auto* a = static_cast<const BlockQ4_K*>(w);
   const auto* b = static_cast<const BlockQ8_K*>(x);
@@ -154,6 +167,8 @@ void fill_scalar_kernels(CpuKernels& k) {
   k.dot_q8_0 = dot_q8_0;
   k.dot_q4_K = dot_q4_K;
   k.dot_q6_K = dot_q6_K;
+  k.mat_dot_q4_0 = mat_dot<dot_q4_0>;
+  k.mat_dot_q8_0 = mat_dot<dot_q8_0>;
   k.quantize_q8_0 = quantize_q8_0;
   k.quantize_q8_K = quantize_q8_K;
   k.dot_f32_f32 = dot_f32_f32;

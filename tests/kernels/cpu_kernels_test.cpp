@@ -347,6 +347,47 @@ INSTANTIATE_TEST_SUITE_P(Tables, SimdKernels, testing::Values("avx2", "avx512"),
 INSTANTIATE_TEST_SUITE_P(Tables, FloatOps, testing::Values("avx2", "avx512"),
                          [](const auto& info) { return info.param; });
 
+// Every tile shape (decode 4x1 tiles, prefill 2xC tiles, and every remainder) must give each
+// output bit for bit as the same table's vec_dot does: the model's batched and one-token paths
+// rely on it. The vec_dot itself is checked against the scalar reference above.
+TEST(CpuKernels, MatDotTilesMatchVecDotExactly) {
+  std::mt19937 rng(test::kSeed + 8);
+  for (const CpuKernels* k : available_cpu_kernels()) {
+    for (TensorType type : {TensorType::kQ4_0, TensorType::kQ8_0}) {
+      const MatDotFn mat_dot = k->mat_dot_for(type);
+      if (mat_dot == nullptr) continue;
+      const VecDotFn dot = k->dot_for(type);
+      const TensorType dot_type = tensor_type_traits(type)->dot_type;
+      for (int64_t blocks : {1, 2, 3, 17}) {
+        const int64_t n = blocks * tensor_type_traits(type)->block_elems;
+        const size_t w_row = tensor_row_bytes(type, n), x_row = tensor_row_bytes(dot_type, n);
+        for (int64_t n_w : {1, 2, 3, 4, 5, 7, 9}) {
+          for (int64_t n_x : {1, 2, 3, 4, 5, 6, 9}) {
+            const std::vector<uint8_t> w = random_weights(type, n * n_w, rng);
+            const std::vector<uint8_t> x = activations(type, test::random_floats(n * n_x, rng));
+            const int64_t y_stride = n_w + 3;
+            std::vector<float> y(static_cast<size_t>(y_stride * n_x), kSentinel);
+            mat_dot(n, w.data(), w_row, n_w, x.data(), x_row, n_x, y.data(), y_stride);
+            for (int64_t c = 0; c < n_x; ++c) {
+              for (int64_t r = 0; r < y_stride; ++r) {
+                const float got = y[c * y_stride + r];
+                if (r >= n_w) {
+                  ASSERT_EQ(got, kSentinel) << "wrote outside the tile";
+                  continue;
+                }
+                const float want = dot(n, w.data() + r * w_row, x.data() + c * x_row);
+                ASSERT_EQ(got, want)
+                    << k->name << " " << tensor_type_traits(type)->name << " n=" << n << " tile "
+                    << n_w << "x" << n_x << " at (" << r << "," << c << ")";
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(CpuKernels, DispatchPicksTheBestAvailableTable) {
   const std::vector<const CpuKernels*> tables = available_cpu_kernels();
   ASSERT_FALSE(tables.empty());
@@ -360,6 +401,7 @@ TEST(CpuKernels, DispatchPicksTheBestAvailableTable) {
                          TensorType::kQ8_0, TensorType::kQ4_K, TensorType::kQ6_K}) {
       EXPECT_NE(k->dot_for(t), nullptr) << k->name;
     }
+    EXPECT_EQ(k->mat_dot_for(TensorType::kQ4_K), nullptr) << k->name;
     EXPECT_NE(k->quantize_for(TensorType::kQ8_0), nullptr);
     EXPECT_NE(k->quantize_for(TensorType::kQ8_K), nullptr);
     EXPECT_EQ(k->quantize_for(TensorType::kF32), nullptr);
