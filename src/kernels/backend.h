@@ -46,12 +46,31 @@ struct RopeParams {
   const float* freq_factors = nullptr;  // n_dims/2 divisors of theta (Llama 3.1), or null
 };
 
-// One sequence's keys and values for one layer: position p's K row is at k + p * row_stride.
-// Rows hold n_kv_heads * head_dim floats.
+// One sequence's keys and values for one layer, in blocks of block_size positions: position
+// p lives in block block_table[p / block_size], slot p % block_size, and its K row starts at
+// k + block * block_stride + slot * row_stride (V likewise from v). A contiguous cache is one
+// block holding every position. Rows hold n_kv_heads * head_dim floats.
 struct KvLayerView {
-  const float* k = nullptr;
-  const float* v = nullptr;
-  int64_t row_stride = 0;  // floats between consecutive positions
+  float* k = nullptr;
+  float* v = nullptr;
+  int64_t row_stride = 0;    // floats between consecutive slots of a block
+  int64_t block_stride = 0;  // floats between consecutive blocks of the pool
+  int block_size = 0;
+  const int32_t* block_table = nullptr;
+
+  int64_t offset(int64_t position) const {
+    return block_table[position / block_size] * block_stride + (position % block_size) * row_stride;
+  }
+  float* k_row(int64_t position) const { return k + offset(position); }
+  float* v_row(int64_t position) const { return v + offset(position); }
+};
+
+// One sequence's slice of a batch: its tokens are rows first_token..first_token+n_tokens-1 of
+// the batch's activations, and its cache for the current layer is kv.
+struct AttentionSequence {
+  int64_t first_token = 0;
+  int64_t n_tokens = 0;
+  KvLayerView kv;
 };
 
 struct AttentionParams {
@@ -84,10 +103,17 @@ class Backend {
   virtual void add(const float* x, float* y, int64_t n) = 0;
   // Adds bias (n) to each of n_tokens rows of y.
   virtual void add_bias(const float* bias, float* y, int64_t n_tokens, int64_t n) = 0;
-  // Causal attention for one sequence: query t (at position positions[t]) attends to cached
-  // positions 0..positions[t]. q: n_tokens rows of n_heads*head_dim; out likewise.
-  virtual void attention(const float* q, int64_t n_tokens, std::span<const int32_t> positions,
-                         const KvLayerView& kv, const AttentionParams& params, float* out) = 0;
+  // Writes the rows of new keys and values (n_kv_dim floats each, one per batch token) into
+  // the cache slots of their sequences at positions[t].
+  virtual void store_kv(const float* k, const float* v, int64_t kv_dim,
+                        std::span<const int32_t> positions,
+                        std::span<const AttentionSequence> seqs) = 0;
+  // Causal attention over a batch of sequences: batch token t of a sequence (at position
+  // positions[t]) attends to that sequence's cached positions 0..positions[t]. q holds a row
+  // of n_heads*head_dim per batch token; out likewise.
+  virtual void attention(const float* q, std::span<const int32_t> positions,
+                         std::span<const AttentionSequence> seqs, const AttentionParams& params,
+                         float* out) = 0;
 };
 
 }  // namespace infergrid

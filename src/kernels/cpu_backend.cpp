@@ -1,6 +1,7 @@
 #include "kernels/cpu_backend.h"
 
 #include <algorithm>
+#include <cstring>
 #include <cmath>
 #include <numbers>
 
@@ -184,29 +185,55 @@ void CpuBackend::add_bias(const float* bias, float* y, int64_t n_tokens, int64_t
   for (int64_t t = 0; t < n_tokens; ++t) kernels_->axpy(1.0f, bias, y + t * n, n);
 }
 
-void CpuBackend::attention(const float* q, int64_t n_tokens, std::span<const int32_t> positions,
-                           const KvLayerView& kv, const AttentionParams& p, float* out) {
+void CpuBackend::store_kv(const float* k, const float* v, int64_t kv_dim,
+                          std::span<const int32_t> positions,
+                          std::span<const AttentionSequence> seqs) {
+  const size_t row_bytes = static_cast<size_t>(kv_dim) * sizeof(float);
+  for (const AttentionSequence& s : seqs) {
+    for (int64_t t = s.first_token; t < s.first_token + s.n_tokens; ++t) {
+      std::memcpy(s.kv.k_row(positions[t]), k + t * kv_dim, row_bytes);
+      std::memcpy(s.kv.v_row(positions[t]), v + t * kv_dim, row_bytes);
+    }
+  }
+}
+
+void CpuBackend::attention(const float* q, std::span<const int32_t> positions,
+                           std::span<const AttentionSequence> seqs, const AttentionParams& p,
+                           float* out) {
+  int64_t n_tokens = 0;
   int64_t max_context = 0;
-  for (int64_t t = 0; t < n_tokens; ++t)
-    max_context = std::max<int64_t>(max_context, positions[t] + 1);
+  for (const AttentionSequence& s : seqs) {
+    n_tokens = std::max(n_tokens, s.first_token + s.n_tokens);
+    for (int64_t t = s.first_token; t < s.first_token + s.n_tokens; ++t)
+      max_context = std::max<int64_t>(max_context, positions[t] + 1);
+  }
   if (score_stride_ < max_context) reserve(0, 0, max_context);
+  if (static_cast<int64_t>(token_seq_.size()) < n_tokens) token_seq_.resize(n_tokens);
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    for (int64_t t = seqs[i].first_token; t < seqs[i].first_token + seqs[i].n_tokens; ++t)
+      token_seq_[t] = static_cast<int32_t>(i);
+  }
   const int group = p.n_heads / p.n_kv_heads;
   const int64_t q_row = static_cast<int64_t>(p.n_heads) * p.head_dim;
   pool_.parallel_for(n_tokens * p.n_heads, [&](int64_t task, int thread) {
     const int64_t t = task / p.n_heads;
     const int h = static_cast<int>(task % p.n_heads);
-    const int kv_head = h / group;
+    const KvLayerView& kv = seqs[token_seq_[t]].kv;
+    const int64_t head_offset = static_cast<int64_t>(h / group) * p.head_dim;
     const float* qh = q + t * q_row + static_cast<int64_t>(h) * p.head_dim;
     float* oh = out + t * q_row + static_cast<int64_t>(h) * p.head_dim;
     float* scores = score_scratch_.data() + static_cast<int64_t>(thread) * score_stride_;
     const int64_t n_ctx = positions[t] + 1;
-    const int64_t head_offset = static_cast<int64_t>(kv_head) * p.head_dim;
+    // Walk the context block by block so each block's rows are addressed once.
     float max_score = -INFINITY;
-    for (int64_t j = 0; j < n_ctx; ++j) {
-      const float s =
-          kernels_->dot_f32_f32(qh, kv.k + j * kv.row_stride + head_offset, p.head_dim) * p.scale;
-      scores[j] = s;
-      max_score = std::max(max_score, s);
+    for (int64_t start = 0; start < n_ctx; start += kv.block_size) {
+      const int64_t n = std::min<int64_t>(kv.block_size, n_ctx - start);
+      const float* k = kv.k + kv.block_table[start / kv.block_size] * kv.block_stride + head_offset;
+      for (int64_t j = 0; j < n; ++j) {
+        const float s = kernels_->dot_f32_f32(qh, k + j * kv.row_stride, p.head_dim) * p.scale;
+        scores[start + j] = s;
+        max_score = std::max(max_score, s);
+      }
     }
     float sum = 0;
     for (int64_t j = 0; j < n_ctx; ++j) {
@@ -215,8 +242,12 @@ void CpuBackend::attention(const float* q, int64_t n_tokens, std::span<const int
     }
     const float inv_sum = 1.0f / sum;
     std::fill(oh, oh + p.head_dim, 0.0f);
-    for (int64_t j = 0; j < n_ctx; ++j) {
-      kernels_->axpy(scores[j] * inv_sum, kv.v + j * kv.row_stride + head_offset, oh, p.head_dim);
+    for (int64_t start = 0; start < n_ctx; start += kv.block_size) {
+      const int64_t n = std::min<int64_t>(kv.block_size, n_ctx - start);
+      const float* v = kv.v + kv.block_table[start / kv.block_size] * kv.block_stride + head_offset;
+      for (int64_t j = 0; j < n; ++j) {
+        kernels_->axpy(scores[start + j] * inv_sum, v + j * kv.row_stride, oh, p.head_dim);
+      }
     }
   });
 }

@@ -39,8 +39,11 @@ class CpuBackend final : public Backend {
   void swiglu(const float* gate, const float* up, float* y, int64_t n_tokens, int64_t n) override;
   void add(const float* x, float* y, int64_t n) override;
   void add_bias(const float* bias, float* y, int64_t n_tokens, int64_t n) override;
-  void attention(const float* q, int64_t n_tokens, std::span<const int32_t> positions,
-                 const KvLayerView& kv, const AttentionParams& params, float* out) override;
+  void store_kv(const float* k, const float* v, int64_t kv_dim, std::span<const int32_t> positions,
+                std::span<const AttentionSequence> seqs) override;
+  void attention(const float* q, std::span<const int32_t> positions,
+                 std::span<const AttentionSequence> seqs, const AttentionParams& params,
+                 float* out) override;
 
  private:
   ThreadPool pool_;
@@ -48,6 +51,7 @@ class CpuBackend final : public Backend {
   AlignedBuffer<uint8_t> act_scratch_;
   int64_t score_stride_ = 0;            // floats of attention scratch per thread
   AlignedBuffer<float> score_scratch_;  // n_threads * score_stride_
+  std::vector<int32_t> token_seq_;      // batch token -> index of its sequence
 };
 
 // cos/sin of each rotated pair of dims for one position (n_dims/2 values each), as ggml's

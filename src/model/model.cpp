@@ -65,17 +65,9 @@ KvCache::KvCache(const ModelConfig& config, int max_positions)
   v_.resize(n);
 }
 
-KvLayerView KvCache::layer(int l) const {
-  const size_t offset = static_cast<size_t>(l) * max_positions_ * kv_dim_;
-  return {k_.data() + offset, v_.data() + offset, kv_dim_};
-}
-
-float* KvCache::k_row(int layer, int position) {
-  return k_.data() + (static_cast<size_t>(layer) * max_positions_ + position) * kv_dim_;
-}
-
-float* KvCache::v_row(int layer, int position) {
-  return v_.data() + (static_cast<size_t>(layer) * max_positions_ + position) * kv_dim_;
+KvStorage KvCache::storage() {
+  const int64_t layer_stride = static_cast<int64_t>(max_positions_) * kv_dim_;
+  return {k_.data(), v_.data(), layer_stride, 0, kv_dim_, max_positions_};
 }
 
 ForwardScratch::ForwardScratch(const ModelConfig& c, int max_tokens_in)
@@ -84,12 +76,17 @@ ForwardScratch::ForwardScratch(const ModelConfig& c, int max_tokens_in)
   x.resize(t * c.n_embd);
   xn.resize(t * std::max(c.n_embd, c.q_dim()));
   q.resize(t * c.q_dim());
+  k.resize(t * c.kv_dim());
+  v.resize(t * c.kv_dim());
   attn.resize(t * std::max(c.q_dim(), c.n_embd));
   gate.resize(t * c.n_ff);
   up.resize(t * c.n_ff);
   ffn.resize(t * c.n_embd);
   logits.resize(t * c.n_vocab);
+  tokens.resize(t);
   positions.resize(t);
+  seqs.reserve(t);
+  logit_rows.reserve(t);
 }
 
 Result<std::unique_ptr<Model>> Model::load(const std::string& path) {
@@ -183,19 +180,12 @@ Result<std::span<const float>> Model::forward(Backend& backend, KvCache& cache,
                                               ForwardScratch& scratch,
                                               std::span<const int32_t> tokens, int start_pos,
                                               Logits logits_mode) const {
-  const ModelConfig& c = config_;
   if (tokens.empty())
     return Status(StatusCode::kInvalidArgument, "forward needs at least one token");
   if (start_pos < 0 || static_cast<int64_t>(start_pos) + static_cast<int64_t>(tokens.size()) >
                            cache.max_positions()) {
     return make_error(StatusCode::kOutOfRange, "positions {}..{} exceed the context of {} tokens",
                       start_pos, start_pos + tokens.size(), cache.max_positions());
-  }
-  for (int32_t id : tokens) {
-    if (id < 0 || id >= c.n_vocab) {
-      return make_error(StatusCode::kInvalidArgument,
-                        "token id {} is outside the vocabulary [0, {})", id, c.n_vocab);
-    }
   }
   const bool all = logits_mode == Logits::kAll;
   if (all && tokens.size() > static_cast<size_t>(scratch.max_tokens)) {
@@ -204,26 +194,73 @@ Result<std::span<const float>> Model::forward(Backend& backend, KvCache& cache,
                       "scratch capacity of {}",
                       tokens.size(), scratch.max_tokens);
   }
+  const KvStorage storage = cache.storage();
+  std::span<const float> logits;
   size_t done = 0;
   while (done < tokens.size()) {
     const size_t n = std::min(tokens.size() - done, static_cast<size_t>(scratch.max_tokens));
     const bool last_chunk = done + n == tokens.size();
-    forward_chunk(backend, cache, scratch, tokens.subspan(done, n),
-                  start_pos + static_cast<int>(done), all,
-                  last_chunk || all ? scratch.logits.data() : nullptr);
+    BatchSequence seq;
+    seq.tokens = tokens.subspan(done, n);
+    seq.start_pos = start_pos + static_cast<int>(done);
+    seq.block_table = KvCache::kBlockTable;
+    seq.logits = all ? BatchSequence::Logits::kAll
+                     : (last_chunk ? BatchSequence::Logits::kLast : BatchSequence::Logits::kNone);
+    IG_ASSIGN_OR_RETURN(logits, forward_batch(backend, storage, scratch, {&seq, 1}));
     done += n;
   }
-  const size_t n_logits = all ? tokens.size() * c.n_vocab : static_cast<size_t>(c.n_vocab);
-  return std::span<const float>(scratch.logits.data(), n_logits);
+  return logits;
 }
 
-void Model::forward_chunk(Backend& backend, KvCache& cache, ForwardScratch& s,
-                          std::span<const int32_t> tokens, int start_pos, bool all_logits,
-                          float* logits_out) const {
+Result<std::span<const float>> Model::forward_batch(Backend& backend, const KvStorage& kv,
+                                                    ForwardScratch& scratch,
+                                                    std::span<const BatchSequence> batch) const {
   const ModelConfig& c = config_;
-  const int64_t n = static_cast<int64_t>(tokens.size());
-  std::span<int32_t> positions(s.positions.data(), static_cast<size_t>(n));
-  std::iota(positions.begin(), positions.end(), start_pos);
+  int64_t n_tokens = 0;
+  for (const BatchSequence& seq : batch) {
+    if (seq.tokens.empty())
+      return Status(StatusCode::kInvalidArgument, "a batch sequence has no tokens");
+    if (seq.start_pos < 0 || seq.block_table == nullptr) {
+      return make_error(StatusCode::kInvalidArgument, "a batch sequence has start position {}{}",
+                        seq.start_pos, seq.block_table ? "" : " and no block table");
+    }
+    for (int32_t id : seq.tokens) {
+      if (id < 0 || id >= c.n_vocab) {
+        return make_error(StatusCode::kInvalidArgument,
+                          "token id {} is outside the vocabulary [0, {})", id, c.n_vocab);
+      }
+    }
+    n_tokens += static_cast<int64_t>(seq.tokens.size());
+  }
+  if (batch.empty()) return Status(StatusCode::kInvalidArgument, "empty batch");
+  if (n_tokens > scratch.max_tokens) {
+    return make_error(StatusCode::kInvalidArgument,
+                      "a batch of {} tokens exceeds the scratch capacity of {}", n_tokens,
+                      scratch.max_tokens);
+  }
+  return run_batch(backend, kv, scratch, batch, n_tokens);
+}
+
+std::span<const float> Model::run_batch(Backend& backend, const KvStorage& kv, ForwardScratch& s,
+                                        std::span<const BatchSequence> batch,
+                                        int64_t n) const {
+  const ModelConfig& c = config_;
+  // Lay the batch out as one activation matrix, remembering which rows want logits.
+  s.logit_rows.clear();
+  int64_t row = 0;
+  for (const BatchSequence& seq : batch) {
+    const int64_t len = static_cast<int64_t>(seq.tokens.size());
+    std::copy(seq.tokens.begin(), seq.tokens.end(), s.tokens.data() + row);
+    std::iota(s.positions.data() + row, s.positions.data() + row + len, seq.start_pos);
+    if (seq.logits == BatchSequence::Logits::kAll) {
+      for (int64_t t = 0; t < len; ++t) s.logit_rows.push_back(static_cast<int32_t>(row + t));
+    } else if (seq.logits == BatchSequence::Logits::kLast) {
+      s.logit_rows.push_back(static_cast<int32_t>(row + len - 1));
+    }
+    row += len;
+  }
+  std::span<const int32_t> tokens(s.tokens.data(), static_cast<size_t>(n));
+  std::span<const int32_t> positions(s.positions.data(), static_cast<size_t>(n));
 
   float* x = s.x.data();
   backend.get_rows(weights_.token_embd, tokens, x);
@@ -231,19 +268,25 @@ void Model::forward_chunk(Backend& backend, KvCache& cache, ForwardScratch& s,
                               1.0f / std::sqrt(static_cast<float>(c.head_dim))};
   for (int l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = weights_.layers[static_cast<size_t>(l)];
-    // Attention block. K and V are written straight into the cache rows for these positions.
+    s.seqs.clear();
+    row = 0;
+    for (const BatchSequence& seq : batch) {
+      const int64_t len = static_cast<int64_t>(seq.tokens.size());
+      s.seqs.push_back({row, len, kv.layer(l, seq.block_table)});
+      row += len;
+    }
+    // Attention block.
     backend.rms_norm(x, L.attn_norm.data(), s.xn.data(), n, c.n_embd, c.rms_eps);
-    float* k_dst = cache.k_row(l, start_pos);
-    float* v_dst = cache.v_row(l, start_pos);
     backend.matmul(L.wq, s.xn.data(), n, s.q.data());
-    backend.matmul(L.wk, s.xn.data(), n, k_dst);
-    backend.matmul(L.wv, s.xn.data(), n, v_dst);
+    backend.matmul(L.wk, s.xn.data(), n, s.k.data());
+    backend.matmul(L.wv, s.xn.data(), n, s.v.data());
     if (!L.bq.empty()) backend.add_bias(L.bq.data(), s.q.data(), n, c.q_dim());
-    if (!L.bk.empty()) backend.add_bias(L.bk.data(), k_dst, n, c.kv_dim());
-    if (!L.bv.empty()) backend.add_bias(L.bv.data(), v_dst, n, c.kv_dim());
+    if (!L.bk.empty()) backend.add_bias(L.bk.data(), s.k.data(), n, c.kv_dim());
+    if (!L.bv.empty()) backend.add_bias(L.bv.data(), s.v.data(), n, c.kv_dim());
     backend.rope(s.q.data(), n, c.n_head, c.head_dim, positions, c.rope);
-    backend.rope(k_dst, n, c.n_head_kv, c.head_dim, positions, c.rope);
-    backend.attention(s.q.data(), n, positions, cache.layer(l), attn_params, s.attn.data());
+    backend.rope(s.k.data(), n, c.n_head_kv, c.head_dim, positions, c.rope);
+    backend.store_kv(s.k.data(), s.v.data(), c.kv_dim(), positions, s.seqs);
+    backend.attention(s.q.data(), positions, s.seqs, attn_params, s.attn.data());
     backend.matmul(L.wo, s.attn.data(), n, s.ffn.data());
     backend.add(s.ffn.data(), x, n * c.n_embd);
     // Feed-forward block (SwiGLU).
@@ -254,15 +297,16 @@ void Model::forward_chunk(Backend& backend, KvCache& cache, ForwardScratch& s,
     backend.matmul(L.w_down, s.gate.data(), n, s.ffn.data());
     backend.add(s.ffn.data(), x, n * c.n_embd);
   }
-  if (logits_out == nullptr) return;
-  if (all_logits) {
-    backend.rms_norm(x, weights_.output_norm.data(), s.xn.data(), n, c.n_embd, c.rms_eps);
-    backend.matmul(weights_.output, s.xn.data(), n, logits_out);
-  } else {
-    const float* last = x + (n - 1) * c.n_embd;
-    backend.rms_norm(last, weights_.output_norm.data(), s.xn.data(), 1, c.n_embd, c.rms_eps);
-    backend.matmul(weights_.output, s.xn.data(), 1, logits_out);
+  const int64_t n_out = static_cast<int64_t>(s.logit_rows.size());
+  if (n_out == 0) return {};
+  // Gather the wanted rows, then normalize and project only those.
+  for (int64_t i = 0; i < n_out; ++i) {
+    const float* src = x + static_cast<int64_t>(s.logit_rows[i]) * c.n_embd;
+    backend.rms_norm(src, weights_.output_norm.data(), s.xn.data() + i * c.n_embd, 1, c.n_embd,
+                     c.rms_eps);
   }
+  backend.matmul(weights_.output, s.xn.data(), n_out, s.logits.data());
+  return std::span<const float>(s.logits.data(), static_cast<size_t>(n_out) * c.n_vocab);
 }
 
 }  // namespace infergrid

@@ -36,14 +36,30 @@ struct ModelWeights {
   std::vector<float> rope_freq_factors;  // empty unless rope_freqs.weight is present
 };
 
+// Where a forward pass finds K/V storage: for layer l, K rows start at k_base + l * layer_stride
+// and V rows at v_base + l * layer_stride, then blocks and slots as in KvLayerView.
+struct KvStorage {
+  float* k_base = nullptr;
+  float* v_base = nullptr;
+  int64_t layer_stride = 0;
+  int64_t block_stride = 0;
+  int64_t row_stride = 0;
+  int block_size = 0;
+
+  KvLayerView layer(int l, const int32_t* block_table) const {
+    return {k_base + l * layer_stride, v_base + l * layer_stride, row_stride, block_stride,
+            block_size, block_table};
+  }
+};
+
 // One sequence's KV cache, contiguous per layer: K and V rows of kv_dim floats per position.
+// In KvStorage terms it is a single block of max_positions slots.
 class KvCache {
  public:
   KvCache(const ModelConfig& config, int max_positions);
   int max_positions() const { return max_positions_; }
-  KvLayerView layer(int l) const;
-  float* k_row(int layer, int position);
-  float* v_row(int layer, int position);
+  KvStorage storage();
+  static constexpr int32_t kBlockTable[1] = {0};
   size_t bytes() const { return (k_.size() + v_.size()) * sizeof(float); }
 
  private:
@@ -58,8 +74,19 @@ class KvCache {
 struct ForwardScratch {
   ForwardScratch(const ModelConfig& config, int max_tokens);
   int max_tokens;
-  AlignedBuffer<float> x, xn, q, attn, gate, up, ffn, logits;
-  AlignedBuffer<int32_t> positions;
+  AlignedBuffer<float> x, xn, q, k, v, attn, gate, up, ffn, logits;
+  AlignedBuffer<int32_t> tokens, positions;
+  std::vector<AttentionSequence> seqs;  // capacity max_tokens: a batch never has more
+  std::vector<int32_t> logit_rows;      // batch tokens whose logits are wanted
+};
+
+// One sequence's part of a batched forward pass.
+struct BatchSequence {
+  enum class Logits { kNone, kLast, kAll };
+  std::span<const int32_t> tokens;
+  int start_pos = 0;                     // position of tokens[0]
+  const int32_t* block_table = nullptr;  // blocks covering positions 0..start_pos+tokens-1
+  Logits logits = Logits::kLast;
 };
 
 class Model {
@@ -84,12 +111,21 @@ class Model {
                                          std::span<const int32_t> tokens, int start_pos,
                                          Logits logits_mode) const;
 
+  // One forward pass over several sequences at once: every weight matrix is read once for the
+  // whole batch. Each sequence's new K/V go to its block table's slots in `kv`; the caller
+  // guarantees the blocks exist, are writable and hold positions 0..start_pos-1 already.
+  // Returns the wanted logits rows (n_vocab floats each) in batch order, pointing into scratch.
+  // The total token count must fit scratch.max_tokens.
+  Result<std::span<const float>> forward_batch(Backend& backend, const KvStorage& kv,
+                                               ForwardScratch& scratch,
+                                               std::span<const BatchSequence> batch) const;
+
  private:
   Model() = default;
   Status load_weights();
-  void forward_chunk(Backend& backend, KvCache& cache, ForwardScratch& scratch,
-                     std::span<const int32_t> tokens, int start_pos, bool all_logits,
-                     float* logits_out) const;
+  // Runs a validated batch; n_tokens is the sum of the sequences' tokens.
+  std::span<const float> run_batch(Backend& backend, const KvStorage& kv, ForwardScratch& scratch,
+                                   std::span<const BatchSequence> batch, int64_t n_tokens) const;
 
   std::unique_ptr<GgufFile> file_;
   ModelConfig config_;
