@@ -21,6 +21,7 @@ enum class StatusCode {
   kIoError,
   kOutOfRange,
   kResourceExhausted,
+  kUnavailable,  // not accepting work now (shutting down)
   kInternal,
 };
 

@@ -1,8 +1,8 @@
 #include "kernels/cpu_backend.h"
 
 #include <algorithm>
-#include <cstring>
 #include <cmath>
+#include <cstring>
 #include <numbers>
 
 #include "kernels/quant.h"

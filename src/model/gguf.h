@@ -90,6 +90,8 @@ class GgufFile {
   uint64_t alignment() const { return alignment_; }
   size_t file_size() const { return size_; }
   uint64_t data_offset() const { return data_offset_; }
+  // The header, metadata and tensor infos: every byte before the data section.
+  std::span<const uint8_t> header_bytes() const { return {base_, static_cast<size_t>(data_offset_)}; }
 
   const std::vector<std::pair<std::string, GgufValue>>& metadata() const { return metadata_; }
   const GgufValue* find(std::string_view key) const;

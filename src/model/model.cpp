@@ -5,6 +5,8 @@
 #include <numeric>
 #include <set>
 
+#include <xxhash.h>
+
 #include "kernels/quant.h"
 
 namespace infergrid {
@@ -70,8 +72,9 @@ KvStorage KvCache::storage() {
   return {k_.data(), v_.data(), layer_stride, 0, kv_dim_, max_positions_};
 }
 
-ForwardScratch::ForwardScratch(const ModelConfig& c, int max_tokens_in)
-    : max_tokens(std::max(1, max_tokens_in)) {
+ForwardScratch::ForwardScratch(const ModelConfig& c, int max_tokens_in, int max_logit_rows_in)
+    : max_tokens(std::max(1, max_tokens_in)),
+      max_logit_rows(max_logit_rows_in > 0 ? std::min(max_logit_rows_in, max_tokens) : max_tokens) {
   const size_t t = static_cast<size_t>(max_tokens);
   x.resize(t * c.n_embd);
   xn.resize(t * std::max(c.n_embd, c.q_dim()));
@@ -82,7 +85,7 @@ ForwardScratch::ForwardScratch(const ModelConfig& c, int max_tokens_in)
   gate.resize(t * c.n_ff);
   up.resize(t * c.n_ff);
   ffn.resize(t * c.n_embd);
-  logits.resize(t * c.n_vocab);
+  logits.resize(static_cast<size_t>(max_logit_rows) * c.n_vocab);
   tokens.resize(t);
   positions.resize(t);
   seqs.reserve(t);
@@ -101,6 +104,7 @@ Result<std::unique_ptr<Model>> Model::from_gguf(std::unique_ptr<GgufFile> file) 
   model->file_ = std::move(file);
   IG_ASSIGN_OR_RETURN(model->config_, ModelConfig::from_gguf(*model->file_));
   IG_RETURN_IF_ERROR(model->load_weights());
+  model->fingerprint_ = model->compute_fingerprint();
   return model;
 }
 
@@ -148,6 +152,24 @@ Status Model::load_weights() {
   return Status::ok();
 }
 
+uint64_t Model::compute_fingerprint() const {
+  // Hashing every weight byte would read the whole file at load; the header pins the layout
+  // and types, and a sample from each end of every tensor tells apart different weights.
+  constexpr size_t kSample = 4096;
+  XXH3_state_t* state = XXH3_createState();
+  XXH3_64bits_reset(state);
+  const auto header = file_->header_bytes();
+  XXH3_64bits_update(state, header.data(), header.size());
+  for (const GgufTensorInfo& t : file_->tensors()) {
+    const size_t n = std::min<size_t>(kSample, t.n_bytes);
+    XXH3_64bits_update(state, t.data, n);
+    XXH3_64bits_update(state, t.data + t.n_bytes - n, n);
+  }
+  const uint64_t hash = XXH3_64bits_digest(state);
+  XXH3_freeState(state);
+  return hash;
+}
+
 size_t Model::weight_bytes_per_token() const {
   size_t bytes = weights_.output.total_bytes() + weights_.token_embd.row_bytes;
   for (const auto& L : weights_.layers) {
@@ -188,11 +210,11 @@ Result<std::span<const float>> Model::forward(Backend& backend, KvCache& cache,
                       start_pos, start_pos + tokens.size(), cache.max_positions());
   }
   const bool all = logits_mode == Logits::kAll;
-  if (all && tokens.size() > static_cast<size_t>(scratch.max_tokens)) {
+  if (all && tokens.size() > static_cast<size_t>(scratch.max_logit_rows)) {
     return make_error(StatusCode::kInvalidArgument,
                       "all-position logits for {} tokens exceed the "
                       "scratch capacity of {}",
-                      tokens.size(), scratch.max_tokens);
+                      tokens.size(), scratch.max_logit_rows);
   }
   const KvStorage storage = cache.storage();
   std::span<const float> logits;
@@ -233,6 +255,17 @@ Result<std::span<const float>> Model::forward_batch(Backend& backend, const KvSt
     n_tokens += static_cast<int64_t>(seq.tokens.size());
   }
   if (batch.empty()) return Status(StatusCode::kInvalidArgument, "empty batch");
+  int64_t n_logit_rows = 0;
+  for (const BatchSequence& seq : batch) {
+    n_logit_rows += seq.logits == BatchSequence::Logits::kAll    ? seq.tokens.size()
+                    : seq.logits == BatchSequence::Logits::kLast ? 1
+                                                                 : 0;
+  }
+  if (n_logit_rows > scratch.max_logit_rows) {
+    return make_error(StatusCode::kInvalidArgument,
+                      "a batch wants {} rows of logits, the scratch holds {}", n_logit_rows,
+                      scratch.max_logit_rows);
+  }
   if (n_tokens > scratch.max_tokens) {
     return make_error(StatusCode::kInvalidArgument,
                       "a batch of {} tokens exceeds the scratch capacity of {}", n_tokens,
@@ -242,8 +275,7 @@ Result<std::span<const float>> Model::forward_batch(Backend& backend, const KvSt
 }
 
 std::span<const float> Model::run_batch(Backend& backend, const KvStorage& kv, ForwardScratch& s,
-                                        std::span<const BatchSequence> batch,
-                                        int64_t n) const {
+                                        std::span<const BatchSequence> batch, int64_t n) const {
   const ModelConfig& c = config_;
   // Lay the batch out as one activation matrix, remembering which rows want logits.
   s.logit_rows.clear();

@@ -47,8 +47,12 @@ struct KvStorage {
   int block_size = 0;
 
   KvLayerView layer(int l, const int32_t* block_table) const {
-    return {k_base + l * layer_stride, v_base + l * layer_stride, row_stride, block_stride,
-            block_size, block_table};
+    return {k_base + l * layer_stride,
+            v_base + l * layer_stride,
+            row_stride,
+            block_stride,
+            block_size,
+            block_table};
   }
 };
 
@@ -70,10 +74,12 @@ class KvCache {
   AlignedBuffer<float> v_;
 };
 
-// Activation buffers for a forward pass over up to max_tokens tokens at once.
+// Activation buffers for a forward pass over up to max_tokens tokens at once, producing logits
+// for up to max_logit_rows of them (default: all).
 struct ForwardScratch {
-  ForwardScratch(const ModelConfig& config, int max_tokens);
+  ForwardScratch(const ModelConfig& config, int max_tokens, int max_logit_rows = 0);
   int max_tokens;
+  int max_logit_rows;
   AlignedBuffer<float> x, xn, q, k, v, attn, gate, up, ffn, logits;
   AlignedBuffer<int32_t> tokens, positions;
   std::vector<AttentionSequence> seqs;  // capacity max_tokens: a batch never has more
@@ -100,6 +106,9 @@ class Model {
   const GgufFile& gguf() const { return *file_; }
   // Bytes of weights a decode step reads (every matrix once, plus one embedding row).
   size_t weight_bytes_per_token() const;
+  // Identifies the weights (metadata, tensor layout and types, samples of every tensor's
+  // bytes): KV computed by another model or another quantization never shares a key.
+  uint64_t fingerprint() const { return fingerprint_; }
   // A short description for logs: architecture, sizes, tensor types.
   std::string describe() const;
 
@@ -123,6 +132,7 @@ class Model {
  private:
   Model() = default;
   Status load_weights();
+  uint64_t compute_fingerprint() const;
   // Runs a validated batch; n_tokens is the sum of the sequences' tokens.
   std::span<const float> run_batch(Backend& backend, const KvStorage& kv, ForwardScratch& scratch,
                                    std::span<const BatchSequence> batch, int64_t n_tokens) const;
@@ -130,6 +140,7 @@ class Model {
   std::unique_ptr<GgufFile> file_;
   ModelConfig config_;
   ModelWeights weights_;
+  uint64_t fingerprint_ = 0;
 };
 
 }  // namespace infergrid

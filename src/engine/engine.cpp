@@ -1,0 +1,221 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "core/logging.h"
+
+namespace infergrid {
+
+namespace {
+
+size_t available_memory_bytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string line;
+  while (std::getline(meminfo, line)) {
+    if (line.rfind("MemAvailable:", 0) == 0) {
+      std::istringstream fields(line.substr(13));
+      size_t kib = 0;
+      fields >> kib;
+      return kib * 1024;
+    }
+  }
+  return size_t{4} << 30;
+}
+
+}  // namespace
+
+size_t default_kv_cache_bytes(const ModelConfig& config, int block_size, int max_context) {
+  const size_t block = KvPool::block_bytes(config, block_size);
+  const size_t one_context = (static_cast<size_t>(max_context) + block_size) / block_size * block;
+  size_t bytes = std::min(available_memory_bytes() / 10 * 4, size_t{8} << 30);
+  return std::max(bytes, one_context);
+}
+
+Result<std::unique_ptr<Engine>> Engine::create(const Model& model, const Tokenizer& tokenizer,
+                                               Backend& backend, EngineOptions options) {
+  SchedulerOptions& s = options.scheduler;
+  if (s.block_size < 1 || s.block_size > 1024) {
+    return make_error(StatusCode::kInvalidArgument, "block size {} is outside [1, 1024]",
+                      s.block_size);
+  }
+  if (s.max_batch_tokens < 1 || s.max_running < 1) {
+    return Status(StatusCode::kInvalidArgument,
+                  "--max-batch-tokens and --max-running must be at least 1");
+  }
+  if (s.max_context <= 0) s.max_context = std::max(1, model.config().n_ctx_train);
+  if (s.n_blocks <= 0) {
+    const size_t bytes = options.kv_cache_bytes > 0
+                             ? options.kv_cache_bytes
+                             : default_kv_cache_bytes(model.config(), s.block_size, s.max_context);
+    s.n_blocks = static_cast<int>(
+        std::min<size_t>(bytes / KvPool::block_bytes(model.config(), s.block_size), 1 << 30));
+  }
+  if (s.n_blocks < 2) {
+    return make_error(StatusCode::kInvalidArgument,
+                      "the KV cache holds {} blocks of {} bytes; it needs at least 2", s.n_blocks,
+                      KvPool::block_bytes(model.config(), s.block_size));
+  }
+  return std::unique_ptr<Engine>(new Engine(model, tokenizer, backend, options));
+}
+
+Engine::Engine(const Model& model, const Tokenizer& tokenizer, Backend& backend,
+               const EngineOptions& options)
+    : model_(model),
+      tokenizer_(tokenizer),
+      scheduler_options_(options.scheduler),
+      max_queued_(options.max_queued),
+      max_context_(options.scheduler.max_context),
+      scheduler_(std::make_unique<Scheduler>(model, tokenizer, backend, options.scheduler)) {
+  publish_stats();
+  thread_ = std::thread([this] { loop(); });
+}
+
+Engine::~Engine() {
+  shutdown();
+}
+
+Result<uint64_t> Engine::submit(GenerationRequest request, RequestCallback callback) {
+  IG_RETURN_IF_ERROR(scheduler_->validate(request));
+  std::lock_guard lock(mutex_);
+  if (!accepting_) return Status(StatusCode::kUnavailable, "the engine is shutting down");
+  if (static_cast<int>(inbox_.size()) + waiting_snapshot_ >= max_queued_) {
+    return make_error(StatusCode::kResourceExhausted,
+                      "{} requests are already waiting (the queue limit); retry later",
+                      inbox_.size() + waiting_snapshot_);
+  }
+  const uint64_t id = next_id_++;
+  inbox_.push_back({id, std::move(request), std::move(callback)});
+  wake_.notify_one();
+  return id;
+}
+
+void Engine::cancel(uint64_t id) {
+  std::lock_guard lock(mutex_);
+  cancels_.push_back(id);
+  wake_.notify_one();
+}
+
+void Engine::shutdown(std::chrono::milliseconds grace) {
+  {
+    std::lock_guard lock(mutex_);
+    accepting_ = false;
+    if (!drain_deadline_) drain_deadline_ = std::chrono::steady_clock::now() + grace;
+    stop_ = true;
+    wake_.notify_one();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+void Engine::publish_stats() {
+  const BlockManager& b = scheduler_->blocks();
+  std::lock_guard lock(mutex_);
+  stats_.running = scheduler_->n_running();
+  stats_.waiting = scheduler_->n_waiting();
+  stats_.blocks_total = b.n_blocks();
+  stats_.blocks_in_use = b.n_in_use();
+  stats_.blocks_cached = b.n_cached();
+  stats_.blocks_free = b.n_free();
+  stats_.block_bytes = KvPool::block_bytes(model_.config(), b.block_size());
+  stats_.counters = scheduler_->counters();
+  waiting_snapshot_ = stats_.waiting;
+}
+
+void Engine::loop() {
+  std::deque<Pending> adds;
+  std::vector<uint64_t> cancels;
+  while (true) {
+    bool stopping = false;
+    bool past_deadline = false;
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] {
+        return stop_ || !inbox_.empty() || !cancels_.empty() || scheduler_->has_work();
+      });
+      adds.swap(inbox_);
+      cancels.swap(cancels_);
+      stopping = stop_;
+      past_deadline = stop_ && std::chrono::steady_clock::now() >= *drain_deadline_;
+    }
+    for (Pending& p : adds) {
+      const uint64_t id = p.id;
+      RequestCallback callback = p.callback;
+      Status added = scheduler_->add(id, std::move(p.request), std::move(p.callback));
+      if (!added.is_ok() && callback) {
+        RequestEvent e;
+        e.request_id = id;
+        e.finished = true;
+        e.finish_reason = FinishReason::kError;
+        e.error = added;
+        callback(e);
+      }
+    }
+    adds.clear();
+    for (uint64_t id : cancels) scheduler_->cancel(id);
+    cancels.clear();
+    if (past_deadline) {
+      scheduler_->abort_all(FinishReason::kCancelled);
+      publish_stats();
+      return;
+    }
+    if (scheduler_->has_work()) {
+      auto step = scheduler_->step();
+      if (!step.is_ok()) {
+        spdlog::error("engine step failed: {}", step.status().to_string());
+        scheduler_->abort_all(FinishReason::kError, step.status());
+      }
+    } else if (stopping) {
+      publish_stats();
+      return;
+    }
+    publish_stats();
+  }
+}
+
+Result<std::shared_ptr<RequestStream>> RequestStream::submit(Engine& engine,
+                                                             GenerationRequest request) {
+  auto stream = std::make_shared<RequestStream>();
+  IG_ASSIGN_OR_RETURN(stream->id_,
+                      engine.submit(std::move(request), [stream](const RequestEvent& e) {
+                        std::lock_guard lock(stream->mutex_);
+                        stream->events_.push_back(e);
+                        stream->ready_.notify_all();
+                      }));
+  return stream;
+}
+
+std::optional<RequestEvent> RequestStream::next() {
+  std::unique_lock lock(mutex_);
+  if (done_) return std::nullopt;
+  ready_.wait(lock, [&] { return !events_.empty(); });
+  RequestEvent e = std::move(events_.front());
+  events_.pop_front();
+  if (e.finished) done_ = true;
+  return e;
+}
+
+RequestEvent RequestStream::collect() {
+  RequestEvent all;
+  while (auto e = next()) {
+    for (auto& t : e->tokens) all.tokens.push_back(std::move(t));
+    all.text += e->text;
+    all.request_id = e->request_id;
+    all.finished = e->finished;
+    all.finish_reason = e->finish_reason;
+    all.stop_matched = e->stop_matched;
+    all.error = e->error;
+    all.prompt_tokens = e->prompt_tokens;
+    all.cached_tokens = e->cached_tokens;
+    all.completion_tokens = e->completion_tokens;
+    all.preemptions = e->preemptions;
+  }
+  return all;
+}
+
+}  // namespace infergrid

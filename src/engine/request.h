@@ -1,0 +1,65 @@
+// Request and output types of the serving engine: what a caller submits, and the events it
+// receives back as the request runs.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "engine/sampler.h"
+
+namespace infergrid {
+
+struct RequestOptions {
+  int max_tokens = 16;
+  SamplingParams sampling;
+  std::vector<std::string> stop;        // stop strings: generation ends before the first one
+  std::vector<int32_t> stop_token_ids;  // extra tokens that end generation (not emitted)
+  bool ignore_eos = false;              // keep going through end-of-generation tokens
+  int logprobs = -1;                    // < 0: none; 0: the chosen token's; N: and the top N
+  int priority = 0;                     // higher is served first, preempted last
+};
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt;  // token ids (the caller tokenizes, chat templates included)
+  RequestOptions options;
+};
+
+enum class FinishReason { kNone, kStop, kLength, kCancelled, kError };
+const char* finish_reason_name(FinishReason reason);
+
+struct TokenLogprob {
+  int32_t token = -1;
+  float logprob = 0;
+};
+
+struct GeneratedToken {
+  int32_t token = -1;
+  float logprob = 0;              // valid when logprobs >= 0 was asked
+  std::vector<TokenLogprob> top;  // the top N alternatives, most likely first
+};
+
+// One callback per engine step in which something happened to the request. Text arrives as
+// complete UTF-8, with any possible start of a stop string held back until it is decided.
+struct RequestEvent {
+  uint64_t request_id = 0;
+  std::vector<GeneratedToken> tokens;  // tokens produced this step (stop tokens excluded)
+  std::string text;                    // new text
+  bool finished = false;
+  FinishReason finish_reason = FinishReason::kNone;
+  std::string stop_matched;  // the stop string or token text that ended it, if any
+  Status error;              // set when finish_reason == kError
+  // Totals, valid in every event.
+  int prompt_tokens = 0;
+  int cached_tokens = 0;  // prompt tokens served from the prefix cache at admission
+  int completion_tokens = 0;
+  int preemptions = 0;
+};
+
+// Runs on the engine's step thread: it must be quick and must not call back into the engine
+// except submit/cancel (which only queue work).
+using RequestCallback = std::function<void(const RequestEvent& event)>;
+
+}  // namespace infergrid

@@ -1,0 +1,503 @@
+#include "engine/scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "engine/generator.h"
+
+namespace infergrid {
+
+const char* finish_reason_name(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kNone:
+      return "";
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kCancelled:
+      return "cancelled";
+    case FinishReason::kError:
+      return "error";
+  }
+  return "";
+}
+
+void compute_logprobs(std::span<const float> logits, int32_t chosen, int top_n,
+                      GeneratedToken& out) {
+  float max_logit = -INFINITY;
+  for (float l : logits) max_logit = std::max(max_logit, l);
+  double sum = 0;
+  for (float l : logits) sum += std::exp(static_cast<double>(l - max_logit));
+  const float log_z = max_logit + static_cast<float>(std::log(sum));
+  out.logprob = logits[static_cast<size_t>(chosen)] - log_z;
+  out.top.clear();
+  if (top_n <= 0) return;
+  top_n = std::min<int>(top_n, static_cast<int>(logits.size()));
+  std::vector<int32_t> ids(logits.size());
+  std::iota(ids.begin(), ids.end(), 0);
+  std::partial_sort(ids.begin(), ids.begin() + top_n, ids.end(), [&](int32_t a, int32_t b) {
+    return logits[static_cast<size_t>(a)] > logits[static_cast<size_t>(b)] ||
+           (logits[static_cast<size_t>(a)] == logits[static_cast<size_t>(b)] && a < b);
+  });
+  for (int i = 0; i < top_n; ++i) {
+    out.top.push_back({ids[static_cast<size_t>(i)], logits[static_cast<size_t>(ids[i])] - log_z});
+  }
+}
+
+struct Scheduler::Sequence {
+  Sequence(uint64_t id_in, uint64_t arrival_in, GenerationRequest request, RequestCallback cb,
+           int n_vocab)
+      : id(id_in),
+        arrival(arrival_in),
+        options(std::move(request.options)),
+        callback(std::move(cb)),
+        tokens(std::move(request.prompt)),
+        n_prompt(static_cast<int>(tokens.size())),
+        sampler(n_vocab, options.sampling) {
+    for (const std::string& s : options.stop) max_stop_bytes = std::max(max_stop_bytes, s.size());
+  }
+
+  uint64_t id;
+  uint64_t arrival;
+  RequestOptions options;
+  RequestCallback callback;
+  std::vector<int32_t> tokens;  // prompt, then generated tokens
+  int n_prompt;
+  Sampler sampler;
+
+  bool running = false;
+  bool finished = false;
+  int n_computed = 0;           // leading tokens whose K/V are in blocks
+  std::vector<int32_t> blocks;  // block table
+  int n_committed = 0;          // leading full blocks registered with the prefix cache
+  uint64_t last_key = kRootBlockKey;
+  int cached_tokens = -1;  // prefix-cache hit at first admission; -1 until admitted
+  int preemptions = 0;
+
+  bool final_sent = false;
+  size_t max_stop_bytes = 0;
+  std::string pending_text;  // decoded but not yet sent (incomplete UTF-8, maybe a stop start)
+  RequestEvent event;        // what the current step has to report
+
+  int n_generated() const { return static_cast<int>(tokens.size()) - n_prompt; }
+  bool decoding() const { return n_computed == static_cast<int>(tokens.size()) - 1; }
+};
+
+Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, Backend& backend,
+                     const SchedulerOptions& options)
+    : model_(model),
+      tokenizer_(tokenizer),
+      backend_(backend),
+      options_(options),
+      max_context_(options.max_context > 0 ? options.max_context
+                                           : std::max(1, model.config().n_ctx_train)),
+      pool_(model.config(), options.block_size, options.n_blocks),
+      blocks_(options.n_blocks, options.block_size, model.fingerprint(), options.prefix_caching),
+      scratch_(model.config(), options.max_batch_tokens,
+               std::min(options.max_batch_tokens, options.max_running)) {
+  batch_.reserve(static_cast<size_t>(options.max_batch_tokens));
+  batch_work_.reserve(static_cast<size_t>(options.max_batch_tokens));
+  work_.reserve(static_cast<size_t>(options.max_running) + 16);
+}
+
+Scheduler::~Scheduler() = default;
+
+Status Scheduler::validate(const GenerationRequest& request) const {
+  const auto& prompt = request.prompt;
+  const auto& o = request.options;
+  if (prompt.empty()) return Status(StatusCode::kInvalidArgument, "the prompt is empty");
+  for (int32_t id : prompt) {
+    if (id < 0 || id >= model_.config().n_vocab) {
+      return make_error(StatusCode::kInvalidArgument,
+                        "prompt token id {} is outside the vocabulary [0, {})", id,
+                        model_.config().n_vocab);
+    }
+  }
+  if (static_cast<int64_t>(prompt.size()) >= max_context_) {
+    return make_error(StatusCode::kOutOfRange,
+                      "the prompt has {} tokens; this model's context holds {} (prompt plus at "
+                      "least one generated token)",
+                      prompt.size(), max_context_);
+  }
+  const int64_t blocks_needed =
+      (static_cast<int64_t>(prompt.size()) + 1 + options_.block_size - 1) / options_.block_size;
+  if (blocks_needed > options_.n_blocks) {
+    return make_error(StatusCode::kOutOfRange,
+                      "the prompt has {} tokens; the KV cache holds {} tokens in all (raise "
+                      "--kv-cache-bytes)",
+                      prompt.size(), static_cast<int64_t>(options_.n_blocks) * options_.block_size);
+  }
+  if (o.max_tokens < 1) {
+    return make_error(StatusCode::kInvalidArgument, "max_tokens must be at least 1, got {}",
+                      o.max_tokens);
+  }
+  if (o.logprobs > 20) {
+    return make_error(StatusCode::kInvalidArgument, "top logprobs must be at most 20, got {}",
+                      o.logprobs);
+  }
+  for (const std::string& s : o.stop) {
+    if (s.empty()) return Status(StatusCode::kInvalidArgument, "stop strings must not be empty");
+  }
+  return Status::ok();
+}
+
+Status Scheduler::add(uint64_t id, GenerationRequest request, RequestCallback callback) {
+  IG_RETURN_IF_ERROR(validate(request));
+  if (sequences_.count(id)) {
+    return make_error(StatusCode::kInvalidArgument, "request id {} is already in use", id);
+  }
+  auto seq = std::make_unique<Sequence>(id, next_arrival_++, std::move(request),
+                                        std::move(callback), model_.config().n_vocab);
+  Sequence* raw = seq.get();
+  sequences_.emplace(id, std::move(seq));
+  enqueue_waiting(raw);
+  return Status::ok();
+}
+
+void Scheduler::enqueue_waiting(Sequence* seq) {
+  seq->running = false;
+  auto pos = std::find_if(waiting_.begin(), waiting_.end(), [&](const Sequence* other) {
+    return other->options.priority < seq->options.priority ||
+           (other->options.priority == seq->options.priority && other->arrival > seq->arrival);
+  });
+  waiting_.insert(pos, seq);
+}
+
+void Scheduler::cancel(uint64_t id) {
+  auto it = sequences_.find(id);
+  if (it == sequences_.end() || it->second->finished) return;
+  finish(*it->second, FinishReason::kCancelled);
+  send(*it->second);
+  remove_finished();
+}
+
+void Scheduler::abort_all(FinishReason reason, const Status& error) {
+  for (auto& [id, seq] : sequences_) {
+    if (seq->finished) continue;
+    finish(*seq, reason, error);
+    send(*seq);
+  }
+  remove_finished();
+}
+
+bool Scheduler::reserve(Sequence& seq, int n_new_tokens) {
+  const int bs = options_.block_size;
+  const int first = seq.n_computed;
+  const int end = first + n_new_tokens;
+  // Copy-on-write: the first block written may be shared (a cached prefix block re-entered to
+  // recompute its last token); later ones are always fresh.
+  const size_t first_block = static_cast<size_t>(first / bs);
+  if (first_block < seq.blocks.size() && blocks_.is_shared(seq.blocks[first_block])) {
+    auto copy = blocks_.allocate();
+    if (!copy) return false;
+    pool_.copy_block(seq.blocks[first_block], *copy);
+    blocks_.unref(seq.blocks[first_block]);
+    seq.blocks[first_block] = *copy;
+  }
+  while (static_cast<int>(seq.blocks.size()) * bs < end) {
+    auto block = blocks_.allocate();
+    if (!block) return false;
+    seq.blocks.push_back(*block);
+  }
+  return true;
+}
+
+void Scheduler::release_blocks(Sequence& seq) {
+  // Deepest first, so a chain's leaves become least recently used before their parents.
+  for (auto it = seq.blocks.rbegin(); it != seq.blocks.rend(); ++it) blocks_.unref(*it);
+  seq.blocks.clear();
+  seq.n_computed = 0;
+  seq.n_committed = 0;
+  seq.last_key = kRootBlockKey;
+}
+
+void Scheduler::preempt(Sequence& seq) {
+  release_blocks(seq);
+  ++seq.preemptions;
+  ++counters_.preemptions;
+  running_.erase(std::find(running_.begin(), running_.end(), &seq));
+  enqueue_waiting(&seq);
+}
+
+Scheduler::Sequence* Scheduler::lowest_priority_running() {
+  Sequence* victim = nullptr;
+  for (Sequence* s : running_) {
+    if (victim == nullptr || s->options.priority < victim->options.priority ||
+        (s->options.priority == victim->options.priority && s->arrival > victim->arrival)) {
+      victim = s;
+    }
+  }
+  return victim;
+}
+
+bool Scheduler::admit(Sequence& seq) {
+  // Reuse the longest cached prefix; at least the last token is always computed, for logits.
+  const int bs = options_.block_size;
+  const int n_tokens = static_cast<int>(seq.tokens.size());
+  BlockManager::Match match = blocks_.match(seq.tokens, n_tokens / bs);
+  seq.blocks = std::move(match.blocks);
+  seq.n_committed = static_cast<int>(seq.blocks.size());
+  seq.last_key = match.keys.empty() ? kRootBlockKey : match.keys.back();
+  seq.n_computed = std::min(seq.n_committed * bs, n_tokens - 1);
+  if (seq.cached_tokens < 0) {
+    seq.cached_tokens = std::min(seq.n_computed, seq.n_prompt);
+    counters_.prompt_tokens += static_cast<uint64_t>(seq.n_prompt);
+    counters_.prefix_hit_tokens += static_cast<uint64_t>(seq.cached_tokens);
+  }
+  return true;
+}
+
+Result<StepResult> Scheduler::step() {
+  StepResult result;
+  work_.clear();
+  int budget = options_.max_batch_tokens;
+  ++counters_.steps;
+
+  // Running sequences in priority order; victims come from the end of this order.
+  std::vector<Sequence*> order(running_.begin(), running_.end());
+  std::stable_sort(order.begin(), order.end(), [](const Sequence* a, const Sequence* b) {
+    return a->options.priority > b->options.priority ||
+           (a->options.priority == b->options.priority && a->arrival < b->arrival);
+  });
+
+  bool prefill_only_step = false;
+  if (!options_.chunked_prefill && !waiting_.empty() &&
+      static_cast<int>(running_.size()) < options_.max_running) {
+    // Without chunked prefill a step that can admit prompts runs them whole, alone.
+    prefill_only_step = true;
+  }
+
+  // 1. One token for every decoding sequence.
+  if (!prefill_only_step) {
+    for (Sequence* seq : order) {
+      if (!seq->running || !seq->decoding()) continue;
+      if (budget == 0) break;
+      bool reserved = reserve(*seq, 1);
+      while (!reserved) {
+        Sequence* victim = lowest_priority_running();
+        if (victim == seq) break;
+        preempt(*victim);
+        reserved = reserve(*seq, 1);
+      }
+      if (!reserved) {
+        if (running_.size() == 1) {
+          // Alone and still out of blocks: the pool cannot hold this sequence any longer.
+          finish(*seq, FinishReason::kLength);
+        } else {
+          preempt(*seq);
+        }
+        continue;
+      }
+      work_.push_back({seq, 1});
+      --budget;
+    }
+  }
+
+  // 2. Prefill chunks of running sequences that are still prefilling.
+  if (!prefill_only_step) {
+    for (Sequence* seq : order) {
+      if (!seq->running || seq->decoding() || budget == 0) continue;
+      const int remaining = static_cast<int>(seq->tokens.size()) - seq->n_computed;
+      const int n = std::min(remaining, budget);
+      if (!reserve(*seq, n)) continue;  // waits for blocks; decodes go first
+      work_.push_back({seq, n});
+      budget -= n;
+    }
+  }
+
+  // 3. Admit waiting requests in order while budget, blocks and running slots allow.
+  while (!waiting_.empty() && static_cast<int>(running_.size()) < options_.max_running &&
+         (budget > 0 || prefill_only_step)) {
+    Sequence* seq = waiting_.front();
+    admit(*seq);
+    const int remaining = static_cast<int>(seq->tokens.size()) - seq->n_computed;
+    const int n = prefill_only_step ? remaining : std::min(remaining, budget);
+    if (!reserve(*seq, n)) {
+      release_blocks(*seq);
+      break;  // first come, first served: later requests do not jump ahead
+    }
+    waiting_.pop_front();
+    seq->running = true;
+    running_.push_back(seq);
+    work_.push_back({seq, n});
+    budget -= std::min(budget, n);
+    if (prefill_only_step && budget == 0) break;
+  }
+
+  for (const Work& w : work_) {
+    ++result.n_sequences;
+    result.n_tokens += w.n_tokens;
+    if (w.seq->decoding() && w.n_tokens == 1) ++result.n_decodes;
+  }
+  if (!work_.empty()) IG_RETURN_IF_ERROR(run(work_));
+  counters_.computed_tokens += static_cast<uint64_t>(result.n_tokens);
+
+  for (const Work& w : work_) {
+    if (!w.seq->event.tokens.empty() || w.seq->event.finished || !w.seq->event.text.empty()) {
+      send(*w.seq);
+    }
+  }
+  for (Sequence* seq : running_) {  // finished outside the work list (out of blocks)
+    if (seq->finished) send(*seq);
+  }
+  remove_finished();
+  return result;
+}
+
+Status Scheduler::run(std::vector<Work>& work) {
+  // Pack the work into forward passes of at most max_batch_tokens; a sequence's share may span
+  // passes (whole-prompt prefill), and only its final piece asks for logits.
+  const KvStorage storage = pool_.storage();
+  size_t next = 0;
+  int offset_in_next = 0;
+  while (next < work.size()) {
+    batch_.clear();
+    batch_work_.clear();
+    int tokens = 0;
+    int logit_rows = 0;
+    while (next < work.size() && tokens < options_.max_batch_tokens &&
+           logit_rows < scratch_.max_logit_rows) {
+      Work& w = work[next];
+      Sequence& seq = *w.seq;
+      const int n = std::min(w.n_tokens - offset_in_next, options_.max_batch_tokens - tokens);
+      const int start = seq.n_computed;
+      const bool last_piece = offset_in_next + n == w.n_tokens;
+      const bool wants_logits = last_piece && start + n == static_cast<int>(seq.tokens.size());
+      BatchSequence b;
+      b.tokens = std::span<const int32_t>(seq.tokens)
+                     .subspan(static_cast<size_t>(start), static_cast<size_t>(n));
+      b.start_pos = start;
+      b.block_table = seq.blocks.data();
+      b.logits = wants_logits ? BatchSequence::Logits::kLast : BatchSequence::Logits::kNone;
+      batch_.push_back(b);
+      batch_work_.push_back({&seq, n});
+      tokens += n;
+      logit_rows += wants_logits ? 1 : 0;
+      if (last_piece) {
+        ++next;
+        offset_in_next = 0;
+      } else {
+        offset_in_next += n;
+      }
+    }
+    auto logits = model_.forward_batch(backend_, storage, scratch_, batch_);
+    if (!logits.is_ok()) return logits.status();
+    const float* row = logits.value().data();
+    for (size_t i = 0; i < batch_.size(); ++i) {
+      const bool has_logits = batch_[i].logits == BatchSequence::Logits::kLast;
+      after_compute(*batch_work_[i].seq, batch_work_[i].n_tokens, has_logits ? row : nullptr);
+      if (has_logits) row += model_.config().n_vocab;
+    }
+  }
+  return Status::ok();
+}
+
+void Scheduler::after_compute(Sequence& seq, int n_tokens, const float* logits) {
+  const int bs = options_.block_size;
+  seq.n_computed += n_tokens;
+  // Full blocks become shareable: register them with the prefix cache.
+  while ((seq.n_committed + 1) * bs <= seq.n_computed) {
+    const auto block_tokens =
+        std::span<const int32_t>(seq.tokens)
+            .subspan(static_cast<size_t>(seq.n_committed) * bs, static_cast<size_t>(bs));
+    int32_t& block = seq.blocks[static_cast<size_t>(seq.n_committed)];
+    const auto committed = blocks_.commit(seq.last_key, block_tokens, block);
+    seq.last_key = committed.key;
+    block = committed.block;
+    ++seq.n_committed;
+  }
+  if (logits != nullptr)
+    emit_token(
+        seq, seq.sampler.sample({logits, static_cast<size_t>(model_.config().n_vocab)}, seq.tokens),
+        logits);
+}
+
+void Scheduler::emit_token(Sequence& seq, int32_t token, const float* logits) {
+  const int n_vocab = model_.config().n_vocab;
+  seq.tokens.push_back(token);
+  ++counters_.generated_tokens;
+  const bool eog = !seq.options.ignore_eos && tokenizer_.is_eog(token);
+  const bool stop_token =
+      std::find(seq.options.stop_token_ids.begin(), seq.options.stop_token_ids.end(), token) !=
+      seq.options.stop_token_ids.end();
+  if (eog || stop_token) {
+    seq.event.stop_matched = tokenizer_.token_to_piece(token, true);
+    seq.event.text += seq.pending_text;
+    seq.pending_text.clear();
+    finish(seq, FinishReason::kStop);
+    return;
+  }
+  GeneratedToken generated;
+  generated.token = token;
+  if (seq.options.logprobs >= 0) {
+    compute_logprobs({logits, static_cast<size_t>(n_vocab)}, token, seq.options.logprobs,
+                     generated);
+  }
+  seq.event.tokens.push_back(std::move(generated));
+
+  // Text: find stop strings in what is not yet sent, and hold back a possible stop start.
+  const size_t searched_from = seq.pending_text.size();
+  seq.pending_text += tokenizer_.token_to_piece(token);
+  for (const std::string& stop : seq.options.stop) {
+    const size_t from = searched_from >= stop.size() ? searched_from - stop.size() + 1 : 0;
+    const size_t at = seq.pending_text.find(stop, from);
+    if (at != std::string::npos) {
+      seq.event.text += seq.pending_text.substr(0, at);
+      seq.event.stop_matched = stop;
+      seq.pending_text.clear();
+      finish(seq, FinishReason::kStop);
+      return;
+    }
+  }
+  const bool length = seq.n_generated() >= seq.options.max_tokens ||
+                      static_cast<int>(seq.tokens.size()) >= max_context_;
+  if (length) {
+    seq.event.text += seq.pending_text;
+    seq.pending_text.clear();
+    finish(seq, FinishReason::kLength);
+    return;
+  }
+  const size_t hold = seq.max_stop_bytes > 0 ? seq.max_stop_bytes - 1 : 0;
+  const size_t sendable = seq.pending_text.size() > hold ? seq.pending_text.size() - hold : 0;
+  const size_t ready = complete_utf8_prefix(std::string_view(seq.pending_text).substr(0, sendable));
+  seq.event.text += seq.pending_text.substr(0, ready);
+  seq.pending_text.erase(0, ready);
+}
+
+void Scheduler::finish(Sequence& seq, FinishReason reason, const Status& error) {
+  if (seq.finished) return;
+  seq.finished = true;
+  seq.event.finished = true;
+  seq.event.finish_reason = reason;
+  seq.event.error = error;
+  release_blocks(seq);
+  if (reason == FinishReason::kCancelled) {
+    ++counters_.cancelled_requests;
+  } else {
+    ++counters_.finished_requests;
+  }
+}
+
+void Scheduler::send(Sequence& seq) {
+  if (seq.final_sent) return;
+  seq.final_sent = seq.finished;
+  RequestEvent& e = seq.event;
+  e.request_id = seq.id;
+  e.prompt_tokens = seq.n_prompt;
+  e.cached_tokens = std::max(0, seq.cached_tokens);
+  e.completion_tokens = seq.n_generated();
+  e.preemptions = seq.preemptions;
+  if (seq.callback) seq.callback(e);
+  e.tokens.clear();
+  e.text.clear();
+}
+
+void Scheduler::remove_finished() {
+  std::erase_if(running_, [](const Sequence* s) { return s->finished; });
+  std::erase_if(waiting_, [](const Sequence* s) { return s->finished; });
+  std::erase_if(sequences_, [](const auto& entry) { return entry.second->finished; });
+}
+
+}  // namespace infergrid

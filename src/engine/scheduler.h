@@ -1,0 +1,132 @@
+// Scheduler: continuous batching over a paged KV cache, one engine step at a time.
+//
+// A step (1) gives every running sequence that is decoding one token, preempting the
+// lowest-priority, latest-arrived running sequence when blocks run out; (2) gives running
+// sequences that are still prefilling, then waiting requests in priority-then-arrival order, a
+// chunk of their prompt under the token budget (chunked prefill), reusing the longest cached
+// prefix on admission; (3) runs one batched forward; (4) samples a token for each sequence whose
+// tokens are all computed, streams it and applies stop conditions. With chunked prefill off, a
+// step either prefills whole prompts (running streams wait) or decodes, as older servers do.
+//
+// Invariants: a sequence's blocks cover exactly the positions it may write this step; it never
+// writes a block another sequence or the prefix tree holds (copy-on-write); a preempted
+// sequence keeps its tokens and sampler state and recomputes its KV, so it continues exactly
+// where it stopped; every block a sequence held returns to the manager when it finishes, is
+// cancelled or is preempted. Not thread-safe: the Engine drives it from one thread.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "engine/block_manager.h"
+#include "engine/kv_pool.h"
+#include "engine/request.h"
+#include "engine/sampler.h"
+#include "kernels/backend.h"
+#include "model/model.h"
+#include "model/tokenizer.h"
+
+namespace infergrid {
+
+struct SchedulerOptions {
+  int block_size = 16;
+  int n_blocks = 0;            // KV pool size in blocks (the Engine derives it from bytes)
+  int max_batch_tokens = 512;  // tokens per forward pass (the step's budget)
+  int max_running = 64;        // sequences decoding at once
+  int max_context = 0;         // positions per sequence; 0 = the model's training context
+  bool prefix_caching = true;
+  bool chunked_prefill = true;
+};
+
+struct SchedulerCounters {
+  uint64_t steps = 0;
+  uint64_t prompt_tokens = 0;      // prompt tokens of admitted requests
+  uint64_t prefix_hit_tokens = 0;  // of which served from the prefix cache
+  uint64_t computed_tokens = 0;    // tokens run through the model (prefill + decode + recompute)
+  uint64_t generated_tokens = 0;
+  uint64_t preemptions = 0;
+  uint64_t finished_requests = 0;
+  uint64_t cancelled_requests = 0;
+};
+
+struct StepResult {
+  int n_sequences = 0;  // sequences in the step's batch
+  int n_tokens = 0;     // tokens computed
+  int n_decodes = 0;    // of which single-token decodes
+};
+
+class Scheduler {
+ public:
+  Scheduler(const Model& model, const Tokenizer& tokenizer, Backend& backend,
+            const SchedulerOptions& options);
+  ~Scheduler();
+
+  // Checks a request against the model and the pool without queueing it (thread-safe).
+  Status validate(const GenerationRequest& request) const;
+  // Queues a validated request; its events go to `callback`.
+  Status add(uint64_t id, GenerationRequest request, RequestCallback callback);
+  // Ends a request now, frees its blocks and sends a final kCancelled event. Unknown ids
+  // (already finished) are ignored.
+  void cancel(uint64_t id);
+  // Ends every request with `reason` (kCancelled or kError with `error`).
+  void abort_all(FinishReason reason, const Status& error = Status::ok());
+
+  bool has_work() const { return !running_.empty() || !waiting_.empty(); }
+  Result<StepResult> step();
+
+  int n_running() const { return static_cast<int>(running_.size()); }
+  int n_waiting() const { return static_cast<int>(waiting_.size()); }
+  const SchedulerCounters& counters() const { return counters_; }
+  const BlockManager& blocks() const { return blocks_; }
+  const SchedulerOptions& options() const { return options_; }
+  int max_context() const { return max_context_; }
+
+ private:
+  struct Sequence;
+  struct Work {
+    Sequence* seq;
+    int n_tokens;
+  };
+
+  bool reserve(Sequence& seq, int n_new_tokens);
+  void release_blocks(Sequence& seq);
+  void preempt(Sequence& seq);
+  bool admit(Sequence& seq);
+  void enqueue_waiting(Sequence* seq);
+  Sequence* lowest_priority_running();
+  Status run(std::vector<Work>& work);
+  void after_compute(Sequence& seq, int n_tokens, const float* logits);
+  void emit_token(Sequence& seq, int32_t token, const float* logits);
+  void finish(Sequence& seq, FinishReason reason, const Status& error = Status::ok());
+  void send(Sequence& seq);
+  void remove_finished();
+
+  const Model& model_;
+  const Tokenizer& tokenizer_;
+  Backend& backend_;
+  SchedulerOptions options_;
+  int max_context_;
+  KvPool pool_;
+  BlockManager blocks_;
+  ForwardScratch scratch_;
+  std::vector<BatchSequence> batch_;
+  std::vector<Work> batch_work_;
+  std::vector<Work> work_;
+
+  uint64_t next_arrival_ = 0;
+  std::map<uint64_t, std::unique_ptr<Sequence>> sequences_;  // by request id
+  std::vector<Sequence*> running_;                           // admission order
+  std::deque<Sequence*> waiting_;                            // priority desc, then arrival asc
+  SchedulerCounters counters_;
+};
+
+// Log-probabilities of one logits row: the chosen token's, and the top_n most likely.
+void compute_logprobs(std::span<const float> logits, int32_t chosen, int top_n,
+                      GeneratedToken& out);
+
+}  // namespace infergrid

@@ -1,0 +1,479 @@
+// The serving scheduler must give every sequence exactly the tokens the simple single-sequence
+// Generator gives, however it is batched, chunked, cached or preempted.
+#include "engine/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "engine/engine.h"
+#include "engine/generator.h"
+#include "kernels/cpu_backend.h"
+#include "model/synth.h"
+
+namespace infergrid {
+namespace {
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const auto dir = std::filesystem::temp_directory_path() /
+                     ("infergrid_scheduler_test_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    path_ = (dir / "model.gguf").string();
+    SynthOptions o;
+    o.size = "1m";
+    o.type = TensorType::kQ8_0;
+    ASSERT_TRUE(synthesize_model(o, path_, 2).is_ok());
+  }
+  static void TearDownTestSuite() {
+    std::filesystem::remove_all(std::filesystem::path(path_).parent_path());
+  }
+  void SetUp() override {
+    auto model = Model::load(path_);
+    ASSERT_TRUE(model.is_ok()) << model.status().to_string();
+    model_ = std::move(model).value();
+    auto tokenizer = Tokenizer::from_gguf(model_->gguf());
+    ASSERT_TRUE(tokenizer.is_ok()) << tokenizer.status().to_string();
+    tokenizer_ = std::move(tokenizer).value();
+  }
+
+  std::vector<int32_t> prompt(int n, uint64_t seed) const {
+    std::mt19937_64 rng(seed);
+    std::vector<int32_t> p(static_cast<size_t>(n));
+    for (auto& t : p) t = static_cast<int32_t>(rng() % model_->config().n_vocab);
+    return p;
+  }
+
+  // The simple path: one sequence, contiguous cache, token by token.
+  std::vector<int32_t> reference(const std::vector<int32_t>& p, int max_tokens,
+                                 const SamplingParams& sampling = SamplingParams::greedy()) {
+    CpuBackend backend(1);
+    Generator generator(*model_, *tokenizer_, backend, 1024, 64);
+    GenerateOptions o;
+    o.max_tokens = max_tokens;
+    o.sampling = sampling;
+    o.stop_at_eog = false;
+    std::vector<int32_t> out;
+    auto r = generator.generate_tokens(p, o, [&](int32_t t) {
+      out.push_back(t);
+      return true;
+    });
+    EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+    return out;
+  }
+
+  static GenerationRequest request(std::vector<int32_t> p, int max_tokens, int priority = 0) {
+    GenerationRequest r;
+    r.prompt = std::move(p);
+    r.options.max_tokens = max_tokens;
+    r.options.sampling = SamplingParams::greedy();
+    r.options.ignore_eos = true;
+    r.options.priority = priority;
+    return r;
+  }
+
+  struct Outcome {
+    std::vector<int32_t> tokens;
+    std::string text;
+    FinishReason reason = FinishReason::kNone;
+    int events_after_final = 0;
+    RequestEvent last;
+  };
+
+  // Adds requests and steps the scheduler until all are done.
+  std::map<uint64_t, Outcome> run_all(Scheduler& s, std::vector<GenerationRequest> requests,
+                                      int max_steps = 100000) {
+    std::map<uint64_t, Outcome> out;
+    uint64_t id = 1;
+    for (auto& r : requests) {
+      const uint64_t this_id = id++;
+      Status st = s.add(this_id, std::move(r), [&out, this_id](const RequestEvent& e) {
+        Outcome& o = out[this_id];
+        if (o.reason != FinishReason::kNone) ++o.events_after_final;
+        for (const auto& t : e.tokens) o.tokens.push_back(t.token);
+        o.text += e.text;
+        if (e.finished) o.reason = e.finish_reason;
+        o.last = e;
+      });
+      EXPECT_TRUE(st.is_ok()) << st.to_string();
+    }
+    for (int i = 0; i < max_steps && s.has_work(); ++i) {
+      auto r = s.step();
+      EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+    }
+    EXPECT_FALSE(s.has_work());
+    return out;
+  }
+
+  SchedulerOptions options(int n_blocks = 256, int max_batch_tokens = 64) const {
+    SchedulerOptions o;
+    o.block_size = 16;
+    o.n_blocks = n_blocks;
+    o.max_batch_tokens = max_batch_tokens;
+    o.max_running = 16;
+    o.max_context = 1024;
+    return o;
+  }
+
+  static void expect_pool_empty(const Scheduler& s) {
+    EXPECT_EQ(s.blocks().n_in_use(), 0);
+    EXPECT_EQ(s.blocks().n_available(), s.blocks().n_blocks());
+  }
+
+  static std::string path_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+};
+std::string SchedulerTest::path_;
+
+TEST_F(SchedulerTest, AloneMatchesTheSimplePath) {
+  CpuBackend backend(2);
+  for (int len : {1, 5, 16, 17, 40}) {
+    const auto p = prompt(len, len);
+    Scheduler s(*model_, *tokenizer_, backend, options());
+    auto out = run_all(s, {request(p, 24)});
+    EXPECT_EQ(out[1].tokens, reference(p, 24)) << "prompt length " << len;
+    EXPECT_EQ(out[1].reason, FinishReason::kLength);
+    EXPECT_EQ(out[1].last.completion_tokens, 24);
+    EXPECT_EQ(out[1].events_after_final, 0);
+    expect_pool_empty(s);
+  }
+}
+
+TEST_F(SchedulerTest, BatchedAndChunkedMatchTheSimplePath) {
+  CpuBackend backend(2);
+  const std::vector<int> lengths = {3, 70, 16, 33, 1, 120, 9, 48};
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<GenerationRequest> requests;
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    prompts.push_back(prompt(lengths[i], 100 + i));
+    requests.push_back(request(prompts.back(), 20 + static_cast<int>(i)));
+  }
+  for (int budget : {8, 37, 512}) {  // small budgets chunk the prompts across many steps
+    Scheduler s(*model_, *tokenizer_, backend, options(256, budget));
+    auto out = run_all(s, requests);
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      EXPECT_EQ(out[i + 1].tokens, reference(prompts[i], 20 + static_cast<int>(i)))
+          << "request " << i << " budget " << budget;
+    }
+    expect_pool_empty(s);
+  }
+}
+
+TEST_F(SchedulerTest, WithoutChunkedPrefillOutputIsTheSame) {
+  CpuBackend backend(2);
+  auto o = options(256, 32);
+  o.chunked_prefill = false;
+  Scheduler s(*model_, *tokenizer_, backend, o);
+  const auto a = prompt(100, 1), b = prompt(7, 2);
+  auto out = run_all(s, {request(a, 12), request(b, 30)});
+  EXPECT_EQ(out[1].tokens, reference(a, 12));
+  EXPECT_EQ(out[2].tokens, reference(b, 30));
+  expect_pool_empty(s);
+}
+
+TEST_F(SchedulerTest, PrefixCacheServesSharedPrefixesWithTheSameOutput) {
+  CpuBackend backend(2);
+  Scheduler s(*model_, *tokenizer_, backend, options());
+  const auto system = prompt(48, 7);  // three full blocks
+  auto first = system;
+  first.push_back(5);
+  auto out1 = run_all(s, {request(first, 10)});
+  EXPECT_EQ(out1[1].last.cached_tokens, 0);
+  EXPECT_EQ(out1[1].tokens, reference(first, 10));
+
+  auto second = system;
+  for (int32_t t : {9, 10, 11}) second.push_back(t);
+  auto out2 = run_all(s, {request(second, 10)});
+  EXPECT_EQ(out2[1].last.cached_tokens, 48);
+  EXPECT_EQ(out2[1].tokens, reference(second, 10));
+
+  // The exact cached prompt, a multiple of the block size: its last token is recomputed in a
+  // copy of the shared last block (copy-on-write).
+  auto out3 = run_all(s, {request(system, 10)});
+  EXPECT_EQ(out3[1].last.cached_tokens, 47);
+  EXPECT_EQ(out3[1].tokens, reference(system, 10));
+
+  // A multi-turn follow-up: prompt + generated answer + new turn hits beyond the prompt.
+  auto turn2 = first;
+  turn2.insert(turn2.end(), out1[1].tokens.begin(), out1[1].tokens.end());
+  for (int32_t t : {20, 21, 22, 23, 24, 25, 26, 27}) turn2.push_back(t);
+  auto out4 = run_all(s, {request(turn2, 8)});
+  EXPECT_GE(out4[1].last.cached_tokens, 48);
+  EXPECT_EQ(out4[1].tokens, reference(turn2, 8));
+  expect_pool_empty(s);
+  EXPECT_GT(s.counters().prefix_hit_tokens, 0u);
+}
+
+TEST_F(SchedulerTest, ConcurrentSharedPrefixRequestsMatch) {
+  CpuBackend backend(2);
+  Scheduler s(*model_, *tokenizer_, backend, options(256, 40));
+  const auto system = prompt(64, 3);
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<GenerationRequest> requests;
+  for (int i = 0; i < 6; ++i) {
+    auto p = system;
+    for (int j = 0; j <= i; ++j) p.push_back(100 + i * 10 + j);
+    prompts.push_back(p);
+    requests.push_back(request(p, 12));
+  }
+  auto out = run_all(s, requests);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(out[i + 1].tokens, reference(prompts[i], 12)) << "request " << i;
+  }
+  expect_pool_empty(s);
+}
+
+TEST_F(SchedulerTest, PreemptedSequencesResumeWithIdenticalOutput) {
+  CpuBackend backend(2);
+  // 12 blocks of 16 tokens for 6 sequences that each grow to ~60 tokens: preemption is certain.
+  auto o = options(12, 64);
+  o.prefix_caching = false;
+  for (bool caching : {false, true}) {
+    o.prefix_caching = caching;
+    Scheduler s(*model_, *tokenizer_, backend, o);
+    std::vector<std::vector<int32_t>> prompts;
+    std::vector<GenerationRequest> requests;
+    for (int i = 0; i < 6; ++i) {
+      prompts.push_back(prompt(10 + 3 * i, 500 + i));
+      requests.push_back(request(prompts.back(), 40));
+    }
+    auto out = run_all(s, requests);
+    EXPECT_GT(s.counters().preemptions, 0u);
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      EXPECT_EQ(out[i + 1].tokens, reference(prompts[i], 40)) << "request " << i;
+      EXPECT_EQ(out[i + 1].reason, FinishReason::kLength);
+    }
+    expect_pool_empty(s);
+  }
+}
+
+TEST_F(SchedulerTest, LowestPriorityLatestIsPreemptedAndHighPriorityAdmittedFirst) {
+  CpuBackend backend(2);
+  auto o = options(8, 64);
+  o.prefix_caching = false;
+  Scheduler s(*model_, *tokenizer_, backend, o);
+  std::vector<uint64_t> finish_order;
+  std::map<uint64_t, int> preemptions;
+  auto track = [&](uint64_t id) {
+    return [&, id](const RequestEvent& e) {
+      if (e.finished) {
+        finish_order.push_back(id);
+        preemptions[id] = e.preemptions;
+      }
+    };
+  };
+  ASSERT_TRUE(s.add(1, request(prompt(20, 1), 60, 0), track(1)).is_ok());
+  ASSERT_TRUE(s.add(2, request(prompt(20, 2), 60, 5), track(2)).is_ok());
+  ASSERT_TRUE(s.add(3, request(prompt(20, 3), 60, 0), track(3)).is_ok());
+  while (s.has_work()) ASSERT_TRUE(s.step().is_ok());
+  ASSERT_EQ(finish_order.size(), 3u);
+  EXPECT_EQ(finish_order.front(), 2u);  // the high-priority request never waits
+  EXPECT_EQ(preemptions[2], 0);
+  EXPECT_GE(preemptions[3], preemptions[1]);  // the later of equal priority goes first
+  expect_pool_empty(s);
+}
+
+TEST_F(SchedulerTest, SeededSamplingIsTheSameWhateverIsBatched) {
+  CpuBackend backend(2);
+  SamplingParams sampling;
+  sampling.temperature = 1.0f;
+  sampling.top_k = 50;
+  sampling.top_p = 0.9f;
+  sampling.seed = 1234;
+  sampling.frequency_penalty = 0.5f;
+  const auto p = prompt(30, 77);
+  const auto expected = reference(p, 30, sampling);
+  Scheduler s(*model_, *tokenizer_, backend, options(256, 16));
+  std::vector<GenerationRequest> requests;
+  for (int i = 0; i < 4; ++i) {
+    auto r = request(i == 2 ? p : prompt(20 + i, 900 + i), 30);
+    if (i == 2) r.options.sampling = sampling;
+    requests.push_back(std::move(r));
+  }
+  auto out = run_all(s, requests);
+  EXPECT_EQ(out[3].tokens, expected);
+}
+
+TEST_F(SchedulerTest, StopStringsTokensAndLogprobs) {
+  CpuBackend backend(2);
+  const auto p = prompt(12, 42);
+  const auto ref = reference(p, 40);
+  const std::string full_text = tokenizer_->decode(ref);
+  ASSERT_GT(full_text.size(), 20u);
+
+  // A stop string taken from the middle of the reference text.
+  const std::string stop = full_text.substr(10, 4);
+  Scheduler s(*model_, *tokenizer_, backend, options());
+  auto with_stop = request(p, 40);
+  with_stop.options.stop = {"\x01never", stop};
+  auto out = run_all(s, {with_stop});
+  EXPECT_EQ(out[1].reason, FinishReason::kStop);
+  EXPECT_EQ(out[1].text, full_text.substr(0, full_text.find(stop)));
+  EXPECT_EQ(out[1].last.stop_matched, stop);
+
+  // A stop token ends generation without being emitted.
+  auto with_token = request(p, 40);
+  with_token.options.stop_token_ids = {ref[5]};
+  out = run_all(s, {with_token});
+  const size_t first = std::find(ref.begin(), ref.end(), ref[5]) - ref.begin();
+  EXPECT_EQ(out[1].tokens, std::vector<int32_t>(ref.begin(), ref.begin() + first));
+  EXPECT_EQ(out[1].reason, FinishReason::kStop);
+
+  // Logprobs: greedy picks the top candidate; probabilities are sorted and normalised.
+  auto with_logprobs = request(p, 5);
+  with_logprobs.options.logprobs = 3;
+  std::vector<GeneratedToken> tokens;
+  ASSERT_TRUE(s.add(9, std::move(with_logprobs), [&](const RequestEvent& e) {
+                 tokens.insert(tokens.end(), e.tokens.begin(), e.tokens.end());
+               }).is_ok());
+  while (s.has_work()) ASSERT_TRUE(s.step().is_ok());
+  ASSERT_EQ(tokens.size(), 5u);
+  for (const auto& t : tokens) {
+    ASSERT_EQ(t.top.size(), 3u);
+    EXPECT_EQ(t.top[0].token, t.token);
+    EXPECT_FLOAT_EQ(t.top[0].logprob, t.logprob);
+    EXPECT_LE(t.logprob, 0.0f);
+    EXPECT_GE(t.top[0].logprob, t.top[1].logprob);
+    EXPECT_GE(t.top[1].logprob, t.top[2].logprob);
+  }
+  expect_pool_empty(s);
+}
+
+TEST_F(SchedulerTest, RejectsBadRequests) {
+  CpuBackend backend(1);
+  Scheduler s(*model_, *tokenizer_, backend, options(8, 64));
+  EXPECT_EQ(s.validate(request({}, 4)).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.validate(request({-1}, 4)).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.validate(request({model_->config().n_vocab}, 4)).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.validate(request(prompt(1024, 1), 4)).code(), StatusCode::kOutOfRange);
+  EXPECT_EQ(s.validate(request(prompt(200, 1), 4)).code(), StatusCode::kOutOfRange);  // > pool
+  EXPECT_EQ(s.validate(request(prompt(4, 1), 0)).code(), StatusCode::kInvalidArgument);
+  auto bad_stop = request(prompt(4, 1), 4);
+  bad_stop.options.stop = {""};
+  EXPECT_EQ(s.validate(bad_stop).code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(SchedulerTest, CancelFreesBlocksAtOnce) {
+  CpuBackend backend(2);
+  Scheduler s(*model_, *tokenizer_, backend, options());
+  FinishReason reason = FinishReason::kNone;
+  ASSERT_TRUE(s.add(1, request(prompt(50, 1), 100), [&](const RequestEvent& e) {
+                 if (e.finished) reason = e.finish_reason;
+               }).is_ok());
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(s.step().is_ok());
+  EXPECT_GT(s.blocks().n_in_use(), 0);
+  s.cancel(1);
+  EXPECT_EQ(reason, FinishReason::kCancelled);
+  EXPECT_EQ(s.blocks().n_in_use(), 0);
+  EXPECT_FALSE(s.has_work());
+}
+
+// Random arrivals, shared prefixes, cancellations and a pool small enough to preempt: every
+// uncancelled greedy output matches the simple path, and the pool ends where it began.
+TEST_F(SchedulerTest, RandomizedStressLeavesNoBlocksBehind) {
+  CpuBackend backend(2);
+  std::mt19937_64 rng(20261123);
+  auto o = options(24, 48);
+  Scheduler s(*model_, *tokenizer_, backend, o);
+  const auto shared = prompt(32, 99);
+  std::map<uint64_t, Outcome> out;
+  std::map<uint64_t, std::pair<std::vector<int32_t>, int>> submitted;
+  std::set<uint64_t> cancelled;
+  uint64_t next_id = 1;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (int step = 0; step < 400 && std::chrono::steady_clock::now() < deadline; ++step) {
+    if (rng() % 3 == 0 && submitted.size() < 40) {
+      std::vector<int32_t> p;
+      if (rng() % 2) p = shared;
+      const auto tail = prompt(1 + static_cast<int>(rng() % 40), rng());
+      p.insert(p.end(), tail.begin(), tail.end());
+      const int max_tokens = 1 + static_cast<int>(rng() % 30);
+      auto r = request(p, max_tokens, static_cast<int>(rng() % 3));
+      const uint64_t id = next_id++;
+      submitted[id] = {p, max_tokens};
+      ASSERT_TRUE(s.add(id, std::move(r), [&out, id](const RequestEvent& e) {
+                     for (const auto& t : e.tokens) out[id].tokens.push_back(t.token);
+                     if (e.finished) out[id].reason = e.finish_reason;
+                   }).is_ok());
+    }
+    if (rng() % 10 == 0 && next_id > 1) {
+      const uint64_t victim = 1 + rng() % (next_id - 1);
+      if (out[victim].reason == FinishReason::kNone) cancelled.insert(victim);
+      s.cancel(victim);
+    }
+    if (s.has_work()) {
+      ASSERT_TRUE(s.step().is_ok());
+    }
+  }
+  while (s.has_work()) ASSERT_TRUE(s.step().is_ok());
+  expect_pool_empty(s);
+  EXPECT_GT(s.counters().prefix_hit_tokens, 0u);
+  int checked = 0;
+  for (const auto& [id, req] : submitted) {
+    ASSERT_NE(out[id].reason, FinishReason::kNone) << "request " << id << " never finished";
+    if (cancelled.count(id)) continue;
+    EXPECT_EQ(out[id].tokens, reference(req.first, req.second)) << "request " << id;
+    ++checked;
+  }
+  EXPECT_GT(checked, 5);
+}
+
+TEST_F(SchedulerTest, EngineServesConcurrentCallersAndRejectsWhenFull) {
+  CpuBackend backend(2);
+  EngineOptions o;
+  o.scheduler = options(128, 64);
+  o.max_queued = 4;
+  auto engine = Engine::create(*model_, *tokenizer_, backend, o);
+  ASSERT_TRUE(engine.is_ok()) << engine.status().to_string();
+  std::vector<std::thread> callers;
+  std::vector<RequestEvent> results(3);
+  std::vector<std::vector<int32_t>> prompts = {prompt(10, 1), prompt(30, 2), prompt(5, 3)};
+  for (int i = 0; i < 3; ++i) {
+    callers.emplace_back([&, i] {
+      auto stream = RequestStream::submit(**engine, request(prompts[i], 15));
+      ASSERT_TRUE(stream.is_ok()) << stream.status().to_string();
+      results[i] = (*stream)->collect();
+    });
+  }
+  for (auto& t : callers) t.join();
+  for (int i = 0; i < 3; ++i) {
+    std::vector<int32_t> tokens;
+    for (const auto& t : results[i].tokens) tokens.push_back(t.token);
+    EXPECT_EQ(tokens, reference(prompts[i], 15));
+    EXPECT_EQ(results[i].finish_reason, FinishReason::kLength);
+  }
+  EXPECT_EQ((*engine)->submit(request({}, 4), nullptr).status().code(),
+            StatusCode::kInvalidArgument);
+
+  // Fill the queue faster than the engine drains it: later submissions are rejected.
+  int rejected = 0;
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (int i = 0; i < 50; ++i) {
+    auto stream = RequestStream::submit(**engine, request(prompt(60, i), 50));
+    if (stream.is_ok()) {
+      streams.push_back(*stream);
+    } else {
+      EXPECT_EQ(stream.status().code(), StatusCode::kResourceExhausted);
+      ++rejected;
+    }
+  }
+  EXPECT_GT(rejected, 0);
+  for (auto& st : streams) (*engine)->cancel(st->id());
+  for (auto& st : streams) EXPECT_TRUE(st->collect().finished);
+  (*engine)->shutdown();
+  EXPECT_EQ((*engine)->stats().blocks_in_use, 0);
+  EXPECT_EQ((*engine)->submit(request(prompt(4, 1), 4), nullptr).status().code(),
+            StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace infergrid
