@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "bench/decode_bench.h"
+#include "bench/engine_bench.h"
 #include "cli/default_model.h"
 #include "core/cpu_features.h"
 #include "core/logging.h"
@@ -217,6 +218,29 @@ int main(int argc, char** argv) {
   decode_cmd->add_option("-t,--threads", bench_threads);
   decode_cmd->add_flag("--json", bench_json, "Print JSON instead of text");
 
+  EngineBenchOptions engine_bench;
+  auto* engine_cmd = bench_cmd->add_subcommand(
+      "engine",
+      "Serving engine: batched decode throughput, prefix-cache TTFT, chunked-prefill ITL");
+  engine_cmd->add_option("-m,--model", bench_model, "GGUF model file (default: the default model)");
+  engine_cmd->add_option("--modes", engine_bench.modes, "throughput, prefix, chunked")
+      ->capture_default_str()
+      ->delimiter(',');
+  engine_cmd->add_option("--concurrency", engine_bench.concurrency)
+      ->capture_default_str()
+      ->delimiter(',');
+  engine_cmd->add_option("--decode-steps", engine_bench.decode_steps)->capture_default_str();
+  engine_cmd->add_option("--prefix-requests", engine_bench.prefix_requests)->capture_default_str();
+  engine_cmd->add_option("--prefix-tokens", engine_bench.prefix_tokens)->capture_default_str();
+  engine_cmd->add_option("--suffix-tokens", engine_bench.suffix_tokens)->capture_default_str();
+  engine_cmd->add_option("--streams", engine_bench.streams)->capture_default_str();
+  engine_cmd->add_option("--long-prompt-tokens", engine_bench.long_prompt_tokens)
+      ->capture_default_str();
+  engine_cmd->add_option("--max-batch-tokens", engine_bench.max_batch_tokens)
+      ->capture_default_str();
+  engine_cmd->add_option("-t,--threads", bench_threads);
+  engine_cmd->add_flag("--json", bench_json, "Print JSON instead of text");
+
   CLI11_PARSE(app, argc, argv);
   init_logging(log_level);
 
@@ -248,6 +272,19 @@ int main(int argc, char** argv) {
     auto result = run_decode_bench(**model, backend, bench_options);
     if (!result.is_ok()) return fail(result.status());
     std::printf("%s\n", bench_json ? result->to_json().c_str() : result->to_text().c_str());
+    return 0;
+  }
+  if (engine_cmd->parsed()) {
+    auto path = resolve_model_path(bench_model);
+    if (!path.is_ok()) return fail(path.status());
+    auto model = Model::load(*path);
+    if (!model.is_ok()) return fail(model.status());
+    auto tokenizer = Tokenizer::from_gguf((*model)->gguf());
+    if (!tokenizer.is_ok()) return fail(tokenizer.status());
+    CpuBackend backend(bench_threads);
+    auto result = run_engine_bench(**model, **tokenizer, backend, engine_bench);
+    if (!result.is_ok()) return fail(result.status());
+    std::printf("%s\n", bench_json ? result->json.c_str() : result->text.c_str());
     return 0;
   }
   return 0;

@@ -232,7 +232,7 @@ Scheduler::Sequence* Scheduler::lowest_priority_running() {
   return victim;
 }
 
-bool Scheduler::admit(Sequence& seq) {
+void Scheduler::match_prefix(Sequence& seq) {
   // Reuse the longest cached prefix; at least the last token is always computed, for logits.
   const int bs = options_.block_size;
   const int n_tokens = static_cast<int>(seq.tokens.size());
@@ -241,12 +241,21 @@ bool Scheduler::admit(Sequence& seq) {
   seq.n_committed = static_cast<int>(seq.blocks.size());
   seq.last_key = match.keys.empty() ? kRootBlockKey : match.keys.back();
   seq.n_computed = std::min(seq.n_committed * bs, n_tokens - 1);
-  if (seq.cached_tokens < 0) {
-    seq.cached_tokens = std::min(seq.n_computed, seq.n_prompt);
-    counters_.prompt_tokens += static_cast<uint64_t>(seq.n_prompt);
-    counters_.prefix_hit_tokens += static_cast<uint64_t>(seq.cached_tokens);
+}
+
+bool Scheduler::prefix_in_flight(const Sequence& seq) const {
+  if (!options_.prefix_caching) return false;
+  const int bs = options_.block_size;
+  for (const Sequence* other : running_) {
+    if (other->n_computed >= other->n_prompt) continue;  // its prompt is already cached
+    const size_t limit = std::min(seq.tokens.size(), static_cast<size_t>(other->n_prompt));
+    const auto [mine, theirs] =
+        std::mismatch(seq.tokens.begin(), seq.tokens.begin() + static_cast<ptrdiff_t>(limit),
+                      other->tokens.begin());
+    const int common_blocks = static_cast<int>(mine - seq.tokens.begin()) / bs;
+    if (common_blocks > seq.n_committed) return true;
   }
-  return true;
+  return false;
 }
 
 Result<StepResult> Scheduler::step() {
@@ -307,18 +316,31 @@ Result<StepResult> Scheduler::step() {
     }
   }
 
-  // 3. Admit waiting requests in order while budget, blocks and running slots allow.
-  while (!waiting_.empty() && static_cast<int>(running_.size()) < options_.max_running &&
-         (budget > 0 || prefill_only_step)) {
-    Sequence* seq = waiting_.front();
-    admit(*seq);
+  // 3. Admit waiting requests in order while budget, blocks and running slots allow. A
+  // request whose prefix another sequence is computing right now waits one step or more, so
+  // the shared part is computed once and then served from the cache.
+  for (auto it = waiting_.begin(); it != waiting_.end() &&
+                                   static_cast<int>(running_.size()) < options_.max_running &&
+                                   (budget > 0 || prefill_only_step);) {
+    Sequence* seq = *it;
+    match_prefix(*seq);
+    if (prefix_in_flight(*seq)) {
+      release_blocks(*seq);
+      ++it;
+      continue;
+    }
     const int remaining = static_cast<int>(seq->tokens.size()) - seq->n_computed;
     const int n = prefill_only_step ? remaining : std::min(remaining, budget);
     if (!reserve(*seq, n)) {
       release_blocks(*seq);
-      break;  // first come, first served: later requests do not jump ahead
+      break;  // first come, first served: later requests do not jump ahead for blocks
     }
-    waiting_.pop_front();
+    if (seq->cached_tokens < 0) {
+      seq->cached_tokens = std::min(seq->n_computed, seq->n_prompt);
+      counters_.prompt_tokens += static_cast<uint64_t>(seq->n_prompt);
+      counters_.prefix_hit_tokens += static_cast<uint64_t>(seq->cached_tokens);
+    }
+    it = waiting_.erase(it);
     seq->running = true;
     running_.push_back(seq);
     work_.push_back({seq, n});

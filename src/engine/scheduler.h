@@ -96,7 +96,8 @@ class Scheduler {
   bool reserve(Sequence& seq, int n_new_tokens);
   void release_blocks(Sequence& seq);
   void preempt(Sequence& seq);
-  bool admit(Sequence& seq);
+  void match_prefix(Sequence& seq);
+  bool prefix_in_flight(const Sequence& seq) const;
   void enqueue_waiting(Sequence* seq);
   Sequence* lowest_priority_running();
   Status run(std::vector<Work>& work);

@@ -228,6 +228,9 @@ TEST_F(SchedulerTest, ConcurrentSharedPrefixRequestsMatch) {
   for (size_t i = 0; i < prompts.size(); ++i) {
     EXPECT_EQ(out[i + 1].tokens, reference(prompts[i], 12)) << "request " << i;
   }
+  // Arriving together, the later requests wait for the first to compute the shared prefix,
+  // so it is computed once.
+  EXPECT_EQ(s.counters().prefix_hit_tokens, 5u * 64u);
   expect_pool_empty(s);
 }
 
