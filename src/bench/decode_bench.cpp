@@ -37,7 +37,7 @@ Result<DecodeBenchResult> run_decode_bench(const Model& model, CpuBackend& backe
   const int context = o.prompt_tokens + o.gen_tokens + 1;
   KvCache cache(c, context);
   ForwardScratch scratch(c, std::min(o.batch_tokens, o.prompt_tokens));
-  backend.reserve(scratch.max_tokens, std::max(c.n_ff, c.n_embd), context);
+  backend.reserve(scratch.max_tokens, std::max(c.n_ff, c.n_embd));
 
   // A deterministic prompt of ordinary (non-special) ids.
   std::vector<int32_t> prompt(static_cast<size_t>(o.prompt_tokens));

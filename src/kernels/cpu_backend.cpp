@@ -42,17 +42,12 @@ std::string CpuBackend::name() const {
   return "cpu/" + kernels_->name + "/" + std::to_string(pool_.size()) + "t";
 }
 
-void CpuBackend::reserve(int64_t max_tokens, int64_t max_cols, int64_t max_context) {
+void CpuBackend::reserve(int64_t max_tokens, int64_t max_cols) {
   // Q8_0 is the largest activation encoding per element among dot types except F32, which
   // needs no scratch; Q8_K is smaller per element than Q8_0 (292/256 < 34/32).
   const size_t act_bytes = static_cast<size_t>(max_tokens) *
                            tensor_row_bytes(TensorType::kQ8_0, (max_cols + 255) / 256 * 256);
   if (act_scratch_.size() < act_bytes) act_scratch_.resize(act_bytes);
-  const int64_t stride = (max_context + 15) / 16 * 16;
-  if (score_stride_ < stride) {
-    score_stride_ = stride;
-    score_scratch_.resize(static_cast<size_t>(stride) * pool_.size());
-  }
 }
 
 void CpuBackend::matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y) {
@@ -200,54 +195,88 @@ void CpuBackend::store_kv(const float* k, const float* v, int64_t kv_dim,
 void CpuBackend::attention(const float* q, std::span<const int32_t> positions,
                            std::span<const AttentionSequence> seqs, const AttentionParams& p,
                            float* out) {
-  int64_t n_tokens = 0;
-  int64_t max_context = 0;
-  for (const AttentionSequence& s : seqs) {
-    n_tokens = std::max(n_tokens, s.first_token + s.n_tokens);
-    for (int64_t t = s.first_token; t < s.first_token + s.n_tokens; ++t)
-      max_context = std::max<int64_t>(max_context, positions[t] + 1);
-  }
-  if (score_stride_ < max_context) reserve(0, 0, max_context);
-  if (static_cast<int64_t>(token_seq_.size()) < n_tokens) token_seq_.resize(n_tokens);
-  for (size_t i = 0; i < seqs.size(); ++i) {
-    for (int64_t t = seqs[i].first_token; t < seqs[i].first_token + seqs[i].n_tokens; ++t)
-      token_seq_[t] = static_cast<int32_t>(i);
-  }
+  // Tiled attention with an online softmax (FlashAttention's order of work): a task takes up
+  // to kQueryTile tokens of one sequence and one KV head (so every query head sharing that KV
+  // head), and walks the keys kKeyTile positions at a time. Each key tile is read once per task
+  // and reused by all its query rows from L1, instead of once per (token, head).
+  // Key tiles are cut by position, not by storage block, so a row's arithmetic is the same
+  // whatever the cache layout or the other rows in its task: paged, contiguous, batched and
+  // one-token runs agree bit for bit.
+  constexpr int64_t kQueryTile = 16;
+  constexpr int64_t kKeyTile = 16;
   const int group = p.n_heads / p.n_kv_heads;
   const int64_t q_row = static_cast<int64_t>(p.n_heads) * p.head_dim;
-  pool_.parallel_for(n_tokens * p.n_heads, [&](int64_t task, int thread) {
-    const int64_t t = task / p.n_heads;
-    const int h = static_cast<int>(task % p.n_heads);
-    const KvLayerView& kv = seqs[token_seq_[t]].kv;
-    const int64_t head_offset = static_cast<int64_t>(h / group) * p.head_dim;
-    const float* qh = q + t * q_row + static_cast<int64_t>(h) * p.head_dim;
-    float* oh = out + t * q_row + static_cast<int64_t>(h) * p.head_dim;
-    float* scores = score_scratch_.data() + static_cast<int64_t>(thread) * score_stride_;
-    const int64_t n_ctx = positions[t] + 1;
-    // Walk the context block by block so each block's rows are addressed once.
-    float max_score = -INFINITY;
-    for (int64_t start = 0; start < n_ctx; start += kv.block_size) {
-      const int64_t n = std::min<int64_t>(kv.block_size, n_ctx - start);
-      const float* k = kv.k + kv.block_table[start / kv.block_size] * kv.block_stride + head_offset;
-      for (int64_t j = 0; j < n; ++j) {
-        const float s = kernels_->dot_f32_f32(qh, k + j * kv.row_stride, p.head_dim) * p.scale;
-        scores[start + j] = s;
-        max_score = std::max(max_score, s);
+  const int64_t max_rows = kQueryTile * group;
+  const int64_t per_thread = max_rows * (p.head_dim + kKeyTile + 2);
+  if (attn_scratch_.size() < static_cast<size_t>(per_thread * pool_.size())) {
+    attn_scratch_.resize(static_cast<size_t>(per_thread * pool_.size()));
+  }
+  attn_tasks_.clear();
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    for (int64_t t0 = 0; t0 < seqs[i].n_tokens; t0 += kQueryTile) {
+      const int64_t n = std::min(kQueryTile, seqs[i].n_tokens - t0);
+      for (int kv_head = 0; kv_head < p.n_kv_heads; ++kv_head) {
+        attn_tasks_.push_back({static_cast<int32_t>(i), kv_head, seqs[i].first_token + t0, n});
       }
     }
-    float sum = 0;
-    for (int64_t j = 0; j < n_ctx; ++j) {
-      scores[j] = std::exp(scores[j] - max_score);
-      sum += scores[j];
+  }
+  pool_.parallel_for(static_cast<int64_t>(attn_tasks_.size()), [&](int64_t task_index, int thread) {
+    const AttentionTask& task = attn_tasks_[static_cast<size_t>(task_index)];
+    const KvLayerView& kv = seqs[static_cast<size_t>(task.seq)].kv;
+    const int64_t head_offset = static_cast<int64_t>(task.kv_head) * p.head_dim;
+    const int64_t n_rows = task.n_tokens * group;
+    float* acc = attn_scratch_.data() + per_thread * thread;  // n_rows x head_dim
+    float* scores = acc + max_rows * p.head_dim;              // kKeyTile per row
+    float* row_max = scores + max_rows * kKeyTile;
+    float* row_sum = row_max + max_rows;
+    std::fill(acc, acc + n_rows * p.head_dim, 0.0f);
+    std::fill(row_max, row_max + n_rows, -INFINITY);
+    std::fill(row_sum, row_sum + n_rows, 0.0f);
+    int64_t last_position = 0;
+    for (int64_t t = task.first_token; t < task.first_token + task.n_tokens; ++t) {
+      last_position = std::max<int64_t>(last_position, positions[t]);
     }
-    const float inv_sum = 1.0f / sum;
-    std::fill(oh, oh + p.head_dim, 0.0f);
-    for (int64_t start = 0; start < n_ctx; start += kv.block_size) {
-      const int64_t n = std::min<int64_t>(kv.block_size, n_ctx - start);
-      const float* v = kv.v + kv.block_table[start / kv.block_size] * kv.block_stride + head_offset;
-      for (int64_t j = 0; j < n; ++j) {
-        kernels_->axpy(scores[start + j] * inv_sum, v + j * kv.row_stride, oh, p.head_dim);
+    const float* k_rows[kKeyTile];
+    const float* v_rows[kKeyTile];
+    for (int64_t k0 = 0; k0 <= last_position; k0 += kKeyTile) {
+      const int64_t k1 = std::min(k0 + kKeyTile, last_position + 1);
+      for (int64_t j = k0; j < k1; ++j) {
+        k_rows[j - k0] = kv.k_row(j) + head_offset;
+        v_rows[j - k0] = kv.v_row(j) + head_offset;
       }
+      for (int64_t r = 0; r < n_rows; ++r) {
+        const int64_t t = task.first_token + r / group;
+        const int64_t n_keys = std::min<int64_t>(k1, positions[t] + 1) - k0;
+        if (n_keys <= 0) continue;
+        const int h = task.kv_head * group + static_cast<int>(r % group);
+        const float* qh = q + t * q_row + static_cast<int64_t>(h) * p.head_dim;
+        float* s = scores + r * kKeyTile;
+        float tile_max = -INFINITY;
+        for (int64_t j = 0; j < n_keys; ++j) {
+          s[j] = kernels_->dot_f32_f32(qh, k_rows[j], p.head_dim) * p.scale;
+          tile_max = std::max(tile_max, s[j]);
+        }
+        float* a = acc + r * p.head_dim;
+        const float new_max = std::max(row_max[r], tile_max);
+        if (new_max > row_max[r] && row_sum[r] > 0.0f) {
+          const float correction = std::exp(row_max[r] - new_max);
+          kernels_->scale(correction, a, p.head_dim);
+          row_sum[r] *= correction;
+        }
+        row_max[r] = new_max;
+        for (int64_t j = 0; j < n_keys; ++j) {
+          const float e = std::exp(s[j] - new_max);
+          row_sum[r] += e;
+          kernels_->axpy(e, v_rows[j], a, p.head_dim);
+        }
+      }
+    }
+    for (int64_t r = 0; r < n_rows; ++r) {
+      const int64_t t = task.first_token + r / group;
+      const int h = task.kv_head * group + static_cast<int>(r % group);
+      float* o = out + t * q_row + static_cast<int64_t>(h) * p.head_dim;
+      const float inv = 1.0f / row_sum[r];
+      for (int i = 0; i < p.head_dim; ++i) o[i] = acc[r * p.head_dim + i] * inv;
     }
   });
 }

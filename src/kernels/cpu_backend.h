@@ -26,9 +26,8 @@ class CpuBackend final : public Backend {
   ThreadPool& pool() { return pool_; }
   const CpuKernels& kernels() const { return *kernels_; }
 
-  // Pre-sizes scratch for up to max_tokens activation rows of up to max_cols floats, and
-  // attention over up to max_context positions.
-  void reserve(int64_t max_tokens, int64_t max_cols, int64_t max_context);
+  // Pre-sizes scratch for up to max_tokens activation rows of up to max_cols floats.
+  void reserve(int64_t max_tokens, int64_t max_cols);
 
   void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y) override;
   void get_rows(const MatrixView& w, std::span<const int32_t> ids, float* y) override;
@@ -49,9 +48,14 @@ class CpuBackend final : public Backend {
   ThreadPool pool_;
   const CpuKernels* kernels_;
   AlignedBuffer<uint8_t> act_scratch_;
-  int64_t score_stride_ = 0;            // floats of attention scratch per thread
-  AlignedBuffer<float> score_scratch_;  // n_threads * score_stride_
-  std::vector<int32_t> token_seq_;      // batch token -> index of its sequence
+  struct AttentionTask {
+    int32_t seq;
+    int kv_head;
+    int64_t first_token;
+    int64_t n_tokens;
+  };
+  std::vector<AttentionTask> attn_tasks_;
+  AlignedBuffer<float> attn_scratch_;  // per thread: accumulators, scores, running max/sum
 };
 
 // cos/sin of each rotated pair of dims for one position (n_dims/2 values each), as ggml's

@@ -1,0 +1,183 @@
+#include "model/chat_template.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace infergrid {
+
+namespace {
+
+bool contains(std::string_view haystack, std::string_view needle) {
+  return haystack.find(needle) != std::string_view::npos;
+}
+
+std::string trim(std::string_view s) {
+  const auto first = s.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos) return {};
+  const auto last = s.find_last_not_of(" \t\r\n");
+  return std::string(s.substr(first, last - first + 1));
+}
+
+struct NamedFormat {
+  const char* name;
+  ChatFormat format;
+};
+constexpr NamedFormat kFormats[] = {
+    {"chatml", ChatFormat::kChatMl},
+    {"llama3", ChatFormat::kLlama3},
+    {"llama2", ChatFormat::kLlama2},
+    {"mistral", ChatFormat::kMistral},
+    {"phi3", ChatFormat::kPhi3},
+    {"gemma", ChatFormat::kGemma},
+    {"deepseek-r1", ChatFormat::kDeepSeekR1},
+};
+
+}  // namespace
+
+Result<ChatTemplate> ChatTemplate::detect(std::string_view src) {
+  if (src.empty() || contains(src, "<|im_start|>")) return ChatTemplate(ChatFormat::kChatMl);
+  if (contains(src, "<|start_header_id|>") && contains(src, "<|eot_id|>")) {
+    return ChatTemplate(ChatFormat::kLlama3);
+  }
+  if (contains(src, "<｜User｜>") && contains(src, "<｜Assistant｜>")) {
+    return ChatTemplate(ChatFormat::kDeepSeekR1);
+  }
+  if (contains(src, "<start_of_turn>")) return ChatTemplate(ChatFormat::kGemma);
+  if (contains(src, "<|user|>") && contains(src, "<|end|>")) return ChatTemplate(ChatFormat::kPhi3);
+  if (contains(src, "[INST]")) {
+    // Llama 2 wraps the system prompt in <<SYS>>; Mistral's templates put it in the last user
+    // turn and write "[INST]" without inner spaces.
+    if (contains(src, "<<SYS>>")) return ChatTemplate(ChatFormat::kLlama2);
+    return ChatTemplate(ChatFormat::kMistral);
+  }
+  std::string head(src.substr(0, 80));
+  std::replace(head.begin(), head.end(), '\n', ' ');
+  return make_error(StatusCode::kUnsupported,
+                    "the model's chat template is not one infergrid can render (supported: "
+                    "ChatML, Llama 3, Llama 2, Mistral, Phi-3, Gemma, DeepSeek-R1); it begins "
+                    "'{}...'. Use /v1/completions with a formatted prompt instead",
+                    head);
+}
+
+Result<ChatTemplate> ChatTemplate::from_gguf(const GgufFile& file) {
+  IG_ASSIGN_OR_RETURN(auto source, file.get_string("tokenizer.chat_template"));
+  return detect(source.value_or(std::string_view()));
+}
+
+Result<ChatTemplate> ChatTemplate::from_name(std::string_view name) {
+  for (const auto& f : kFormats) {
+    if (name == f.name) return ChatTemplate(f.format);
+  }
+  return make_error(StatusCode::kInvalidArgument,
+                    "unknown chat template '{}' (chatml, llama3, llama2, mistral, phi3, gemma, "
+                    "deepseek-r1)",
+                    name);
+}
+
+std::string ChatTemplate::name() const {
+  for (const auto& f : kFormats) {
+    if (f.format == format_) return f.name;
+  }
+  return "unknown";
+}
+
+Result<std::string> ChatTemplate::render(const std::vector<ChatMessage>& messages,
+                                         bool add_generation_prompt) const {
+  if (messages.empty()) return Status(StatusCode::kInvalidArgument, "messages must not be empty");
+  std::string out;
+  switch (format_) {
+    case ChatFormat::kChatMl:
+      for (const auto& m : messages)
+        out += fmt::format("<|im_start|>{}\n{}<|im_end|>\n", m.role, m.content);
+      if (add_generation_prompt) out += "<|im_start|>assistant\n";
+      break;
+    case ChatFormat::kLlama3:
+      for (const auto& m : messages) {
+        out += fmt::format("<|start_header_id|>{}<|end_header_id|>\n\n{}<|eot_id|>", m.role,
+                           trim(m.content));
+      }
+      if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+      break;
+    case ChatFormat::kLlama2: {
+      // <s> is the tokenizer's BOS for the first turn; later turns carry their own.
+      std::string system;
+      bool first_user = true;
+      for (const auto& m : messages) {
+        if (m.role == "system") {
+          system = trim(m.content);
+        } else if (m.role == "assistant") {
+          out += fmt::format(" {} </s>", trim(m.content));
+        } else {
+          out += first_user ? "[INST] " : "<s>[INST] ";
+          if (!system.empty()) {
+            out += fmt::format("<<SYS>>\n{}\n<</SYS>>\n\n", system);
+            system.clear();
+          }
+          out += fmt::format("{} [/INST]", trim(m.content));
+          first_user = false;
+        }
+      }
+      break;
+    }
+    case ChatFormat::kMistral: {
+      std::string system;
+      size_t last_user = 0;
+      for (size_t i = 0; i < messages.size(); ++i) {
+        if (messages[i].role != "system" && messages[i].role != "assistant") last_user = i;
+      }
+      for (size_t i = 0; i < messages.size(); ++i) {
+        const auto& m = messages[i];
+        if (m.role == "system") {
+          system = m.content;
+        } else if (m.role == "assistant") {
+          out += fmt::format("{}</s>", m.content);
+        } else {
+          out += "[INST]";
+          if (i == last_user && !system.empty()) out += fmt::format("{}\n\n", system);
+          out += fmt::format("{}[/INST]", m.content);
+        }
+      }
+      break;
+    }
+    case ChatFormat::kPhi3:
+      for (const auto& m : messages) {
+        if (m.role == "system" && m.content.empty()) continue;
+        out += fmt::format("<|{}|>\n{}<|end|>\n", m.role, m.content);
+      }
+      if (add_generation_prompt) out += "<|assistant|>\n";
+      break;
+    case ChatFormat::kGemma: {
+      // Gemma has no system role: the system prompt is prepended to the first user turn.
+      std::string system;
+      for (const auto& m : messages) {
+        if (m.role == "system") {
+          system = fmt::format("{}\n\n", m.content);
+          continue;
+        }
+        const std::string role = m.role == "assistant" ? "model" : "user";
+        out += fmt::format("<start_of_turn>{}\n{}{}<end_of_turn>\n", role, system, trim(m.content));
+        system.clear();
+      }
+      if (add_generation_prompt) out += "<start_of_turn>model\n";
+      break;
+    }
+    case ChatFormat::kDeepSeekR1:
+      for (const auto& m : messages) {
+        if (m.role == "system") out += m.content;
+      }
+      for (const auto& m : messages) {
+        if (m.role == "system") continue;
+        if (m.role == "assistant") {
+          out += fmt::format("<｜Assistant｜>{}<｜end▁of▁sentence｜>", m.content);
+        } else {
+          out += fmt::format("<｜User｜>{}", m.content);
+        }
+      }
+      if (add_generation_prompt) out += "<｜Assistant｜><think>\n";
+      break;
+  }
+  return out;
+}
+
+}  // namespace infergrid
