@@ -66,8 +66,8 @@ class ServerProcess {
     posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
     posix_spawn_file_actions_adddup2(&actions, fds[1], STDERR_FILENO);
     posix_spawn_file_actions_addclose(&actions, fds[0]);
-    std::vector<std::string> argv_strings = {INFERGRID_BINARY, "serve", "--port", "0",
-                                             "--host", "127.0.0.1"};
+    std::vector<std::string> argv_strings = {INFERGRID_BINARY, "serve",    "--port", "0",
+                                             "--host",         "127.0.0.1"};
     argv_strings.insert(argv_strings.end(), args.begin(), args.end());
     std::vector<char*> argv;
     for (auto& s : argv_strings) argv.push_back(s.data());
@@ -127,7 +127,6 @@ class ServerProcess {
   int port_ = 0;
   FILE* out_ = nullptr;
   std::thread drain_;
-
 };
 
 struct HttpResult {
@@ -144,8 +143,8 @@ inline HttpResult curl(const std::string& url, const std::string& body = "",
                           std::to_string(std::hash<std::thread::id>{}(std::this_thread::get_id()));
   const std::string body_file = (dir / ("ig_curl_body_" + tag)).string();
   const std::string header_file = (dir / ("ig_curl_headers_" + tag)).string();
-  std::string command = "curl -s -N -o " + body_file + " -D " + header_file +
-                        " -w '%{http_code}' " + extra + " ";
+  std::string command =
+      "curl -s -N -o " + body_file + " -D " + header_file + " -w '%{http_code}' " + extra + " ";
   if (!body.empty()) {
     const std::string request_file = (dir / ("ig_curl_request_" + tag)).string();
     FILE* f = std::fopen(request_file.c_str(), "wb");

@@ -30,7 +30,8 @@ class ServerTest : public ::testing::Test {
           "infergrid_generation_tokens_total", "infergrid_prompt_tokens_total"}) {
       m[name] = metric(r.body, name).value_or(-1);
     }
-    const auto abort_at = r.body.find("infergrid_request_finished_total{finished_reason=\"abort\"}");
+    const auto abort_at =
+        r.body.find("infergrid_request_finished_total{finished_reason=\"abort\"}");
     m["aborted"] = abort_at == std::string::npos
                        ? 0.0
                        : std::stod(r.body.substr(r.body.find(' ', abort_at) + 1));
@@ -177,9 +178,8 @@ TEST_F(ServerTest, QueueFullIsRejectedWith429AndRetryAfter) {
   const std::string slow = R"({"prompt":"busy","max_tokens":400,"ignore_eos":true})";
   std::vector<std::future<HttpResult>> inflight;
   for (int i = 0; i < 6; ++i) {
-    inflight.push_back(std::async(std::launch::async, [&] {
-      return curl(url("/v1/completions"), slow);
-    }));
+    inflight.push_back(
+        std::async(std::launch::async, [&] { return curl(url("/v1/completions"), slow); }));
   }
   int ok = 0, rejected = 0;
   for (auto& f : inflight) {
