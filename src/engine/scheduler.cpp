@@ -430,10 +430,14 @@ void Scheduler::after_compute(Sequence& seq, int n_tokens, const float* logits) 
     block = committed.block;
     ++seq.n_committed;
   }
-  if (logits != nullptr)
-    emit_token(
-        seq, seq.sampler.sample({logits, static_cast<size_t>(model_.config().n_vocab)}, seq.tokens),
-        logits);
+  if (logits == nullptr) return;
+  std::span<const int32_t> history(seq.tokens);
+  if (!seq.options.sampling.penalize_prompt) {
+    history = history.subspan(static_cast<size_t>(seq.n_prompt));
+  }
+  const int32_t token =
+      seq.sampler.sample({logits, static_cast<size_t>(model_.config().n_vocab)}, history);
+  emit_token(seq, token, logits);
 }
 
 void Scheduler::emit_token(Sequence& seq, int32_t token, const float* logits) {
