@@ -4,6 +4,8 @@
 #include <cmath>
 #include <numeric>
 
+#include <spdlog/spdlog.h>
+
 #include "engine/generator.h"
 
 namespace infergrid {
@@ -105,8 +107,15 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, Backend& ba
         [this](int32_t block, uint64_t key, uint64_t parent_key, std::span<const int32_t> tokens) {
           if (options_.disk_tier->contains(key)) return;  // came from there, or written before
           const auto data = pool_.block(block);
-          disk_writer_->enqueue(key, parent_key, tokens,
-                                {reinterpret_cast<const uint8_t*>(data.data()), data.size_bytes()});
+          const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(data.data()),
+                                               data.size_bytes());
+          if (persisting_) {
+            // Shutdown: write now. A failure only means a later miss.
+            Status written = options_.disk_tier->put(key, parent_key, tokens, bytes);
+            if (!written.is_ok()) spdlog::warn("KV disk tier: {}", written.to_string());
+          } else {
+            disk_writer_->enqueue(key, parent_key, tokens, bytes);
+          }
         });
   }
   batch_.reserve(static_cast<size_t>(options.max_batch_tokens));
@@ -126,6 +135,14 @@ uint64_t Scheduler::kv_layout_tag(const Model& model, int block_size) {
 
 void Scheduler::flush_tiers() {
   if (disk_writer_) disk_writer_->flush();
+}
+
+void Scheduler::persist_cached() {
+  if (!disk_writer_) return;
+  disk_writer_->flush();
+  persisting_ = true;
+  blocks_.evict_all_cached();
+  persisting_ = false;
 }
 
 Status Scheduler::validate(const GenerationRequest& request) const {

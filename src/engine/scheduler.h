@@ -95,6 +95,9 @@ class Scheduler {
   static uint64_t kv_layout_tag(const Model& model, int block_size);
   // Waits until evicted blocks queued for the disk tier are written.
   void flush_tiers();
+  // Writes every cached, unreferenced block down to the disk tier (at shutdown, so a restart
+  // finds them) and frees it from engine memory.
+  void persist_cached();
   int max_context() const { return max_context_; }
 
  private:
@@ -126,6 +129,7 @@ class Scheduler {
   KvPool pool_;
   BlockManager blocks_;
   std::unique_ptr<AsyncBlockWriter> disk_writer_;
+  bool persisting_ = false;  // evictions write synchronously (shutdown)
   ForwardScratch scratch_;
   std::vector<BatchSequence> batch_;
   std::vector<Work> batch_work_;
