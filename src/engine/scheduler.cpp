@@ -71,6 +71,7 @@ struct Scheduler::Sequence {
 
   bool running = false;
   bool finished = false;
+  bool scheduled = false;       // in the current step's batch
   int n_computed = 0;           // leading tokens whose K/V are in blocks
   std::vector<int32_t> blocks;  // block table
   int n_committed = 0;          // leading full blocks registered with the prefix cache
@@ -325,70 +326,12 @@ bool Scheduler::prefix_in_flight(const Sequence& seq) const {
   return false;
 }
 
-Result<StepResult> Scheduler::step() {
-  StepResult result;
-  work_.clear();
-  int budget = options_.max_batch_tokens;
-  ++counters_.steps;
-
-  // Running sequences in priority order; victims come from the end of this order.
-  std::vector<Sequence*> order(running_.begin(), running_.end());
-  std::stable_sort(order.begin(), order.end(), [](const Sequence* a, const Sequence* b) {
-    return a->options.priority > b->options.priority ||
-           (a->options.priority == b->options.priority && a->arrival < b->arrival);
-  });
-
-  bool prefill_only_step = false;
-  if (!options_.chunked_prefill && !waiting_.empty() &&
-      static_cast<int>(running_.size()) < options_.max_running) {
-    // Without chunked prefill a step that can admit prompts runs them whole, alone.
-    prefill_only_step = true;
-  }
-
-  // 1. One token for every decoding sequence.
-  if (!prefill_only_step) {
-    for (Sequence* seq : order) {
-      if (!seq->running || !seq->decoding()) continue;
-      if (budget == 0) break;
-      bool reserved = reserve(*seq, 1);
-      while (!reserved) {
-        Sequence* victim = lowest_priority_running();
-        if (victim == seq) break;
-        preempt(*victim);
-        reserved = reserve(*seq, 1);
-      }
-      if (!reserved) {
-        if (running_.size() == 1) {
-          // Alone and still out of blocks: the pool cannot hold this sequence any longer.
-          finish(*seq, FinishReason::kLength);
-        } else {
-          preempt(*seq);
-        }
-        continue;
-      }
-      work_.push_back({seq, 1});
-      --budget;
-    }
-  }
-
-  // 2. Prefill chunks of running sequences that are still prefilling.
-  if (!prefill_only_step) {
-    for (Sequence* seq : order) {
-      if (!seq->running || seq->decoding() || budget == 0) continue;
-      const int remaining = static_cast<int>(seq->tokens.size()) - seq->n_computed;
-      const int n = std::min(remaining, budget);
-      if (!reserve(*seq, n)) continue;  // waits for blocks; decodes go first
-      work_.push_back({seq, n});
-      budget -= n;
-    }
-  }
-
-  // 3. Admit waiting requests in order while budget, blocks and running slots allow. A
-  // request whose prefix another sequence is computing right now waits one step or more, so
+void Scheduler::admit_waiting(int& budget, bool whole_prompts) {
+  // A request whose prefix another sequence is computing right now waits one step or more, so
   // the shared part is computed once and then served from the cache.
   for (auto it = waiting_.begin(); it != waiting_.end() &&
                                    static_cast<int>(running_.size()) < options_.max_running &&
-                                   (budget > 0 || prefill_only_step);) {
+                                   (budget > 0 || whole_prompts);) {
     Sequence* seq = *it;
     match_prefix(*seq);
     if (prefix_in_flight(*seq)) {
@@ -397,7 +340,7 @@ Result<StepResult> Scheduler::step() {
       continue;
     }
     const int remaining = static_cast<int>(seq->tokens.size()) - seq->n_computed;
-    const int n = prefill_only_step ? remaining : std::min(remaining, budget);
+    const int n = whole_prompts ? remaining : std::min(remaining, budget);
     if (!reserve(*seq, n)) {
       release_blocks(*seq);
       break;  // first come, first served: later requests do not jump ahead for blocks
@@ -414,8 +357,78 @@ Result<StepResult> Scheduler::step() {
     seq->running = true;
     running_.push_back(seq);
     work_.push_back({seq, n});
+    seq->scheduled = true;
     budget -= std::min(budget, n);
-    if (prefill_only_step && budget == 0) break;
+    if (whole_prompts && budget == 0) break;
+  }
+}
+
+bool Scheduler::reserve_preempting(Sequence& seq, int n_new_tokens) {
+  while (!reserve(seq, n_new_tokens)) {
+    Sequence* victim = lowest_priority_running();
+    // A sequence already in this step's batch keeps its blocks.
+    if (victim == &seq || victim->scheduled) return false;
+    preempt(*victim);
+  }
+  return true;
+}
+
+Result<StepResult> Scheduler::step() {
+  StepResult result;
+  work_.clear();
+  int budget = options_.max_batch_tokens;
+  ++counters_.steps;
+
+  for (Sequence* seq : running_) seq->scheduled = false;
+  // Running sequences in priority order; victims come from the end of this order.
+  std::vector<Sequence*> order(running_.begin(), running_.end());
+  std::stable_sort(order.begin(), order.end(), [](const Sequence* a, const Sequence* b) {
+    return a->options.priority > b->options.priority ||
+           (a->options.priority == b->options.priority && a->arrival < b->arrival);
+  });
+
+  // Without chunked prefill, a step that can admit prompts runs them whole and alone (running
+  // streams wait); when none can be admitted it is an ordinary decode step.
+  bool whole_prompt_step = false;
+  if (!options_.chunked_prefill && !waiting_.empty() &&
+      static_cast<int>(running_.size()) < options_.max_running) {
+    admit_waiting(budget, /*whole_prompts=*/true);
+    whole_prompt_step = !work_.empty();
+  }
+
+  if (!whole_prompt_step) {
+    // 1. One token for every decoding sequence, preempting from the end of the order when
+    //    blocks run out.
+    for (Sequence* seq : order) {
+      if (!seq->running || !seq->decoding()) continue;
+      if (budget == 0) break;
+      if (!reserve_preempting(*seq, 1)) {
+        if (running_.size() == 1) {
+          // Alone and still out of blocks: the pool cannot hold this sequence any longer.
+          finish(*seq, FinishReason::kLength);
+        } else {
+          preempt(*seq);
+        }
+        continue;
+      }
+      work_.push_back({seq, 1});
+      seq->scheduled = true;
+      --budget;
+    }
+    // 2. Prefill chunks of running sequences that are still prefilling. They may preempt
+    //    lower-priority sequences too, or two half-prefilled prompts could wait for each
+    //    other's blocks forever.
+    for (Sequence* seq : order) {
+      if (!seq->running || seq->decoding() || budget == 0) continue;
+      const int remaining = static_cast<int>(seq->tokens.size()) - seq->n_computed;
+      const int n = std::min(remaining, budget);
+      if (!reserve_preempting(*seq, n)) continue;  // it is the lowest: it waits
+      work_.push_back({seq, n});
+      seq->scheduled = true;
+      budget -= n;
+    }
+    // 3. New requests.
+    if (options_.chunked_prefill) admit_waiting(budget, /*whole_prompts=*/false);
   }
 
   for (const Work& w : work_) {

@@ -108,6 +108,11 @@ class Scheduler {
   };
 
   bool reserve(Sequence& seq, int n_new_tokens);
+  // reserve(), preempting lower-priority running sequences; false if seq is itself the lowest.
+  bool reserve_preempting(Sequence& seq, int n_new_tokens);
+  // Admits waiting requests in priority order while budget, blocks and running slots allow;
+  // whole_prompts: each admitted prompt runs to its end this step (chunked prefill off).
+  void admit_waiting(int& budget, bool whole_prompts);
   void release_blocks(Sequence& seq);
   void preempt(Sequence& seq);
   void match_prefix(Sequence& seq);
