@@ -7,6 +7,7 @@
 #include "bench/decode_bench.h"
 #include "bench/engine_bench.h"
 #include "cli/default_model.h"
+#include "cli/serve_cmd.h"
 #include "core/cpu_features.h"
 #include "core/logging.h"
 #include "engine/generator.h"
@@ -241,10 +242,13 @@ int main(int argc, char** argv) {
   engine_cmd->add_option("-t,--threads", bench_threads);
   engine_cmd->add_flag("--json", bench_json, "Print JSON instead of text");
 
+  add_serve_command(app);
+
   CLI11_PARSE(app, argc, argv);
   init_logging(log_level);
 
   if (generate->parsed()) return run_generate(gen);
+  if (int rc = run_serve_if_parsed(); rc >= 0) return rc;
   if (synth_cmd->parsed()) {
     auto type = tensor_type_from_name(synth_type);
     if (!type || *type == TensorType::kQ8_K) {

@@ -1,0 +1,191 @@
+#include "cli/serve_cmd.h"
+
+#include <cstdio>
+#include <filesystem>
+
+#include <spdlog/spdlog.h>
+
+#include "cli/default_model.h"
+#include "core/cpu_features.h"
+#include "engine/engine.h"
+#include "kernels/cpu_backend.h"
+#include "model/chat_template.h"
+#include "model/model.h"
+#include "model/tokenizer.h"
+#include "server/api_server.h"
+
+namespace infergrid {
+
+namespace {
+
+struct ServeArgs {
+  std::string model;
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  int threads = 0;
+  int io_threads = 2;
+  int ctx_size = 0;
+  std::string kv_cache_bytes;
+  int block_size = 16;
+  int max_batch_tokens = 256;
+  int max_running = 64;
+  int max_queued = 256;
+  bool no_prefix_cache = false;
+  bool no_chunked_prefill = false;
+  bool baseline = false;
+  std::vector<std::string> served_model_names;
+  std::string chat_template;
+  int shutdown_grace_ms = 30000;
+};
+
+ServeArgs args;
+CLI::App* command = nullptr;
+
+// "4GiB", "512MiB", "1000000" -> bytes.
+bool parse_bytes(const std::string& text, size_t& out) {
+  size_t pos = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &pos);
+  } catch (...) {
+    return false;
+  }
+  std::string unit = text.substr(pos);
+  const std::pair<const char*, double> units[] = {
+      {"", 1},     {"B", 1},           {"K", 1e3}, {"KB", 1e3}, {"KiB", 1024.0},      {"M", 1e6},
+      {"MB", 1e6}, {"MiB", 1048576.0}, {"G", 1e9}, {"GB", 1e9}, {"GiB", 1073741824.0}};
+  for (const auto& [name, scale] : units) {
+    if (unit == name && value >= 0) {
+      out = static_cast<size_t>(value * scale);
+      return true;
+    }
+  }
+  return false;
+}
+
+int fail(const Status& status) {
+  std::fprintf(stderr, "infergrid serve: %s\n", status.to_string().c_str());
+  return 1;
+}
+
+int run() {
+  auto resolved = resolve_model_path(args.model);
+  if (!resolved.is_ok()) return fail(resolved.status());
+  auto model = Model::load(*resolved);
+  if (!model.is_ok()) return fail(model.status());
+  auto tokenizer = Tokenizer::from_gguf((*model)->gguf());
+  if (!tokenizer.is_ok()) return fail(tokenizer.status().with_context(*resolved));
+  auto chat = args.chat_template.empty() ? ChatTemplate::from_gguf((*model)->gguf())
+                                         : ChatTemplate::from_name(args.chat_template);
+  if (!chat.is_ok()) {
+    // Completions still work; chat requests get a clear error from the template.
+    spdlog::warn("{}; /v1/chat/completions falls back to ChatML (override with --chat-template)",
+                 chat.status().message());
+    chat = ChatTemplate::from_name("chatml");
+  }
+
+  EngineOptions options;
+  SchedulerOptions& s = options.scheduler;
+  s.block_size = args.block_size;
+  s.max_batch_tokens = args.max_batch_tokens;
+  s.max_running = args.max_running;
+  s.max_context = args.ctx_size > 0 ? std::min(args.ctx_size, (*model)->config().n_ctx_train)
+                                    : (*model)->config().n_ctx_train;
+  s.prefix_caching = !args.no_prefix_cache;
+  s.chunked_prefill = !args.no_chunked_prefill;
+  if (args.baseline) {
+    // One request at a time, nothing reused: what a server without batching or caching does.
+    s.max_running = 1;
+    s.prefix_caching = false;
+  }
+  options.max_queued = args.max_queued;
+  if (!args.kv_cache_bytes.empty() && !parse_bytes(args.kv_cache_bytes, options.kv_cache_bytes)) {
+    return fail(make_error(StatusCode::kInvalidArgument,
+                           "--kv-cache-bytes '{}' is not a size (e.g. 2GiB, 512MiB)",
+                           args.kv_cache_bytes));
+  }
+
+  CpuBackend backend(args.threads);
+  backend.reserve(s.max_batch_tokens, std::max((*model)->config().n_ff, (*model)->config().n_embd));
+  auto engine = Engine::create(**model, **tokenizer, backend, options);
+  if (!engine.is_ok()) return fail(engine.status());
+  const EngineStats stats = (*engine)->stats();
+
+  ServerOptions server_options;
+  server_options.host = args.host;
+  server_options.port = args.port;
+  server_options.io_threads = args.io_threads;
+  server_options.shutdown_grace = std::chrono::milliseconds(args.shutdown_grace_ms);
+  server_options.model_names = args.served_model_names;
+  if (server_options.model_names.empty()) {
+    server_options.model_names.push_back(std::filesystem::path(*resolved).stem().string());
+  }
+  ApiServer server(**engine, **tokenizer, *chat, server_options);
+  Status started = server.start();
+  if (!started.is_ok()) return fail(started);
+
+  spdlog::info("{}", (*model)->describe());
+  spdlog::info("backend {} (cpu: {}); chat template {}", backend.name(), cpu_features().describe(),
+               chat->name());
+  spdlog::info(
+      "KV cache {} blocks x {} tokens ({:.1f} MiB), context {}, batch {} tokens, up to {} "
+      "running, prefix cache {}, chunked prefill {}",
+      stats.blocks_total, s.block_size,
+      static_cast<double>(stats.blocks_total) * stats.block_bytes / 1048576.0,
+      (*engine)->max_context(), s.max_batch_tokens, s.max_running, s.prefix_caching ? "on" : "off",
+      s.chunked_prefill ? "on" : "off");
+  std::printf("infergrid serve: model '%s' listening on http://%s:%d\n",
+              server_options.model_names.front().c_str(), args.host.c_str(), server.port());
+  std::fflush(stdout);
+  server.run();
+  (*engine)->shutdown();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+
+CLI::App* add_serve_command(CLI::App& app) {
+  command = app.add_subcommand("serve", "OpenAI-compatible HTTP server");
+  command->add_option("-m,--model", args.model, "GGUF model file (default: the default model)");
+  command->add_option("--host", args.host, "Address to listen on")->capture_default_str();
+  command->add_option("--port", args.port, "Port (0: any free port)")->capture_default_str();
+  command->add_option("-t,--threads", args.threads, "Compute threads (default: all cores)");
+  command->add_option("--io-threads", args.io_threads, "HTTP I/O threads")->capture_default_str();
+  command->add_option("-c,--ctx-size", args.ctx_size,
+                      "Context length per request (default: the model's)");
+  command->add_option("--kv-cache-bytes", args.kv_cache_bytes,
+                      "KV cache pool size, e.g. 4GiB (default: 40% of free memory, at most 8GiB)");
+  command->add_option("--block-size", args.block_size, "Tokens per KV block")
+      ->capture_default_str();
+  command
+      ->add_option("--max-batch-tokens", args.max_batch_tokens,
+                   "Tokens per engine step (chunked-prefill budget)")
+      ->capture_default_str();
+  command->add_option("--max-running", args.max_running, "Requests decoding at once")
+      ->capture_default_str();
+  command->add_option("--max-queued", args.max_queued, "Waiting requests before new ones get 429")
+      ->capture_default_str();
+  command->add_flag("--no-prefix-cache", args.no_prefix_cache, "Disable prefix reuse");
+  command->add_flag("--no-chunked-prefill", args.no_chunked_prefill,
+                    "Prefill whole prompts in steps of their own");
+  command->add_flag("--baseline", args.baseline,
+                    "Baseline mode for comparisons: one request at a time, no prefix cache");
+  command->add_option("--served-model-name", args.served_model_names,
+                      "Model name(s) clients use (default: the file name)");
+  command->add_option("--chat-template", args.chat_template,
+                      "Override the chat template: chatml, llama3, llama2, mistral, phi3, gemma, "
+                      "deepseek-r1");
+  command
+      ->add_option("--shutdown-grace-ms", args.shutdown_grace_ms,
+                   "On SIGTERM, how long in-flight requests may run")
+      ->capture_default_str();
+  return command;
+}
+
+int run_serve_if_parsed() {
+  if (command == nullptr || !command->parsed()) return -1;
+  return run();
+}
+
+}  // namespace infergrid

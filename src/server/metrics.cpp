@@ -1,0 +1,117 @@
+#include "server/metrics.h"
+
+#include <fmt/format.h>
+
+namespace infergrid {
+
+Histogram::Histogram(std::vector<double> upper_bounds)
+    : bounds_(std::move(upper_bounds)), counts_(bounds_.size() + 1, 0) {}
+
+void Histogram::observe(double value) {
+  size_t i = 0;
+  while (i < bounds_.size() && value > bounds_[i]) ++i;
+  ++counts_[i];
+  sum_ += value;
+  ++count_;
+}
+
+void Histogram::render(std::string& out, const std::string& name, const std::string& help) const {
+  out += fmt::format("# HELP {} {}\n# TYPE {} histogram\n", name, help, name);
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < bounds_.size(); ++i) {
+    cumulative += counts_[i];
+    out += fmt::format("{}_bucket{{le=\"{}\"}} {}\n", name, bounds_[i], cumulative);
+  }
+  out += fmt::format("{}_bucket{{le=\"+Inf\"}} {}\n", name, count_);
+  out += fmt::format("{}_sum {}\n{}_count {}\n", name, sum_, name, count_);
+}
+
+namespace {
+const std::vector<double> kLatencyBuckets = {0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1,
+                                             0.25,  0.5,   0.75, 1.0,   2.5,  5.0,   7.5,
+                                             10.0,  20.0,  40.0, 80.0,  160.0};
+const std::vector<double> kTokenLatencyBuckets = {0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025,
+                                                  0.05,  0.075,  0.1,   0.15,   0.2,  0.3,
+                                                  0.4,   0.5,    0.75,  1.0,    2.5};
+
+void counter(std::string& out, const std::string& name, const std::string& help, uint64_t v) {
+  out += fmt::format("# HELP {} {}\n# TYPE {} counter\n{} {}\n", name, help, name, name, v);
+}
+void gauge(std::string& out, const std::string& name, const std::string& help, double v) {
+  out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n{} {}\n", name, help, name, name, v);
+}
+}  // namespace
+
+ServerMetrics::ServerMetrics()
+    : ttft_(kLatencyBuckets), tpot_(kTokenLatencyBuckets), e2e_(kLatencyBuckets) {}
+
+void ServerMetrics::record_request(const RequestRecord& r) {
+  std::lock_guard lock(mutex_);
+  ++finished_[r.finish_reason];
+  prompt_tokens_ += static_cast<uint64_t>(r.prompt_tokens);
+  generation_tokens_ += static_cast<uint64_t>(r.completion_tokens);
+  if (r.ttft_seconds >= 0) ttft_.observe(r.ttft_seconds);
+  if (r.ttft_seconds >= 0 && r.completion_tokens > 1) {
+    tpot_.observe((r.e2e_seconds - r.ttft_seconds) / (r.completion_tokens - 1));
+  }
+  e2e_.observe(r.e2e_seconds);
+}
+
+void ServerMetrics::record_rejection(int http_status) {
+  std::lock_guard lock(mutex_);
+  ++rejected_[http_status];
+}
+
+std::string ServerMetrics::render(const EngineStats& e) const {
+  std::lock_guard lock(mutex_);
+  std::string out;
+  out.reserve(8192);
+  uint64_t success = 0;
+  for (const auto& [reason, n] : finished_) {
+    if (reason == "stop" || reason == "length") success += n;
+  }
+  counter(out, "infergrid_request_success_total",
+          "Requests that finished normally (stop or length)", success);
+  out +=
+      "# HELP infergrid_request_finished_total Finished requests by finish reason\n"
+      "# TYPE infergrid_request_finished_total counter\n";
+  for (const auto& [reason, n] : finished_) {
+    out +=
+        fmt::format("infergrid_request_finished_total{{finished_reason=\"{}\"}} {}\n", reason, n);
+  }
+  out +=
+      "# HELP infergrid_request_rejected_total Requests refused before generation, by status\n"
+      "# TYPE infergrid_request_rejected_total counter\n";
+  for (const auto& [status, n] : rejected_) {
+    out += fmt::format("infergrid_request_rejected_total{{status=\"{}\"}} {}\n", status, n);
+  }
+  counter(out, "infergrid_prompt_tokens_total", "Prompt tokens of finished requests",
+          prompt_tokens_);
+  counter(out, "infergrid_generation_tokens_total", "Generated tokens of finished requests",
+          generation_tokens_);
+  counter(out, "infergrid_prefix_cache_hit_tokens_total",
+          "Prompt tokens served from the prefix cache", e.counters.prefix_hit_tokens);
+  counter(out, "infergrid_prefix_cache_query_tokens_total",
+          "Prompt tokens looked up in the prefix cache", e.counters.prompt_tokens);
+  counter(out, "infergrid_computed_tokens_total",
+          "Tokens run through the model (prefill, decode and recompute)",
+          e.counters.computed_tokens);
+  counter(out, "infergrid_preemptions_total", "Sequences preempted for KV blocks",
+          e.counters.preemptions);
+  counter(out, "infergrid_engine_steps_total", "Engine steps", e.counters.steps);
+  gauge(out, "infergrid_num_requests_running", "Requests in the running batch", e.running);
+  gauge(out, "infergrid_num_requests_waiting", "Requests waiting for admission", e.waiting);
+  gauge(out, "infergrid_kv_blocks_total", "KV cache blocks in the pool", e.blocks_total);
+  gauge(out, "infergrid_kv_blocks_used", "KV cache blocks held by requests", e.blocks_in_use);
+  gauge(out, "infergrid_kv_blocks_free", "KV cache blocks neither held nor cached", e.blocks_free);
+  gauge(out, "infergrid_kv_blocks_cached", "KV cache blocks in the prefix cache", e.blocks_cached);
+  gauge(out, "infergrid_kv_cache_usage_ratio", "Fraction of KV blocks held by requests",
+        e.blocks_total > 0 ? static_cast<double>(e.blocks_in_use) / e.blocks_total : 0.0);
+  ttft_.render(out, "infergrid_time_to_first_token_seconds", "Time to first token");
+  tpot_.render(out, "infergrid_time_per_output_token_seconds",
+               "Mean time per output token after the first, per request");
+  e2e_.render(out, "infergrid_e2e_request_latency_seconds", "End-to-end request latency");
+  return out;
+}
+
+}  // namespace infergrid

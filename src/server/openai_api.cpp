@@ -1,0 +1,449 @@
+#include "server/openai_api.h"
+
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace infergrid {
+
+using json = nlohmann::json;
+
+namespace {
+
+const char* type_name(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "boolean";
+    case json::value_t::string:
+      return "string";
+    case json::value_t::array:
+      return "array";
+    case json::value_t::object:
+      return "object";
+    case json::value_t::number_float:
+      return "number";
+    default:
+      return "integer";
+  }
+}
+
+ApiError wrong_type(const std::string& field, const char* expected, const json& got) {
+  return api_error(400, fmt::format("'{}' must be {}, got {}", field, expected, type_name(got)),
+                   field);
+}
+
+// Field readers: absent or null leaves `out` unchanged and returns no error.
+std::optional<ApiError> read_number(const json& body, const std::string& field, double lo,
+                                    double hi, float& out) {
+  auto it = body.find(field);
+  if (it == body.end() || it->is_null()) return std::nullopt;
+  if (!it->is_number()) return wrong_type(field, "a number", *it);
+  const double v = it->get<double>();
+  if (!std::isfinite(v) || v < lo || v > hi) {
+    return api_error(400, fmt::format("'{}' must be between {} and {}, got {}", field, lo, hi, v),
+                     field);
+  }
+  out = static_cast<float>(v);
+  return std::nullopt;
+}
+
+std::optional<ApiError> read_int(const json& body, const std::string& field, int64_t lo, int64_t hi,
+                                 std::optional<int64_t>& out) {
+  auto it = body.find(field);
+  if (it == body.end() || it->is_null()) return std::nullopt;
+  // 5.0 is accepted as 5 (JSON has one number type); 5.5 is not.
+  if (it->is_number_float()) {
+    const double d = it->get<double>();
+    if (!std::isfinite(d) || std::floor(d) != d || std::fabs(d) > 9e15) {
+      return wrong_type(field, "an integer", *it);
+    }
+    out = static_cast<int64_t>(d);
+  } else if (it->is_number_integer()) {
+    out = it->is_number_unsigned() && it->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)
+              ? INT64_MAX
+              : it->get<int64_t>();
+  } else {
+    return wrong_type(field, "an integer", *it);
+  }
+  if (*out < lo || *out > hi) {
+    return api_error(
+        400, fmt::format("'{}' must be between {} and {}, got {}", field, lo, hi, *out), field);
+  }
+  return std::nullopt;
+}
+
+std::optional<ApiError> read_bool(const json& body, const std::string& field, bool& out) {
+  auto it = body.find(field);
+  if (it == body.end() || it->is_null()) return std::nullopt;
+  if (!it->is_boolean()) return wrong_type(field, "a boolean", *it);
+  out = it->get<bool>();
+  return std::nullopt;
+}
+
+std::optional<ApiError> read_string(const json& body, const std::string& field, std::string& out) {
+  auto it = body.find(field);
+  if (it == body.end() || it->is_null()) return std::nullopt;
+  if (!it->is_string()) return wrong_type(field, "a string", *it);
+  out = it->get<std::string>();
+  return std::nullopt;
+}
+
+#define IG_API_CHECK(expr)                    \
+  do {                                        \
+    if (auto error_ = (expr)) return *error_; \
+  } while (0)
+
+std::optional<ApiError> read_content(const json& message, size_t index, std::string& out) {
+  const std::string field = fmt::format("messages[{}].content", index);
+  auto it = message.find("content");
+  if (it == message.end() || it->is_null()) return std::nullopt;  // assistant tool-call turns
+  if (it->is_string()) {
+    out = it->get<std::string>();
+    return std::nullopt;
+  }
+  if (!it->is_array()) return wrong_type(field, "a string or an array of content parts", *it);
+  for (const json& part : *it) {
+    if (!part.is_object()) return wrong_type(field + "[]", "an object", part);
+    auto type = part.find("type");
+    if (type == part.end() || !type->is_string()) {
+      return api_error(400, fmt::format("'{}[].type' must be a string", field), field);
+    }
+    if (*type != "text") {
+      return api_error(400,
+                       fmt::format("content part type '{}' is not supported (only 'text')",
+                                   type->get<std::string>()),
+                       field);
+    }
+    auto text = part.find("text");
+    if (text == part.end() || !text->is_string()) {
+      return api_error(400, fmt::format("'{}[].text' must be a string", field), field);
+    }
+    out += text->get<std::string>();
+  }
+  return std::nullopt;
+}
+
+std::variant<ApiRequest, ApiError> parse_object(const json& body, Endpoint endpoint) {
+  ApiRequest r;
+  r.endpoint = endpoint;
+  if (!body.is_object()) {
+    return api_error(
+        400, fmt::format("the request body must be a JSON object, got {}", type_name(body)));
+  }
+  IG_API_CHECK(read_string(body, "model", r.model));
+  IG_API_CHECK(read_string(body, "user", r.user));
+
+  if (endpoint == Endpoint::kCompletions) {
+    auto it = body.find("prompt");
+    if (it == body.end() || it->is_null()) return api_error(400, "'prompt' is required", "prompt");
+    if (it->is_string()) {
+      r.prompt_text = it->get<std::string>();
+    } else if (it->is_array() && !it->empty() && (*it)[0].is_number_integer()) {
+      for (const json& t : *it) {
+        if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() > INT32_MAX) {
+          return api_error(400, "'prompt' token ids must be non-negative integers", "prompt");
+        }
+        r.prompt_tokens.push_back(static_cast<int32_t>(t.get<int64_t>()));
+      }
+    } else if (it->is_array() && it->size() == 1 && (*it)[0].is_string()) {
+      r.prompt_text = (*it)[0].get<std::string>();
+    } else if (it->is_array() && it->size() > 1) {
+      return api_error(400, "only one prompt per request is supported (send several requests)",
+                       "prompt");
+    } else {
+      return wrong_type("prompt", "a string, an array of one string or an array of token ids", *it);
+    }
+    if (r.prompt_text.empty() && r.prompt_tokens.empty()) {
+      return api_error(400, "'prompt' must not be empty", "prompt");
+    }
+  } else {
+    auto it = body.find("messages");
+    if (it == body.end() || it->is_null()) {
+      return api_error(400, "'messages' is required", "messages");
+    }
+    if (!it->is_array()) return wrong_type("messages", "an array", *it);
+    if (it->empty()) return api_error(400, "'messages' must not be empty", "messages");
+    for (size_t i = 0; i < it->size(); ++i) {
+      const json& m = (*it)[i];
+      if (!m.is_object()) return wrong_type(fmt::format("messages[{}]", i), "an object", m);
+      ChatMessage message;
+      auto role = m.find("role");
+      if (role == m.end() || !role->is_string()) {
+        return api_error(400, fmt::format("'messages[{}].role' must be a string", i), "messages");
+      }
+      message.role = role->get<std::string>();
+      if (message.role != "system" && message.role != "user" && message.role != "assistant" &&
+          message.role != "tool" && message.role != "developer") {
+        return api_error(
+            400, fmt::format("'messages[{}].role' '{}' is not a known role", i, message.role),
+            "messages");
+      }
+      if (message.role == "developer") message.role = "system";
+      IG_API_CHECK(read_content(m, i, message.content));
+      r.messages.push_back(std::move(message));
+    }
+  }
+
+  std::optional<int64_t> value;
+  IG_API_CHECK(read_int(body, "max_tokens", 1, INT32_MAX, value));
+  if (endpoint == Endpoint::kChat) {
+    std::optional<int64_t> newer;  // the newer name wins
+    IG_API_CHECK(read_int(body, "max_completion_tokens", 1, INT32_MAX, newer));
+    if (newer) value = newer;
+  }
+  if (value) r.max_tokens = static_cast<int>(*value);
+
+  value.reset();
+  IG_API_CHECK(read_int(body, "n", 1, 1, value));
+
+  SamplingParams& s = r.options.sampling;
+  // OpenAI's defaults: temperature 1, top_p 1, no top-k or min-p.
+  s = SamplingParams();
+  s.temperature = 1.0f;
+  s.top_k = 0;
+  s.top_p = 1.0f;
+  s.min_p = 0.0f;
+  s.penalty_last_n = -1;  // presence/frequency penalties look at the whole output
+  IG_API_CHECK(read_number(body, "temperature", 0.0, 2.0, s.temperature));
+  IG_API_CHECK(read_number(body, "top_p", 0.0, 1.0, s.top_p));
+  if (s.top_p <= 0.0f) return api_error(400, "'top_p' must be greater than 0", "top_p");
+  IG_API_CHECK(read_number(body, "min_p", 0.0, 1.0, s.min_p));
+  IG_API_CHECK(read_number(body, "presence_penalty", -2.0, 2.0, s.presence_penalty));
+  IG_API_CHECK(read_number(body, "frequency_penalty", -2.0, 2.0, s.frequency_penalty));
+  IG_API_CHECK(read_number(body, "repetition_penalty", 0.01, 10.0, s.repetition_penalty));
+  value.reset();
+  IG_API_CHECK(read_int(body, "top_k", -1, INT32_MAX, value));
+  if (value) s.top_k = static_cast<int>(*value);
+  value.reset();
+  IG_API_CHECK(read_int(body, "seed", INT64_MIN, INT64_MAX, value));
+  if (value) {
+    s.seed = static_cast<uint64_t>(*value);
+  } else {
+    s.seed = std::random_device{}();
+  }
+
+  auto stop = body.find("stop");
+  if (stop != body.end() && !stop->is_null()) {
+    if (stop->is_string()) {
+      r.options.stop.push_back(stop->get<std::string>());
+    } else if (stop->is_array()) {
+      if (stop->size() > 16) return api_error(400, "'stop' has more than 16 strings", "stop");
+      for (const json& s_item : *stop) {
+        if (!s_item.is_string())
+          return wrong_type("stop", "a string or an array of strings", *stop);
+        r.options.stop.push_back(s_item.get<std::string>());
+      }
+    } else {
+      return wrong_type("stop", "a string or an array of strings", *stop);
+    }
+    for (const auto& s_item : r.options.stop) {
+      if (s_item.empty()) return api_error(400, "'stop' strings must not be empty", "stop");
+    }
+  }
+
+  IG_API_CHECK(read_bool(body, "ignore_eos", r.options.ignore_eos));
+  value.reset();
+  IG_API_CHECK(read_int(body, "priority", -1000000, 1000000, value));
+  if (value) r.options.priority = static_cast<int>(*value);
+
+  if (endpoint == Endpoint::kChat) {
+    IG_API_CHECK(read_bool(body, "logprobs", r.logprobs));
+    value.reset();
+    IG_API_CHECK(read_int(body, "top_logprobs", 0, 20, value));
+    if (value && !r.logprobs) {
+      return api_error(400, "'top_logprobs' needs 'logprobs': true", "top_logprobs");
+    }
+    if (r.logprobs) r.options.logprobs = value ? static_cast<int>(*value) : 0;
+  } else {
+    value.reset();
+    IG_API_CHECK(read_int(body, "logprobs", 0, 20, value));
+    if (value) {
+      r.logprobs = true;
+      r.options.logprobs = static_cast<int>(*value);
+    }
+  }
+
+  IG_API_CHECK(read_bool(body, "stream", r.stream));
+  auto stream_options = body.find("stream_options");
+  if (stream_options != body.end() && !stream_options->is_null()) {
+    if (!stream_options->is_object()) {
+      return wrong_type("stream_options", "an object", *stream_options);
+    }
+    IG_API_CHECK(read_bool(*stream_options, "include_usage", r.include_usage));
+    if (!r.stream) {
+      return api_error(400, "'stream_options' is only allowed when 'stream' is true",
+                       "stream_options");
+    }
+  }
+  return r;
+}
+
+json logprobs_json(Endpoint endpoint, const std::vector<ChoiceLogprob>& logprobs,
+                   size_t text_offset_start) {
+  auto bytes_of = [](const std::string& s) {
+    json b = json::array();
+    for (unsigned char c : s) b.push_back(static_cast<int>(c));
+    return b;
+  };
+  if (endpoint == Endpoint::kChat) {
+    json content = json::array();
+    for (const auto& lp : logprobs) {
+      json top = json::array();
+      for (const auto& [token, value] : lp.top) {
+        top.push_back({{"token", token}, {"logprob", value}, {"bytes", bytes_of(token)}});
+      }
+      content.push_back({{"token", lp.token},
+                         {"logprob", lp.logprob},
+                         {"bytes", bytes_of(lp.token)},
+                         {"top_logprobs", top}});
+    }
+    return {{"content", content}};
+  }
+  json tokens = json::array(), token_logprobs = json::array(), top = json::array(),
+       offsets = json::array();
+  size_t offset = text_offset_start;
+  for (const auto& lp : logprobs) {
+    tokens.push_back(lp.token);
+    token_logprobs.push_back(lp.logprob);
+    json alternatives = json::object();
+    for (const auto& [token, value] : lp.top) alternatives[token] = value;
+    top.push_back(alternatives);
+    offsets.push_back(offset);
+    offset += lp.token.size();
+  }
+  return {{"tokens", tokens},
+          {"token_logprobs", token_logprobs},
+          {"top_logprobs", top},
+          {"text_offset", offsets}};
+}
+
+json usage_json(const Usage& u) {
+  return {{"prompt_tokens", u.prompt_tokens},
+          {"completion_tokens", u.completion_tokens},
+          {"total_tokens", u.prompt_tokens + u.completion_tokens},
+          {"prompt_tokens_details", {{"cached_tokens", u.cached_tokens}}}};
+}
+
+json reason_json(std::optional<FinishReason> reason) {
+  if (!reason) return nullptr;
+  return finish_reason_json(*reason);
+}
+
+}  // namespace
+
+ApiError api_error(int status, std::string message, std::string param, std::string code) {
+  ApiError e;
+  e.http_status = status;
+  e.message = std::move(message);
+  e.param = std::move(param);
+  e.code = std::move(code);
+  if (status == 404) e.type = "not_found_error";
+  if (status == 429) e.type = "rate_limit_error";
+  if (status >= 500) e.type = status == 503 ? "service_unavailable_error" : "server_error";
+  return e;
+}
+
+std::string ApiError::to_json() const {
+  json e = {{"message", message},
+            {"type", type},
+            {"param", param.empty() ? json(nullptr) : json(param)},
+            {"code", code.empty() ? json(nullptr) : json(code)}};
+  return json{{"error", e}}.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::variant<ApiRequest, ApiError> parse_api_request(std::string_view body, Endpoint endpoint) {
+  json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) {
+    // Locate the problem for the client: parse again with exceptions to get the position.
+    std::string detail = "the request body is not valid JSON";
+    try {
+      const json reparsed = json::parse(body);
+      (void)reparsed;
+    } catch (const json::parse_error& e) {
+      detail += fmt::format(" (at byte {})", e.byte);
+    }
+    return api_error(400, detail);
+  }
+  try {
+    return parse_object(parsed, endpoint);
+  } catch (const json::exception& e) {
+    // Every access above is type-checked; this is a last line of defence for the server.
+    return api_error(400, fmt::format("invalid request: {}", e.what()));
+  }
+}
+
+std::string finish_reason_json(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kCancelled:
+      return "abort";
+    case FinishReason::kError:
+      return "error";
+    case FinishReason::kNone:
+      return "";
+  }
+  return "";
+}
+
+std::string completion_response(const ResponseMeta& meta, Endpoint endpoint,
+                                const std::string& text, const std::vector<ChoiceLogprob>* logprobs,
+                                FinishReason reason, const Usage& usage) {
+  json choice = {{"index", 0},
+                 {"finish_reason", finish_reason_json(reason)},
+                 {"logprobs", logprobs ? logprobs_json(endpoint, *logprobs, 0) : json(nullptr)}};
+  if (endpoint == Endpoint::kChat) {
+    choice["message"] = {{"role", "assistant"}, {"content", text}};
+  } else {
+    choice["text"] = text;
+  }
+  json r = {{"id", meta.id},
+            {"object", endpoint == Endpoint::kChat ? "chat.completion" : "text_completion"},
+            {"created", meta.created},
+            {"model", meta.model},
+            {"choices", json::array({choice})},
+            {"usage", usage_json(usage)}};
+  return r.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string stream_chunk(const ResponseMeta& meta, Endpoint endpoint, const std::string& text,
+                         const std::vector<ChoiceLogprob>* logprobs,
+                         std::optional<FinishReason> reason, bool first_chunk) {
+  json choice = {{"index", 0},
+                 {"finish_reason", reason_json(reason)},
+                 {"logprobs", logprobs && !logprobs->empty() ? logprobs_json(endpoint, *logprobs, 0)
+                                                             : json(nullptr)}};
+  if (endpoint == Endpoint::kChat) {
+    json delta = json::object();
+    if (first_chunk) delta["role"] = "assistant";
+    if (!text.empty() || (first_chunk && !reason)) delta["content"] = text;
+    choice["delta"] = delta;
+  } else {
+    choice["text"] = text;
+  }
+  json r = {{"id", meta.id},
+            {"object", endpoint == Endpoint::kChat ? "chat.completion.chunk" : "text_completion"},
+            {"created", meta.created},
+            {"model", meta.model},
+            {"choices", json::array({choice})}};
+  return r.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string usage_chunk(const ResponseMeta& meta, Endpoint endpoint, const Usage& usage) {
+  json r = {{"id", meta.id},
+            {"object", endpoint == Endpoint::kChat ? "chat.completion.chunk" : "text_completion"},
+            {"created", meta.created},
+            {"model", meta.model},
+            {"choices", json::array()},
+            {"usage", usage_json(usage)}};
+  return r.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+}  // namespace infergrid

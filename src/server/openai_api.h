@@ -1,0 +1,82 @@
+// OpenAI API surface: request parsing and validation, response and stream-chunk formatting.
+//
+// Pure functions over JSON text, with no I/O, so they can be fuzzed and unit-tested. Parsing
+// never throws to its caller: malformed JSON, wrong types and out-of-range values become an
+// ApiError carrying the HTTP status and the OpenAI error object ({"error": {message, type,
+// param, code}}). Unknown fields are ignored, as OpenAI and vLLM do; known fields must have the
+// documented type.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "engine/request.h"
+#include "model/chat_template.h"
+
+namespace infergrid {
+
+struct ApiError {
+  int http_status = 400;
+  std::string message;
+  std::string type = "invalid_request_error";
+  std::string param;  // empty: null
+  std::string code;   // empty: null
+  std::string to_json() const;
+};
+
+ApiError api_error(int status, std::string message, std::string param = {}, std::string code = {});
+
+enum class Endpoint { kCompletions, kChat };
+
+struct ApiRequest {
+  Endpoint endpoint = Endpoint::kCompletions;
+  std::string model;                   // as sent; empty when absent
+  std::string prompt_text;             // completions with a text prompt
+  std::vector<int32_t> prompt_tokens;  // completions with a token-id prompt
+  std::vector<ChatMessage> messages;   // chat
+  std::optional<int> max_tokens;       // absent: endpoint default
+  RequestOptions options;              // sampling, stop, logprobs, priority
+  bool stream = false;
+  bool include_usage = false;
+  bool logprobs = false;  // chat: logprobs flag; completions: logprobs field present
+  std::string user;
+};
+
+// Parses a /v1/completions or /v1/chat/completions body.
+std::variant<ApiRequest, ApiError> parse_api_request(std::string_view body, Endpoint endpoint);
+
+// The pieces of a finished (or in-progress) choice that responses are built from.
+struct ChoiceLogprob {
+  std::string token;  // the token's text (may be part of a UTF-8 character)
+  float logprob = 0;
+  std::vector<std::pair<std::string, float>> top;
+};
+
+struct ResponseMeta {
+  std::string id;
+  int64_t created = 0;
+  std::string model;
+};
+
+struct Usage {
+  int prompt_tokens = 0;
+  int completion_tokens = 0;
+  int cached_tokens = 0;
+};
+
+std::string finish_reason_json(FinishReason reason);  // "stop", "length" (cancel -> "abort")
+
+std::string completion_response(const ResponseMeta& meta, Endpoint endpoint,
+                                const std::string& text, const std::vector<ChoiceLogprob>* logprobs,
+                                FinishReason reason, const Usage& usage);
+// One SSE data payload (without the "data: " framing). For chat, first_chunk adds the role.
+std::string stream_chunk(const ResponseMeta& meta, Endpoint endpoint, const std::string& text,
+                         const std::vector<ChoiceLogprob>* logprobs,
+                         std::optional<FinishReason> reason, bool first_chunk);
+std::string usage_chunk(const ResponseMeta& meta, Endpoint endpoint, const Usage& usage);
+
+}  // namespace infergrid

@@ -1,0 +1,193 @@
+// Test helpers: a real `infergrid serve` process on a free loopback port, and real clients
+// (curl) talking to it. The server is started with --port 0 and its port read from the line it
+// prints once listening.
+#pragma once
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "model/synth.h"
+
+extern char** environ;
+
+namespace infergrid::testing {
+
+// A small synthetic model shared by the tests of one binary.
+inline std::string test_model_path() {
+  static const std::string path = [] {
+    const auto dir = std::filesystem::temp_directory_path() /
+                     ("infergrid_server_test_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const std::string p = (dir / "model.gguf").string();
+    SynthOptions o;
+    o.size = "1m";
+    o.type = TensorType::kQ8_0;
+    o.n_ctx = 16384;  // long enough that a generation outlasts an impatient client
+    if (!synthesize_model(o, p, 2).is_ok()) return std::string();
+    return p;
+  }();
+  return path;
+}
+
+class ServerProcess {
+ public:
+  ServerProcess() = default;
+  ServerProcess(const ServerProcess&) = delete;
+  ServerProcess& operator=(const ServerProcess&) = delete;
+  ~ServerProcess() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+    }
+    if (drain_.joinable()) drain_.join();  // the pipe reached EOF when the process died
+    if (out_ != nullptr) std::fclose(out_);
+  }
+
+  // Starts `infergrid serve --port 0 <args>` and waits until it listens. Returns false (with
+  // the output so far in `log`) if it exits or does not listen within the timeout.
+  bool start(const std::vector<std::string>& args, std::string& log) {
+    int fds[2];
+    if (::pipe(fds) != 0) return false;
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], STDERR_FILENO);
+    posix_spawn_file_actions_addclose(&actions, fds[0]);
+    std::vector<std::string> argv_strings = {INFERGRID_BINARY, "serve",    "--port", "0",
+                                             "--host",         "127.0.0.1"};
+    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& s : argv_strings) argv.push_back(s.data());
+    argv.push_back(nullptr);
+    const int rc = posix_spawn(&pid_, INFERGRID_BINARY, &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(fds[1]);
+    if (rc != 0) {
+      ::close(fds[0]);
+      pid_ = -1;
+      return false;
+    }
+    out_ = ::fdopen(fds[0], "r");
+    std::array<char, 4096> line{};
+    while (std::fgets(line.data(), line.size(), out_) != nullptr) {
+      log += line.data();
+      const std::string s(line.data());
+      const auto at = s.find("listening on http://");
+      if (at != std::string::npos) {
+        port_ = std::stoi(s.substr(s.rfind(':') + 1));
+        // Keep draining the server's output so it never blocks on a full pipe.
+        drain_ = std::thread([this] {
+          std::array<char, 4096> buf{};
+          while (std::fgets(buf.data(), buf.size(), out_) != nullptr) {
+          }
+        });
+        return true;
+      }
+    }
+    return false;
+  }
+
+  int port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+  void signal(int sig) const { ::kill(pid_, sig); }
+
+  // Waits for the process to exit; its exit code, or -1 on timeout or death by signal.
+  int wait(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      int status = 0;
+      const pid_t r = ::waitpid(pid_, &status, WNOHANG);
+      if (r == pid_) {
+        pid_ = -1;
+        if (drain_.joinable()) drain_.join();
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+  FILE* out_ = nullptr;
+  std::thread drain_;
+};
+
+struct HttpResult {
+  int status = 0;
+  std::string headers;
+  std::string body;
+};
+
+// One request with the real curl client. `extra` is passed to curl as is.
+inline HttpResult curl(const std::string& url, const std::string& body = "",
+                       const std::string& extra = "") {
+  const auto dir = std::filesystem::temp_directory_path();
+  const std::string tag = std::to_string(::getpid()) + "_" +
+                          std::to_string(std::hash<std::thread::id>{}(std::this_thread::get_id()));
+  const std::string body_file = (dir / ("ig_curl_body_" + tag)).string();
+  const std::string header_file = (dir / ("ig_curl_headers_" + tag)).string();
+  std::string command =
+      "curl -s -N -o " + body_file + " -D " + header_file + " -w '%{http_code}' " + extra + " ";
+  if (!body.empty()) {
+    const std::string request_file = (dir / ("ig_curl_request_" + tag)).string();
+    FILE* f = std::fopen(request_file.c_str(), "wb");
+    std::fwrite(body.data(), 1, body.size(), f);
+    std::fclose(f);
+    command += "-H 'Content-Type: application/json' --data-binary @" + request_file + " ";
+  }
+  command += "'" + url + "' 2>/dev/null";
+  HttpResult r;
+  FILE* pipe = popen(command.c_str(), "r");
+  std::array<char, 64> code{};
+  if (pipe != nullptr) {
+    if (std::fgets(code.data(), code.size(), pipe) != nullptr) r.status = std::atoi(code.data());
+    pclose(pipe);
+  }
+  auto slurp = [](const std::string& path) {
+    std::string s;
+    if (FILE* f = std::fopen(path.c_str(), "rb")) {
+      std::array<char, 4096> buf{};
+      size_t n;
+      while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) s.append(buf.data(), n);
+      std::fclose(f);
+    }
+    return s;
+  };
+  r.body = slurp(body_file);
+  r.headers = slurp(header_file);
+  return r;
+}
+
+// The value of an unlabelled Prometheus sample in /metrics text, or nullopt.
+inline std::optional<double> metric(const std::string& text, const std::string& name) {
+  size_t at = 0;
+  while ((at = text.find(name, at)) != std::string::npos) {
+    const bool line_start = at == 0 || text[at - 1] == '\n';
+    const size_t after = at + name.size();
+    if (line_start && after < text.size() && (text[after] == ' ' || text[after] == '{')) {
+      const size_t space = text.find(' ', after);
+      return std::stod(text.substr(space + 1));
+    }
+    at = after;
+  }
+  return std::nullopt;
+}
+
+}  // namespace infergrid::testing

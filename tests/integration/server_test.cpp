@@ -1,0 +1,243 @@
+// `infergrid serve` as users run it: a real process on a loopback port, driven by curl.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <future>
+
+#include "integration/server_process.h"
+
+namespace infergrid::testing {
+namespace {
+
+using nlohmann::json;
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void start(std::vector<std::string> args = {}) {
+    ASSERT_FALSE(test_model_path().empty());
+    args.insert(args.begin(), {"--model", test_model_path(), "--served-model-name", "tiny",
+                               "--threads", "1", "--kv-cache-bytes", "64MiB"});
+    std::string log;
+    ASSERT_TRUE(server_.start(args, log)) << log;
+  }
+  std::string url(const std::string& path) const { return server_.url() + path; }
+  json metrics_snapshot() {
+    auto r = curl(url("/metrics"));
+    EXPECT_EQ(r.status, 200);
+    json m;
+    for (const char* name :
+         {"infergrid_request_success_total", "infergrid_kv_blocks_used",
+          "infergrid_generation_tokens_total", "infergrid_prompt_tokens_total"}) {
+      m[name] = metric(r.body, name).value_or(-1);
+    }
+    const auto abort_at =
+        r.body.find("infergrid_request_finished_total{finished_reason=\"abort\"}");
+    m["aborted"] = abort_at == std::string::npos
+                       ? 0.0
+                       : std::stod(r.body.substr(r.body.find(' ', abort_at) + 1));
+    return m;
+  }
+  ServerProcess server_;
+};
+
+TEST_F(ServerTest, CompletionsChatModelsHealthAndMetrics) {
+  start();
+  auto health = curl(url("/health"));
+  EXPECT_EQ(health.status, 200);
+  auto models = curl(url("/v1/models"));
+  ASSERT_EQ(models.status, 200);
+  EXPECT_EQ(json::parse(models.body)["data"][0]["id"], "tiny");
+
+  auto r = curl(url("/v1/completions"),
+                R"({"model":"tiny","prompt":"Once upon a time","max_tokens":7,"temperature":0})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  json c = json::parse(r.body);
+  EXPECT_EQ(c["object"], "text_completion");
+  EXPECT_EQ(c["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(c["usage"]["completion_tokens"], 7);
+  EXPECT_GT(c["usage"]["prompt_tokens"].get<int>(), 0);
+  EXPECT_TRUE(c["id"].get<std::string>().starts_with("cmpl-"));
+
+  // Greedy is deterministic across requests.
+  auto again = curl(url("/v1/completions"),
+                    R"({"prompt":"Once upon a time","max_tokens":7,"temperature":0})");
+  EXPECT_EQ(json::parse(again.body)["choices"][0]["text"], c["choices"][0]["text"]);
+  // The second request hit the prefix cache for its prompt's full blocks (if any).
+  EXPECT_GE(json::parse(again.body)["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>(),
+            0);
+
+  auto chat = curl(url("/v1/chat/completions"),
+                   R"({"messages":[{"role":"system","content":"Be brief."},
+                                   {"role":"user","content":"Hello!"}],
+                       "max_completion_tokens":5,"temperature":0.7,"seed":5,
+                       "logprobs":true,"top_logprobs":2})");
+  ASSERT_EQ(chat.status, 200) << chat.body;
+  json cc = json::parse(chat.body);
+  EXPECT_EQ(cc["object"], "chat.completion");
+  EXPECT_EQ(cc["choices"][0]["message"]["role"], "assistant");
+  EXPECT_EQ(cc["usage"]["completion_tokens"], 5);
+  ASSERT_EQ(cc["choices"][0]["logprobs"]["content"].size(), 5u);
+  EXPECT_EQ(cc["choices"][0]["logprobs"]["content"][0]["top_logprobs"].size(), 2u);
+
+  auto m = metrics_snapshot();
+  EXPECT_EQ(m["infergrid_request_success_total"], 3);
+  EXPECT_EQ(m["infergrid_generation_tokens_total"], 19);
+  EXPECT_EQ(m["infergrid_kv_blocks_used"], 0);
+}
+
+TEST_F(ServerTest, StreamingSendsSseChunksUsageAndDone) {
+  start();
+  auto r = curl(url("/v1/chat/completions"),
+                R"({"messages":[{"role":"user","content":"Hi"}],"max_tokens":6,"stream":true,
+                    "stream_options":{"include_usage":true},"temperature":0})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.headers.find("text/event-stream"), std::string::npos);
+  std::vector<json> events;
+  size_t at = 0;
+  bool done = false;
+  while ((at = r.body.find("data: ", at)) != std::string::npos) {
+    const size_t end = r.body.find("\n\n", at);
+    const std::string payload = r.body.substr(at + 6, end - at - 6);
+    if (payload == "[DONE]") {
+      done = true;
+    } else {
+      events.push_back(json::parse(payload));
+    }
+    at = end;
+  }
+  ASSERT_TRUE(done);
+  ASSERT_GE(events.size(), 3u);
+  EXPECT_EQ(events.front()["choices"][0]["delta"]["role"], "assistant");
+  EXPECT_EQ(events[events.size() - 2]["choices"][0]["finish_reason"], "length");
+  EXPECT_TRUE(events.back()["choices"].empty());
+  EXPECT_EQ(events.back()["usage"]["completion_tokens"], 6);
+
+  auto plain = curl(url("/v1/completions"),
+                    R"({"prompt":"Hi","max_tokens":4,"stream":true,"temperature":0})");
+  ASSERT_EQ(plain.status, 200);
+  EXPECT_NE(plain.body.find("\"object\":\"text_completion\""), std::string::npos);
+  EXPECT_NE(plain.body.find("data: [DONE]"), std::string::npos);
+  EXPECT_EQ(plain.body.find("\"usage\""), std::string::npos);  // not asked for
+}
+
+TEST_F(ServerTest, BadInputGetsOpenAiErrors) {
+  start({"--ctx-size", "512"});
+  struct Case {
+    std::string path, body;
+    int status;
+    std::string param;
+  };
+  const std::vector<Case> cases = {
+      {"/v1/completions", "{not json", 400, ""},
+      {"/v1/completions", "[1,2]", 400, ""},
+      {"/v1/completions", R"({"max_tokens":3})", 400, "prompt"},
+      {"/v1/completions", R"({"prompt":"x","max_tokens":"many"})", 400, "max_tokens"},
+      {"/v1/completions", R"({"prompt":"x","temperature":"hot"})", 400, "temperature"},
+      {"/v1/completions", R"({"prompt":"x","temperature":9})", 400, "temperature"},
+      {"/v1/completions", R"({"prompt":"x","n":2})", 400, "n"},
+      {"/v1/completions", R"({"prompt":"x","stop":[1]})", 400, "stop"},
+      {"/v1/completions", R"({"prompt":"x","stream":"yes"})", 400, "stream"},
+      {"/v1/completions", R"({"prompt":["a","b"]})", 400, "prompt"},
+      {"/v1/completions", R"({"prompt":"x","model":"gpt-4"})", 404, "model"},
+      {"/v1/chat/completions", R"({"messages":"hi"})", 400, "messages"},
+      {"/v1/chat/completions", R"({"messages":[{"role":"wizard","content":"x"}]})", 400,
+       "messages"},
+      {"/v1/chat/completions", R"({"messages":[{"role":"user","content":5}]})", 400,
+       "messages[0].content"},
+      {"/v1/nothing", R"({})", 404, ""},
+  };
+  for (const Case& c : cases) {
+    auto r = curl(url(c.path), c.body);
+    EXPECT_EQ(r.status, c.status) << c.body << " -> " << r.body;
+    json e = json::parse(r.body, nullptr, false);
+    ASSERT_FALSE(e.is_discarded()) << r.body;
+    EXPECT_TRUE(e["error"]["message"].is_string()) << r.body;
+    EXPECT_TRUE(e["error"]["type"].is_string()) << r.body;
+    if (!c.param.empty()) {
+      EXPECT_EQ(e["error"]["param"], c.param) << r.body;
+    }
+  }
+  // A prompt longer than the context (512 tokens for the test model).
+  std::string long_prompt;
+  for (int i = 0; i < 600; ++i) long_prompt += "word ";
+  auto too_long = curl(url("/v1/completions"), json{{"prompt", long_prompt}}.dump());
+  EXPECT_EQ(too_long.status, 400);
+  EXPECT_EQ(json::parse(too_long.body)["error"]["code"], "context_length_exceeded");
+  // A body over the limit.
+  auto huge = curl(url("/v1/completions"), json{{"prompt", std::string(9 << 20, 'a')}}.dump());
+  EXPECT_EQ(huge.status, 413);
+  // Wrong method.
+  EXPECT_EQ(curl(url("/v1/completions")).status, 405);
+  // The server is still healthy and serving.
+  EXPECT_EQ(curl(url("/health")).status, 200);
+  EXPECT_EQ(curl(url("/v1/completions"), R"({"prompt":"ok","max_tokens":2})").status, 200);
+}
+
+TEST_F(ServerTest, QueueFullIsRejectedWith429AndRetryAfter) {
+  start({"--max-running", "1", "--max-queued", "1"});
+  const std::string slow = R"({"prompt":"busy","max_tokens":400,"ignore_eos":true})";
+  std::vector<std::future<HttpResult>> inflight;
+  for (int i = 0; i < 6; ++i) {
+    inflight.push_back(
+        std::async(std::launch::async, [&] { return curl(url("/v1/completions"), slow); }));
+  }
+  int ok = 0, rejected = 0;
+  for (auto& f : inflight) {
+    HttpResult r = f.get();
+    if (r.status == 200) ++ok;
+    if (r.status == 429) {
+      ++rejected;
+      EXPECT_NE(r.headers.find("Retry-After"), std::string::npos) << r.headers;
+      EXPECT_EQ(json::parse(r.body)["error"]["type"], "rate_limit_error");
+    }
+  }
+  EXPECT_GE(ok, 1);
+  EXPECT_GE(rejected, 1);
+  EXPECT_EQ(ok + rejected, 6);
+}
+
+TEST_F(ServerTest, ClientDisconnectCancelsAndFreesKv) {
+  start();
+  // curl gives up after 0.5 s of a generation that would take far longer.
+  auto r = curl(url("/v1/completions"),
+                R"({"prompt":"tell me everything","max_tokens":100000,"ignore_eos":true,
+                    "stream":true})",
+                "--max-time 0.5");
+  EXPECT_EQ(r.status, 200);  // headers arrived, then the client left
+  json m;
+  for (int i = 0; i < 100; ++i) {
+    m = metrics_snapshot();
+    if (m["aborted"] == 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(m["aborted"], 1);
+  EXPECT_EQ(m["infergrid_kv_blocks_used"], 0);
+  // Non-streaming requests are cancelled too.
+  curl(url("/v1/completions"), R"({"prompt":"again","max_tokens":100000,"ignore_eos":true})",
+       "--max-time 0.5");
+  for (int i = 0; i < 100; ++i) {
+    m = metrics_snapshot();
+    if (m["aborted"] == 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(m["aborted"], 2);
+  EXPECT_EQ(m["infergrid_kv_blocks_used"], 0);
+}
+
+TEST_F(ServerTest, SigtermFinishesInFlightRequestsThenExitsZero) {
+  start({"--shutdown-grace-ms", "20000"});
+  auto inflight = std::async(std::launch::async, [&] {
+    return curl(url("/v1/completions"), R"({"prompt":"last words","max_tokens":200,
+                                             "ignore_eos":true})");
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  server_.signal(SIGTERM);
+  HttpResult r = inflight.get();
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["usage"]["completion_tokens"], 200);
+  EXPECT_EQ(server_.wait(std::chrono::seconds(20)), 0);
+  EXPECT_NE(curl(url("/health")).status, 200);  // no longer accepting
+}
+
+}  // namespace
+}  // namespace infergrid::testing

@@ -1,0 +1,204 @@
+#include "server/openai_api.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <random>
+
+namespace infergrid {
+namespace {
+
+using nlohmann::json;
+
+ApiRequest parse_ok(const std::string& body, Endpoint endpoint) {
+  auto r = parse_api_request(body, endpoint);
+  if (auto* e = std::get_if<ApiError>(&r)) {
+    ADD_FAILURE() << body << " -> " << e->message;
+    return {};
+  }
+  return std::get<ApiRequest>(r);
+}
+
+ApiError parse_error(const std::string& body, Endpoint endpoint) {
+  auto r = parse_api_request(body, endpoint);
+  if (auto* e = std::get_if<ApiError>(&r)) return *e;
+  ADD_FAILURE() << body << " was accepted";
+  return {};
+}
+
+TEST(OpenAiApi, ParsesCompletionFields) {
+  ApiRequest r = parse_ok(R"({"model":"m","prompt":"hi","max_tokens":5,"temperature":0.5,
+      "top_p":0.9,"top_k":20,"min_p":0.1,"stop":["a","bc"],"seed":-3,"presence_penalty":1,
+      "frequency_penalty":-1,"logprobs":2,"stream":true,"stream_options":{"include_usage":true},
+      "user":"u","ignore_eos":true,"unknown_field":{"x":1}})",
+                          Endpoint::kCompletions);
+  EXPECT_EQ(r.model, "m");
+  EXPECT_EQ(r.prompt_text, "hi");
+  EXPECT_EQ(r.max_tokens, 5);
+  EXPECT_FLOAT_EQ(r.options.sampling.temperature, 0.5f);
+  EXPECT_FLOAT_EQ(r.options.sampling.top_p, 0.9f);
+  EXPECT_EQ(r.options.sampling.top_k, 20);
+  EXPECT_FLOAT_EQ(r.options.sampling.min_p, 0.1f);
+  EXPECT_EQ(r.options.stop, (std::vector<std::string>{"a", "bc"}));
+  EXPECT_EQ(r.options.sampling.seed, static_cast<uint64_t>(-3));
+  EXPECT_EQ(r.options.logprobs, 2);
+  EXPECT_TRUE(r.stream && r.include_usage && r.options.ignore_eos);
+  EXPECT_EQ(r.user, "u");
+
+  ApiRequest tokens = parse_ok(R"({"prompt":[1,2,3]})", Endpoint::kCompletions);
+  EXPECT_EQ(tokens.prompt_tokens, (std::vector<int32_t>{1, 2, 3}));
+  EXPECT_FALSE(tokens.max_tokens.has_value());
+  EXPECT_FLOAT_EQ(tokens.options.sampling.temperature, 1.0f);  // OpenAI's default
+  EXPECT_EQ(parse_ok(R"({"prompt":["one"],"max_tokens":4.0})", Endpoint::kCompletions).max_tokens,
+            4);
+}
+
+TEST(OpenAiApi, ParsesChatMessagesAndContentParts) {
+  ApiRequest r = parse_ok(R"({"messages":[{"role":"system","content":"s"},
+      {"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]},
+      {"role":"assistant","content":null},{"role":"developer","content":"d"}],
+      "max_tokens":3,"max_completion_tokens":9,"logprobs":true,"top_logprobs":4})",
+                          Endpoint::kChat);
+  ASSERT_EQ(r.messages.size(), 4u);
+  EXPECT_EQ(r.messages[1].content, "ab");
+  EXPECT_EQ(r.messages[3].role, "system");
+  EXPECT_EQ(r.max_tokens, 9);  // max_completion_tokens wins
+  EXPECT_EQ(r.options.logprobs, 4);
+}
+
+TEST(OpenAiApi, RejectsWrongTypesAndValuesNamingTheField) {
+  struct Case {
+    std::string body;
+    Endpoint endpoint;
+    std::string param;
+  };
+  const std::vector<Case> cases = {
+      {R"({"prompt":"x","max_tokens":0})", Endpoint::kCompletions, "max_tokens"},
+      {R"({"prompt":"x","max_tokens":1.5})", Endpoint::kCompletions, "max_tokens"},
+      {R"({"prompt":"x","max_tokens":true})", Endpoint::kCompletions, "max_tokens"},
+      {R"({"prompt":"x","temperature":-1})", Endpoint::kCompletions, "temperature"},
+      {R"({"prompt":"x","top_p":0})", Endpoint::kCompletions, "top_p"},
+      {R"({"prompt":"x","n":3})", Endpoint::kCompletions, "n"},
+      {R"({"prompt":"x","seed":"s"})", Endpoint::kCompletions, "seed"},
+      {R"({"prompt":"x","stop":""})", Endpoint::kCompletions, "stop"},
+      {R"({"prompt":"x","stop":{"a":1}})", Endpoint::kCompletions, "stop"},
+      {R"({"prompt":"x","logprobs":99})", Endpoint::kCompletions, "logprobs"},
+      {R"({"prompt":"x","stream_options":{"include_usage":true}})", Endpoint::kCompletions,
+       "stream_options"},
+      {R"({"prompt":[1,-2]})", Endpoint::kCompletions, "prompt"},
+      {R"({"prompt":""})", Endpoint::kCompletions, "prompt"},
+      {R"({"prompt":7})", Endpoint::kCompletions, "prompt"},
+      {R"({"messages":[]})", Endpoint::kChat, "messages"},
+      {R"({"messages":[{"content":"x"}]})", Endpoint::kChat, "messages"},
+      {R"({"messages":[{"role":"user","content":[{"type":"image_url"}]}]})", Endpoint::kChat,
+       "messages[0].content"},
+      {R"({"messages":[{"role":"user","content":"x"}],"top_logprobs":2})", Endpoint::kChat,
+       "top_logprobs"},
+      {R"({"messages":[{"role":"user","content":"x"}],"model":5})", Endpoint::kChat, "model"},
+  };
+  for (const Case& c : cases) {
+    ApiError e = parse_error(c.body, c.endpoint);
+    EXPECT_EQ(e.http_status, 400) << c.body;
+    EXPECT_EQ(e.param, c.param) << c.body << " -> " << e.message;
+    json j = json::parse(e.to_json());
+    EXPECT_EQ(j["error"]["type"], "invalid_request_error");
+    EXPECT_EQ(j["error"]["param"], c.param);
+  }
+  EXPECT_EQ(parse_error("{", Endpoint::kCompletions).http_status, 400);
+  EXPECT_EQ(parse_error("null", Endpoint::kCompletions).http_status, 400);
+  EXPECT_EQ(parse_error("", Endpoint::kChat).http_status, 400);
+}
+
+TEST(OpenAiApi, FormatsResponsesAndChunksLikeOpenAi) {
+  ResponseMeta meta{"cmpl-1", 1700000000, "m"};
+  std::vector<ChoiceLogprob> lps = {{"He", -0.5f, {{"He", -0.5f}, {"A", -1.0f}}},
+                                    {"llo", -0.25f, {}}};
+  json c = json::parse(completion_response(meta, Endpoint::kCompletions, "Hello", &lps,
+                                           FinishReason::kStop, {3, 2, 1}));
+  EXPECT_EQ(c["choices"][0]["text"], "Hello");
+  EXPECT_EQ(c["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(c["choices"][0]["logprobs"]["tokens"], json({"He", "llo"}));
+  EXPECT_EQ(c["choices"][0]["logprobs"]["text_offset"], json({0, 2}));
+  EXPECT_EQ(c["usage"]["total_tokens"], 5);
+  EXPECT_EQ(c["usage"]["prompt_tokens_details"]["cached_tokens"], 1);
+
+  json chat = json::parse(
+      completion_response(meta, Endpoint::kChat, "Hi", &lps, FinishReason::kLength, {3, 2, 0}));
+  EXPECT_EQ(chat["object"], "chat.completion");
+  EXPECT_EQ(chat["choices"][0]["message"]["content"], "Hi");
+  EXPECT_EQ(chat["choices"][0]["logprobs"]["content"][0]["top_logprobs"][1]["token"], "A");
+  EXPECT_EQ(chat["choices"][0]["logprobs"]["content"][1]["bytes"], json({108, 108, 111}));
+
+  json first = json::parse(stream_chunk(meta, Endpoint::kChat, "x", nullptr, std::nullopt, true));
+  EXPECT_EQ(first["object"], "chat.completion.chunk");
+  EXPECT_EQ(first["choices"][0]["delta"]["role"], "assistant");
+  EXPECT_TRUE(first["choices"][0]["finish_reason"].is_null());
+  json last =
+      json::parse(stream_chunk(meta, Endpoint::kChat, "", nullptr, FinishReason::kStop, false));
+  EXPECT_TRUE(last["choices"][0]["delta"].empty());
+  EXPECT_EQ(last["choices"][0]["finish_reason"], "stop");
+  json usage = json::parse(usage_chunk(meta, Endpoint::kCompletions, {1, 2, 0}));
+  EXPECT_TRUE(usage["choices"].empty());
+  EXPECT_EQ(usage["usage"]["completion_tokens"], 2);
+  // Invalid UTF-8 in generated text must not break the JSON.
+  const json invalid_utf8 = json::parse(
+      completion_response(meta, Endpoint::kChat, "\xff\xfe", nullptr, FinishReason::kStop, {}));
+  EXPECT_TRUE(invalid_utf8["choices"][0]["message"]["content"].is_string());
+}
+
+// A bounded randomized fuzz: mutated valid bodies and random bytes must always give a request
+// or an error, never an exception or a crash.
+TEST(OpenAiApi, FuzzedBodiesNeverThrow) {
+  const std::vector<std::string> seeds = {
+      R"({"model":"m","prompt":"hello","max_tokens":5,"temperature":0.5,"stop":["a"],"stream":true,"stream_options":{"include_usage":true},"logprobs":2})",
+      R"({"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"top_logprobs":3,"logprobs":true,"seed":1,"n":1})",
+      R"({"prompt":[1,2,3],"top_k":5,"min_p":0.2,"presence_penalty":1.5})",
+  };
+  const std::string alphabet =
+      std::string("{}[]\":,0123456789.-+eEtrufalsn \\u\xff") + std::string(1, '\0') + "abcxyz";
+  std::mt19937_64 rng(12345);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  int iterations = 0, accepted = 0;
+  for (; iterations < 200000 && std::chrono::steady_clock::now() < deadline; ++iterations) {
+    std::string body = seeds[rng() % seeds.size()];
+    const int edits = 1 + static_cast<int>(rng() % 6);
+    for (int e = 0; e < edits && !body.empty(); ++e) {
+      const size_t at = rng() % body.size();
+      switch (rng() % 4) {
+        case 0:
+          body[at] = alphabet[rng() % alphabet.size()];
+          break;
+        case 1:
+          body.erase(at, 1 + rng() % 8);
+          break;
+        case 2:
+          body.insert(at, 1, alphabet[rng() % alphabet.size()]);
+          break;
+        case 3:
+          body = body.substr(0, at);
+          break;
+      }
+    }
+    if (rng() % 50 == 0) {
+      body.resize(rng() % 64);
+      for (char& ch : body) ch = static_cast<char>(rng());
+    }
+    const Endpoint endpoint = rng() % 2 ? Endpoint::kChat : Endpoint::kCompletions;
+    ASSERT_NO_THROW({
+      auto r = parse_api_request(body, endpoint);
+      if (auto* error = std::get_if<ApiError>(&r)) {
+        EXPECT_GE(error->http_status, 400);
+        EXPECT_FALSE(json::parse(error->to_json(), nullptr, false).is_discarded());
+      } else {
+        ++accepted;
+      }
+    }) << body;
+  }
+  EXPECT_GT(iterations, 1000);
+  RecordProperty("iterations", iterations);
+  RecordProperty("accepted", accepted);
+}
+
+}  // namespace
+}  // namespace infergrid
