@@ -174,7 +174,6 @@ class Runner {
     body["stream_options"] = {{"include_usage", true}};
     body["ignore_eos"] = true;
     body["temperature"] = options_.temperature.value_or(0.0);
-    const std::string* system = nullptr;
     if (job.conversation >= 0) {
       const Conversation& conv = workload_.conversations[static_cast<size_t>(job.conversation)];
       const auto& answers = answers_[static_cast<size_t>(job.conversation)];
@@ -192,14 +191,13 @@ class Runner {
     } else {
       const WorkloadRequest& r = workload_.requests[job.record];
       output_tokens = r.output_tokens;
-      system = &r.system;
       if (chat_) {
         json messages = json::array();
-        if (!system->empty()) messages.push_back({{"role", "system"}, {"content", *system}});
+        if (!r.system.empty()) messages.push_back({{"role", "system"}, {"content", r.system}});
         messages.push_back({{"role", "user"}, {"content", r.user}});
         body["messages"] = std::move(messages);
       } else {
-        body["prompt"] = system->empty() ? r.user : *system + "\n\n" + r.user;
+        body["prompt"] = r.system.empty() ? r.user : r.system + "\n\n" + r.user;
       }
     }
     body["max_tokens"] = output_tokens;

@@ -196,6 +196,7 @@ Result<Workload> make_workload(const WorkloadOptions& o) {
     case WorkloadKind::kSharedPrefix: {
       const int prefix_len = o.prefix_len >= 0 ? o.prefix_len : 1024;
       std::vector<std::string> prompts;
+      prompts.reserve(static_cast<size_t>(o.tenants));
       for (int t = 0; t < o.tenants; ++t) prompts.push_back(tenant_prompt(o.seed, t, prefix_len));
       for (int i = 0; i < n; ++i) {
         WorkloadRequest r;
