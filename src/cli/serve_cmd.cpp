@@ -36,6 +36,8 @@ struct ServeArgs {
   std::vector<std::string> served_model_names;
   std::string chat_template;
   int shutdown_grace_ms = 30000;
+  std::string kv_disk_dir;
+  std::string kv_disk_bytes = "16GiB";
 };
 
 ServeArgs args;
@@ -103,6 +105,22 @@ int run() {
     return fail(make_error(StatusCode::kInvalidArgument,
                            "--kv-cache-bytes '{}' is not a size (e.g. 2GiB, 512MiB)",
                            args.kv_cache_bytes));
+  }
+
+  if (!args.kv_disk_dir.empty()) {
+    size_t disk_bytes = 0;
+    if (!parse_bytes(args.kv_disk_bytes, disk_bytes)) {
+      return fail(make_error(StatusCode::kInvalidArgument, "--kv-disk-bytes '{}' is not a size",
+                             args.kv_disk_bytes));
+    }
+    auto tier =
+        std::make_shared<DiskTier>(args.kv_disk_dir, disk_bytes,
+                                   Scheduler::kv_layout_tag(**model, s.block_size), s.block_size);
+    if (Status opened = tier->open(); !opened.is_ok()) return fail(opened);
+    spdlog::info("KV disk tier {}: {} blocks ({:.1f} MiB of {:.1f} MiB) found", args.kv_disk_dir,
+                 tier->stats().blocks, tier->stats().used_bytes / 1048576.0,
+                 disk_bytes / 1048576.0);
+    s.disk_tier = std::move(tier);
   }
 
   CpuBackend backend(args.threads);
@@ -176,6 +194,10 @@ CLI::App* add_serve_command(CLI::App& app) {
   command->add_option("--chat-template", args.chat_template,
                       "Override the chat template: chatml, llama3, llama2, mistral, phi3, gemma, "
                       "deepseek-r1");
+  command->add_option("--kv-disk-dir", args.kv_disk_dir,
+                      "Directory of the SSD KV tier (evicted prefix blocks; kept across restarts)");
+  command->add_option("--kv-disk-bytes", args.kv_disk_bytes, "Capacity of the SSD KV tier")
+      ->capture_default_str();
   command
       ->add_option("--shutdown-grace-ms", args.shutdown_grace_ms,
                    "On SIGTERM, how long in-flight requests may run")

@@ -157,6 +157,7 @@ void BlockManager::evict(Node* node) {
   assert(node->children.empty() && refcount_[static_cast<size_t>(node->block)] == 0);
   remove_evictable(node);
   Node* parent = node->parent;
+  if (evict_hook_) evict_hook_(node->block, node->key, parent->key, node->tokens);
   parent->children.erase(node->key);
   node_of_block_[static_cast<size_t>(node->block)] = nullptr;
   free_.push_back(node->block);

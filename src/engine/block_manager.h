@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <set>
@@ -85,6 +86,12 @@ class BlockManager {
   // Drops every cached, unreferenced block (tests and memory pressure from outside).
   void evict_all_cached();
 
+  // Called with each cached block just before eviction frees it, so its contents can be saved
+  // to a slower tier (the bytes are valid only during the call).
+  using EvictHook = std::function<void(int32_t block, uint64_t key, uint64_t parent_key,
+                                       std::span<const int32_t> tokens)>;
+  void set_evict_hook(EvictHook hook) { evict_hook_ = std::move(hook); }
+
  private:
   struct Node;
   void make_evictable(Node* node);
@@ -106,6 +113,7 @@ class BlockManager {
   std::unordered_map<uint64_t, std::unique_ptr<Node>> nodes_;  // key -> node
   // Leaves with refcount 0, ordered by when they were last released (oldest first).
   std::set<std::pair<uint64_t, Node*>> evictable_;
+  EvictHook evict_hook_;
 };
 
 }  // namespace infergrid

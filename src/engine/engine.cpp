@@ -124,6 +124,10 @@ void Engine::publish_stats() {
   stats_.blocks_free = b.n_free();
   stats_.block_bytes = KvPool::block_bytes(model_.config(), b.block_size());
   stats_.counters = scheduler_->counters();
+  if (const auto& tier = scheduler_->options().disk_tier) {
+    stats_.has_disk_tier = true;
+    stats_.disk = tier->stats();
+  }
   waiting_snapshot_ = stats_.waiting;
 }
 
@@ -161,6 +165,7 @@ void Engine::loop() {
     cancels.clear();
     if (past_deadline) {
       scheduler_->abort_all(FinishReason::kCancelled);
+      scheduler_->persist_cached();
       publish_stats();
       return;
     }
@@ -171,6 +176,7 @@ void Engine::loop() {
         scheduler_->abort_all(FinishReason::kError, step.status());
       }
     } else if (stopping) {
+      scheduler_->persist_cached();
       publish_stats();
       return;
     }

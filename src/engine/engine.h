@@ -39,6 +39,8 @@ struct EngineStats {
   int blocks_free = 0;    // neither in use nor cached
   size_t block_bytes = 0;
   SchedulerCounters counters;
+  bool has_disk_tier = false;
+  TierStats disk;
 };
 
 // 40% of available memory, at most 8 GiB, at least one full context.

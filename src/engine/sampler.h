@@ -22,7 +22,10 @@ struct SamplingParams {
   float repetition_penalty = 1.0f;  // 1: disabled (llama.cpp's repeat_penalty)
   float presence_penalty = 0.0f;
   float frequency_penalty = 0.0f;
-  int penalty_last_n = 64;  // how many recent tokens the penalties look at
+  int penalty_last_n = 64;  // how many recent tokens the penalties look at (< 0: all)
+  // Whether the prompt counts for the penalties (llama.cpp: yes; OpenAI's presence and
+  // frequency penalties: only generated tokens). Applied by the serving scheduler.
+  bool penalize_prompt = true;
   uint64_t seed = 0xC0FFEE;
 
   static SamplingParams greedy() {

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <numeric>
 
+#include <spdlog/spdlog.h>
+
 #include "engine/generator.h"
 
 namespace infergrid {
@@ -73,7 +75,8 @@ struct Scheduler::Sequence {
   std::vector<int32_t> blocks;  // block table
   int n_committed = 0;          // leading full blocks registered with the prefix cache
   uint64_t last_key = kRootBlockKey;
-  int cached_tokens = -1;  // prefix-cache hit at first admission; -1 until admitted
+  int cached_tokens = -1;   // prefix-cache hit at first admission; -1 until admitted
+  int disk_hit_blocks = 0;  // blocks the current admission loaded from the disk tier
   int preemptions = 0;
 
   bool final_sent = false;
@@ -97,12 +100,50 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, Backend& ba
       blocks_(options.n_blocks, options.block_size, model.fingerprint(), options.prefix_caching),
       scratch_(model.config(), options.max_batch_tokens,
                std::min(options.max_batch_tokens, options.max_running)) {
+  if (options_.disk_tier && options_.prefix_caching) {
+    disk_writer_ =
+        std::make_unique<AsyncBlockWriter>(*options_.disk_tier, options_.disk_write_queue_bytes);
+    blocks_.set_evict_hook(
+        [this](int32_t block, uint64_t key, uint64_t parent_key, std::span<const int32_t> tokens) {
+          if (options_.disk_tier->contains(key)) return;  // came from there, or written before
+          const auto data = pool_.block(block);
+          const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(data.data()),
+                                               data.size_bytes());
+          if (persisting_) {
+            // Shutdown: write now. A failure only means a later miss.
+            Status written = options_.disk_tier->put(key, parent_key, tokens, bytes);
+            if (!written.is_ok()) spdlog::warn("KV disk tier: {}", written.to_string());
+          } else {
+            disk_writer_->enqueue(key, parent_key, tokens, bytes);
+          }
+        });
+  }
   batch_.reserve(static_cast<size_t>(options.max_batch_tokens));
   batch_work_.reserve(static_cast<size_t>(options.max_batch_tokens));
   work_.reserve(static_cast<size_t>(options.max_running) + 16);
 }
 
 Scheduler::~Scheduler() = default;
+
+uint64_t Scheduler::kv_layout_tag(const Model& model, int block_size) {
+  const ModelConfig& c = model.config();
+  // Model fingerprint, block size and the pool's layout and element type (f32).
+  const int32_t shape[] = {block_size, c.n_layer, c.kv_dim(), 2,
+                           static_cast<int32_t>(sizeof(float))};
+  return block_key(kRootBlockKey, shape, model.fingerprint());
+}
+
+void Scheduler::flush_tiers() {
+  if (disk_writer_) disk_writer_->flush();
+}
+
+void Scheduler::persist_cached() {
+  if (!disk_writer_) return;
+  disk_writer_->flush();
+  persisting_ = true;
+  blocks_.evict_all_cached();
+  persisting_ = false;
+}
 
 Status Scheduler::validate(const GenerationRequest& request) const {
   const auto& prompt = request.prompt;
@@ -240,6 +281,32 @@ void Scheduler::match_prefix(Sequence& seq) {
   seq.blocks = std::move(match.blocks);
   seq.n_committed = static_cast<int>(seq.blocks.size());
   seq.last_key = match.keys.empty() ? kRootBlockKey : match.keys.back();
+  // Continue the match into the disk tier: each hit is loaded into a fresh block, checked, and
+  // registered in the tree as if it had just been computed.
+  if (disk_writer_) {
+    const int n_full = n_tokens / bs;
+    while (seq.n_committed < n_full) {
+      const auto block_tokens =
+          std::span<const int32_t>(seq.tokens)
+              .subspan(static_cast<size_t>(seq.n_committed) * bs, static_cast<size_t>(bs));
+      const uint64_t key = block_key(seq.last_key, block_tokens, model_.fingerprint());
+      if (!options_.disk_tier->contains(key)) break;
+      auto block = blocks_.allocate();
+      if (!block) break;
+      const auto data = pool_.block(*block);
+      auto loaded = options_.disk_tier->get(
+          key, block_tokens, {reinterpret_cast<uint8_t*>(data.data()), data.size_bytes()});
+      if (!loaded.is_ok() || !*loaded) {
+        blocks_.unref(*block);
+        break;
+      }
+      const auto committed = blocks_.commit(seq.last_key, block_tokens, *block);
+      seq.blocks.push_back(committed.block);
+      seq.last_key = committed.key;
+      ++seq.n_committed;
+      seq.disk_hit_blocks += 1;
+    }
+  }
   seq.n_computed = std::min(seq.n_committed * bs, n_tokens - 1);
 }
 
@@ -339,7 +406,10 @@ Result<StepResult> Scheduler::step() {
       seq->cached_tokens = std::min(seq->n_computed, seq->n_prompt);
       counters_.prompt_tokens += static_cast<uint64_t>(seq->n_prompt);
       counters_.prefix_hit_tokens += static_cast<uint64_t>(seq->cached_tokens);
+      counters_.disk_hit_tokens += static_cast<uint64_t>(
+          std::min(seq->disk_hit_blocks * options_.block_size, seq->cached_tokens));
     }
+    seq->disk_hit_blocks = 0;
     it = waiting_.erase(it);
     seq->running = true;
     running_.push_back(seq);
@@ -430,10 +500,14 @@ void Scheduler::after_compute(Sequence& seq, int n_tokens, const float* logits) 
     block = committed.block;
     ++seq.n_committed;
   }
-  if (logits != nullptr)
-    emit_token(
-        seq, seq.sampler.sample({logits, static_cast<size_t>(model_.config().n_vocab)}, seq.tokens),
-        logits);
+  if (logits == nullptr) return;
+  std::span<const int32_t> history(seq.tokens);
+  if (!seq.options.sampling.penalize_prompt) {
+    history = history.subspan(static_cast<size_t>(seq.n_prompt));
+  }
+  const int32_t token =
+      seq.sampler.sample({logits, static_cast<size_t>(model_.config().n_vocab)}, history);
+  emit_token(seq, token, logits);
 }
 
 void Scheduler::emit_token(Sequence& seq, int32_t token, const float* logits) {

@@ -28,6 +28,8 @@
 #include "engine/request.h"
 #include "engine/sampler.h"
 #include "kernels/backend.h"
+#include "kvstore/block_writer.h"
+#include "kvstore/disk_tier.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
 
@@ -41,12 +43,17 @@ struct SchedulerOptions {
   int max_context = 0;         // positions per sequence; 0 = the model's training context
   bool prefix_caching = true;
   bool chunked_prefill = true;
+  // The SSD tier below the prefix cache (needs prefix_caching): evicted blocks are written to
+  // it in the background, and prefix matches continue into it. Null: no tier.
+  std::shared_ptr<DiskTier> disk_tier;
+  size_t disk_write_queue_bytes = size_t{256} << 20;
 };
 
 struct SchedulerCounters {
   uint64_t steps = 0;
   uint64_t prompt_tokens = 0;      // prompt tokens of admitted requests
   uint64_t prefix_hit_tokens = 0;  // of which served from the prefix cache
+  uint64_t disk_hit_tokens = 0;    // of which loaded from the disk tier
   uint64_t computed_tokens = 0;    // tokens run through the model (prefill + decode + recompute)
   uint64_t generated_tokens = 0;
   uint64_t preemptions = 0;
@@ -84,6 +91,13 @@ class Scheduler {
   const SchedulerCounters& counters() const { return counters_; }
   const BlockManager& blocks() const { return blocks_; }
   const SchedulerOptions& options() const { return options_; }
+  // What a stored block's bytes mean: tiers only match blocks with the same tag.
+  static uint64_t kv_layout_tag(const Model& model, int block_size);
+  // Waits until evicted blocks queued for the disk tier are written.
+  void flush_tiers();
+  // Writes every cached, unreferenced block down to the disk tier (at shutdown, so a restart
+  // finds them) and frees it from engine memory.
+  void persist_cached();
   int max_context() const { return max_context_; }
 
  private:
@@ -114,6 +128,8 @@ class Scheduler {
   int max_context_;
   KvPool pool_;
   BlockManager blocks_;
+  std::unique_ptr<AsyncBlockWriter> disk_writer_;
+  bool persisting_ = false;  // evictions write synchronously (shutdown)
   ForwardScratch scratch_;
   std::vector<BatchSequence> batch_;
   std::vector<Work> batch_work_;

@@ -208,7 +208,9 @@ std::variant<ApiRequest, ApiError> parse_object(const json& body, Endpoint endpo
   s.top_k = 0;
   s.top_p = 1.0f;
   s.min_p = 0.0f;
-  s.penalty_last_n = -1;  // presence/frequency penalties look at the whole output
+  // As OpenAI defines them, the penalties count every generated token and none of the prompt.
+  s.penalty_last_n = -1;
+  s.penalize_prompt = false;
   IG_API_CHECK(read_number(body, "temperature", 0.0, 2.0, s.temperature));
   IG_API_CHECK(read_number(body, "top_p", 0.0, 1.0, s.top_p));
   if (s.top_p <= 0.0f) return api_error(400, "'top_p' must be greater than 0", "top_p");

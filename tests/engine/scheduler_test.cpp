@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <random>
 #include <set>
@@ -428,6 +429,66 @@ TEST_F(SchedulerTest, RandomizedStressLeavesNoBlocksBehind) {
     ++checked;
   }
   EXPECT_GT(checked, 5);
+}
+
+TEST_F(SchedulerTest, DiskTierServesEvictedPrefixesAfterRestartAndSurvivesCorruption) {
+  CpuBackend backend(2);
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("infergrid_scheduler_disk_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  const uint64_t tag = Scheduler::kv_layout_tag(*model_, 16);
+  auto open_tier = [&] {
+    auto tier = std::make_shared<DiskTier>(dir, 64 << 20, tag, 16);
+    EXPECT_TRUE(tier->open().is_ok());
+    return tier;
+  };
+  auto o = options(12, 64);                // room for about two conversations at once
+  const auto history = prompt(64, 31337);  // a long conversation so far
+  auto with_turn = [&](std::vector<int32_t> turn) {
+    auto p = history;
+    p.insert(p.end(), turn.begin(), turn.end());
+    return p;
+  };
+  {
+    o.disk_tier = open_tier();
+    Scheduler s(*model_, *tokenizer_, backend, o);
+    auto first = run_all(s, {request(with_turn({1, 2, 3}), 8)});
+    EXPECT_EQ(first[1].tokens, reference(with_turn({1, 2, 3}), 8));
+    // Other conversations push the history out of engine memory, down to the disk tier.
+    for (int i = 0; i < 4; ++i) run_all(s, {request(prompt(100, 900 + i), 4)});
+    s.flush_tiers();
+    EXPECT_GE(o.disk_tier->stats().stored, 4u);
+    auto again = run_all(s, {request(with_turn({4, 5}), 8)});
+    EXPECT_EQ(again[1].tokens, reference(with_turn({4, 5}), 8));
+    EXPECT_GE(again[1].last.cached_tokens, 64);
+    EXPECT_GE(s.counters().disk_hit_tokens, 48u);
+    expect_pool_empty(s);
+  }
+  {
+    // A restarted engine finds the blocks on disk.
+    o.disk_tier = open_tier();
+    EXPECT_GT(o.disk_tier->stats().blocks, 0u);
+    Scheduler s(*model_, *tokenizer_, backend, o);
+    auto after_restart = run_all(s, {request(with_turn({6}), 8)});
+    EXPECT_EQ(after_restart[1].tokens, reference(with_turn({6}), 8));
+    EXPECT_GE(s.counters().disk_hit_tokens, 48u);
+  }
+  {
+    // Every stored block damaged: nothing bad is served, the output is still right.
+    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+      std::fstream f(entry.path(), std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(entry.path()) - 5));
+      f.put('\x7f');
+    }
+    o.disk_tier = open_tier();
+    Scheduler s(*model_, *tokenizer_, backend, o);
+    auto corrupted = run_all(s, {request(with_turn({7}), 8)});
+    EXPECT_EQ(corrupted[1].tokens, reference(with_turn({7}), 8));
+    EXPECT_EQ(s.counters().disk_hit_tokens, 0u);
+    EXPECT_GE(o.disk_tier->stats().dropped_corrupt, 1u);
+    expect_pool_empty(s);
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST_F(SchedulerTest, EngineServesConcurrentCallersAndRejectsWhenFull) {

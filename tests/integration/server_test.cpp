@@ -239,5 +239,35 @@ TEST_F(ServerTest, SigtermFinishesInFlightRequestsThenExitsZero) {
   EXPECT_NE(curl(url("/health")).status, 200);  // no longer accepting
 }
 
+TEST_F(ServerTest, DiskTierKeepsConversationsAcrossARestart) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("infergrid_server_disk_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::string history;
+  for (int i = 0; i < 40; ++i) history += "The quick brown fox jumps over the lazy dog. ";
+  const std::string body = json{{"prompt", history}, {"max_tokens", 4}, {"temperature", 0}}.dump();
+  start({"--kv-disk-dir", dir.string()});
+  auto first = curl(url("/v1/completions"), body);
+  ASSERT_EQ(first.status, 200) << first.body;
+  EXPECT_EQ(json::parse(first.body)["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+  server_.signal(SIGTERM);
+  ASSERT_EQ(server_.wait(std::chrono::seconds(20)), 0);
+
+  ServerProcess restarted;
+  std::string log;
+  ASSERT_TRUE(restarted.start({"--model", test_model_path(), "--threads", "1", "--kv-cache-bytes",
+                               "64MiB", "--kv-disk-dir", dir.string()},
+                              log))
+      << log;
+  auto again = curl(restarted.url() + "/v1/completions", body);
+  ASSERT_EQ(again.status, 200) << again.body;
+  const json a = json::parse(again.body);
+  EXPECT_GT(a["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>(), 100);
+  EXPECT_EQ(a["choices"][0]["text"], json::parse(first.body)["choices"][0]["text"]);
+  auto m = curl(restarted.url() + "/metrics");
+  EXPECT_GT(metric(m.body, "infergrid_kv_disk_hit_tokens_total").value_or(0), 100);
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace infergrid::testing

@@ -1,0 +1,81 @@
+// DiskTier: KV blocks on an SSD, one file per block under a directory, capacity-limited.
+//
+// A block file is a fixed header (magic, format version, the block's key and its parent's
+// key, a layout tag naming the model fingerprint / block size / KV shape, the block's token
+// ids, payload size) followed by the payload, with an XXH3 checksum over header and payload.
+// Invariants: a file becomes visible under its final name only after it is completely written
+// and flushed (write to a temporary name, fsync, rename), so a crash mid-write never leaves a
+// block that passes its check with wrong contents; every read verifies magic, layout, key,
+// tokens and checksum, and a block that fails is deleted and counted, never returned; blocks
+// of another layout (model, quantization, block size) never match; total bytes stay within
+// the capacity (least recently used files go first). The index is rebuilt by scanning the
+// directory on open, so blocks survive a restart. Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <list>
+#include <mutex>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/status.h"
+
+namespace infergrid {
+
+struct TierStats {
+  uint64_t hits = 0;
+  uint64_t misses = 0;
+  uint64_t stored = 0;
+  uint64_t evicted = 0;
+  uint64_t dropped_corrupt = 0;  // blocks that failed their check on read or open
+  uint64_t bytes_written = 0;
+  uint64_t bytes_read = 0;
+  uint64_t blocks = 0;      // resident now
+  uint64_t used_bytes = 0;  // resident now
+  uint64_t capacity_bytes = 0;
+};
+
+class DiskTier {
+ public:
+  // layout_tag: identifies what the payload bytes mean (model fingerprint, block size, KV
+  // shape and dtype); blocks written under another tag are ignored and removed on open.
+  DiskTier(std::filesystem::path dir, uint64_t capacity_bytes, uint64_t layout_tag,
+           int block_tokens);
+
+  // Creates the directory if needed and indexes the blocks already there.
+  Status open();
+
+  bool contains(uint64_t key) const;
+  // Stores a block (replacing nothing: an existing key is kept). Evicts LRU blocks to fit.
+  Status put(uint64_t key, uint64_t parent_key, std::span<const int32_t> tokens,
+             std::span<const uint8_t> payload);
+  // Reads a block into `payload` (whose size must match). Returns false on a miss, including
+  // a block that failed its check (dropped and counted), or whose tokens differ.
+  Result<bool> get(uint64_t key, std::span<const int32_t> tokens, std::span<uint8_t> payload);
+
+  TierStats stats() const;
+  const std::filesystem::path& dir() const { return dir_; }
+
+ private:
+  struct Entry {
+    uint64_t bytes;
+    std::list<uint64_t>::iterator lru;  // position in lru_ (front = most recent)
+  };
+  std::filesystem::path path_for(uint64_t key) const;
+  void erase_locked(uint64_t key, bool count_as_eviction);
+  size_t file_bytes(size_t payload_bytes) const;
+
+  const std::filesystem::path dir_;
+  const uint64_t capacity_bytes_;
+  const uint64_t layout_tag_;
+  const int block_tokens_;
+  mutable std::mutex mutex_;
+  std::unordered_map<uint64_t, Entry> index_;
+  std::list<uint64_t> lru_;
+  TierStats stats_;
+};
+
+}  // namespace infergrid
