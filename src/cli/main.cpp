@@ -6,6 +6,7 @@
 
 #include "bench/decode_bench.h"
 #include "bench/engine_bench.h"
+#include "cli/bench_serve_cmd.h"
 #include "cli/default_model.h"
 #include "cli/serve_cmd.h"
 #include "core/cpu_features.h"
@@ -242,6 +243,7 @@ int main(int argc, char** argv) {
   engine_cmd->add_option("-t,--threads", bench_threads);
   engine_cmd->add_flag("--json", bench_json, "Print JSON instead of text");
 
+  add_bench_serve_command(*bench_cmd);
   add_serve_command(app);
 
   CLI11_PARSE(app, argc, argv);
@@ -249,6 +251,7 @@ int main(int argc, char** argv) {
 
   if (generate->parsed()) return run_generate(gen);
   if (int rc = run_serve_if_parsed(); rc >= 0) return rc;
+  if (int rc = run_bench_serve_if_parsed(); rc >= 0) return rc;
   if (synth_cmd->parsed()) {
     auto type = tensor_type_from_name(synth_type);
     if (!type || *type == TensorType::kQ8_K) {
