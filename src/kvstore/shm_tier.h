@@ -1,0 +1,83 @@
+// ShmTier: the host-DRAM KV tier, a named POSIX shared-memory segment that every
+// `infergrid serve` process of the same model layout on this host opens, so one process can
+// serve a prefix another computed.
+//
+// Layout: a header (magic, version, layout tag, geometry, a robust process-shared mutex, an
+// LRU clock, shared counters), then an array of slot headers (key, parent key, state, last use,
+// checksum), then the slots' tokens and payloads. Slot headers are contiguous so a lookup scans
+// a few kilobytes, not the payloads.
+// Invariants: the segment name contains the layout tag, and the header's tag and geometry are
+// checked on open, so blocks of another model, quantization or block size are never seen;
+// every slot change happens under the mutex, which is robust (a process killed while holding
+// it hands the next locker EOWNERDEAD, which then clears every slot left half-written); every
+// read verifies key, tokens and an XXH3 checksum of tokens + payload, and a slot that fails is
+// dropped and counted, never returned. Capacity is fixed at creation (slots); the least
+// recently used ready slot is overwritten when full.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "kvstore/disk_tier.h"
+
+namespace infergrid {
+
+class ShmTier {
+ public:
+  ~ShmTier();
+  ShmTier(const ShmTier&) = delete;
+  ShmTier& operator=(const ShmTier&) = delete;
+
+  // Opens the segment `/infergrid-kv-<name>-<layout tag>`, creating it with room for
+  // capacity_bytes of slots if it does not exist. A segment that exists keeps its capacity.
+  static Result<std::unique_ptr<ShmTier>> open(const std::string& name, uint64_t capacity_bytes,
+                                               uint64_t layout_tag, int block_tokens,
+                                               size_t payload_bytes);
+  // Removes the segment's name (it lives on until every process unmaps it).
+  static void unlink(const std::string& name, uint64_t layout_tag);
+
+  bool contains(uint64_t key);
+  // Stores a block; when a ready slot must be overwritten, `on_evict` (if set) gets its
+  // contents first (outside the lock), to move it down a tier.
+  Status put(uint64_t key, uint64_t parent_key, std::span<const int32_t> tokens,
+             std::span<const uint8_t> payload);
+  Result<bool> get(uint64_t key, std::span<const int32_t> tokens, std::span<uint8_t> payload);
+
+  using EvictHook =
+      std::function<void(uint64_t key, uint64_t parent_key, std::span<const int32_t> tokens,
+                         std::span<const uint8_t> payload)>;
+  void set_evict_hook(EvictHook hook) { evict_hook_ = std::move(hook); }
+
+  // Counters shared by every process using the segment.
+  TierStats stats();
+  const std::string& segment_name() const { return segment_name_; }
+  uint32_t n_slots() const;
+  // For corruption tests: the mapped bytes of slot i's tokens + payload.
+  std::span<uint8_t> slot_bytes_for_testing(uint32_t slot);
+
+  struct Header;
+  struct SlotHeader;
+
+ private:
+  ShmTier() = default;
+  class Lock;
+  int find_locked(uint64_t key) const;
+  void recover_locked();
+
+  std::string segment_name_;
+  uint8_t* base_ = nullptr;
+  size_t mapped_bytes_ = 0;
+  Header* header_ = nullptr;
+  SlotHeader* slots_ = nullptr;
+  uint8_t* data_ = nullptr;  // slot i's tokens then payload at data_ + i * slot_data_bytes
+  size_t slot_data_bytes_ = 0;
+  size_t payload_bytes_ = 0;
+  int block_tokens_ = 0;
+  EvictHook evict_hook_;
+};
+
+}  // namespace infergrid

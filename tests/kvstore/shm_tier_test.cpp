@@ -1,0 +1,148 @@
+#include "kvstore/shm_tier.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <numeric>
+#include <thread>
+
+namespace infergrid {
+namespace {
+
+constexpr int kTokens = 4;
+constexpr size_t kPayload = 512;
+constexpr uint64_t kLayout = 0x5EED;
+
+class ShmTierTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    name_ = "test" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    ShmTier::unlink(name_, kLayout);
+  }
+  void TearDown() override { ShmTier::unlink(name_, kLayout); }
+  std::unique_ptr<ShmTier> open(size_t slots) {
+    auto t = ShmTier::open(name_, slots * (40 + kTokens * 4 + kPayload + 64), kLayout, kTokens,
+                           kPayload);
+    EXPECT_TRUE(t.is_ok()) << t.status().to_string();
+    return t.is_ok() ? std::move(t).value() : nullptr;
+  }
+  static std::vector<uint8_t> payload(uint8_t seed) {
+    std::vector<uint8_t> p(kPayload);
+    for (size_t i = 0; i < p.size(); ++i) p[i] = static_cast<uint8_t>(seed + i * 3);
+    return p;
+  }
+  static std::vector<int32_t> tokens(int32_t first) {
+    std::vector<int32_t> t(kTokens);
+    std::iota(t.begin(), t.end(), first);
+    return t;
+  }
+  std::string name_;
+};
+
+TEST_F(ShmTierTest, RoundTripAndLeastRecentlyUsedEvictionMovesBlocksDown) {
+  auto tier = open(2);
+  ASSERT_TRUE(tier);
+  ASSERT_EQ(tier->n_slots(), 2u);
+  std::vector<uint64_t> moved_down;
+  tier->set_evict_hook(
+      [&](uint64_t key, uint64_t, std::span<const int32_t> t, std::span<const uint8_t> p) {
+        moved_down.push_back(key);
+        EXPECT_EQ(std::vector<int32_t>(t.begin(), t.end()), tokens(static_cast<int32_t>(key)));
+        EXPECT_EQ(std::vector<uint8_t>(p.begin(), p.end()), payload(static_cast<uint8_t>(key)));
+      });
+  ASSERT_TRUE(tier->put(1, 0, tokens(1), payload(1)).is_ok());
+  ASSERT_TRUE(tier->put(2, 1, tokens(2), payload(2)).is_ok());
+  std::vector<uint8_t> out(kPayload);
+  ASSERT_TRUE(*tier->get(1, tokens(1), out));  // 2 is now the least recently used
+  EXPECT_EQ(out, payload(1));
+  ASSERT_TRUE(tier->put(3, 2, tokens(3), payload(3)).is_ok());
+  EXPECT_EQ(moved_down, std::vector<uint64_t>{2});
+  EXPECT_FALSE(tier->contains(2));
+  EXPECT_TRUE(tier->contains(1) && tier->contains(3));
+  EXPECT_FALSE(*tier->get(3, tokens(9), out));  // other tokens under the key: not this block
+  const TierStats s = tier->stats();
+  EXPECT_EQ(s.blocks, 2u);
+  EXPECT_EQ(s.evicted, 1u);
+  EXPECT_LE(s.used_bytes, s.capacity_bytes);
+}
+
+TEST_F(ShmTierTest, CorruptSlotsAreDroppedAndCounted) {
+  auto tier = open(4);
+  ASSERT_TRUE(tier);
+  for (uint64_t k = 1; k <= 4; ++k) {
+    ASSERT_TRUE(
+        tier->put(k, 0, tokens(static_cast<int32_t>(k)), payload(static_cast<uint8_t>(k))).is_ok());
+  }
+  for (uint32_t slot = 0; slot < 4; ++slot)
+    tier->slot_bytes_for_testing(slot)[slot * 100 + 7] ^= 0x40;
+  std::vector<uint8_t> out(kPayload);
+  for (uint64_t k = 1; k <= 4; ++k) {
+    EXPECT_FALSE(*tier->get(k, tokens(static_cast<int32_t>(k)), out)) << k;
+  }
+  EXPECT_EQ(tier->stats().dropped_corrupt, 4u);
+  EXPECT_EQ(tier->stats().blocks, 0u);
+}
+
+TEST_F(ShmTierTest, AnotherProcessReadsWhatOneWroteAndLayoutsDoNotMix) {
+  auto tier = open(8);
+  ASSERT_TRUE(tier);
+  const pid_t child = fork();
+  if (child == 0) {
+    auto other = ShmTier::open(name_, 1, kLayout, kTokens, kPayload);  // opens the existing one
+    const bool ok = other.is_ok() && (*other)->put(42, 0, tokens(42), payload(42)).is_ok();
+    _exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  std::vector<uint8_t> out(kPayload);
+  ASSERT_TRUE(*tier->get(42, tokens(42), out));
+  EXPECT_EQ(out, payload(42));
+  // Same name, other payload size: refused rather than misread.
+  EXPECT_EQ(ShmTier::open(name_, 1 << 20, kLayout, kTokens, kPayload * 2).status().code(),
+            StatusCode::kCorrupt);
+  // Another layout tag is another segment: it sees nothing.
+  auto other_model = ShmTier::open(name_, 1 << 20, kLayout + 1, kTokens, kPayload);
+  ASSERT_TRUE(other_model.is_ok());
+  EXPECT_FALSE((*other_model)->contains(42));
+  ShmTier::unlink(name_, kLayout + 1);
+}
+
+TEST_F(ShmTierTest, AWriterKilledMidWayNeverDeadlocksOrServesHalfWrittenBlocks) {
+  auto tier = open(4);
+  ASSERT_TRUE(tier);
+  const pid_t child = fork();
+  if (child == 0) {
+    auto writer = ShmTier::open(name_, 1, kLayout, kTokens, kPayload);
+    if (!writer.is_ok()) _exit(1);
+    for (uint64_t k = 100;; ++k) {
+      (void)(*writer)->put(k, 0, tokens(static_cast<int32_t>(k)), payload(static_cast<uint8_t>(k)));
+    }
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ::kill(child, SIGKILL);
+  int status = 0;
+  waitpid(child, &status, 0);
+  // The lock may have died with the child: the next user recovers it.
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(tier->put(7, 0, tokens(7), payload(7)).is_ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  std::vector<uint8_t> out(kPayload);
+  ASSERT_TRUE(*tier->get(7, tokens(7), out));
+  // Every block still there is intact.
+  for (uint64_t k = 100; k < 100000; ++k) {
+    if (!tier->contains(k)) continue;
+    auto got = tier->get(k, tokens(static_cast<int32_t>(k)), out);
+    ASSERT_TRUE(got.is_ok());
+    if (*got) {
+      EXPECT_EQ(out, payload(static_cast<uint8_t>(k)));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace infergrid
