@@ -8,7 +8,9 @@
 #include "cli/default_model.h"
 #include "core/cpu_features.h"
 #include "engine/engine.h"
+#include "engine/kv_pool.h"
 #include "kernels/cpu_backend.h"
+#include "kvstore/shm_tier.h"
 #include "model/chat_template.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
@@ -37,6 +39,8 @@ struct ServeArgs {
   std::string chat_template;
   int shutdown_grace_ms = 30000;
   std::string kv_disk_dir;
+  std::string kv_dram_bytes;
+  std::string kv_dram_name = "default";
   std::string kv_disk_bytes = "16GiB";
 };
 
@@ -123,6 +127,21 @@ int run() {
     s.disk_tier = std::move(tier);
   }
 
+  if (!args.kv_dram_bytes.empty()) {
+    size_t dram_bytes = 0;
+    if (!parse_bytes(args.kv_dram_bytes, dram_bytes)) {
+      return fail(make_error(StatusCode::kInvalidArgument, "--kv-dram-bytes '{}' is not a size",
+                             args.kv_dram_bytes));
+    }
+    auto tier = ShmTier::open(args.kv_dram_name, dram_bytes,
+                              Scheduler::kv_layout_tag(**model, s.block_size), s.block_size,
+                              KvPool::block_bytes((*model)->config(), s.block_size));
+    if (!tier.is_ok()) return fail(tier.status());
+    spdlog::info("KV DRAM tier {}: {} slots, {} blocks present", (*tier)->segment_name(),
+                 (*tier)->n_slots(), (*tier)->stats().blocks);
+    s.dram_tier = std::shared_ptr<ShmTier>(std::move(tier).value());
+  }
+
   CpuBackend backend(args.threads);
   backend.reserve(s.max_batch_tokens, std::max((*model)->config().n_ff, (*model)->config().n_embd));
   auto engine = Engine::create(**model, **tokenizer, backend, options);
@@ -194,6 +213,11 @@ CLI::App* add_serve_command(CLI::App& app) {
   command->add_option("--chat-template", args.chat_template,
                       "Override the chat template: chatml, llama3, llama2, mistral, phi3, gemma, "
                       "deepseek-r1");
+  command->add_option("--kv-dram-bytes", args.kv_dram_bytes,
+                      "Size of the shared host-DRAM KV tier, e.g. 8GiB (default: off); every "
+                      "server of this model with the same --kv-dram-name shares it");
+  command->add_option("--kv-dram-name", args.kv_dram_name, "Name of the shared DRAM tier")
+      ->capture_default_str();
   command->add_option("--kv-disk-dir", args.kv_disk_dir,
                       "Directory of the SSD KV tier (evicted prefix blocks; kept across restarts)");
   command->add_option("--kv-disk-bytes", args.kv_disk_bytes, "Capacity of the SSD KV tier")

@@ -128,6 +128,10 @@ void Engine::publish_stats() {
     stats_.has_disk_tier = true;
     stats_.disk = tier->stats();
   }
+  if (const auto& tier = scheduler_->options().dram_tier) {
+    stats_.has_dram_tier = true;
+    stats_.dram = tier->stats();
+  }
   waiting_snapshot_ = stats_.waiting;
 }
 

@@ -41,6 +41,8 @@ struct EngineStats {
   SchedulerCounters counters;
   bool has_disk_tier = false;
   TierStats disk;
+  bool has_dram_tier = false;
+  TierStats dram;
 };
 
 // 40% of available memory, at most 8 GiB, at least one full context.

@@ -77,7 +77,7 @@ struct Scheduler::Sequence {
   int n_committed = 0;          // leading full blocks registered with the prefix cache
   uint64_t last_key = kRootBlockKey;
   int cached_tokens = -1;   // prefix-cache hit at first admission; -1 until admitted
-  int disk_hit_blocks = 0;  // blocks the current admission loaded from the disk tier
+  int tier_hit_blocks = 0;  // blocks the current admission loaded from the disk tier
   int preemptions = 0;
 
   bool final_sent = false;
@@ -101,22 +101,37 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, Backend& ba
       blocks_(options.n_blocks, options.block_size, model.fingerprint(), options.prefix_caching),
       scratch_(model.config(), options.max_batch_tokens,
                std::min(options.max_batch_tokens, options.max_running)) {
-  if (options_.disk_tier && options_.prefix_caching) {
-    disk_writer_ =
-        std::make_unique<AsyncBlockWriter>(*options_.disk_tier, options_.disk_write_queue_bytes);
+  if (options_.prefix_caching && options_.disk_tier) {
+    disk_writer_ = std::make_unique<AsyncBlockWriter>(
+        "disk",
+        [tier = options_.disk_tier](uint64_t key, uint64_t parent, std::span<const int32_t> t,
+                                    std::span<const uint8_t> p) {
+          return tier->put(key, parent, t, p);
+        },
+        options_.disk_write_queue_bytes);
+  }
+  if (options_.prefix_caching && options_.dram_tier) {
+    dram_writer_ = std::make_unique<AsyncBlockWriter>(
+        "dram",
+        [tier = options_.dram_tier](uint64_t key, uint64_t parent, std::span<const int32_t> t,
+                                    std::span<const uint8_t> p) {
+          return tier->put(key, parent, t, p);
+        },
+        options_.disk_write_queue_bytes);
+    // What the DRAM tier pushes out goes on down to the disk.
+    if (disk_writer_) {
+      options_.dram_tier->set_evict_hook(
+          [writer = disk_writer_.get(), tier = options_.disk_tier](uint64_t key, uint64_t parent,
+                                                                   std::span<const int32_t> t,
+                                                                   std::span<const uint8_t> p) {
+            if (!tier->contains(key)) writer->enqueue(key, parent, t, p);
+          });
+    }
+  }
+  if (disk_writer_ || dram_writer_) {
     blocks_.set_evict_hook(
         [this](int32_t block, uint64_t key, uint64_t parent_key, std::span<const int32_t> tokens) {
-          if (options_.disk_tier->contains(key)) return;  // came from there, or written before
-          const auto data = pool_.block(block);
-          const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(data.data()),
-                                               data.size_bytes());
-          if (persisting_) {
-            // Shutdown: write now. A failure only means a later miss.
-            Status written = options_.disk_tier->put(key, parent_key, tokens, bytes);
-            if (!written.is_ok()) spdlog::warn("KV disk tier: {}", written.to_string());
-          } else {
-            disk_writer_->enqueue(key, parent_key, tokens, bytes);
-          }
+          on_block_evicted(block, key, parent_key, tokens);
         });
   }
   batch_.reserve(static_cast<size_t>(options.max_batch_tokens));
@@ -124,7 +139,11 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, Backend& ba
   work_.reserve(static_cast<size_t>(options.max_running) + 16);
 }
 
-Scheduler::~Scheduler() = default;
+Scheduler::~Scheduler() {
+  dram_writer_.reset();  // drains into the DRAM tier, which may push blocks to the disk writer
+  if (options_.dram_tier) options_.dram_tier->set_evict_hook(nullptr);
+  disk_writer_.reset();
+}
 
 uint64_t Scheduler::kv_layout_tag(const Model& model, int block_size) {
   const ModelConfig& c = model.config();
@@ -135,15 +154,53 @@ uint64_t Scheduler::kv_layout_tag(const Model& model, int block_size) {
 }
 
 void Scheduler::flush_tiers() {
-  if (disk_writer_) disk_writer_->flush();
+  if (dram_writer_) dram_writer_->flush();
+  if (disk_writer_) disk_writer_->flush();  // after DRAM, which may have pushed blocks down
 }
 
 void Scheduler::persist_cached() {
-  if (!disk_writer_) return;
-  disk_writer_->flush();
+  if (!disk_writer_ && !dram_writer_) return;
+  flush_tiers();
   persisting_ = true;
   blocks_.evict_all_cached();
   persisting_ = false;
+  flush_tiers();
+}
+
+void Scheduler::on_block_evicted(int32_t block, uint64_t key, uint64_t parent_key,
+                                 std::span<const int32_t> tokens) {
+  const auto data = pool_.block(block);
+  const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(data.data()),
+                                       data.size_bytes());
+  if (persisting_ && options_.disk_tier) {
+    // Shutdown: straight to the disk (the DRAM tier does not survive a reboot). A failure
+    // only means a later miss.
+    if (options_.disk_tier->contains(key)) return;
+    Status written = options_.disk_tier->put(key, parent_key, tokens, bytes);
+    if (!written.is_ok()) spdlog::warn("KV disk tier: {}", written.to_string());
+    return;
+  }
+  // Blocks are written through to DRAM when computed; one that is not there any more (pushed
+  // out, or written before the tier existed) goes there now, else to the disk.
+  if (dram_writer_) {
+    if (!options_.dram_tier->contains(key)) dram_writer_->enqueue(key, parent_key, tokens, bytes);
+  } else if (disk_writer_ && !options_.disk_tier->contains(key)) {
+    disk_writer_->enqueue(key, parent_key, tokens, bytes);
+  }
+}
+
+bool Scheduler::load_from_tiers(uint64_t key, std::span<const int32_t> tokens, int32_t block) {
+  const auto data = pool_.block(block);
+  const std::span<uint8_t> bytes(reinterpret_cast<uint8_t*>(data.data()), data.size_bytes());
+  if (dram_writer_ && options_.dram_tier->contains(key)) {
+    auto loaded = options_.dram_tier->get(key, tokens, bytes);
+    if (loaded.is_ok() && *loaded) return true;
+  }
+  if (disk_writer_ && options_.disk_tier->contains(key)) {
+    auto loaded = options_.disk_tier->get(key, tokens, bytes);
+    if (loaded.is_ok() && *loaded) return true;
+  }
+  return false;
 }
 
 Status Scheduler::validate(const GenerationRequest& request) const {
@@ -282,22 +339,18 @@ void Scheduler::match_prefix(Sequence& seq) {
   seq.blocks = std::move(match.blocks);
   seq.n_committed = static_cast<int>(seq.blocks.size());
   seq.last_key = match.keys.empty() ? kRootBlockKey : match.keys.back();
-  // Continue the match into the disk tier: each hit is loaded into a fresh block, checked, and
-  // registered in the tree as if it had just been computed.
-  if (disk_writer_) {
+  // Continue the match down the tiers (DRAM, then disk): each hit is loaded into a fresh
+  // block, checked, and registered in the tree as if it had just been computed.
+  if (dram_writer_ || disk_writer_) {
     const int n_full = n_tokens / bs;
     while (seq.n_committed < n_full) {
       const auto block_tokens =
           std::span<const int32_t>(seq.tokens)
               .subspan(static_cast<size_t>(seq.n_committed) * bs, static_cast<size_t>(bs));
       const uint64_t key = block_key(seq.last_key, block_tokens, model_.fingerprint());
-      if (!options_.disk_tier->contains(key)) break;
       auto block = blocks_.allocate();
       if (!block) break;
-      const auto data = pool_.block(*block);
-      auto loaded = options_.disk_tier->get(
-          key, block_tokens, {reinterpret_cast<uint8_t*>(data.data()), data.size_bytes()});
-      if (!loaded.is_ok() || !*loaded) {
+      if (!load_from_tiers(key, block_tokens, *block)) {
         blocks_.unref(*block);
         break;
       }
@@ -305,7 +358,7 @@ void Scheduler::match_prefix(Sequence& seq) {
       seq.blocks.push_back(committed.block);
       seq.last_key = committed.key;
       ++seq.n_committed;
-      seq.disk_hit_blocks += 1;
+      seq.tier_hit_blocks += 1;
     }
   }
   seq.n_computed = std::min(seq.n_committed * bs, n_tokens - 1);
@@ -349,10 +402,10 @@ void Scheduler::admit_waiting(int& budget, bool whole_prompts) {
       seq->cached_tokens = std::min(seq->n_computed, seq->n_prompt);
       counters_.prompt_tokens += static_cast<uint64_t>(seq->n_prompt);
       counters_.prefix_hit_tokens += static_cast<uint64_t>(seq->cached_tokens);
-      counters_.disk_hit_tokens += static_cast<uint64_t>(
-          std::min(seq->disk_hit_blocks * options_.block_size, seq->cached_tokens));
+      counters_.tier_hit_tokens += static_cast<uint64_t>(
+          std::min(seq->tier_hit_blocks * options_.block_size, seq->cached_tokens));
     }
-    seq->disk_hit_blocks = 0;
+    seq->tier_hit_blocks = 0;
     it = waiting_.erase(it);
     seq->running = true;
     running_.push_back(seq);
@@ -509,6 +562,12 @@ void Scheduler::after_compute(Sequence& seq, int n_tokens, const float* logits) 
             .subspan(static_cast<size_t>(seq.n_committed) * bs, static_cast<size_t>(bs));
     int32_t& block = seq.blocks[static_cast<size_t>(seq.n_committed)];
     const auto committed = blocks_.commit(seq.last_key, block_tokens, block);
+    // Write-through to the shared DRAM tier, so other processes can serve this prefix.
+    if (dram_writer_ && committed.block == block && !options_.dram_tier->contains(committed.key)) {
+      const auto data = pool_.block(block);
+      dram_writer_->enqueue(committed.key, seq.last_key, block_tokens,
+                            {reinterpret_cast<const uint8_t*>(data.data()), data.size_bytes()});
+    }
     seq.last_key = committed.key;
     block = committed.block;
     ++seq.n_committed;

@@ -30,6 +30,7 @@
 #include "kernels/backend.h"
 #include "kvstore/block_writer.h"
 #include "kvstore/disk_tier.h"
+#include "kvstore/shm_tier.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
 
@@ -46,14 +47,18 @@ struct SchedulerOptions {
   // The SSD tier below the prefix cache (needs prefix_caching): evicted blocks are written to
   // it in the background, and prefix matches continue into it. Null: no tier.
   std::shared_ptr<DiskTier> disk_tier;
-  size_t disk_write_queue_bytes = size_t{256} << 20;
+  // The shared host-DRAM tier between engine memory and the disk: full blocks are written
+  // through to it as they are computed (so other processes on the host can use them), and
+  // blocks it pushes out move on to the disk tier.
+  std::shared_ptr<ShmTier> dram_tier;
+  size_t disk_write_queue_bytes = size_t{256} << 20;  // per tier writer
 };
 
 struct SchedulerCounters {
   uint64_t steps = 0;
   uint64_t prompt_tokens = 0;      // prompt tokens of admitted requests
   uint64_t prefix_hit_tokens = 0;  // of which served from the prefix cache
-  uint64_t disk_hit_tokens = 0;    // of which loaded from the disk tier
+  uint64_t tier_hit_tokens = 0;    // of which loaded from a tier below engine memory
   uint64_t computed_tokens = 0;    // tokens run through the model (prefill + decode + recompute)
   uint64_t generated_tokens = 0;
   uint64_t preemptions = 0;
@@ -116,6 +121,9 @@ class Scheduler {
   void release_blocks(Sequence& seq);
   void preempt(Sequence& seq);
   void match_prefix(Sequence& seq);
+  void on_block_evicted(int32_t block, uint64_t key, uint64_t parent_key,
+                        std::span<const int32_t> tokens);
+  bool load_from_tiers(uint64_t key, std::span<const int32_t> tokens, int32_t block);
   bool prefix_in_flight(const Sequence& seq) const;
   void enqueue_waiting(Sequence* seq);
   Sequence* lowest_priority_running();
@@ -134,6 +142,7 @@ class Scheduler {
   KvPool pool_;
   BlockManager blocks_;
   std::unique_ptr<AsyncBlockWriter> disk_writer_;
+  std::unique_ptr<AsyncBlockWriter> dram_writer_;
   bool persisting_ = false;  // evictions write synchronously (shutdown)
   ForwardScratch scratch_;
   std::vector<BatchSequence> batch_;

@@ -4,8 +4,11 @@
 
 namespace infergrid {
 
-AsyncBlockWriter::AsyncBlockWriter(DiskTier& tier, size_t max_pending_bytes)
-    : tier_(tier), max_pending_bytes_(max_pending_bytes), thread_([this] { run(); }) {}
+AsyncBlockWriter::AsyncBlockWriter(std::string tier_name, Sink sink, size_t max_pending_bytes)
+    : tier_name_(std::move(tier_name)),
+      sink_(std::move(sink)),
+      max_pending_bytes_(max_pending_bytes),
+      thread_([this] { run(); }) {}
 
 AsyncBlockWriter::~AsyncBlockWriter() {
   {
@@ -50,10 +53,10 @@ void AsyncBlockWriter::run() {
     queue_.pop_front();
     writing_ = true;
     lock.unlock();
-    Status written = tier_.put(item.key, item.parent_key, item.tokens, item.payload);
+    Status written = sink_(item.key, item.parent_key, item.tokens, item.payload);
     if (!written.is_ok()) {
       ++failed_;
-      spdlog::warn("KV disk tier: {}", written.to_string());
+      spdlog::warn("KV {} tier: {}", tier_name_, written.to_string());
     }
     lock.lock();
     writing_ = false;

@@ -1,7 +1,8 @@
-// AsyncBlockWriter: moves KV blocks down to a DiskTier on a background thread, so the engine's
-// step loop never waits for the disk. enqueue() copies the block (the engine reuses its memory
-// at once) into a bounded queue; when the queue is full the block is dropped and counted
-// rather than stalling the engine (it is then simply recomputed if needed again).
+// AsyncBlockWriter: moves KV blocks into a slower tier (the shared DRAM pool or the SSD) on a
+// background thread, so the engine's step loop never waits for that tier. enqueue() copies the
+// block (the engine reuses its memory at once) into a bounded queue; when the queue is full the
+// block is dropped and counted rather than stalling the engine (it is then simply recomputed if
+// needed again).
 #pragma once
 
 #include <atomic>
@@ -13,13 +14,20 @@
 #include <thread>
 #include <vector>
 
-#include "kvstore/disk_tier.h"
+#include <functional>
+#include <string>
+
+#include "core/status.h"
 
 namespace infergrid {
 
 class AsyncBlockWriter {
  public:
-  AsyncBlockWriter(DiskTier& tier, size_t max_pending_bytes);
+  using Sink =
+      std::function<Status(uint64_t key, uint64_t parent_key, std::span<const int32_t> tokens,
+                           std::span<const uint8_t> payload)>;
+  // tier_name is for log messages.
+  AsyncBlockWriter(std::string tier_name, Sink sink, size_t max_pending_bytes);
   ~AsyncBlockWriter();  // writes what is queued, then stops
   AsyncBlockWriter(const AsyncBlockWriter&) = delete;
   AsyncBlockWriter& operator=(const AsyncBlockWriter&) = delete;
@@ -41,7 +49,8 @@ class AsyncBlockWriter {
   };
   void run();
 
-  DiskTier& tier_;
+  std::string tier_name_;
+  Sink sink_;
   const size_t max_pending_bytes_;
   std::mutex mutex_;
   std::condition_variable wake_, idle_;

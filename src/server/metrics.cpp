@@ -107,27 +107,26 @@ std::string ServerMetrics::render(const EngineStats& e) const {
   gauge(out, "infergrid_kv_blocks_cached", "KV cache blocks in the prefix cache", e.blocks_cached);
   gauge(out, "infergrid_kv_cache_usage_ratio", "Fraction of KV blocks held by requests",
         e.blocks_total > 0 ? static_cast<double>(e.blocks_in_use) / e.blocks_total : 0.0);
-  if (e.has_disk_tier) {
-    const TierStats& d = e.disk;
-    counter(out, "infergrid_kv_disk_hit_tokens_total",
-            "Prompt tokens whose KV was loaded from the disk tier", e.counters.disk_hit_tokens);
-    counter(out, "infergrid_kv_disk_hits_total", "Disk-tier block lookups that hit", d.hits);
-    counter(out, "infergrid_kv_disk_misses_total", "Disk-tier block lookups that missed", d.misses);
-    counter(out, "infergrid_kv_disk_blocks_dropped_total",
-            "Disk-tier blocks dropped because they failed their check", d.dropped_corrupt);
-    counter(out, "infergrid_kv_disk_evicted_total", "Disk-tier blocks evicted for capacity",
-            d.evicted);
-    counter(out, "infergrid_kv_disk_written_bytes_total", "Bytes written to the disk tier",
-            d.bytes_written);
-    counter(out, "infergrid_kv_disk_read_bytes_total", "Bytes read from the disk tier",
-            d.bytes_read);
-    gauge(out, "infergrid_kv_disk_blocks", "Blocks held by the disk tier",
-          static_cast<double>(d.blocks));
-    gauge(out, "infergrid_kv_disk_used_bytes", "Bytes held by the disk tier",
-          static_cast<double>(d.used_bytes));
-    gauge(out, "infergrid_kv_disk_capacity_bytes", "Capacity of the disk tier",
-          static_cast<double>(d.capacity_bytes));
+  if (e.has_disk_tier || e.has_dram_tier) {
+    counter(out, "infergrid_kv_tier_hit_tokens_total",
+            "Prompt tokens whose KV was loaded from the DRAM or disk tier",
+            e.counters.tier_hit_tokens);
   }
+  auto tier_metrics = [&](const char* tier, const TierStats& d) {
+    const std::string p = fmt::format("infergrid_kv_{}_", tier);
+    counter(out, p + "hits_total", "Tier block lookups that hit", d.hits);
+    counter(out, p + "misses_total", "Tier block lookups that missed", d.misses);
+    counter(out, p + "blocks_dropped_total", "Tier blocks dropped because they failed their check",
+            d.dropped_corrupt);
+    counter(out, p + "evicted_total", "Tier blocks evicted for capacity", d.evicted);
+    counter(out, p + "written_bytes_total", "Bytes written to the tier", d.bytes_written);
+    counter(out, p + "read_bytes_total", "Bytes read from the tier", d.bytes_read);
+    gauge(out, p + "blocks", "Blocks held by the tier", static_cast<double>(d.blocks));
+    gauge(out, p + "used_bytes", "Bytes held by the tier", static_cast<double>(d.used_bytes));
+    gauge(out, p + "capacity_bytes", "Capacity of the tier", static_cast<double>(d.capacity_bytes));
+  };
+  if (e.has_dram_tier) tier_metrics("dram", e.dram);
+  if (e.has_disk_tier) tier_metrics("disk", e.disk);
   ttft_.render(out, "infergrid_time_to_first_token_seconds", "Time to first token");
   tpot_.render(out, "infergrid_time_per_output_token_seconds",
                "Mean time per output token after the first, per request");

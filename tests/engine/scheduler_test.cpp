@@ -461,7 +461,7 @@ TEST_F(SchedulerTest, DiskTierServesEvictedPrefixesAfterRestartAndSurvivesCorrup
     auto again = run_all(s, {request(with_turn({4, 5}), 8)});
     EXPECT_EQ(again[1].tokens, reference(with_turn({4, 5}), 8));
     EXPECT_GE(again[1].last.cached_tokens, 64);
-    EXPECT_GE(s.counters().disk_hit_tokens, 48u);
+    EXPECT_GE(s.counters().tier_hit_tokens, 48u);
     expect_pool_empty(s);
   }
   {
@@ -471,7 +471,7 @@ TEST_F(SchedulerTest, DiskTierServesEvictedPrefixesAfterRestartAndSurvivesCorrup
     Scheduler s(*model_, *tokenizer_, backend, o);
     auto after_restart = run_all(s, {request(with_turn({6}), 8)});
     EXPECT_EQ(after_restart[1].tokens, reference(with_turn({6}), 8));
-    EXPECT_GE(s.counters().disk_hit_tokens, 48u);
+    EXPECT_GE(s.counters().tier_hit_tokens, 48u);
   }
   {
     // Every stored block damaged: nothing bad is served, the output is still right.
@@ -484,10 +484,76 @@ TEST_F(SchedulerTest, DiskTierServesEvictedPrefixesAfterRestartAndSurvivesCorrup
     Scheduler s(*model_, *tokenizer_, backend, o);
     auto corrupted = run_all(s, {request(with_turn({7}), 8)});
     EXPECT_EQ(corrupted[1].tokens, reference(with_turn({7}), 8));
-    EXPECT_EQ(s.counters().disk_hit_tokens, 0u);
+    EXPECT_EQ(s.counters().tier_hit_tokens, 0u);
     EXPECT_GE(o.disk_tier->stats().dropped_corrupt, 1u);
     expect_pool_empty(s);
   }
+  std::filesystem::remove_all(dir);
+}
+
+TEST_F(SchedulerTest, SharedDramTierServesAnotherEnginesPrefixAndSpillsToDisk) {
+  CpuBackend backend(2);
+  const std::string name = "sched" + std::to_string(::getpid());
+  const uint64_t tag = Scheduler::kv_layout_tag(*model_, 16);
+  const size_t block_bytes = KvPool::block_bytes(model_->config(), 16);
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("infergrid_scheduler_dram_disk_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  ShmTier::unlink(name, tag);
+  const auto system = prompt(80, 4242);  // five full blocks
+  auto with_question = [&](std::vector<int32_t> q) {
+    auto p = system;
+    p.insert(p.end(), q.begin(), q.end());
+    return p;
+  };
+  auto o = options(64, 64);
+  {
+    // Engine 1 computes the prefix; full blocks are written through to DRAM.
+    auto tier = ShmTier::open(name, 64 << 20, tag, 16, block_bytes);
+    ASSERT_TRUE(tier.is_ok()) << tier.status().to_string();
+    o.dram_tier = std::shared_ptr<ShmTier>(std::move(tier).value());
+    Scheduler s(*model_, *tokenizer_, backend, o);
+    auto out = run_all(s, {request(with_question({1}), 6)});
+    EXPECT_EQ(out[1].tokens, reference(with_question({1}), 6));
+    s.flush_tiers();
+    EXPECT_GE(o.dram_tier->stats().blocks, 5u);
+  }
+  {
+    // Engine 2 (its own mapping of the segment, as another process has) starts cold and is
+    // served the prefix from DRAM.
+    auto tier = ShmTier::open(name, 64 << 20, tag, 16, block_bytes);
+    ASSERT_TRUE(tier.is_ok());
+    o.dram_tier = std::shared_ptr<ShmTier>(std::move(tier).value());
+    Scheduler s(*model_, *tokenizer_, backend, o);
+    auto out = run_all(s, {request(with_question({2, 3}), 6)});
+    EXPECT_EQ(out[1].tokens, reference(with_question({2, 3}), 6));
+    EXPECT_EQ(out[1].last.cached_tokens, 80);
+    EXPECT_EQ(s.counters().tier_hit_tokens, 80u);
+    expect_pool_empty(s);
+  }
+  ShmTier::unlink(name, tag);
+  {
+    // A DRAM tier of two blocks in front of a disk tier: what DRAM pushes out lands on disk,
+    // and a cold engine still gets the whole prefix from the two tiers together.
+    auto tier = ShmTier::open(name, 2 * (block_bytes + 16 * 4 + 200), tag, 16, block_bytes);
+    ASSERT_TRUE(tier.is_ok());
+    ASSERT_EQ((*tier)->n_slots(), 2u);
+    o.dram_tier = std::shared_ptr<ShmTier>(std::move(tier).value());
+    o.disk_tier = std::make_shared<DiskTier>(dir, 64 << 20, tag, 16);
+    ASSERT_TRUE(o.disk_tier->open().is_ok());
+    {
+      Scheduler s(*model_, *tokenizer_, backend, o);
+      run_all(s, {request(with_question({1}), 6)});
+      s.flush_tiers();
+    }
+    EXPECT_EQ(o.dram_tier->stats().blocks, 2u);
+    EXPECT_GE(o.disk_tier->stats().blocks, 3u);
+    Scheduler cold(*model_, *tokenizer_, backend, o);
+    auto out = run_all(cold, {request(with_question({5}), 6)});
+    EXPECT_EQ(out[1].tokens, reference(with_question({5}), 6));
+    EXPECT_EQ(out[1].last.cached_tokens, 80);
+  }
+  ShmTier::unlink(name, tag);
   std::filesystem::remove_all(dir);
 }
 

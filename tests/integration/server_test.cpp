@@ -265,8 +265,51 @@ TEST_F(ServerTest, DiskTierKeepsConversationsAcrossARestart) {
   EXPECT_GT(a["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>(), 100);
   EXPECT_EQ(a["choices"][0]["text"], json::parse(first.body)["choices"][0]["text"]);
   auto m = curl(restarted.url() + "/metrics");
-  EXPECT_GT(metric(m.body, "infergrid_kv_disk_hit_tokens_total").value_or(0), 100);
+  EXPECT_GT(metric(m.body, "infergrid_kv_tier_hit_tokens_total").value_or(0), 100);
   std::filesystem::remove_all(dir);
+}
+
+TEST_F(ServerTest, TwoServersShareTheDramTier) {
+  const std::string name = "srv" + std::to_string(::getpid());
+  std::string system;
+  for (int i = 0; i < 30; ++i) system += "Every answer must be short and kind. ";
+  auto body = [&](const std::string& question) {
+    return json{{"prompt", system + question}, {"max_tokens", 5}, {"temperature", 0}}.dump();
+  };
+  start({"--kv-dram-bytes", "64MiB", "--kv-dram-name", name});
+  ServerProcess second;
+  std::string log;
+  ASSERT_TRUE(second.start({"--model", test_model_path(), "--threads", "1", "--kv-cache-bytes",
+                            "64MiB", "--kv-dram-bytes", "64MiB", "--kv-dram-name", name},
+                           log))
+      << log;
+  auto first = curl(url("/v1/completions"), body("What is one?"));
+  ASSERT_EQ(first.status, 200) << first.body;
+  EXPECT_EQ(json::parse(first.body)["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+  // The first server writes its blocks to the shared tier in the background.
+  HttpResult other;
+  int cached = 0;
+  for (int attempt = 0; attempt < 50 && cached == 0; ++attempt) {
+    other = curl(second.url() + "/v1/completions", body("What is two?"));
+    ASSERT_EQ(other.status, 200) << other.body;
+    cached = json::parse(other.body)["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>();
+    if (cached == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_GT(cached, 100);
+  // Same text as a server that computed everything itself.
+  ServerProcess alone;
+  ASSERT_TRUE(alone.start(
+      {"--model", test_model_path(), "--threads", "1", "--kv-cache-bytes", "64MiB"}, log));
+  auto reference = curl(alone.url() + "/v1/completions", body("What is two?"));
+  EXPECT_EQ(json::parse(other.body)["choices"][0]["text"],
+            json::parse(reference.body)["choices"][0]["text"]);
+  auto m = curl(second.url() + "/metrics");
+  EXPECT_GT(metric(m.body, "infergrid_kv_dram_hits_total").value_or(0), 0);
+  for (const auto& entry : std::filesystem::directory_iterator("/dev/shm")) {
+    if (entry.path().filename().string().starts_with("infergrid-kv-" + name + "-")) {
+      std::filesystem::remove(entry.path());
+    }
+  }
 }
 
 }  // namespace
