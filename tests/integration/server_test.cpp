@@ -2,7 +2,10 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <atomic>
+#include <fstream>
 #include <future>
+#include <thread>
 
 #include "integration/server_process.h"
 
@@ -15,8 +18,11 @@ class ServerTest : public ::testing::Test {
  protected:
   void start(std::vector<std::string> args = {}) {
     ASSERT_FALSE(test_model_path().empty());
-    args.insert(args.begin(), {"--model", test_model_path(), "--served-model-name", "tiny",
-                               "--threads", "1", "--kv-cache-bytes", "64MiB"});
+    if (std::find(args.begin(), args.end(), "--kv-cache-bytes") == args.end()) {
+      args.insert(args.begin(), {"--kv-cache-bytes", "64MiB"});
+    }
+    args.insert(args.begin(),
+                {"--model", test_model_path(), "--served-model-name", "tiny", "--threads", "1"});
     std::string log;
     ASSERT_TRUE(server_.start(args, log)) << log;
   }
@@ -310,6 +316,95 @@ TEST_F(ServerTest, TwoServersShareTheDramTier) {
       std::filesystem::remove(entry.path());
     }
   }
+}
+
+TEST_F(ServerTest, SigkillDuringTierWritesThenRestartServesOnlyCorrectOutput) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("infergrid_server_kill_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  auto prompt_for = [](int i) {
+    std::string p = "Conversation " + std::to_string(i) + ": ";
+    for (int w = 0; w < 60; ++w) p += "word" + std::to_string((i * 7 + w) % 50) + " ";
+    return json{{"prompt", p}, {"max_tokens", 4}, {"temperature", 0}}.dump();
+  };
+  // A KV pool of a few blocks: every request evicts the previous ones, so the disk tier is
+  // being written all the time.
+  const std::vector<std::string> tiny_pool = {"--kv-cache-bytes", "1MiB", "--kv-disk-dir",
+                                              dir.string()};
+  start(tiny_pool);
+  std::atomic<bool> stop{false};
+  std::thread load([&] {
+    for (int i = 0; !stop; i = (i + 1) % 12) curl(url("/v1/completions"), prompt_for(i));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  server_.signal(SIGKILL);
+  stop = true;
+  load.join();
+  server_.wait(std::chrono::seconds(5));
+
+  ServerProcess restarted, reference;
+  std::string log;
+  std::vector<std::string> args = {"--model", test_model_path(), "--threads", "1"};
+  auto with_tiers = args;
+  with_tiers.insert(with_tiers.end(), tiny_pool.begin(), tiny_pool.end());
+  ASSERT_TRUE(restarted.start(with_tiers, log)) << log;
+  args.insert(args.end(), {"--kv-cache-bytes", "64MiB", "--no-prefix-cache"});
+  ASSERT_TRUE(reference.start(args, log)) << log;
+  int hits = 0;
+  for (int i = 0; i < 12; ++i) {
+    auto got = curl(restarted.url() + "/v1/completions", prompt_for(i));
+    auto want = curl(reference.url() + "/v1/completions", prompt_for(i));
+    ASSERT_EQ(got.status, 200) << got.body;
+    EXPECT_EQ(json::parse(got.body)["choices"][0]["text"],
+              json::parse(want.body)["choices"][0]["text"])
+        << "conversation " << i;
+    hits += json::parse(got.body)["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>();
+  }
+  EXPECT_GT(hits, 0);  // blocks written before the kill were found after the restart
+  std::filesystem::remove_all(dir);
+}
+
+TEST_F(ServerTest, CorruptedSharedSegmentIsDetectedAndOutputStaysRight) {
+  const std::string name = "corrupt" + std::to_string(::getpid());
+  std::string system;
+  for (int i = 0; i < 30; ++i) system += "Reply in one sentence please. ";
+  const std::string body = json{{"prompt", system}, {"max_tokens", 5}, {"temperature", 0}}.dump();
+  start({"--kv-dram-bytes", "1MiB", "--kv-dram-name", name});
+  auto first = curl(url("/v1/completions"), body);
+  ASSERT_EQ(first.status, 200);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // background write-through
+  // Flip a byte in every block slot of the segment (slots fill the end of the file).
+  std::filesystem::path segment;
+  for (const auto& entry : std::filesystem::directory_iterator("/dev/shm")) {
+    if (entry.path().filename().string().starts_with("infergrid-kv-" + name + "-")) {
+      segment = entry.path();
+    }
+  }
+  ASSERT_FALSE(segment.empty());
+  {
+    const auto size = std::filesystem::file_size(segment);
+    std::fstream f(segment, std::ios::in | std::ios::out | std::ios::binary);
+    for (uint64_t at = size - 1000; at > size / 4; at -= 4096) {
+      f.seekg(static_cast<std::streamoff>(at));
+      char c = 0;
+      f.read(&c, 1);
+      f.seekp(static_cast<std::streamoff>(at));
+      f.put(static_cast<char>(c ^ 0x21));
+    }
+  }
+  ServerProcess second;
+  std::string log;
+  ASSERT_TRUE(second.start({"--model", test_model_path(), "--threads", "1", "--kv-cache-bytes",
+                            "64MiB", "--kv-dram-bytes", "1MiB", "--kv-dram-name", name},
+                           log))
+      << log;
+  auto again = curl(second.url() + "/v1/completions", body);
+  ASSERT_EQ(again.status, 200) << again.body;
+  EXPECT_EQ(json::parse(again.body)["choices"][0]["text"],
+            json::parse(first.body)["choices"][0]["text"]);
+  auto m = curl(second.url() + "/metrics");
+  EXPECT_GT(metric(m.body, "infergrid_kv_dram_blocks_dropped_total").value_or(0), 0);
+  std::filesystem::remove(segment);
 }
 
 }  // namespace
