@@ -6,6 +6,7 @@
 
 #include "bench/decode_bench.h"
 #include "bench/engine_bench.h"
+#include "bench/tier_bench.h"
 #include "cli/bench_serve_cmd.h"
 #include "cli/default_model.h"
 #include "cli/serve_cmd.h"
@@ -243,6 +244,13 @@ int main(int argc, char** argv) {
   engine_cmd->add_option("-t,--threads", bench_threads);
   engine_cmd->add_flag("--json", bench_json, "Print JSON instead of text");
 
+  TierBenchOptions tier_bench;
+  auto* tiers_cmd = bench_cmd->add_subcommand(
+      "tiers", "KV tier load bandwidth (DRAM, SSD) next to the raw bandwidth of each medium");
+  tiers_cmd->add_option("--block-bytes", tier_bench.block_bytes)->capture_default_str();
+  tiers_cmd->add_option("--blocks", tier_bench.blocks)->capture_default_str();
+  tiers_cmd->add_option("--dir", tier_bench.disk_dir, "Directory on the disk to measure");
+
   add_bench_serve_command(*bench_cmd);
   add_serve_command(app);
 
@@ -279,6 +287,12 @@ int main(int argc, char** argv) {
     auto result = run_decode_bench(**model, backend, bench_options);
     if (!result.is_ok()) return fail(result.status());
     std::printf("%s\n", bench_json ? result->to_json().c_str() : result->to_text().c_str());
+    return 0;
+  }
+  if (tiers_cmd->parsed()) {
+    auto report = run_tier_bench(tier_bench);
+    if (!report.is_ok()) return fail(report.status());
+    std::printf("%s", report->c_str());
     return 0;
   }
   if (engine_cmd->parsed()) {
