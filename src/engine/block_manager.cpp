@@ -105,22 +105,25 @@ BlockManager::Committed BlockManager::commit(uint64_t parent_key, std::span<cons
                                              int32_t block) {
   assert(static_cast<int>(tokens.size()) == block_size_);
   const uint64_t key = block_key(parent_key, tokens, fingerprint_);
-  if (!prefix_caching_ || node_of_block_[static_cast<size_t>(block)]) return {key, block};
+  if (!prefix_caching_) return {key, block, false};
+  if (node_of_block_[static_cast<size_t>(block)]) return {key, block, true};
   Node* parent = root_.get();
   if (parent_key != kRootBlockKey) {
     auto it = nodes_.find(parent_key);
-    if (it == nodes_.end()) return {key, block};
+    if (it == nodes_.end()) return {key, block, false};
     parent = it->second.get();
   }
-  if (auto existing = nodes_.find(key); existing != nodes_.end()) {
-    if (!std::equal(tokens.begin(), tokens.end(), existing->second->tokens.begin())) {
-      return {key, block};  // a hash collision: keep the block private
+  if (auto existing = parent->children.find(key); existing != parent->children.end()) {
+    Node* node = existing->second;
+    if (!std::equal(tokens.begin(), tokens.end(), node->tokens.begin())) {
+      return {key, block, false};  // a hash collision: keep the block private
     }
-    const int32_t shared = existing->second->block;
-    ref(shared);
+    // Computed at the same time by another sequence: share that block, free this one.
+    ref(node->block);
     unref(block);
-    return {key, shared};
+    return {key, node->block, true};
   }
+  if (nodes_.count(key)) return {key, block, false};  // the key exists under another parent
   auto node = std::make_unique<Node>();
   node->key = key;
   node->parent = parent;
@@ -134,7 +137,7 @@ BlockManager::Committed BlockManager::commit(uint64_t parent_key, std::span<cons
     make_evictable(node.get());
   }
   nodes_.emplace(key, std::move(node));
-  return {key, block};
+  return {key, block, true};
 }
 
 void BlockManager::evict_all_cached() {

@@ -80,6 +80,7 @@ class BlockManager {
   struct Committed {
     uint64_t key;
     int32_t block;
+    bool in_tree;  // false: prefix caching off, the parent is not cached, or a key collision
   };
   Committed commit(uint64_t parent_key, std::span<const int32_t> tokens, int32_t block);
 

@@ -114,24 +114,28 @@ EngineStats Engine::stats() const {
 }
 
 void Engine::publish_stats() {
+  // Gathered before taking the lock: tier stats may wait on another process's lock, and
+  // submit() must never wait behind that.
   const BlockManager& b = scheduler_->blocks();
-  std::lock_guard lock(mutex_);
-  stats_.running = scheduler_->n_running();
-  stats_.waiting = scheduler_->n_waiting();
-  stats_.blocks_total = b.n_blocks();
-  stats_.blocks_in_use = b.n_in_use();
-  stats_.blocks_cached = b.n_cached();
-  stats_.blocks_free = b.n_free();
-  stats_.block_bytes = KvPool::block_bytes(model_.config(), b.block_size());
-  stats_.counters = scheduler_->counters();
+  EngineStats fresh;
+  fresh.running = scheduler_->n_running();
+  fresh.waiting = scheduler_->n_waiting();
+  fresh.blocks_total = b.n_blocks();
+  fresh.blocks_in_use = b.n_in_use();
+  fresh.blocks_cached = b.n_cached();
+  fresh.blocks_free = b.n_free();
+  fresh.block_bytes = KvPool::block_bytes(model_.config(), b.block_size());
+  fresh.counters = scheduler_->counters();
   if (const auto& tier = scheduler_->options().disk_tier) {
-    stats_.has_disk_tier = true;
-    stats_.disk = tier->stats();
+    fresh.has_disk_tier = true;
+    fresh.disk = tier->stats();
   }
   if (const auto& tier = scheduler_->options().dram_tier) {
-    stats_.has_dram_tier = true;
-    stats_.dram = tier->stats();
+    fresh.has_dram_tier = true;
+    fresh.dram = tier->stats();
   }
+  std::lock_guard lock(mutex_);
+  stats_ = fresh;
   waiting_snapshot_ = stats_.waiting;
 }
 

@@ -76,8 +76,9 @@ struct Scheduler::Sequence {
   std::vector<int32_t> blocks;  // block table
   int n_committed = 0;          // leading full blocks registered with the prefix cache
   uint64_t last_key = kRootBlockKey;
-  int cached_tokens = -1;   // prefix-cache hit at first admission; -1 until admitted
-  int tier_hit_blocks = 0;  // blocks the current admission loaded from the disk tier
+  int cached_tokens = -1;       // prefix-cache hit at first admission; -1 until admitted
+  int tier_hit_blocks = 0;      // blocks the current admission loaded from a tier
+  bool commit_stopped = false;  // a block could not join the tree; later ones stay private
   int preemptions = 0;
 
   bool final_sent = false;
@@ -183,7 +184,7 @@ void Scheduler::on_block_evicted(int32_t block, uint64_t key, uint64_t parent_ke
   // Blocks are written through to DRAM when computed; one that is not there any more (pushed
   // out, or written before the tier existed) goes there now, else to the disk.
   if (dram_writer_) {
-    if (!options_.dram_tier->contains(key)) dram_writer_->enqueue(key, parent_key, tokens, bytes);
+    dram_writer_->enqueue(key, parent_key, tokens, bytes);  // put() skips blocks it holds
   } else if (disk_writer_ && !options_.disk_tier->contains(key)) {
     disk_writer_->enqueue(key, parent_key, tokens, bytes);
   }
@@ -337,6 +338,8 @@ void Scheduler::match_prefix(Sequence& seq) {
   const int n_tokens = static_cast<int>(seq.tokens.size());
   BlockManager::Match match = blocks_.match(seq.tokens, n_tokens / bs);
   seq.blocks = std::move(match.blocks);
+  seq.tier_hit_blocks = 0;
+  seq.commit_stopped = false;
   seq.n_committed = static_cast<int>(seq.blocks.size());
   seq.last_key = match.keys.empty() ? kRootBlockKey : match.keys.back();
   // Continue the match down the tiers (DRAM, then disk): each hit is loaded into a fresh
@@ -359,6 +362,10 @@ void Scheduler::match_prefix(Sequence& seq) {
       seq.last_key = committed.key;
       ++seq.n_committed;
       seq.tier_hit_blocks += 1;
+      if (!committed.in_tree) {
+        seq.commit_stopped = true;  // see after_compute: nothing may hang under this block
+        break;
+      }
     }
   }
   seq.n_computed = std::min(seq.n_committed * bs, n_tokens - 1);
@@ -561,9 +568,16 @@ void Scheduler::after_compute(Sequence& seq, int n_tokens, const float* logits) 
         std::span<const int32_t>(seq.tokens)
             .subspan(static_cast<size_t>(seq.n_committed) * bs, static_cast<size_t>(bs));
     int32_t& block = seq.blocks[static_cast<size_t>(seq.n_committed)];
+    if (seq.commit_stopped) break;
     const auto committed = blocks_.commit(seq.last_key, block_tokens, block);
-    // Write-through to the shared DRAM tier, so other processes can serve this prefix.
-    if (dram_writer_ && committed.block == block && !options_.dram_tier->contains(committed.key)) {
+    if (!committed.in_tree) {
+      // A key collision (or a parent no longer cached): this sequence's later blocks must not
+      // hang under a node that is not theirs, so they stay private.
+      seq.commit_stopped = options_.prefix_caching;
+    }
+    // Write-through to the shared DRAM tier, so other processes can serve this prefix. No
+    // lookup first: that would take the cross-process lock on the step thread.
+    if (dram_writer_ && committed.in_tree && committed.block == block) {
       const auto data = pool_.block(block);
       dram_writer_->enqueue(committed.key, seq.last_key, block_tokens,
                             {reinterpret_cast<const uint8_t*>(data.data()), data.size_bytes()});

@@ -67,11 +67,18 @@ class ShmTier::Lock {
       tier_.recover_locked();
       pthread_mutex_consistent(&tier_.header_->mutex);
     }
+    // Anything else (a damaged or unrecoverable mutex) means no mutual exclusion: the tier
+    // then behaves as empty rather than touching slots unprotected.
+    held_ = rc == 0 || rc == EOWNERDEAD;
   }
-  ~Lock() { pthread_mutex_unlock(&tier_.header_->mutex); }
+  ~Lock() {
+    if (held_) pthread_mutex_unlock(&tier_.header_->mutex);
+  }
+  bool held() const { return held_; }
 
  private:
   ShmTier& tier_;
+  bool held_ = false;
 };
 
 static std::string segment_for(const std::string& name, uint64_t layout_tag) {
@@ -216,7 +223,7 @@ int ShmTier::find_locked(uint64_t key) const {
 
 bool ShmTier::contains(uint64_t key) {
   Lock lock(*this);
-  return find_locked(key) >= 0;
+  return lock.held() && find_locked(key) >= 0;
 }
 
 Status ShmTier::put(uint64_t key, uint64_t parent_key, std::span<const int32_t> tokens,
@@ -232,6 +239,10 @@ Status ShmTier::put(uint64_t key, uint64_t parent_key, std::span<const int32_t> 
   uint64_t evicted_key = 0, evicted_parent = 0;
   {
     Lock lock(*this);
+    if (!lock.held()) {
+      return make_error(StatusCode::kIoError, "the lock of shared memory {} is unusable",
+                        segment_name_);
+    }
     Header& h = *header_;
     if (find_locked(key) >= 0) return Status::ok();
     int victim = -1;
@@ -284,6 +295,7 @@ Result<bool> ShmTier::get(uint64_t key, std::span<const int32_t> tokens,
   }
   std::vector<int32_t> stored_tokens(tokens.size());
   Lock lock(*this);
+  if (!lock.held()) return false;
   Header& h = *header_;
   const int i = find_locked(key);
   if (i < 0) {
@@ -312,8 +324,9 @@ Result<bool> ShmTier::get(uint64_t key, std::span<const int32_t> tokens,
 
 TierStats ShmTier::stats() {
   Lock lock(*this);
-  const Header& h = *header_;
   TierStats s;
+  if (!lock.held()) return s;
+  const Header& h = *header_;
   s.hits = h.hits;
   s.misses = h.misses;
   s.stored = h.stored;

@@ -3,6 +3,7 @@
 #include <deque>
 #include <optional>
 #include <random>
+#include <utility>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -231,26 +232,35 @@ class Session : public std::enable_shared_from_this<Session> {
     watch_for_disconnect();
   }
 
-  // While generating, a pending read notices the client going away.
+  // While generating, a pending read notices the client going away. When the client has
+  // already sent more bytes (a pipelined request), they are left for the next read instead.
   void watch_for_disconnect() {
-    if (reading_ || client_gone_) return;
+    if (reading_ || client_gone_ || buffer_.size() > 0) return;
     reading_ = true;
-    stream_.async_read_some(buffer_.prepare(4096),
-                            [self = shared_from_this()](beast::error_code ec, size_t n) {
-                              self->reading_ = false;
-                              if (ec) {
-                                self->client_gone_ = true;
-                                if (self->gen_ && !self->gen_->finished) {
-                                  self->server_.engine.cancel(self->gen_->request_id);
-                                } else if (!self->gen_) {
-                                  self->close();
-                                }
-                                return;
-                              }
-                              // Pipelined bytes of the next request: keep them for read_request().
-                              self->buffer_.commit(n);
-                              if (!self->gen_ && !self->responding_) self->read_request();
-                            });
+    stream_.async_read_some(
+        buffer_.prepare(4096),
+        [self = shared_from_this()](beast::error_code ec, size_t n) { self->on_watch(ec, n); });
+  }
+
+  void on_watch(beast::error_code ec, size_t n) {
+    reading_ = false;
+    const bool resume = std::exchange(resume_after_watch_, false);
+    if (ec == net::error::operation_aborted && resume && !gen_) {
+      return read_request();  // the response is done; wait for the next request
+    }
+    if (ec) {
+      client_gone_ = true;
+      if (gen_ && !gen_->finished) {
+        server_.engine.cancel(gen_->request_id);
+      } else if (!gen_) {
+        close();
+      }
+      return;
+    }
+    // Bytes of the next request: keep them for read_request(). Disconnects during the rest of
+    // this generation are then noticed only by a failed write.
+    buffer_.commit(n);
+    if (!gen_ && !responding_) read_request();
   }
 
   void on_event(const RequestEvent& e) {
@@ -413,7 +423,13 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void finish_exchange() {
     if (!keep_alive_ || server_.shutting_down) return close();
-    if (reading_) return;  // the disconnect watch becomes the next request's first read
+    if (reading_) {
+      // The disconnect watch has no timeout; stop it, and its handler starts the next read.
+      resume_after_watch_ = true;
+      beast::error_code ignored;
+      stream_.socket().cancel(ignored);
+      return;
+    }
     read_request();
   }
 
@@ -448,7 +464,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool keep_alive_ = true;
   bool reading_ = false;
   bool writing_ = false;
-  bool responding_ = false;  // a whole (non-streamed) response is being written
+  bool responding_ = false;          // a whole (non-streamed) response is being written
+  bool resume_after_watch_ = false;  // the watch was cancelled to read the next request
   bool client_gone_ = false;
   std::optional<Generation> gen_;
   std::deque<WriteItem> writes_;

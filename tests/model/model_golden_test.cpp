@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <ostream>
 
 #include "kernels/cpu_backend.h"
 #include "model/golden_data.h"
@@ -60,6 +61,10 @@ struct GoldenCase {
   double max_abs;  // 0: not checked (quantized)
   double min_cosine;
 };
+
+// Without this gtest prints the struct's bytes (a pointer among them) into the test's CTest
+// name, which then changes with every build.
+void PrintTo(const GoldenCase& c, std::ostream* os) { *os << c.name; }
 
 class ModelGolden : public ::testing::TestWithParam<GoldenCase> {};
 
