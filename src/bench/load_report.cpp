@@ -64,6 +64,11 @@ nlohmann::json distribution_json(const Distribution& d) {
   return {{"count", d.count}, {"mean", d.mean}, {"p50", d.p50}, {"p90", d.p90}, {"p99", d.p99}};
 }
 
+// Null when nothing was measured, so that an empty split is not read as zero latency.
+nlohmann::json nonempty_distribution_json(const Distribution& d) {
+  return d.count > 0 ? distribution_json(d) : nlohmann::json(nullptr);
+}
+
 nlohmann::json optional_json(std::optional<double> v) {
   return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
 }
@@ -141,8 +146,10 @@ LoadReport summarize(const std::vector<RequestRecord>& records, double duration_
   r.slo = slo;
   r.n_requests = records.size();
   r.duration_s = duration_s;
-  std::vector<double> ttft, tpot, itl, e2e;
+  std::vector<double> ttft, tpot, itl, e2e, ttft_first, ttft_returning;
   for (const RequestRecord& rec : records) {
+    const bool returning = rec.turn >= 2;
+    if (returning) r.has_returning_turns = true;
     if (!rec.success) {
       ++r.n_failed;
       if (r.first_errors.size() < LoadReport::kMaxErrors &&
@@ -159,6 +166,13 @@ LoadReport summarize(const std::vector<RequestRecord>& records, double duration_
     r.prompt_tokens += rec.prompt_tokens;
     r.completion_tokens += rec.completion_tokens;
     ttft.push_back(rec.ttft_s * 1000.0);
+    if (returning) {
+      ttft_returning.push_back(rec.ttft_s * 1000.0);
+      r.prompt_tokens_returning += rec.prompt_tokens;
+      r.cached_tokens_returning += rec.cached_tokens;
+    } else {
+      ttft_first.push_back(rec.ttft_s * 1000.0);
+    }
     e2e.push_back(rec.e2e_s * 1000.0);
     if (rec.tpot_s() >= 0) tpot.push_back(rec.tpot_s() * 1000.0);
     for (double gap : rec.itl_s) itl.push_back(gap * 1000.0);
@@ -167,6 +181,8 @@ LoadReport summarize(const std::vector<RequestRecord>& records, double duration_
   r.tpot_ms = summarize_distribution(tpot);
   r.itl_ms = summarize_distribution(itl);
   r.e2e_ms = summarize_distribution(e2e);
+  r.ttft_first_turn_ms = summarize_distribution(ttft_first);
+  r.ttft_returning_turn_ms = summarize_distribution(ttft_returning);
   if (duration_s > 0) {
     r.request_throughput = static_cast<double>(r.n_success) / duration_s;
     r.output_throughput = static_cast<double>(r.completion_tokens) / duration_s;
@@ -213,12 +229,22 @@ std::string LoadReport::to_text() const {
                                "ignored ignore_eos?)",
                                n_short_output));
   }
-  t += fmt::format("\n{:<10}{:>7}{:>11}{:>11}{:>11}{:>11}\n", "ms", "count", "mean", "p50", "p90",
-                   "p99");
-  for (const auto& [name, d] : {std::pair{"TTFT", &ttft_ms}, std::pair{"TPOT", &tpot_ms},
-                                std::pair{"ITL", &itl_ms}, std::pair{"E2E", &e2e_ms}}) {
-    t += fmt::format("{:<10}{:>7}{:>11.2f}{:>11.2f}{:>11.2f}{:>11.2f}\n", name, d->count, d->mean,
-                     d->p50, d->p90, d->p99);
+  std::vector<std::pair<const char*, const Distribution*>> table = {
+      {"TTFT", &ttft_ms}, {"TPOT", &tpot_ms}, {"ITL", &itl_ms}, {"E2E", &e2e_ms}};
+  if (has_returning_turns) {
+    table.emplace_back("TTFT first turns", &ttft_first_turn_ms);
+    table.emplace_back("TTFT returning turns", &ttft_returning_turn_ms);
+  }
+  const int label_width = has_returning_turns ? 22 : 10;
+  t += fmt::format("\n{:<{}}{:>7}{:>11}{:>11}{:>11}{:>11}\n", "ms", label_width, "count", "mean",
+                   "p50", "p90", "p99");
+  for (const auto& [name, d] : table) {
+    t += fmt::format("{:<{}}{:>7}{:>11.2f}{:>11.2f}{:>11.2f}{:>11.2f}\n", name, label_width,
+                     d->count, d->mean, d->p50, d->p90, d->p99);
+  }
+  if (has_returning_turns) {
+    t += fmt::format("returning turns: {} prompt tokens, {} reported cached by the server\n",
+                     prompt_tokens_returning, cached_tokens_returning);
   }
   if (!first_errors.empty()) {
     t += "\nerrors (first distinct):\n";
@@ -267,6 +293,10 @@ std::string LoadReport::to_json() const {
   j["tpot_ms"] = distribution_json(tpot_ms);
   j["itl_ms"] = distribution_json(itl_ms);
   j["e2e_ms"] = distribution_json(e2e_ms);
+  j["ttft_first_turn_ms"] = nonempty_distribution_json(ttft_first_turn_ms);
+  j["ttft_returning_turn_ms"] = nonempty_distribution_json(ttft_returning_turn_ms);
+  j["prompt_tokens_returning"] = prompt_tokens_returning;
+  j["cached_tokens_returning"] = cached_tokens_returning;
   if (metrics) {
     j["metrics_check"] = {
         {"client",

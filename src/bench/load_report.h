@@ -30,6 +30,11 @@ struct RequestRecord {
   int completion_tokens = 0;
   int requested_output_tokens = 0;
   bool usage_reported = false;  // false: completion_tokens counts content chunks instead
+  // usage.prompt_tokens_details.cached_tokens when the server reports it, else 0.
+  int cached_tokens = 0;
+  // 1-based turn of its conversation; 2 and up resend a history the server has seen. Requests
+  // of workloads without conversations are all turn 1.
+  int turn = 1;
 
   // -1 when fewer than two tokens came back.
   double tpot_s() const;
@@ -106,6 +111,13 @@ struct LoadReport {
   Distribution tpot_ms;
   Distribution itl_ms;
   Distribution e2e_ms;
+  // TTFT split by turn, for multi-turn workloads: a first turn has nothing a cache could reuse,
+  // a returning turn (turn >= 2) resends a history the server has already seen.
+  bool has_returning_turns = false;  // some request, sent or not, has turn >= 2
+  Distribution ttft_first_turn_ms;
+  Distribution ttft_returning_turn_ms;
+  int64_t prompt_tokens_returning = 0;  // successful returning turns only
+  int64_t cached_tokens_returning = 0;  // their usage cached_tokens; 0 when never reported
   std::optional<MetricsCheck> metrics;
 
   static constexpr size_t kMaxErrors = 5;

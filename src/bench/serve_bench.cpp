@@ -86,6 +86,9 @@ class Runner {
     size_t offset = workload.requests.size();
     for (const Conversation& c : workload.conversations) {
       conversation_offsets_.push_back(offset);
+      for (size_t t = 0; t < c.user_turns.size(); ++t) {
+        records_[offset + t].turn = static_cast<int>(t) + 1;
+      }
       offset += c.user_turns.size();
     }
     answers_.resize(workload.conversations.size());
@@ -243,6 +246,13 @@ class Runner {
       rec.prompt_tokens = usage->value("prompt_tokens", 0);
       rec.completion_tokens = usage->value("completion_tokens", 0);
       rec.usage_reported = true;
+      if (auto details = usage->find("prompt_tokens_details");
+          details != usage->end() && details->is_object()) {
+        if (auto cached = details->find("cached_tokens");
+            cached != details->end() && cached->is_number_integer()) {
+          rec.cached_tokens = cached->get<int>();
+        }
+      }
     }
   }
 

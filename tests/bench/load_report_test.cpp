@@ -101,6 +101,77 @@ TEST(LoadReport, ShortOutputsAreFlagged) {
   EXPECT_EQ(summarize({r}, 1.0, SloOptions{}).n_short_output, 1u);
 }
 
+RequestRecord turn_record(int turn, double ttft_s, int prompt_tokens, int cached_tokens) {
+  RequestRecord r = ok_record(ttft_s, ttft_s + 0.5, 4, prompt_tokens);
+  r.turn = turn;
+  r.cached_tokens = cached_tokens;
+  return r;
+}
+
+TEST(LoadReport, TtftIsSplitIntoFirstAndReturningTurns) {
+  std::vector<RequestRecord> records = {
+      turn_record(1, 0.4, 100, 0),   turn_record(1, 0.2, 100, 0),
+      turn_record(2, 0.1, 200, 150), turn_record(3, 0.05, 300, 250),
+      turn_record(2, 0.03, 210, 0),  failed_record("HTTP 500: boom"),  // a failed turn 1
+  };
+  RequestRecord failed_returning = failed_record("not sent");
+  failed_returning.turn = 4;
+  records.push_back(failed_returning);
+  const LoadReport r = summarize(records, 1.0, SloOptions{});
+  EXPECT_TRUE(r.has_returning_turns);
+  EXPECT_EQ(r.ttft_ms.count, 5u);
+  EXPECT_EQ(r.ttft_first_turn_ms.count, 2u);
+  EXPECT_NEAR(r.ttft_first_turn_ms.mean, 300, 1e-9);
+  EXPECT_NEAR(r.ttft_first_turn_ms.p50, 300, 1e-9);
+  EXPECT_EQ(r.ttft_returning_turn_ms.count, 3u);  // failures have no TTFT
+  EXPECT_NEAR(r.ttft_returning_turn_ms.mean, 60, 1e-9);
+  EXPECT_NEAR(r.ttft_returning_turn_ms.p50, 50, 1e-9);
+  EXPECT_NEAR(r.ttft_returning_turn_ms.p90, 90, 1e-9);  // 50 + 0.8 * (100 - 50)
+  EXPECT_NEAR(r.ttft_returning_turn_ms.p99, 99, 1e-9);
+  EXPECT_EQ(r.prompt_tokens_returning, 710);
+  EXPECT_EQ(r.cached_tokens_returning, 400);
+
+  const auto j = nlohmann::json::parse(r.to_json());
+  EXPECT_EQ(j["ttft_first_turn_ms"]["count"], 2);
+  EXPECT_DOUBLE_EQ(j["ttft_first_turn_ms"]["mean"].get<double>(), r.ttft_first_turn_ms.mean);
+  EXPECT_EQ(j["ttft_returning_turn_ms"]["count"], 3);
+  for (const char* field : {"mean", "p50", "p90", "p99"}) {
+    EXPECT_TRUE(j["ttft_returning_turn_ms"][field].is_number()) << field;
+  }
+  EXPECT_DOUBLE_EQ(j["ttft_returning_turn_ms"]["p90"].get<double>(), r.ttft_returning_turn_ms.p90);
+  EXPECT_EQ(j["prompt_tokens_returning"], 710);
+  EXPECT_EQ(j["cached_tokens_returning"], 400);
+
+  const std::string text = r.to_text();
+  const size_t first = text.find("\nTTFT first turns ");
+  const size_t returning = text.find("\nTTFT returning turns ");
+  ASSERT_NE(first, std::string::npos) << text;
+  ASSERT_NE(returning, std::string::npos) << text;
+  EXPECT_LT(text.find("\nE2E "), first);  // under the existing rows
+  EXPECT_LT(first, returning);
+  const std::string row = text.substr(returning + 1, text.find('\n', returning + 1) - returning);
+  EXPECT_NE(row.find(" 3 "), std::string::npos) << row;
+  EXPECT_NE(row.find("60.00"), std::string::npos) << row;
+}
+
+TEST(LoadReport, SingleTurnWorkloadsHaveNoReturningTurns) {
+  const LoadReport r = summarize({ok_record(0.1, 1.0, 4), ok_record(0.3, 1.0, 4)}, 1.0, {});
+  EXPECT_FALSE(r.has_returning_turns);
+  EXPECT_EQ(r.ttft_first_turn_ms.count, 2u);
+  EXPECT_NEAR(r.ttft_first_turn_ms.mean, r.ttft_ms.mean, 1e-9);
+  EXPECT_EQ(r.ttft_returning_turn_ms.count, 0u);
+  const auto j = nlohmann::json::parse(r.to_json());
+  EXPECT_TRUE(j["ttft_returning_turn_ms"].is_null());
+  EXPECT_EQ(j["ttft_first_turn_ms"]["count"], 2);
+  EXPECT_EQ(j["prompt_tokens_returning"], 0);
+  EXPECT_EQ(j["cached_tokens_returning"], 0);
+  EXPECT_EQ(r.to_text().find("returning"), std::string::npos);
+  // Nothing measured at all: both splits are null, not zero latency.
+  const auto empty = nlohmann::json::parse(summarize({}, 0, {}).to_json());
+  EXPECT_TRUE(empty["ttft_first_turn_ms"].is_null());
+  EXPECT_TRUE(empty["ttft_returning_turn_ms"].is_null());
+}
+
 TEST(PrometheusText, ReadsTheThreeCountersSummedOverLabels) {
   const std::string text =
       "# HELP infergrid_request_success_total Requests finished successfully.\n"

@@ -43,6 +43,15 @@ class FakeOpenAi {
     std::lock_guard<std::mutex> lock(mutex_);
     return bodies_;
   }
+  // Per answered request, in the order of bodies() less the failed ones.
+  std::vector<int> reported_cached_tokens() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return reported_cached_tokens_;
+  }
+  std::vector<int> reported_prompt_tokens() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return reported_prompt_tokens_;
+  }
   std::atomic<int> fail_every{0};  // every n-th generation request answers HTTP 500
 
  private:
@@ -74,8 +83,12 @@ class FakeOpenAi {
     }
     const bool chat = target == "/v1/chat/completions";
     int prompt_tokens = 0;
+    int cached_tokens = 0;  // chat: all but the last message, as if a prefix cache held them
     if (chat) {
-      for (const json& m : body["messages"]) prompt_tokens += word_count(m["content"]) + 3;
+      for (const json& m : body["messages"]) {
+        cached_tokens = prompt_tokens;
+        prompt_tokens += word_count(m["content"]) + 3;
+      }
     } else {
       prompt_tokens = word_count(body["prompt"]);
     }
@@ -88,12 +101,13 @@ class FakeOpenAi {
           chat ? json{{"choices", {{{"index", 0}, {"delta", {{"content", text}}}}}}}.dump()
                : json{{"choices", {{{"index", 0}, {"text", text}}}}}.dump());
     }
-    events.push_back(json{{"choices", json::array()},
-                          {"usage",
-                           {{"prompt_tokens", prompt_tokens},
-                            {"completion_tokens", n},
-                            {"total_tokens", prompt_tokens + n}}}}
-                         .dump());
+    json usage = {{"prompt_tokens", prompt_tokens},
+                  {"completion_tokens", n},
+                  {"total_tokens", prompt_tokens + n}};
+    if (chat) usage["prompt_tokens_details"] = {{"cached_tokens", cached_tokens}};
+    events.push_back(json{{"choices", json::array()}, {"usage", usage}}.dump());
+    reported_cached_tokens_.push_back(cached_tokens);
+    reported_prompt_tokens_.push_back(prompt_tokens);
     events.push_back("[DONE]");
     ++success_;
     prompt_tokens_ += prompt_tokens;
@@ -105,6 +119,8 @@ class FakeOpenAi {
 
   std::mutex mutex_;
   std::vector<json> bodies_;
+  std::vector<int> reported_cached_tokens_;
+  std::vector<int> reported_prompt_tokens_;
   int64_t success_ = 0;
   int64_t prompt_tokens_ = 0;
   int64_t generation_tokens_ = 0;
@@ -203,6 +219,26 @@ TEST(ServeBench, MultiTurnResendsHistoryWithTheServersAnswers) {
       }
     }
   }
+
+  // Turns 2 and 3 of each conversation are returning turns; their tokens, and the cached tokens
+  // the server reported for them, are summed on their own.
+  EXPECT_TRUE(report->has_returning_turns);
+  EXPECT_EQ(report->ttft_first_turn_ms.count, 3u);
+  EXPECT_EQ(report->ttft_returning_turn_ms.count, 6u);
+  const auto bodies = server.bodies();
+  const auto cached = server.reported_cached_tokens();
+  const auto prompt = server.reported_prompt_tokens();
+  ASSERT_EQ(cached.size(), bodies.size());
+  int64_t prompt_returning = 0, cached_returning = 0;
+  for (size_t i = 0; i < bodies.size(); ++i) {
+    if (bodies[i]["messages"].size() <= 2) continue;  // a first turn: system and user
+    prompt_returning += prompt[i];
+    cached_returning += cached[i];
+  }
+  EXPECT_GT(cached_returning, 0);
+  EXPECT_EQ(report->prompt_tokens_returning, prompt_returning);
+  EXPECT_EQ(report->cached_tokens_returning, cached_returning);
+  EXPECT_NE(report->to_text().find("TTFT returning turns"), std::string::npos);
 }
 
 TEST(ServeBench, PoissonArrivalsAndChatEndpoint) {
@@ -217,6 +253,10 @@ TEST(ServeBench, PoissonArrivalsAndChatEndpoint) {
   ASSERT_TRUE(report.is_ok()) << report.status().to_string();
   EXPECT_EQ(report->n_success, 12u) << report->to_text();
   EXPECT_EQ(report->completion_tokens, 60);
+  EXPECT_FALSE(report->has_returning_turns);  // every request of a random workload is turn 1
+  EXPECT_EQ(report->ttft_first_turn_ms.count, 12u);
+  EXPECT_EQ(report->ttft_returning_turn_ms.count, 0u);
+  EXPECT_EQ(report->cached_tokens_returning, 0);
   ASSERT_TRUE(report->goodput.has_value());
   EXPECT_EQ(report->n_good, 12u);
   for (const json& b : server.bodies()) {
@@ -273,6 +313,9 @@ TEST(ServeBench, FailedTurnStopsItsConversation) {
   EXPECT_EQ(report->n_success, 1u);
   EXPECT_EQ(report->n_failed, 3u);
   EXPECT_EQ(server.bodies().size(), 2u);
+  // Turns that were never answered still count as returning turns for the text report.
+  EXPECT_TRUE(report->has_returning_turns);
+  EXPECT_EQ(report->ttft_returning_turn_ms.count, 0u);
 }
 
 TEST(ServeBench, UnreachableServerAndBadOptionsAreErrors) {

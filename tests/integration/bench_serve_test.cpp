@@ -123,11 +123,25 @@ TEST_F(BenchServeTest, SharedPrefixClientTotalsEqualServerMetrics) {
 }
 
 TEST_F(BenchServeTest, MultiTurnChatAndPoissonArrivals) {
+  constexpr int kConversations = 3, kTurns = 3;
   const json report = run_and_check(
-      "--workload multi-turn --conversations 3 --turns 3 --input-len 15 --output-len 6 "
-      "--prefix-len 50 --request-rate 50 --think-time-ms 5",
-      9, 6);
+      "--workload multi-turn --conversations " + std::to_string(kConversations) + " --turns " +
+          std::to_string(kTurns) +
+          " --input-len 15 --output-len 6 --prefix-len 50 --request-rate 50 --think-time-ms 5",
+      kConversations * kTurns, 6);
   EXPECT_EQ(report["endpoint"], "chat");
+  // Every turn after the first resends a history this server has seen.
+  ASSERT_TRUE(report["ttft_returning_turn_ms"].is_object()) << report.dump(2);
+  EXPECT_EQ(report["ttft_returning_turn_ms"]["count"], kConversations * (kTurns - 1));
+  EXPECT_EQ(report["ttft_first_turn_ms"]["count"], kConversations);
+  EXPECT_GT(report["prompt_tokens_returning"].get<int64_t>(), 0);
+  EXPECT_LT(report["prompt_tokens_returning"].get<int64_t>(),
+            report["prompt_tokens"].get<int64_t>());
+  // The history of a returning turn is in the prefix cache (the pool holds all of it), and the
+  // server reports it in usage.prompt_tokens_details.cached_tokens.
+  EXPECT_GT(report["cached_tokens_returning"].get<int64_t>(), 0);
+  EXPECT_LE(report["cached_tokens_returning"].get<int64_t>(),
+            report["prompt_tokens_returning"].get<int64_t>());
 }
 
 TEST_F(BenchServeTest, TextReportShowsTheComparison) {
