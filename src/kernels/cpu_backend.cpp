@@ -204,10 +204,11 @@ void CpuBackend::attention(const float* q, std::span<const int32_t> positions,
   // one-token runs agree bit for bit.
   constexpr int64_t kQueryTile = 16;
   constexpr int64_t kKeyTile = 16;
+  static_assert(kKeyTile <= kMaxAttentionTileKeys);
   const int group = p.n_heads / p.n_kv_heads;
   const int64_t q_row = static_cast<int64_t>(p.n_heads) * p.head_dim;
   const int64_t max_rows = kQueryTile * group;
-  const int64_t per_thread = max_rows * (p.head_dim + kKeyTile + 2);
+  const int64_t per_thread = max_rows * (p.head_dim + 2);
   if (attn_scratch_.size() < static_cast<size_t>(per_thread * pool_.size())) {
     attn_scratch_.resize(static_cast<size_t>(per_thread * pool_.size()));
   }
@@ -226,8 +227,7 @@ void CpuBackend::attention(const float* q, std::span<const int32_t> positions,
     const int64_t head_offset = static_cast<int64_t>(task.kv_head) * p.head_dim;
     const int64_t n_rows = task.n_tokens * group;
     float* acc = attn_scratch_.data() + per_thread * thread;  // n_rows x head_dim
-    float* scores = acc + max_rows * p.head_dim;              // kKeyTile per row
-    float* row_max = scores + max_rows * kKeyTile;
+    float* row_max = acc + max_rows * p.head_dim;
     float* row_sum = row_max + max_rows;
     std::fill(acc, acc + n_rows * p.head_dim, 0.0f);
     std::fill(row_max, row_max + n_rows, -INFINITY);
@@ -250,29 +250,8 @@ void CpuBackend::attention(const float* q, std::span<const int32_t> positions,
         if (n_keys <= 0) continue;
         const int h = task.kv_head * group + static_cast<int>(r % group);
         const float* qh = q + t * q_row + static_cast<int64_t>(h) * p.head_dim;
-        float* s = scores + r * kKeyTile;
-        float tile_max = -INFINITY;
-        for (int64_t j = 0; j < n_keys; ++j) {
-          s[j] = kernels_->dot_f32_f32(qh, k_rows[j], p.head_dim) * p.scale;
-          tile_max = std::max(tile_max, s[j]);
-        }
-        float* a = acc + r * p.head_dim;
-        const float new_max = std::max(row_max[r], tile_max);
-        if (new_max > row_max[r] && row_sum[r] > 0.0f) {
-          const float correction = std::exp(row_max[r] - new_max);
-          kernels_->scale(correction, a, p.head_dim);
-          row_sum[r] *= correction;
-        }
-        row_max[r] = new_max;
-        for (int64_t j = 0; j < n_keys; ++j) {
-          // Weights below e^-64 cannot move a sum that holds e^0 = 1; skipping them also keeps
-          // denormal products (which stall x86 FPUs for ~100 cycles each) out of the loop.
-          const float d = s[j] - new_max;
-          if (d < -64.0f) continue;
-          const float e = std::exp(d);
-          row_sum[r] += e;
-          kernels_->axpy(e, v_rows[j], a, p.head_dim);
-        }
+        kernels_->attention_tile(qh, k_rows, v_rows, static_cast<int>(n_keys), p.head_dim, p.scale,
+                                 acc + r * p.head_dim, &row_max[r], &row_sum[r]);
       }
     }
     for (int64_t r = 0; r < n_rows; ++r) {

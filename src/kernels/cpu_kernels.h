@@ -27,6 +27,8 @@ using QuantizeActFn = void (*)(const float* x, void* y, int64_t n);
 using MatDotFn = void (*)(int64_t n, const void* w, size_t w_row_bytes, int64_t n_w, const void* x,
                           size_t x_row_bytes, int64_t n_x, float* y, int64_t y_stride);
 
+inline constexpr int kMaxAttentionTileKeys = 64;
+
 struct CpuKernels {
   std::string name;  // "scalar", "avx2", "avx512"
 
@@ -52,6 +54,16 @@ struct CpuKernels {
   void (*scale)(float a, float* y, int64_t n) = nullptr;                 // y *= a
   void (*rms_norm)(const float* x, const float* weight, float* y, int64_t n, float eps) = nullptr;
   void (*swiglu)(const float* gate, const float* up, float* y, int64_t n) = nullptr;  // silu(g)*u
+  // One query row against a tile of keys with the online softmax (FlashAttention's update):
+  //   s_j = scale * dot(q, k_j), m' = max(m, s_j...), acc = acc * e^(m - m') + sum_j e^(s_j - m')
+  //   v_j, sum = sum * e^(m - m') + sum_j e^(s_j - m'); m = m'.
+  // acc (head_dim), row_max and row_sum carry the state between tiles (start: 0, -inf, 0);
+  // 1 <= n_keys <= kMaxAttentionTileKeys.
+  // Weights below e^-64 are dropped: they cannot move a sum that holds e^0 = 1, and skipping
+  // them keeps denormal products (which stall x86 FPUs) out of the loop.
+  void (*attention_tile)(const float* q, const float* const* k_rows, const float* const* v_rows,
+                         int n_keys, int head_dim, float scale, float* acc, float* row_max,
+                         float* row_sum) = nullptr;
 
   VecDotFn dot_for(TensorType weight_type) const;
   MatDotFn mat_dot_for(TensorType weight_type) const;     // nullptr when the type has none

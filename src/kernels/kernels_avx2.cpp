@@ -10,6 +10,7 @@
 // Quantizers produce exactly the reference bytes (same float operations, same rounding rule).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -453,7 +454,7 @@ void axpy(float a, const float* x, float* y, int64_t n) {
   for (; i < n; ++i) y[i] += a * x[i];
 }
 
-void scale(float a, float* y, int64_t n) {
+void scale_f32(float a, float* y, int64_t n) {
   const __m256 av = _mm256_set1_ps(a);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(av, _mm256_loadu_ps(y + i)));
@@ -505,6 +506,91 @@ void swiglu(const float* gate, const float* up, float* y, int64_t n) {
   for (; i < n; ++i) y[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+void attention_tile(const float* q, const float* const* k_rows, const float* const* v_rows,
+                    int n_keys, int head_dim, float scale, float* acc, float* row_max,
+                    float* row_sum) {
+  alignas(32) float scores[kMaxAttentionTileKeys];
+  const int n8 = head_dim & ~7;
+  int j = 0;
+  // Four keys at a time: four independent FMA chains and one shared horizontal sum.
+  for (; j + 4 <= n_keys; j += 4) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int i = 0; i < n8; i += 8) {
+      const __m256 qv = _mm256_loadu_ps(q + i);
+      a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k_rows[j] + i), a0);
+      a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k_rows[j + 1] + i), a1);
+      a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k_rows[j + 2] + i), a2);
+      a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k_rows[j + 3] + i), a3);
+    }
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    _mm_store_ps(scores + j, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+    for (int i = n8; i < head_dim; ++i) {
+      for (int t = 0; t < 4; ++t) scores[j + t] += q[i] * k_rows[j + t][i];
+    }
+  }
+  for (; j < n_keys; ++j) {
+    __m256 a = _mm256_setzero_ps();
+    for (int i = 0; i < n8; i += 8) {
+      a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k_rows[j] + i), a);
+    }
+    scores[j] = hsum(a);
+    for (int i = n8; i < head_dim; ++i) scores[j] += q[i] * k_rows[j][i];
+  }
+  float tile_max = -INFINITY;
+  for (j = 0; j < n_keys; ++j) {
+    scores[j] *= scale;
+    tile_max = std::max(tile_max, scores[j]);
+  }
+  const float new_max = std::max(*row_max, tile_max);
+  if (new_max > *row_max && *row_sum > 0.0f) {
+    const float correction = std::exp(*row_max - new_max);
+    scale_f32(correction, acc, head_dim);
+    *row_sum *= correction;
+  }
+  *row_max = new_max;
+  // Weights, eight at a time; the ones below e^-64 become exact zeros.
+  const __m256 max_v = _mm256_set1_ps(new_max);
+  const __m256 floor_v = _mm256_set1_ps(-64.0f);
+  for (j = 0; j + 8 <= n_keys; j += 8) {
+    const __m256 d = _mm256_sub_ps(_mm256_load_ps(scores + j), max_v);
+    const __m256 keep = _mm256_cmp_ps(d, floor_v, _CMP_GE_OQ);
+    _mm256_store_ps(scores + j, _mm256_and_ps(exp_ps(d), keep));
+  }
+  for (; j < n_keys; ++j) {
+    const float d = scores[j] - new_max;
+    scores[j] = d < -64.0f ? 0.0f : std::exp(d);
+  }
+  for (j = 0; j < n_keys; ++j) *row_sum += scores[j];
+  // 32 columns at a time: four independent FMA chains instead of one latency-bound chain.
+  int i = 0;
+  for (; i + 32 <= n8; i += 32) {
+    __m256 a0 = _mm256_loadu_ps(acc + i), a1 = _mm256_loadu_ps(acc + i + 8),
+           a2 = _mm256_loadu_ps(acc + i + 16), a3 = _mm256_loadu_ps(acc + i + 24);
+    for (j = 0; j < n_keys; ++j) {
+      const __m256 w = _mm256_set1_ps(scores[j]);
+      const float* v = v_rows[j] + i;
+      a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v), a0);
+      a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8), a1);
+      a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 16), a2);
+      a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 24), a3);
+    }
+    _mm256_storeu_ps(acc + i, a0);
+    _mm256_storeu_ps(acc + i + 8, a1);
+    _mm256_storeu_ps(acc + i + 16, a2);
+    _mm256_storeu_ps(acc + i + 24, a3);
+  }
+  for (; i < n8; i += 8) {
+    __m256 a = _mm256_loadu_ps(acc + i);
+    for (j = 0; j < n_keys; ++j) {
+      a = _mm256_fmadd_ps(_mm256_set1_ps(scores[j]), _mm256_loadu_ps(v_rows[j] + i), a);
+    }
+    _mm256_storeu_ps(acc + i, a);
+  }
+  for (i = n8; i < head_dim; ++i) {
+    for (j = 0; j < n_keys; ++j) acc[i] += scores[j] * v_rows[j][i];
+  }
+}
+
 }  // namespace
 
 namespace detail {
@@ -524,9 +610,10 @@ void fill_avx2_kernels(CpuKernels& k) {
   k.quantize_q8_K = quantize_q8_K;
   k.dot_f32_f32 = dot_f32_f32;
   k.axpy = axpy;
-  k.scale = scale;
+  k.scale = scale_f32;
   k.rms_norm = rms_norm;
   k.swiglu = swiglu;
+  k.attention_tile = attention_tile;
 }
 
 }  // namespace detail

@@ -3,6 +3,7 @@
 //
 // Quantized dot products accumulate each block's (or sub-block's) integer sum exactly in int32
 // and only then scale it, which is the split the SIMD versions must reproduce.
+#include <algorithm>
 #include <cmath>
 
 #include "core/fp16.h"
@@ -154,6 +155,31 @@ void swiglu(const float* gate, const float* up, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+void attention_tile(const float* q, const float* const* k_rows, const float* const* v_rows,
+                    int n_keys, int head_dim, float scale, float* acc, float* row_max,
+                    float* row_sum) {
+  float scores[kMaxAttentionTileKeys];
+  float tile_max = -INFINITY;
+  for (int j = 0; j < n_keys; ++j) {
+    scores[j] = dot_f32_f32(q, k_rows[j], head_dim) * scale;
+    tile_max = std::max(tile_max, scores[j]);
+  }
+  const float new_max = std::max(*row_max, tile_max);
+  if (new_max > *row_max && *row_sum > 0.0f) {
+    const float correction = std::exp(*row_max - new_max);
+    for (int i = 0; i < head_dim; ++i) acc[i] *= correction;
+    *row_sum *= correction;
+  }
+  *row_max = new_max;
+  for (int j = 0; j < n_keys; ++j) {
+    const float d = scores[j] - new_max;
+    if (d < -64.0f) continue;
+    const float e = std::exp(d);
+    *row_sum += e;
+    for (int i = 0; i < head_dim; ++i) acc[i] += e * v_rows[j][i];
+  }
+}
+
 }  // namespace
 
 namespace detail {
@@ -176,6 +202,7 @@ void fill_scalar_kernels(CpuKernels& k) {
   k.scale = scale;
   k.rms_norm = rms_norm;
   k.swiglu = swiglu;
+  k.attention_tile = attention_tile;
 }
 
 }  // namespace detail

@@ -52,7 +52,8 @@ std::vector<float> reference_attention(const float* q, const std::vector<int32_t
       for (double& x : s) z += (x = std::exp(x - m));
       for (int i = 0; i < p.head_dim; ++i) {
         double acc = 0;
-        for (size_t j = 0; j < s.size(); ++j) acc += s[j] / z * v[j * kv_dim + kvh * p.head_dim + i];
+        for (size_t j = 0; j < s.size(); ++j)
+          acc += s[j] / z * v[j * kv_dim + kvh * p.head_dim + i];
         out[(t * p.n_heads + h) * p.head_dim + i] = static_cast<float>(acc);
       }
     }
@@ -109,9 +110,9 @@ TEST(CpuBackend, PagedAttentionMatchesContiguousReferenceOnEveryTable) {
         k.insert(k.end(), kr, kr + kv_dim);
         v.insert(v.end(), vr, vr + kv_dim);
       }
-      std::vector<int32_t> seq_positions(positions.begin() + batch[i].first_token,
-                                         positions.begin() + batch[i].first_token +
-                                             batch[i].n_tokens);
+      std::vector<int32_t> seq_positions(
+          positions.begin() + batch[i].first_token,
+          positions.begin() + batch[i].first_token + batch[i].n_tokens);
       const float* q_seq = q.data() + batch[i].first_token * p.n_heads * p.head_dim;
       const auto expected = reference_attention(q_seq, seq_positions, k, v, p);
       const float* got = out.data() + batch[i].first_token * p.n_heads * p.head_dim;

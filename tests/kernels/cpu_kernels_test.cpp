@@ -14,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstring>
@@ -342,6 +343,51 @@ TEST_P(FloatOps, Swiglu) {
   }
 }
 
+// Three successive tiles through the online-softmax state, at head sizes with and without a
+// tail of 8 and at 1..64 keys; a large scale pushes some weights under the e^-64 cut.
+// Tolerance, relative to the row's weight sum: 1e-5 (exps differ by ~2 ulp) plus the rounding of
+// the scores, which lands in the exponent: 2^-21 * scale * sum_i |q_i k_i| (dots differ only in
+// summation order).
+TEST_P(FloatOps, AttentionTile) {
+  std::mt19937 rng(test::kSeed + 8);
+  for (int head_dim : {8, 20, 32, 64, 67, 128}) {
+    for (int n_keys : {1, 3, 4, 7, 8, 13, 16, 33, kMaxAttentionTileKeys}) {
+      for (float scale : {0.17f, 12.0f}) {
+        const std::vector<float> q = test::random_floats(head_dim, rng);
+        std::vector<float> acc_want(head_dim, 0.0f), acc_got(head_dim, 0.0f);
+        float max_want = -INFINITY, max_got = -INFINITY, sum_want = 0, sum_got = 0;
+        double rel = 0;
+        for (int tile = 0; tile < 3; ++tile) {
+          const std::vector<float> k = test::random_floats(int64_t{n_keys} * head_dim, rng),
+                                   v = test::random_floats(int64_t{n_keys} * head_dim, rng);
+          std::vector<const float*> k_rows, v_rows;
+          for (int j = 0; j < n_keys; ++j) {
+            k_rows.push_back(k.data() + j * head_dim);
+            v_rows.push_back(v.data() + j * head_dim);
+            double terms = 0;
+            for (int i = 0; i < head_dim; ++i) terms += std::fabs(q[i] * k[j * head_dim + i]);
+            rel = std::max(rel, 1e-5 + std::ldexp(scale * terms, -21));
+          }
+          ref().attention_tile(q.data(), k_rows.data(), v_rows.data(), n_keys, head_dim, scale,
+                               acc_want.data(), &max_want, &sum_want);
+          k_->attention_tile(q.data(), k_rows.data(), v_rows.data(), n_keys, head_dim, scale,
+                             acc_got.data(), &max_got, &sum_got);
+          ASSERT_TRUE(test::close(max_got, max_want, std::fabs(max_want), 1e-5))
+              << head_dim << " " << n_keys << " " << scale;
+          ASSERT_TRUE(test::close(sum_got, sum_want, sum_want, rel))
+              << head_dim << " " << n_keys << " " << scale;
+          for (int i = 0; i < head_dim; ++i) {
+            ASSERT_TRUE(test::close(acc_got[i], acc_want[i], sum_want, rel))
+                << "head_dim " << head_dim << " keys " << n_keys << " i " << i << " scale " << scale
+                << " tile " << tile << ": " << acc_got[i] << " vs " << acc_want[i] << " sum "
+                << sum_want;
+          }
+        }
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Tables, SimdKernels, testing::Values("avx2", "avx512"),
                          [](const auto& info) { return info.param; });
 INSTANTIATE_TEST_SUITE_P(Tables, FloatOps, testing::Values("avx2", "avx512"),
@@ -405,7 +451,9 @@ TEST(CpuKernels, DispatchPicksTheBestAvailableTable) {
     EXPECT_NE(k->quantize_for(TensorType::kQ8_0), nullptr);
     EXPECT_NE(k->quantize_for(TensorType::kQ8_K), nullptr);
     EXPECT_EQ(k->quantize_for(TensorType::kF32), nullptr);
-    EXPECT_TRUE(k->dot_f32_f32 && k->axpy && k->scale && k->rms_norm && k->swiglu) << k->name;
+    EXPECT_TRUE(k->dot_f32_f32 && k->axpy && k->scale && k->rms_norm && k->swiglu &&
+                k->attention_tile)
+        << k->name;
   }
 }
 
