@@ -1,6 +1,7 @@
 #include "engine/scheduler.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <numeric>
 
@@ -77,8 +78,11 @@ struct Scheduler::Sequence {
   int n_committed = 0;          // leading full blocks registered with the prefix cache
   uint64_t last_key = kRootBlockKey;
   int cached_tokens = -1;       // prefix-cache hit at first admission; -1 until admitted
-  int tier_hit_blocks = 0;      // blocks the current admission loaded from a tier
+  int tier_hit_blocks = 0;      // blocks loaded from a tier for the coming admission
   bool commit_stopped = false;  // a block could not join the tree; later ones stay private
+  bool tiers_probed = false;    // the tiers were searched since the last preemption
+  std::shared_ptr<TierLoader::Job> load;  // in flight while the sequence is in loading_
+  std::vector<int32_t> load_blocks;       // the load's destination blocks, owned by this sequence
   int preemptions = 0;
 
   bool final_sent = false;
@@ -130,6 +134,11 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, Backend& ba
     }
   }
   if (disk_writer_ || dram_writer_) {
+    loader_ = std::make_unique<TierLoader>(
+        [this](uint64_t key, std::span<const int32_t> tokens, std::span<uint8_t> dest) {
+          return load_from_tiers(key, tokens, dest);
+        },
+        model.fingerprint(), options.block_size);
     blocks_.set_evict_hook(
         [this](int32_t block, uint64_t key, uint64_t parent_key, std::span<const int32_t> tokens) {
           on_block_evicted(block, key, parent_key, tokens);
@@ -141,6 +150,7 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, Backend& ba
 }
 
 Scheduler::~Scheduler() {
+  loader_.reset();       // no load may still be writing into the pool
   dram_writer_.reset();  // drains into the DRAM tier, which may push blocks to the disk writer
   if (options_.dram_tier) options_.dram_tier->set_evict_hook(nullptr);
   disk_writer_.reset();
@@ -190,9 +200,9 @@ void Scheduler::on_block_evicted(int32_t block, uint64_t key, uint64_t parent_ke
   }
 }
 
-bool Scheduler::load_from_tiers(uint64_t key, std::span<const int32_t> tokens, int32_t block) {
-  const auto data = pool_.block(block);
-  const std::span<uint8_t> bytes(reinterpret_cast<uint8_t*>(data.data()), data.size_bytes());
+// Runs on the loader's thread: touches only the tiers (thread-safe) and dest.
+bool Scheduler::load_from_tiers(uint64_t key, std::span<const int32_t> tokens,
+                                std::span<uint8_t> bytes) {
   if (dram_writer_ && options_.dram_tier->contains(key)) {
     auto loaded = options_.dram_tier->get(key, tokens, bytes);
     if (loaded.is_ok() && *loaded) return true;
@@ -315,6 +325,7 @@ void Scheduler::release_blocks(Sequence& seq) {
 
 void Scheduler::preempt(Sequence& seq) {
   release_blocks(seq);
+  seq.tiers_probed = false;  // its blocks may have moved down a tier by the time it resumes
   ++seq.preemptions;
   ++counters_.preemptions;
   running_.erase(std::find(running_.begin(), running_.end(), &seq));
@@ -338,55 +349,117 @@ void Scheduler::match_prefix(Sequence& seq) {
   const int n_tokens = static_cast<int>(seq.tokens.size());
   BlockManager::Match match = blocks_.match(seq.tokens, n_tokens / bs);
   seq.blocks = std::move(match.blocks);
-  seq.tier_hit_blocks = 0;
   seq.commit_stopped = false;
   seq.n_committed = static_cast<int>(seq.blocks.size());
   seq.last_key = match.keys.empty() ? kRootBlockKey : match.keys.back();
-  // Continue the match down the tiers (DRAM, then disk): each hit is loaded into a fresh
-  // block, checked, and registered in the tree as if it had just been computed.
-  if (dram_writer_ || disk_writer_) {
-    const int n_full = n_tokens / bs;
-    while (seq.n_committed < n_full) {
-      const auto block_tokens =
-          std::span<const int32_t>(seq.tokens)
-              .subspan(static_cast<size_t>(seq.n_committed) * bs, static_cast<size_t>(bs));
-      const uint64_t key = block_key(seq.last_key, block_tokens, model_.fingerprint());
-      auto block = blocks_.allocate();
-      if (!block) break;
-      if (!load_from_tiers(key, block_tokens, *block)) {
-        blocks_.unref(*block);
-        break;
-      }
-      const auto committed = blocks_.commit(seq.last_key, block_tokens, *block);
-      seq.blocks.push_back(committed.block);
-      seq.last_key = committed.key;
-      ++seq.n_committed;
-      seq.tier_hit_blocks += 1;
-      if (!committed.in_tree) {
-        seq.commit_stopped = true;  // see after_compute: nothing may hang under this block
-        break;
-      }
-    }
-  }
   seq.n_computed = std::min(seq.n_committed * bs, n_tokens - 1);
+}
+
+bool Scheduler::start_tier_load(Sequence& seq) {
+  seq.tiers_probed = true;
+  const int bs = options_.block_size;
+  const int n_full = static_cast<int>(seq.tokens.size()) / bs;
+  if (seq.n_committed >= n_full) return false;
+  // Which of the following blocks some tier holds: a cheap probe first, so a prompt no tier
+  // knows costs neither blocks (allocating may evict cached ones) nor a trip to the loader.
+  std::vector<uint64_t> keys;
+  uint64_t parent = seq.last_key;
+  for (int b = seq.n_committed; b < n_full; ++b) {
+    parent = block_key(parent,
+                       std::span<const int32_t>(seq.tokens)
+                           .subspan(static_cast<size_t>(b) * bs, static_cast<size_t>(bs)),
+                       model_.fingerprint());
+    keys.push_back(parent);
+  }
+  std::vector<uint8_t> present(keys.size(), 0);
+  if (dram_writer_) options_.dram_tier->contains_each(keys, present);
+  size_t n_present = 0;
+  while (n_present < keys.size() &&
+         (present[n_present] || (disk_writer_ && options_.disk_tier->contains(keys[n_present])))) {
+    ++n_present;
+  }
+  if (n_present == 0) return false;
+
+  auto job = std::make_shared<TierLoader::Job>();
+  job->parent_key = seq.last_key;
+  for (size_t i = 0; i < n_present; ++i) {
+    auto block = blocks_.allocate();
+    if (!block) break;
+    seq.load_blocks.push_back(*block);
+    const auto data = pool_.block(*block);
+    job->dest.emplace_back(reinterpret_cast<uint8_t*>(data.data()), data.size_bytes());
+  }
+  if (seq.load_blocks.empty()) return false;
+  const auto first = seq.tokens.begin() + static_cast<ptrdiff_t>(seq.n_committed) * bs;
+  job->tokens.assign(first, first + static_cast<ptrdiff_t>(job->dest.size()) * bs);
+  seq.load = job;
+  loader_->submit(std::move(job));
+  return true;
+}
+
+void Scheduler::finish_tier_load(Sequence& seq) {
+  const int bs = options_.block_size;
+  const int n_loaded = seq.load->n_loaded;
+  for (int i = 0; i < static_cast<int>(seq.load_blocks.size()); ++i) {
+    const int32_t block = seq.load_blocks[static_cast<size_t>(i)];
+    if (i >= n_loaded || seq.commit_stopped) {
+      blocks_.unref(block);
+      continue;
+    }
+    const auto block_tokens =
+        std::span<const int32_t>(seq.tokens)
+            .subspan(static_cast<size_t>(seq.n_committed) * bs, static_cast<size_t>(bs));
+    const auto committed = blocks_.commit(seq.last_key, block_tokens, block);
+    seq.blocks.push_back(committed.block);
+    seq.last_key = committed.key;
+    ++seq.n_committed;
+    ++seq.tier_hit_blocks;
+    // Nothing may hang under a block that did not join the tree (see after_compute).
+    if (!committed.in_tree) seq.commit_stopped = true;
+  }
+  seq.load_blocks.clear();
+  seq.load.reset();
+  seq.n_computed = std::min(seq.n_committed * bs, static_cast<int>(seq.tokens.size()) - 1);
+}
+
+void Scheduler::collect_tier_loads() {
+  for (auto it = loading_.begin(); it != loading_.end();) {
+    Sequence* seq = *it;
+    if (!seq->load->done()) {
+      ++it;
+      continue;
+    }
+    // Registered in the tree, then released: waiting sequences hold no blocks, and admission
+    // matches these again from engine memory (they are the most recently used, so the last to
+    // be evicted meanwhile).
+    finish_tier_load(*seq);
+    release_blocks(*seq);
+    it = loading_.erase(it);
+    enqueue_waiting(seq);
+  }
 }
 
 bool Scheduler::prefix_in_flight(const Sequence& seq) const {
   if (!options_.prefix_caching) return false;
   const int bs = options_.block_size;
-  for (const Sequence* other : running_) {
-    if (other->n_computed >= other->n_prompt) continue;  // its prompt is already cached
+  const auto shares_more = [&](const Sequence* other) {
     const size_t limit = std::min(seq.tokens.size(), static_cast<size_t>(other->n_prompt));
     const auto [mine, theirs] =
         std::mismatch(seq.tokens.begin(), seq.tokens.begin() + static_cast<ptrdiff_t>(limit),
                       other->tokens.begin());
-    const int common_blocks = static_cast<int>(mine - seq.tokens.begin()) / bs;
-    if (common_blocks > seq.n_committed) return true;
+    return static_cast<int>(mine - seq.tokens.begin()) / bs > seq.n_committed;
+  };
+  for (const Sequence* other : running_) {
+    if (other->n_computed >= other->n_prompt) continue;  // its prompt is already cached
+    if (shares_more(other)) return true;
   }
-  return false;
+  // A prefix being loaded from the tiers is in flight too: load it once, not twice.
+  return std::any_of(loading_.begin(), loading_.end(), shares_more);
 }
 
 void Scheduler::admit_waiting(int& budget, bool whole_prompts) {
+  // Short tier loads (a few DRAM blocks) are waited for here; see tier_load_wait_us.
+  auto inline_wait = std::chrono::microseconds(options_.tier_load_wait_us);
   // A request whose prefix another sequence is computing right now waits one step or more, so
   // the shared part is computed once and then served from the cache.
   for (auto it = waiting_.begin(); it != waiting_.end() &&
@@ -398,6 +471,18 @@ void Scheduler::admit_waiting(int& budget, bool whole_prompts) {
       release_blocks(*seq);
       ++it;
       continue;
+    }
+    if (loader_ && !seq->tiers_probed && start_tier_load(*seq)) {
+      const auto started = std::chrono::steady_clock::now();
+      const bool done = inline_wait.count() > 0 && loader_->wait(*seq->load, inline_wait);
+      inline_wait -= std::min(inline_wait, std::chrono::duration_cast<std::chrono::microseconds>(
+                                               std::chrono::steady_clock::now() - started));
+      if (!done) {
+        loading_.push_back(seq);
+        it = waiting_.erase(it);
+        continue;
+      }
+      finish_tier_load(*seq);
     }
     const int remaining = static_cast<int>(seq->tokens.size()) - seq->n_computed;
     const int n = whole_prompts ? remaining : std::min(remaining, budget);
@@ -439,6 +524,7 @@ Result<StepResult> Scheduler::step() {
   int budget = options_.max_batch_tokens;
   ++counters_.steps;
 
+  if (!loading_.empty()) collect_tier_loads();
   for (Sequence* seq : running_) seq->scheduled = false;
   // Running sequences in priority order; victims come from the end of this order.
   std::vector<Sequence*> order(running_.begin(), running_.end());
@@ -496,7 +582,15 @@ Result<StepResult> Scheduler::step() {
     result.n_tokens += w.n_tokens;
     if (w.seq->decoding() && w.n_tokens == 1) ++result.n_decodes;
   }
-  if (!work_.empty()) IG_RETURN_IF_ERROR(run(work_));
+  if (!work_.empty()) {
+    IG_RETURN_IF_ERROR(run(work_));
+  } else if (!loading_.empty()) {
+    // Nothing to compute but loads in flight: wait for one rather than spin (briefly, since
+    // new requests are not taken in meanwhile).
+    std::vector<const TierLoader::Job*> jobs;
+    for (const Sequence* seq : loading_) jobs.push_back(seq->load.get());
+    loader_->wait_any(jobs, std::chrono::milliseconds(5));
+  }
   counters_.computed_tokens += static_cast<uint64_t>(result.n_tokens);
 
   for (const Work& w : work_) {
@@ -654,6 +748,12 @@ void Scheduler::finish(Sequence& seq, FinishReason reason, const Status& error) 
   seq.event.finished = true;
   seq.event.finish_reason = reason;
   seq.event.error = error;
+  if (seq.load) {
+    loader_->wait(*seq.load);  // the loader may still be writing into its blocks
+    for (int32_t block : seq.load_blocks) blocks_.unref(block);
+    seq.load_blocks.clear();
+    seq.load.reset();
+  }
   release_blocks(seq);
   if (reason == FinishReason::kCancelled) {
     ++counters_.cancelled_requests;
@@ -679,6 +779,7 @@ void Scheduler::send(Sequence& seq) {
 void Scheduler::remove_finished() {
   std::erase_if(running_, [](const Sequence* s) { return s->finished; });
   std::erase_if(waiting_, [](const Sequence* s) { return s->finished; });
+  std::erase_if(loading_, [](const Sequence* s) { return s->finished; });
   std::erase_if(sequences_, [](const auto& entry) { return entry.second->finished; });
 }
 

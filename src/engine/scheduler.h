@@ -27,6 +27,7 @@
 #include "engine/kv_pool.h"
 #include "engine/request.h"
 #include "engine/sampler.h"
+#include "engine/tier_loader.h"
 #include "kernels/backend.h"
 #include "kvstore/block_writer.h"
 #include "kvstore/disk_tier.h"
@@ -52,6 +53,10 @@ struct SchedulerOptions {
   // blocks it pushes out move on to the disk tier.
   std::shared_ptr<ShmTier> dram_tier;
   size_t disk_write_queue_bytes = size_t{256} << 20;  // per tier writer
+  // How long one step waits, in all, for tier loads to finish before it computes; loads that
+  // take longer go on in the background while the step computes the other sequences, and their
+  // sequences join a later step. 0: every load runs in the background.
+  int tier_load_wait_us = 2000;
 };
 
 struct SchedulerCounters {
@@ -88,11 +93,11 @@ class Scheduler {
   // Ends every request with `reason` (kCancelled or kError with `error`).
   void abort_all(FinishReason reason, const Status& error = Status::ok());
 
-  bool has_work() const { return !running_.empty() || !waiting_.empty(); }
+  bool has_work() const { return !running_.empty() || !waiting_.empty() || !loading_.empty(); }
   Result<StepResult> step();
 
   int n_running() const { return static_cast<int>(running_.size()); }
-  int n_waiting() const { return static_cast<int>(waiting_.size()); }
+  int n_waiting() const { return static_cast<int>(waiting_.size() + loading_.size()); }
   const SchedulerCounters& counters() const { return counters_; }
   const BlockManager& blocks() const { return blocks_; }
   const SchedulerOptions& options() const { return options_; }
@@ -123,7 +128,14 @@ class Scheduler {
   void match_prefix(Sequence& seq);
   void on_block_evicted(int32_t block, uint64_t key, uint64_t parent_key,
                         std::span<const int32_t> tokens);
-  bool load_from_tiers(uint64_t key, std::span<const int32_t> tokens, int32_t block);
+  bool load_from_tiers(uint64_t key, std::span<const int32_t> tokens, std::span<uint8_t> dest);
+  // Starts loading the blocks after seq's engine-memory match from the tiers; false when there
+  // is nothing to try (no candidate block, or no free block to load into).
+  bool start_tier_load(Sequence& seq);
+  // Registers a done load's blocks in the prefix tree and frees the ones it did not fill.
+  void finish_tier_load(Sequence& seq);
+  // Moves sequences whose loads are done back to the waiting queue.
+  void collect_tier_loads();
   bool prefix_in_flight(const Sequence& seq) const;
   void enqueue_waiting(Sequence* seq);
   Sequence* lowest_priority_running();
@@ -143,7 +155,8 @@ class Scheduler {
   BlockManager blocks_;
   std::unique_ptr<AsyncBlockWriter> disk_writer_;
   std::unique_ptr<AsyncBlockWriter> dram_writer_;
-  bool persisting_ = false;  // evictions write synchronously (shutdown)
+  std::unique_ptr<TierLoader> loader_;  // declared after the pool: joined before it is freed
+  bool persisting_ = false;             // evictions write synchronously (shutdown)
   ForwardScratch scratch_;
   std::vector<BatchSequence> batch_;
   std::vector<Work> batch_work_;
@@ -153,6 +166,7 @@ class Scheduler {
   std::map<uint64_t, std::unique_ptr<Sequence>> sequences_;  // by request id
   std::vector<Sequence*> running_;                           // admission order
   std::deque<Sequence*> waiting_;                            // priority desc, then arrival asc
+  std::vector<Sequence*> loading_;  // out of waiting_ while their prefix loads from the tiers
   SchedulerCounters counters_;
 };
 

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstring>
 #include <thread>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
@@ -224,6 +225,18 @@ int ShmTier::find_locked(uint64_t key) const {
 bool ShmTier::contains(uint64_t key) {
   Lock lock(*this);
   return lock.held() && find_locked(key) >= 0;
+}
+
+void ShmTier::contains_each(std::span<const uint64_t> keys, std::span<uint8_t> present) {
+  std::fill(present.begin(), present.end(), uint8_t{0});
+  std::unordered_map<uint64_t, size_t> wanted;
+  for (size_t i = 0; i < keys.size(); ++i) wanted.emplace(keys[i], i);
+  Lock lock(*this);
+  if (!lock.held()) return;
+  for (uint32_t i = 0; i < header_->n_slots; ++i) {
+    if (slots_[i].state != kReady) continue;
+    if (auto it = wanted.find(slots_[i].key); it != wanted.end()) present[it->second] = 1;
+  }
 }
 
 Status ShmTier::put(uint64_t key, uint64_t parent_key, std::span<const int32_t> tokens,

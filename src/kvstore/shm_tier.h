@@ -41,6 +41,8 @@ class ShmTier {
   static void unlink(const std::string& name, uint64_t layout_tag);
 
   bool contains(uint64_t key);
+  // present[i] = contains(keys[i]), in one pass over the slots under one lock.
+  void contains_each(std::span<const uint64_t> keys, std::span<uint8_t> present);
   // Stores a block; when a ready slot must be overwritten, `on_evict` (if set) gets its
   // contents first (outside the lock), to move it down a tier.
   Status put(uint64_t key, uint64_t parent_key, std::span<const int32_t> tokens,

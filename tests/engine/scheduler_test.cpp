@@ -113,6 +113,9 @@ class SchedulerTest : public ::testing::Test {
     return out;
   }
 
+  // Random arrivals, shared prefixes and cancellations on a pool small enough to preempt.
+  void stress(const SchedulerOptions& o);
+
   SchedulerOptions options(int n_blocks = 256, int max_batch_tokens = 64) const {
     SchedulerOptions o;
     o.block_size = 16;
@@ -383,10 +386,9 @@ TEST_F(SchedulerTest, CancelFreesBlocksAtOnce) {
 
 // Random arrivals, shared prefixes, cancellations and a pool small enough to preempt: every
 // uncancelled greedy output matches the simple path, and the pool ends where it began.
-TEST_F(SchedulerTest, RandomizedStressLeavesNoBlocksBehind) {
+void SchedulerTest::stress(const SchedulerOptions& o) {
   CpuBackend backend(2);
   std::mt19937_64 rng(20261123);
-  auto o = options(24, 48);
   Scheduler s(*model_, *tokenizer_, backend, o);
   const auto shared = prompt(32, 99);
   std::map<uint64_t, Outcome> out;
@@ -397,7 +399,12 @@ TEST_F(SchedulerTest, RandomizedStressLeavesNoBlocksBehind) {
   for (int step = 0; step < 400 && std::chrono::steady_clock::now() < deadline; ++step) {
     if (rng() % 3 == 0 && submitted.size() < 40) {
       std::vector<int32_t> p;
-      if (rng() % 2) p = shared;
+      if (rng() % 4 == 0 && !submitted.empty()) {
+        // A returning conversation: an earlier prompt again, by now often evicted.
+        p = std::next(submitted.begin(), static_cast<long>(rng() % submitted.size()))->second.first;
+      } else if (rng() % 2) {
+        p = shared;
+      }
       const auto tail = prompt(1 + static_cast<int>(rng() % 40), rng());
       p.insert(p.end(), tail.begin(), tail.end());
       const int max_tokens = 1 + static_cast<int>(rng() % 30);
@@ -429,6 +436,28 @@ TEST_F(SchedulerTest, RandomizedStressLeavesNoBlocksBehind) {
     ++checked;
   }
   EXPECT_GT(checked, 5);
+}
+
+TEST_F(SchedulerTest, RandomizedStressLeavesNoBlocksBehind) {
+  stress(options(24, 48));
+}
+
+// The same with a small shared DRAM tier and every tier load in the background: loads, their
+// cancellation and preemption around them leave the pool whole and the outputs unchanged.
+TEST_F(SchedulerTest, RandomizedStressWithBackgroundTierLoads) {
+  const std::string name = "schedstress" + std::to_string(::getpid());
+  const uint64_t tag = Scheduler::kv_layout_tag(*model_, 16);
+  ShmTier::unlink(name, tag);
+  auto o = options(24, 48);
+  o.tier_load_wait_us = 0;
+  auto tier = ShmTier::open(name, 4 << 20, tag, 16, KvPool::block_bytes(model_->config(), 16));
+  ASSERT_TRUE(tier.is_ok()) << tier.status().to_string();
+  o.dram_tier = std::shared_ptr<ShmTier>(std::move(tier).value());
+  stress(o);
+  const TierStats st = o.dram_tier->stats();
+  EXPECT_GT(st.hits, 0u) << "stored " << st.stored << " blocks " << st.blocks << " misses "
+                         << st.misses;
+  ShmTier::unlink(name, tag);
 }
 
 TEST_F(SchedulerTest, DiskTierServesEvictedPrefixesAfterRestartAndSurvivesCorruption) {
@@ -555,6 +584,63 @@ TEST_F(SchedulerTest, SharedDramTierServesAnotherEnginesPrefixAndSpillsToDisk) {
   }
   ShmTier::unlink(name, tag);
   std::filesystem::remove_all(dir);
+}
+
+// Loads from the tiers run in the background: a running stream keeps decoding in the step that
+// admits a returning conversation, which joins a later step and still gives the simple path's
+// tokens; a request cancelled while its load is in flight gives every block back.
+TEST_F(SchedulerTest, TierLoadsRunBesideRunningDecodes) {
+  CpuBackend backend(2);
+  const std::string name = "schedload" + std::to_string(::getpid());
+  const uint64_t tag = Scheduler::kv_layout_tag(*model_, 16);
+  const size_t block_bytes = KvPool::block_bytes(model_->config(), 16);
+  ShmTier::unlink(name, tag);
+  const auto history = prompt(96, 777);  // six full blocks
+  auto with_turn = [&](std::vector<int32_t> turn) {
+    auto p = history;
+    p.insert(p.end(), turn.begin(), turn.end());
+    return p;
+  };
+  auto o = options(64, 64);
+  o.tier_load_wait_us = 0;
+  auto tier = ShmTier::open(name, 64 << 20, tag, 16, block_bytes);
+  ASSERT_TRUE(tier.is_ok()) << tier.status().to_string();
+  o.dram_tier = std::shared_ptr<ShmTier>(std::move(tier).value());
+  {
+    Scheduler first(*model_, *tokenizer_, backend, o);
+    run_all(first, {request(with_turn({1}), 4), request(prompt(64, 778), 4)});
+    first.flush_tiers();
+  }
+  Scheduler s(*model_, *tokenizer_, backend, o);
+  std::map<uint64_t, Outcome> out;
+  auto add = [&](uint64_t id, std::vector<int32_t> p, int max_tokens) {
+    ASSERT_TRUE(s.add(id, request(p, max_tokens), [&out, id](const RequestEvent& e) {
+                   for (const auto& t : e.tokens) out[id].tokens.push_back(t.token);
+                   if (e.finished) out[id].reason = e.finish_reason;
+                   out[id].last = e;
+                 }).is_ok());
+  };
+  const auto other = prompt(20, 5);
+  add(1, other, 12);
+  while (out[1].tokens.size() < 2) ASSERT_TRUE(s.step().is_ok());
+  add(2, with_turn({2, 3}), 6);
+  auto step = s.step();
+  ASSERT_TRUE(step.is_ok());
+  EXPECT_EQ(step->n_decodes, 1);    // the stream went on
+  EXPECT_EQ(step->n_sequences, 1);  // the returning turn is loading, not computing
+  EXPECT_EQ(s.n_waiting(), 1);
+  add(3, prompt(64, 778), 6);  // another conversation the tier holds
+  ASSERT_TRUE(s.step().is_ok());
+  EXPECT_GE(s.n_waiting(), 1);  // 3 is loading now
+  s.cancel(3);                  // its load may still be writing: waited for, blocks given back
+  while (s.has_work()) ASSERT_TRUE(s.step().is_ok());
+  EXPECT_EQ(out[1].tokens, reference(other, 12));
+  EXPECT_EQ(out[2].tokens, reference(with_turn({2, 3}), 6));
+  EXPECT_EQ(out[2].last.cached_tokens, 96);
+  EXPECT_EQ(out[3].reason, FinishReason::kCancelled);
+  EXPECT_EQ(s.counters().tier_hit_tokens, 96u);
+  expect_pool_empty(s);
+  ShmTier::unlink(name, tag);
 }
 
 TEST_F(SchedulerTest, EngineServesConcurrentCallersAndRejectsWhenFull) {
