@@ -81,7 +81,7 @@ struct Scheduler::Sequence {
   int tier_hit_blocks = 0;      // blocks loaded from a tier for the coming admission
   bool commit_stopped = false;  // a block could not join the tree; later ones stay private
   bool tiers_probed = false;    // the tiers were searched since the last preemption
-  std::shared_ptr<TierLoader::Job> load;  // in flight while the sequence is in loading_
+  std::shared_ptr<TierLoader::Job> load;  // a tier load for this waiting sequence
   std::vector<int32_t> load_blocks;       // the load's destination blocks, owned by this sequence
   int preemptions = 0;
 
@@ -422,23 +422,6 @@ void Scheduler::finish_tier_load(Sequence& seq) {
   seq.n_computed = std::min(seq.n_committed * bs, static_cast<int>(seq.tokens.size()) - 1);
 }
 
-void Scheduler::collect_tier_loads() {
-  for (auto it = loading_.begin(); it != loading_.end();) {
-    Sequence* seq = *it;
-    if (!seq->load->done()) {
-      ++it;
-      continue;
-    }
-    // Registered in the tree, then released: waiting sequences hold no blocks, and admission
-    // matches these again from engine memory (they are the most recently used, so the last to
-    // be evicted meanwhile).
-    finish_tier_load(*seq);
-    release_blocks(*seq);
-    it = loading_.erase(it);
-    enqueue_waiting(seq);
-  }
-}
-
 bool Scheduler::prefix_in_flight(const Sequence& seq) const {
   if (!options_.prefix_caching) return false;
   const int bs = options_.block_size;
@@ -454,7 +437,9 @@ bool Scheduler::prefix_in_flight(const Sequence& seq) const {
     if (shares_more(other)) return true;
   }
   // A prefix being loaded from the tiers is in flight too: load it once, not twice.
-  return std::any_of(loading_.begin(), loading_.end(), shares_more);
+  return std::any_of(waiting_.begin(), waiting_.end(), [&](const Sequence* other) {
+    return other != &seq && other->load && shares_more(other);
+  });
 }
 
 void Scheduler::admit_waiting(int& budget, bool whole_prompts) {
@@ -466,28 +451,40 @@ void Scheduler::admit_waiting(int& budget, bool whole_prompts) {
                                    static_cast<int>(running_.size()) < options_.max_running &&
                                    (budget > 0 || whole_prompts);) {
     Sequence* seq = *it;
-    match_prefix(*seq);
-    if (prefix_in_flight(*seq)) {
-      release_blocks(*seq);
-      ++it;
-      continue;
-    }
-    if (loader_ && !seq->tiers_probed && start_tier_load(*seq)) {
-      const auto started = std::chrono::steady_clock::now();
-      const bool done = inline_wait.count() > 0 && loader_->wait(*seq->load, inline_wait);
-      inline_wait -= std::min(inline_wait, std::chrono::duration_cast<std::chrono::microseconds>(
-                                               std::chrono::steady_clock::now() - started));
-      if (!done) {
-        loading_.push_back(seq);
-        it = waiting_.erase(it);
+    if (seq->load) {
+      // Its tier load (started in an earlier step) holds blocks; it is admitted as soon as the
+      // load is done, and later requests go ahead of it meanwhile.
+      if (!seq->load->done()) {
+        ++it;
         continue;
       }
       finish_tier_load(*seq);
+    } else {
+      match_prefix(*seq);
+      if (prefix_in_flight(*seq)) {
+        release_blocks(*seq);
+        ++it;
+        continue;
+      }
+      if (loader_ && !seq->tiers_probed && start_tier_load(*seq)) {
+        const auto started = std::chrono::steady_clock::now();
+        const bool done = inline_wait.count() > 0 && loader_->wait(*seq->load, inline_wait);
+        inline_wait -= std::min(inline_wait, std::chrono::duration_cast<std::chrono::microseconds>(
+                                                 std::chrono::steady_clock::now() - started));
+        if (!done) {
+          ++it;  // the load goes on while this step computes
+          continue;
+        }
+        finish_tier_load(*seq);
+      }
     }
     const int remaining = static_cast<int>(seq->tokens.size()) - seq->n_computed;
     const int n = whole_prompts ? remaining : std::min(remaining, budget);
     if (!reserve(*seq, n)) {
+      // Its loaded blocks stay cached, and in the DRAM tier: the next attempt finds them in
+      // one or the other.
       release_blocks(*seq);
+      seq->tiers_probed = false;
       break;  // first come, first served: later requests do not jump ahead for blocks
     }
     if (seq->cached_tokens < 0) {
@@ -505,6 +502,15 @@ void Scheduler::admit_waiting(int& budget, bool whole_prompts) {
     seq->scheduled = true;
     budget -= std::min(budget, n);
     if (whole_prompts && budget == 0) break;
+  }
+  // A done load whose sequence was not admitted gives its blocks back to the cache (where
+  // admission finds them again), so no waiting sequence holds blocks while others need them.
+  for (Sequence* seq : waiting_) {
+    if (seq->load && seq->load->done()) {
+      finish_tier_load(*seq);
+      release_blocks(*seq);
+      seq->tiers_probed = false;  // what is evicted before its turn comes is loaded again
+    }
   }
 }
 
@@ -524,7 +530,6 @@ Result<StepResult> Scheduler::step() {
   int budget = options_.max_batch_tokens;
   ++counters_.steps;
 
-  if (!loading_.empty()) collect_tier_loads();
   for (Sequence* seq : running_) seq->scheduled = false;
   // Running sequences in priority order; victims come from the end of this order.
   std::vector<Sequence*> order(running_.begin(), running_.end());
@@ -584,12 +589,14 @@ Result<StepResult> Scheduler::step() {
   }
   if (!work_.empty()) {
     IG_RETURN_IF_ERROR(run(work_));
-  } else if (!loading_.empty()) {
+  } else if (loader_) {
     // Nothing to compute but loads in flight: wait for one rather than spin (briefly, since
     // new requests are not taken in meanwhile).
     std::vector<const TierLoader::Job*> jobs;
-    for (const Sequence* seq : loading_) jobs.push_back(seq->load.get());
-    loader_->wait_any(jobs, std::chrono::milliseconds(5));
+    for (const Sequence* seq : waiting_) {
+      if (seq->load) jobs.push_back(seq->load.get());
+    }
+    if (!jobs.empty()) loader_->wait_any(jobs, std::chrono::milliseconds(5));
   }
   counters_.computed_tokens += static_cast<uint64_t>(result.n_tokens);
 
@@ -779,7 +786,6 @@ void Scheduler::send(Sequence& seq) {
 void Scheduler::remove_finished() {
   std::erase_if(running_, [](const Sequence* s) { return s->finished; });
   std::erase_if(waiting_, [](const Sequence* s) { return s->finished; });
-  std::erase_if(loading_, [](const Sequence* s) { return s->finished; });
   std::erase_if(sequences_, [](const auto& entry) { return entry.second->finished; });
 }
 

@@ -93,11 +93,11 @@ class Scheduler {
   // Ends every request with `reason` (kCancelled or kError with `error`).
   void abort_all(FinishReason reason, const Status& error = Status::ok());
 
-  bool has_work() const { return !running_.empty() || !waiting_.empty() || !loading_.empty(); }
+  bool has_work() const { return !running_.empty() || !waiting_.empty(); }
   Result<StepResult> step();
 
   int n_running() const { return static_cast<int>(running_.size()); }
-  int n_waiting() const { return static_cast<int>(waiting_.size() + loading_.size()); }
+  int n_waiting() const { return static_cast<int>(waiting_.size()); }
   const SchedulerCounters& counters() const { return counters_; }
   const BlockManager& blocks() const { return blocks_; }
   const SchedulerOptions& options() const { return options_; }
@@ -134,8 +134,6 @@ class Scheduler {
   bool start_tier_load(Sequence& seq);
   // Registers a done load's blocks in the prefix tree and frees the ones it did not fill.
   void finish_tier_load(Sequence& seq);
-  // Moves sequences whose loads are done back to the waiting queue.
-  void collect_tier_loads();
   bool prefix_in_flight(const Sequence& seq) const;
   void enqueue_waiting(Sequence* seq);
   Sequence* lowest_priority_running();
@@ -165,8 +163,9 @@ class Scheduler {
   uint64_t next_arrival_ = 0;
   std::map<uint64_t, std::unique_ptr<Sequence>> sequences_;  // by request id
   std::vector<Sequence*> running_;                           // admission order
-  std::deque<Sequence*> waiting_;                            // priority desc, then arrival asc
-  std::vector<Sequence*> loading_;  // out of waiting_ while their prefix loads from the tiers
+  // Priority desc, then arrival asc. Waiting sequences hold no blocks, except one whose tier
+  // load is in flight (its matched prefix and the load's destinations).
+  std::deque<Sequence*> waiting_;
   SchedulerCounters counters_;
 };
 
