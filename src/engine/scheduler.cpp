@@ -413,7 +413,7 @@ void Scheduler::finish_tier_load(Sequence& seq) {
     seq.blocks.push_back(committed.block);
     seq.last_key = committed.key;
     ++seq.n_committed;
-    ++seq.tier_hit_blocks;
+    if (committed.block == block) ++seq.tier_hit_blocks;  // else engine memory had it already
     // Nothing may hang under a block that did not join the tree (see after_compute).
     if (!committed.in_tree) seq.commit_stopped = true;
   }
@@ -443,6 +443,7 @@ bool Scheduler::prefix_in_flight(const Sequence& seq) const {
 }
 
 void Scheduler::admit_waiting(int& budget, bool whole_prompts) {
+  admission_ran_ = true;
   // Short tier loads (a few DRAM blocks) are waited for here; see tier_load_wait_us.
   auto inline_wait = std::chrono::microseconds(options_.tier_load_wait_us);
   // A request whose prefix another sequence is computing right now waits one step or more, so
@@ -503,19 +504,32 @@ void Scheduler::admit_waiting(int& budget, bool whole_prompts) {
     budget -= std::min(budget, n);
     if (whole_prompts && budget == 0) break;
   }
+  reclaim_tier_loads(/*wait=*/false);
+}
+
+bool Scheduler::reclaim_tier_loads(bool wait) {
   // A done load whose sequence was not admitted gives its blocks back to the cache (where
   // admission finds them again), so no waiting sequence holds blocks while others need them.
+  bool reclaimed = false;
   for (Sequence* seq : waiting_) {
-    if (seq->load && seq->load->done()) {
-      finish_tier_load(*seq);
-      release_blocks(*seq);
-      seq->tiers_probed = false;  // what is evicted before its turn comes is loaded again
+    if (!seq->load) continue;
+    if (!seq->load->done()) {
+      if (!wait) continue;
+      loader_->wait(*seq->load);
     }
+    finish_tier_load(*seq);
+    release_blocks(*seq);
+    seq->tiers_probed = false;  // what is evicted before its turn comes is loaded again
+    reclaimed = true;
   }
+  return reclaimed;
 }
 
 bool Scheduler::reserve_preempting(Sequence& seq, int n_new_tokens) {
   while (!reserve(seq, n_new_tokens)) {
+    // Blocks held by tier loads come back before any running sequence is preempted or cut
+    // short: a load is worth less than a running stream.
+    if (reclaim_tier_loads(/*wait=*/true)) continue;
     Sequence* victim = lowest_priority_running();
     // A sequence already in this step's batch keeps its blocks.
     if (victim == &seq || victim->scheduled) return false;
@@ -530,6 +544,7 @@ Result<StepResult> Scheduler::step() {
   int budget = options_.max_batch_tokens;
   ++counters_.steps;
 
+  admission_ran_ = false;
   for (Sequence* seq : running_) seq->scheduled = false;
   // Running sequences in priority order; victims come from the end of this order.
   std::vector<Sequence*> order(running_.begin(), running_.end());
@@ -581,6 +596,9 @@ Result<StepResult> Scheduler::step() {
     // 3. New requests.
     if (options_.chunked_prefill) admit_waiting(budget, /*whole_prompts=*/false);
   }
+  // Without an admission pass (running slots full, or a no-chunking decode step), done loads
+  // still give their blocks back.
+  if (loader_ && !admission_ran_) reclaim_tier_loads(/*wait=*/false);
 
   for (const Work& w : work_) {
     ++result.n_sequences;
@@ -752,6 +770,7 @@ void Scheduler::emit_token(Sequence& seq, int32_t token, const float* logits) {
 void Scheduler::finish(Sequence& seq, FinishReason reason, const Status& error) {
   if (seq.finished) return;
   seq.finished = true;
+  seq.running = false;  // out of this step's remaining phases too
   seq.event.finished = true;
   seq.event.finish_reason = reason;
   seq.event.error = error;

@@ -134,6 +134,9 @@ class Scheduler {
   bool start_tier_load(Sequence& seq);
   // Registers a done load's blocks in the prefix tree and frees the ones it did not fill.
   void finish_tier_load(Sequence& seq);
+  // Returns the blocks of waiting sequences' done loads (wait: of every load, waiting for those
+  // in flight) to the cache; true if any were.
+  bool reclaim_tier_loads(bool wait);
   bool prefix_in_flight(const Sequence& seq) const;
   void enqueue_waiting(Sequence* seq);
   Sequence* lowest_priority_running();
@@ -159,6 +162,7 @@ class Scheduler {
   std::vector<BatchSequence> batch_;
   std::vector<Work> batch_work_;
   std::vector<Work> work_;
+  bool admission_ran_ = false;  // admit_waiting ran in the current step
 
   uint64_t next_arrival_ = 0;
   std::map<uint64_t, std::unique_ptr<Sequence>> sequences_;  // by request id

@@ -643,6 +643,61 @@ TEST_F(SchedulerTest, TierLoadsRunBesideRunningDecodes) {
   ShmTier::unlink(name, tag);
 }
 
+// A tier load holds blocks only until a running stream needs them: here the load takes the
+// pool's last free blocks while the only running stream still has to grow, and the stream must
+// still run to max_tokens with the simple path's tokens (not be cut short), after which the
+// returning turn is served.
+TEST_F(SchedulerTest, RunningStreamGetsBlocksBackFromTierLoads) {
+  CpuBackend backend(2);
+  const std::string name = "schedgrow" + std::to_string(::getpid());
+  const uint64_t tag = Scheduler::kv_layout_tag(*model_, 16);
+  ShmTier::unlink(name, tag);
+  auto returning = prompt(96, 777);
+  returning.push_back(2);
+  returning.push_back(3);
+  auto o = options(64, 64);
+  o.tier_load_wait_us = 0;
+  auto tier = ShmTier::open(name, 64 << 20, tag, 16, KvPool::block_bytes(model_->config(), 16));
+  ASSERT_TRUE(tier.is_ok()) << tier.status().to_string();
+  o.dram_tier = std::shared_ptr<ShmTier>(std::move(tier).value());
+  {
+    Scheduler first(*model_, *tokenizer_, backend, o);
+    run_all(first, {request(returning, 2)});
+    first.flush_tiers();
+  }
+  o.n_blocks = 10;
+  Scheduler s(*model_, *tokenizer_, backend, o);
+  std::map<uint64_t, Outcome> out;
+  auto add = [&](uint64_t id, std::vector<int32_t> p, int max_tokens) {
+    ASSERT_TRUE(s.add(id, request(p, max_tokens), [&out, id](const RequestEvent& e) {
+                   for (const auto& t : e.tokens) out[id].tokens.push_back(t.token);
+                   if (e.finished) out[id].reason = e.finish_reason;
+                 }).is_ok());
+  };
+  const auto stream = prompt(20, 5);
+  add(1, stream, 100);
+  while (out[1].tokens.size() < 44) ASSERT_TRUE(s.step().is_ok());
+  add(2, returning, 4);
+  for (int i = 0; i < 1000 && s.has_work(); ++i) ASSERT_TRUE(s.step().is_ok());
+  EXPECT_FALSE(s.has_work());
+  EXPECT_EQ(out[1].reason, FinishReason::kLength);
+  EXPECT_EQ(out[1].tokens, reference(stream, 100));
+  EXPECT_EQ(out[2].tokens, reference(returning, 4));
+  expect_pool_empty(s);
+  ShmTier::unlink(name, tag);
+}
+
+// A sequence that outgrows the whole pool ends with kLength, and its blocks all come back (it
+// must not be picked up again as a prefill in the same step).
+TEST_F(SchedulerTest, SequenceOutgrowingThePoolEndsAndFreesItsBlocks) {
+  CpuBackend backend(2);
+  Scheduler s(*model_, *tokenizer_, backend, options(4, 64));
+  auto out = run_all(s, {request(prompt(20, 6), 100)});
+  EXPECT_EQ(out[1].reason, FinishReason::kLength);
+  EXPECT_EQ(out[1].tokens.size(), 45u);  // 4 blocks of 16 hold 64 positions: 20 + 44 + 1
+  expect_pool_empty(s);
+}
+
 TEST_F(SchedulerTest, EngineServesConcurrentCallersAndRejectsWhenFull) {
   CpuBackend backend(2);
   EngineOptions o;
