@@ -106,23 +106,18 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, Backend& ba
       blocks_(options.n_blocks, options.block_size, model.fingerprint(), options.prefix_caching),
       scratch_(model.config(), options.max_batch_tokens,
                std::min(options.max_batch_tokens, options.max_running)) {
-  if (options_.prefix_caching && options_.disk_tier) {
-    disk_writer_ = std::make_unique<AsyncBlockWriter>(
-        "disk",
-        [tier = options_.disk_tier](uint64_t key, uint64_t parent, std::span<const int32_t> t,
-                                    std::span<const uint8_t> p) {
-          return tier->put(key, parent, t, p);
-        },
+  const auto writer_into = [&](const char* name, auto tier) {
+    return std::make_unique<AsyncBlockWriter>(
+        name,
+        [tier](uint64_t key, uint64_t parent, std::span<const int32_t> t,
+               std::span<const uint8_t> p) { return tier->put(key, parent, t, p); },
         options_.disk_write_queue_bytes);
+  };
+  if (options_.prefix_caching && options_.disk_tier) {
+    disk_writer_ = writer_into("disk", options_.disk_tier);
   }
   if (options_.prefix_caching && options_.dram_tier) {
-    dram_writer_ = std::make_unique<AsyncBlockWriter>(
-        "dram",
-        [tier = options_.dram_tier](uint64_t key, uint64_t parent, std::span<const int32_t> t,
-                                    std::span<const uint8_t> p) {
-          return tier->put(key, parent, t, p);
-        },
-        options_.disk_write_queue_bytes);
+    dram_writer_ = writer_into("dram", options_.dram_tier);
     // What the DRAM tier pushes out goes on down to the disk.
     if (disk_writer_) {
       options_.dram_tier->set_evict_hook(

@@ -88,6 +88,28 @@ class SchedulerTest : public ::testing::Test {
     RequestEvent last;
   };
 
+  // A callback that records request id's events into out[id].
+  static RequestCallback record(std::map<uint64_t, Outcome>& out, uint64_t id) {
+    return [&out, id](const RequestEvent& e) {
+      Outcome& o = out[id];
+      if (o.reason != FinishReason::kNone) ++o.events_after_final;
+      for (const auto& t : e.tokens) o.tokens.push_back(t.token);
+      o.text += e.text;
+      if (e.finished) o.reason = e.finish_reason;
+      o.last = e;
+    };
+  }
+
+  // A DRAM tier segment of this model's layout, created afresh (a leftover one is removed).
+  std::shared_ptr<ShmTier> fresh_dram_tier(const std::string& name, uint64_t capacity_bytes) {
+    const uint64_t tag = Scheduler::kv_layout_tag(*model_, 16);
+    ShmTier::unlink(name, tag);
+    auto tier =
+        ShmTier::open(name, capacity_bytes, tag, 16, KvPool::block_bytes(model_->config(), 16));
+    EXPECT_TRUE(tier.is_ok()) << tier.status().to_string();
+    return tier.is_ok() ? std::shared_ptr<ShmTier>(std::move(tier).value()) : nullptr;
+  }
+
   // Adds requests and steps the scheduler until all are done.
   std::map<uint64_t, Outcome> run_all(Scheduler& s, std::vector<GenerationRequest> requests,
                                       int max_steps = 100000) {
@@ -95,14 +117,7 @@ class SchedulerTest : public ::testing::Test {
     uint64_t id = 1;
     for (auto& r : requests) {
       const uint64_t this_id = id++;
-      Status st = s.add(this_id, std::move(r), [&out, this_id](const RequestEvent& e) {
-        Outcome& o = out[this_id];
-        if (o.reason != FinishReason::kNone) ++o.events_after_final;
-        for (const auto& t : e.tokens) o.tokens.push_back(t.token);
-        o.text += e.text;
-        if (e.finished) o.reason = e.finish_reason;
-        o.last = e;
-      });
+      Status st = s.add(this_id, std::move(r), record(out, this_id));
       EXPECT_TRUE(st.is_ok()) << st.to_string();
     }
     for (int i = 0; i < max_steps && s.has_work(); ++i) {
@@ -411,10 +426,7 @@ void SchedulerTest::stress(const SchedulerOptions& o) {
       auto r = request(p, max_tokens, static_cast<int>(rng() % 3));
       const uint64_t id = next_id++;
       submitted[id] = {p, max_tokens};
-      ASSERT_TRUE(s.add(id, std::move(r), [&out, id](const RequestEvent& e) {
-                     for (const auto& t : e.tokens) out[id].tokens.push_back(t.token);
-                     if (e.finished) out[id].reason = e.finish_reason;
-                   }).is_ok());
+      ASSERT_TRUE(s.add(id, std::move(r), record(out, id)).is_ok());
     }
     if (rng() % 10 == 0 && next_id > 1) {
       const uint64_t victim = 1 + rng() % (next_id - 1);
@@ -447,12 +459,10 @@ TEST_F(SchedulerTest, RandomizedStressLeavesNoBlocksBehind) {
 TEST_F(SchedulerTest, RandomizedStressWithBackgroundTierLoads) {
   const std::string name = "schedstress" + std::to_string(::getpid());
   const uint64_t tag = Scheduler::kv_layout_tag(*model_, 16);
-  ShmTier::unlink(name, tag);
   auto o = options(24, 48);
   o.tier_load_wait_us = 0;
-  auto tier = ShmTier::open(name, 4 << 20, tag, 16, KvPool::block_bytes(model_->config(), 16));
-  ASSERT_TRUE(tier.is_ok()) << tier.status().to_string();
-  o.dram_tier = std::shared_ptr<ShmTier>(std::move(tier).value());
+  o.dram_tier = fresh_dram_tier(name, 4 << 20);
+  ASSERT_NE(o.dram_tier, nullptr);
   stress(o);
   const TierStats st = o.dram_tier->stats();
   EXPECT_GT(st.hits, 0u) << "stored " << st.stored << " blocks " << st.blocks << " misses "
@@ -593,8 +603,6 @@ TEST_F(SchedulerTest, TierLoadsRunBesideRunningDecodes) {
   CpuBackend backend(2);
   const std::string name = "schedload" + std::to_string(::getpid());
   const uint64_t tag = Scheduler::kv_layout_tag(*model_, 16);
-  const size_t block_bytes = KvPool::block_bytes(model_->config(), 16);
-  ShmTier::unlink(name, tag);
   const auto history = prompt(96, 777);  // six full blocks
   auto with_turn = [&](std::vector<int32_t> turn) {
     auto p = history;
@@ -603,9 +611,8 @@ TEST_F(SchedulerTest, TierLoadsRunBesideRunningDecodes) {
   };
   auto o = options(64, 64);
   o.tier_load_wait_us = 0;
-  auto tier = ShmTier::open(name, 64 << 20, tag, 16, block_bytes);
-  ASSERT_TRUE(tier.is_ok()) << tier.status().to_string();
-  o.dram_tier = std::shared_ptr<ShmTier>(std::move(tier).value());
+  o.dram_tier = fresh_dram_tier(name, 64 << 20);
+  ASSERT_NE(o.dram_tier, nullptr);
   {
     Scheduler first(*model_, *tokenizer_, backend, o);
     run_all(first, {request(with_turn({1}), 4), request(prompt(64, 778), 4)});
@@ -614,11 +621,7 @@ TEST_F(SchedulerTest, TierLoadsRunBesideRunningDecodes) {
   Scheduler s(*model_, *tokenizer_, backend, o);
   std::map<uint64_t, Outcome> out;
   auto add = [&](uint64_t id, std::vector<int32_t> p, int max_tokens) {
-    ASSERT_TRUE(s.add(id, request(p, max_tokens), [&out, id](const RequestEvent& e) {
-                   for (const auto& t : e.tokens) out[id].tokens.push_back(t.token);
-                   if (e.finished) out[id].reason = e.finish_reason;
-                   out[id].last = e;
-                 }).is_ok());
+    ASSERT_TRUE(s.add(id, request(p, max_tokens), record(out, id)).is_ok());
   };
   const auto other = prompt(20, 5);
   add(1, other, 12);
@@ -651,15 +654,13 @@ TEST_F(SchedulerTest, RunningStreamGetsBlocksBackFromTierLoads) {
   CpuBackend backend(2);
   const std::string name = "schedgrow" + std::to_string(::getpid());
   const uint64_t tag = Scheduler::kv_layout_tag(*model_, 16);
-  ShmTier::unlink(name, tag);
   auto returning = prompt(96, 777);
   returning.push_back(2);
   returning.push_back(3);
   auto o = options(64, 64);
   o.tier_load_wait_us = 0;
-  auto tier = ShmTier::open(name, 64 << 20, tag, 16, KvPool::block_bytes(model_->config(), 16));
-  ASSERT_TRUE(tier.is_ok()) << tier.status().to_string();
-  o.dram_tier = std::shared_ptr<ShmTier>(std::move(tier).value());
+  o.dram_tier = fresh_dram_tier(name, 64 << 20);
+  ASSERT_NE(o.dram_tier, nullptr);
   {
     Scheduler first(*model_, *tokenizer_, backend, o);
     run_all(first, {request(returning, 2)});
@@ -669,10 +670,7 @@ TEST_F(SchedulerTest, RunningStreamGetsBlocksBackFromTierLoads) {
   Scheduler s(*model_, *tokenizer_, backend, o);
   std::map<uint64_t, Outcome> out;
   auto add = [&](uint64_t id, std::vector<int32_t> p, int max_tokens) {
-    ASSERT_TRUE(s.add(id, request(p, max_tokens), [&out, id](const RequestEvent& e) {
-                   for (const auto& t : e.tokens) out[id].tokens.push_back(t.token);
-                   if (e.finished) out[id].reason = e.finish_reason;
-                 }).is_ok());
+    ASSERT_TRUE(s.add(id, request(p, max_tokens), record(out, id)).is_ok());
   };
   const auto stream = prompt(20, 5);
   add(1, stream, 100);
