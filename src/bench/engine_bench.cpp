@@ -2,13 +2,18 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <map>
 #include <random>
+
+#include <unistd.h>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "bench/workload.h"
 #include "engine/scheduler.h"
+#include "kvstore/shm_tier.h"
 
 namespace infergrid {
 
@@ -223,6 +228,112 @@ Status bench_chunked(const Model& model, const Tokenizer& tokenizer, Backend& ba
   return Status::ok();
 }
 
+// What a lossy tier codec costs in accuracy: each prompt is computed once (its full blocks are
+// written through to a fresh DRAM tier in the codec's format), then run again on a cold engine
+// that loads that prefix back from the tier, and the two runs' greedy tokens and first-token
+// log-probabilities are compared. The f32 codec is the reference: its loaded run must match the
+// computed one exactly, which shows the comparison itself adds nothing.
+Status bench_tier_codec(const Model& model, const Tokenizer& tokenizer, Backend& backend,
+                        const EngineBenchOptions& o, std::string& text, nlohmann::json& json) {
+  std::mt19937_64 rng(2024);
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < o.codec_prompts; ++i) {
+    auto p = tokenizer.encode(random_words(rng, o.codec_prompt_tokens), true, false);
+    if (static_cast<int>(p.size()) > o.codec_prompt_tokens) {
+      p.resize(static_cast<size_t>(o.codec_prompt_tokens));
+    }
+    prompts.push_back(std::move(p));
+  }
+  text += fmt::format(
+      "KV tier codec accuracy: {} prompts of {} tokens, computed vs loaded back from a DRAM "
+      "tier, {} greedy tokens each\n",
+      o.codec_prompts, o.codec_prompt_tokens, o.codec_generate);
+  text += fmt::format("  {:>5} {:>10} {:>12} {:>14} {:>16} {:>16} {:>12}\n", "codec", "bytes/blk",
+                      "tier tokens", "1st tok same", "tokens same", "max |dlogp| ", "mean |dlogp|");
+  for (const KvCodec codec : {KvCodec::kF32, KvCodec::kInt8}) {
+    const int tokens_needed = o.codec_prompt_tokens + o.codec_generate + 16;
+    auto opts = scheduler_options(model, o, tokens_needed * 2, 1);
+    opts.tier_codec = codec;
+    const uint64_t tag = Scheduler::kv_layout_tag(model, opts.block_size, codec);
+    const size_t tier_block = Scheduler::tier_block_bytes(model.config(), opts.block_size, codec);
+    const std::string name = fmt::format("codecbench{}", ::getpid());
+    ShmTier::unlink(name, tag);
+    const uint64_t blocks_needed =
+        static_cast<uint64_t>(o.codec_prompts) * (static_cast<uint64_t>(tokens_needed) / 16 + 2);
+    auto tier =
+        ShmTier::open(name, blocks_needed * (tier_block + 1024), tag, opts.block_size, tier_block);
+    if (!tier.is_ok()) return tier.status();
+    opts.dram_tier = std::shared_ptr<ShmTier>(std::move(tier).value());
+    // One run of every prompt on a fresh engine; per prompt, its generated tokens.
+    const auto run =
+        [&](uint64_t& tier_hit_tokens) -> Result<std::vector<std::vector<GeneratedToken>>> {
+      Scheduler s(model, tokenizer, backend, opts);
+      std::vector<std::vector<GeneratedToken>> out(prompts.size());
+      for (size_t i = 0; i < prompts.size(); ++i) {
+        auto request = greedy_request(prompts[i], o.codec_generate);
+        request.options.logprobs = 5;
+        IG_RETURN_IF_ERROR(s.add(i + 1, std::move(request), [&out, i](const RequestEvent& e) {
+          out[i].insert(out[i].end(), e.tokens.begin(), e.tokens.end());
+        }));
+        // One at a time, so each prompt's prefix is loaded from the tier, not shared in memory.
+        while (s.has_work()) IG_RETURN_IF_ERROR(s.step().status());
+      }
+      s.flush_tiers();
+      tier_hit_tokens = s.counters().tier_hit_tokens;
+      return out;
+    };
+    uint64_t computed_hits = 0, loaded_hits = 0;
+    auto computed = run(computed_hits);
+    if (!computed.is_ok()) return computed.status();
+    auto loaded = run(loaded_hits);
+    ShmTier::unlink(name, tag);
+    if (!loaded.is_ok()) return loaded.status();
+    int first_same = 0;
+    int64_t tokens_same = 0, tokens_total = 0;
+    double max_change = 0, sum_change = 0;
+    int n_change = 0;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      const auto& want = (*computed)[i];
+      const auto& got = (*loaded)[i];
+      if (want.empty() || got.empty()) continue;
+      first_same += want[0].token == got[0].token;
+      // Greedy tokens agree up to the first difference; after it the texts diverge.
+      size_t same = 0;
+      while (same < want.size() && same < got.size() && want[same].token == got[same].token) {
+        ++same;
+      }
+      tokens_same += static_cast<int64_t>(same);
+      tokens_total += static_cast<int64_t>(want.size());
+      for (const auto& w : want[0].top) {
+        for (const auto& g : got[0].top) {
+          if (g.token != w.token) continue;
+          const double change = std::fabs(static_cast<double>(g.logprob) - w.logprob);
+          max_change = std::max(max_change, change);
+          sum_change += change;
+          ++n_change;
+        }
+      }
+    }
+    const double mean_change = n_change > 0 ? sum_change / n_change : 0;
+    text += fmt::format("  {:>5} {:>10} {:>12} {:>8}/{:<5} {:>10}/{:<5} {:>16.4f} {:>12.4f}\n",
+                        kv_codec_name(codec), tier_block, loaded_hits, first_same, prompts.size(),
+                        tokens_same, tokens_total, max_change, mean_change);
+    json["tier_codec"].push_back({{"codec", std::string(kv_codec_name(codec))},
+                                  {"tier_block_bytes", tier_block},
+                                  {"tier_hit_tokens", loaded_hits},
+                                  {"first_token_same", first_same},
+                                  {"prompts", prompts.size()},
+                                  {"greedy_tokens_same_before_divergence", tokens_same},
+                                  {"greedy_tokens", tokens_total},
+                                  {"first_token_top5_logprob_change_max", max_change},
+                                  {"first_token_top5_logprob_change_mean", mean_change}});
+  }
+  text +=
+      "  (tokens same: greedy tokens equal up to the first difference; |dlogp|: change of the "
+      "first token's top-5 log-probabilities, in nats)\n";
+  return Status::ok();
+}
+
 }  // namespace
 
 Result<EngineBenchReport> run_engine_bench(const Model& model, const Tokenizer& tokenizer,
@@ -239,9 +350,11 @@ Result<EngineBenchReport> run_engine_bench(const Model& model, const Tokenizer& 
       IG_RETURN_IF_ERROR(bench_prefix(model, tokenizer, backend, o, report.text, json));
     } else if (mode == "chunked") {
       IG_RETURN_IF_ERROR(bench_chunked(model, tokenizer, backend, o, report.text, json));
+    } else if (mode == "tier-codec") {
+      IG_RETURN_IF_ERROR(bench_tier_codec(model, tokenizer, backend, o, report.text, json));
     } else {
       return make_error(StatusCode::kInvalidArgument,
-                        "unknown mode '{}' (throughput, prefix, chunked)", mode);
+                        "unknown mode '{}' (throughput, prefix, chunked, tier-codec)", mode);
     }
     report.text += "\n";
   }

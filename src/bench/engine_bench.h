@@ -6,7 +6,10 @@
 //  - prefix: time to first token of requests sharing a long system prompt, prefix cache on vs
 //    off;
 //  - chunked: inter-token latency of running streams while a long prompt arrives, chunked
-//    prefill on vs off.
+//    prefill on vs off;
+//  - tier-codec (not run by default): greedy tokens and log-probabilities of prompts whose
+//    prefix was loaded back from an int8 tier, against the same prompts computed, with the f32
+//    tier as the exact reference.
 #pragma once
 
 #include <string>
@@ -29,6 +32,9 @@ struct EngineBenchOptions {
   int streams = 4;           // running streams in the chunked-prefill test
   int long_prompt_tokens = 4000;
   int max_batch_tokens = 512;
+  int codec_prompts = 16;
+  int codec_prompt_tokens = 512;
+  int codec_generate = 32;
 };
 
 struct EngineBenchReport {

@@ -104,13 +104,18 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, Backend& ba
                                            : std::max(1, model.config().n_ctx_train)),
       pool_(model.config(), options.block_size, options.n_blocks),
       blocks_(options.n_blocks, options.block_size, model.fingerprint(), options.prefix_caching),
+      tier_codec_(tier_block_codec(model.config(), options.block_size, options.tier_codec)),
       scratch_(model.config(), options.max_batch_tokens,
                std::min(options.max_batch_tokens, options.max_running)) {
   const auto writer_into = [&](const char* name, auto tier) {
+    // One scratch per writer: its sink runs only on that writer's thread.
     return std::make_unique<AsyncBlockWriter>(
         name,
-        [tier](uint64_t key, uint64_t parent, std::span<const int32_t> t,
-               std::span<const uint8_t> p) { return tier->put(key, parent, t, p); },
+        [this, tier, scratch = std::make_shared<std::vector<uint8_t>>()](
+            uint64_t key, uint64_t parent, std::span<const int32_t> t, std::span<const uint8_t> p,
+            bool engine_block) {
+          return tier->put(key, parent, t, engine_block ? tier_payload(p, *scratch) : p);
+        },
         options_.disk_write_queue_bytes);
   };
   if (options_.prefix_caching && options_.disk_tier) {
@@ -118,13 +123,13 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, Backend& ba
   }
   if (options_.prefix_caching && options_.dram_tier) {
     dram_writer_ = writer_into("dram", options_.dram_tier);
-    // What the DRAM tier pushes out goes on down to the disk.
+    // What the DRAM tier pushes out goes on down to the disk, already in the tiers' format.
     if (disk_writer_) {
       options_.dram_tier->set_evict_hook(
           [writer = disk_writer_.get(), tier = options_.disk_tier](uint64_t key, uint64_t parent,
                                                                    std::span<const int32_t> t,
                                                                    std::span<const uint8_t> p) {
-            if (!tier->contains(key)) writer->enqueue(key, parent, t, p);
+            if (!tier->contains(key)) writer->enqueue(key, parent, t, p, /*engine_block=*/false);
           });
     }
   }
@@ -151,12 +156,31 @@ Scheduler::~Scheduler() {
   disk_writer_.reset();
 }
 
-uint64_t Scheduler::kv_layout_tag(const Model& model, int block_size) {
+uint64_t Scheduler::kv_layout_tag(const Model& model, int block_size, KvCodec codec) {
   const ModelConfig& c = model.config();
-  // Model fingerprint, block size and the pool's layout and element type (f32).
+  // Model fingerprint, block size and the pool's layout and element type (f32). The int8
+  // codec appends its own fields, so the f32 tag stays what tiers written before it hold.
   const int32_t shape[] = {block_size, c.n_layer, c.kv_dim(), 2,
                            static_cast<int32_t>(sizeof(float))};
+  const int32_t int8_shape[] = {block_size, c.n_layer, c.kv_dim(), 2, 1, c.head_dim, 0x18};
+  if (codec == KvCodec::kInt8) return block_key(kRootBlockKey, int8_shape, model.fingerprint());
   return block_key(kRootBlockKey, shape, model.fingerprint());
+}
+
+KvBlockCodec Scheduler::tier_block_codec(const ModelConfig& config, int block_size, KvCodec codec) {
+  // One scale per head of one token's K or V in one layer.
+  return KvBlockCodec(codec, KvPool::block_bytes(config, block_size) / sizeof(float),
+                      static_cast<size_t>(config.head_dim));
+}
+
+std::span<const uint8_t> Scheduler::tier_payload(std::span<const uint8_t> engine_block,
+                                                 std::vector<uint8_t>& scratch) const {
+  if (tier_codec_.codec() == KvCodec::kF32) return engine_block;
+  scratch.resize(tier_codec_.encoded_bytes());
+  tier_codec_.encode(
+      {reinterpret_cast<const float*>(engine_block.data()), engine_block.size() / sizeof(float)},
+      scratch);
+  return scratch;
 }
 
 void Scheduler::flush_tiers() {
@@ -182,31 +206,42 @@ void Scheduler::on_block_evicted(int32_t block, uint64_t key, uint64_t parent_ke
     // Shutdown: straight to the disk (the DRAM tier does not survive a reboot). A failure
     // only means a later miss.
     if (options_.disk_tier->contains(key)) return;
-    Status written = options_.disk_tier->put(key, parent_key, tokens, bytes);
+    Status written =
+        options_.disk_tier->put(key, parent_key, tokens, tier_payload(bytes, persist_scratch_));
     if (!written.is_ok()) spdlog::warn("KV disk tier: {}", written.to_string());
     return;
   }
   // Blocks are written through to DRAM when computed; one that is not there any more (pushed
   // out, or written before the tier existed) goes there now, else to the disk.
   if (dram_writer_) {
-    dram_writer_->enqueue(key, parent_key, tokens, bytes);  // put() skips blocks it holds
+    // put() skips blocks it holds
+    dram_writer_->enqueue(key, parent_key, tokens, bytes, /*engine_block=*/true);
   } else if (disk_writer_ && !options_.disk_tier->contains(key)) {
-    disk_writer_->enqueue(key, parent_key, tokens, bytes);
+    disk_writer_->enqueue(key, parent_key, tokens, bytes, /*engine_block=*/true);
   }
 }
 
 // Runs on the loader's thread: touches only the tiers (thread-safe) and dest.
 bool Scheduler::load_from_tiers(uint64_t key, std::span<const int32_t> tokens,
                                 std::span<uint8_t> bytes) {
-  if (dram_writer_ && options_.dram_tier->contains(key)) {
-    auto loaded = options_.dram_tier->get(key, tokens, bytes);
-    if (loaded.is_ok() && *loaded) return true;
+  const bool f32 = tier_codec_.codec() == KvCodec::kF32;
+  if (!f32) load_scratch_.resize(tier_codec_.encoded_bytes());
+  const std::span<uint8_t> stored = f32 ? bytes : std::span<uint8_t>(load_scratch_);
+  const auto loaded = [&](auto& tier) {
+    if (!tier.contains(key)) return false;
+    auto got = tier.get(key, tokens, stored);
+    return got.is_ok() && *got;
+  };
+  if (!(dram_writer_ && loaded(*options_.dram_tier)) &&
+      !(disk_writer_ && loaded(*options_.disk_tier))) {
+    return false;
   }
-  if (disk_writer_ && options_.disk_tier->contains(key)) {
-    auto loaded = options_.disk_tier->get(key, tokens, bytes);
-    if (loaded.is_ok() && *loaded) return true;
+  // Decoded only after the checksum of the stored bytes passed.
+  if (!f32) {
+    tier_codec_.decode(stored,
+                       {reinterpret_cast<float*>(bytes.data()), bytes.size() / sizeof(float)});
   }
-  return false;
+  return true;
 }
 
 Status Scheduler::validate(const GenerationRequest& request) const {
@@ -694,7 +729,8 @@ void Scheduler::after_compute(Sequence& seq, int n_tokens, const float* logits) 
     if (dram_writer_ && committed.in_tree && committed.block == block) {
       const auto data = pool_.block(block);
       dram_writer_->enqueue(committed.key, seq.last_key, block_tokens,
-                            {reinterpret_cast<const uint8_t*>(data.data()), data.size_bytes()});
+                            {reinterpret_cast<const uint8_t*>(data.data()), data.size_bytes()},
+                            /*engine_block=*/true);
     }
     seq.last_key = committed.key;
     block = committed.block;

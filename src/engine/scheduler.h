@@ -31,6 +31,7 @@
 #include "kernels/backend.h"
 #include "kvstore/block_writer.h"
 #include "kvstore/disk_tier.h"
+#include "kvstore/kv_codec.h"
 #include "kvstore/shm_tier.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
@@ -52,6 +53,10 @@ struct SchedulerOptions {
   // through to it as they are computed (so other processes on the host can use them), and
   // blocks it pushes out move on to the disk tier.
   std::shared_ptr<ShmTier> dram_tier;
+  // How blocks are stored in both tiers: kInt8 keeps ~3.8x more blocks per byte at a small,
+  // measured accuracy cost (docs/BENCHMARKS.md). The tiers must be opened with
+  // Scheduler::kv_layout_tag and tier_block_bytes for this codec.
+  KvCodec tier_codec = KvCodec::kF32;
   size_t disk_write_queue_bytes = size_t{256} << 20;  // per tier writer
   // How long one step waits, in all, for tier loads to finish before it computes; loads that
   // take longer go on in the background while the step computes the other sequences, and their
@@ -102,7 +107,12 @@ class Scheduler {
   const BlockManager& blocks() const { return blocks_; }
   const SchedulerOptions& options() const { return options_; }
   // What a stored block's bytes mean: tiers only match blocks with the same tag.
-  static uint64_t kv_layout_tag(const Model& model, int block_size);
+  static uint64_t kv_layout_tag(const Model& model, int block_size, KvCodec codec = KvCodec::kF32);
+  // The codec of one block in the tiers, and the bytes it stores per block.
+  static KvBlockCodec tier_block_codec(const ModelConfig& config, int block_size, KvCodec codec);
+  static size_t tier_block_bytes(const ModelConfig& config, int block_size, KvCodec codec) {
+    return tier_block_codec(config, block_size, codec).encoded_bytes();
+  }
   // Waits until evicted blocks queued for the disk tier are written.
   void flush_tiers();
   // Writes every cached, unreferenced block down to the disk tier (at shutdown, so a restart
@@ -129,6 +139,10 @@ class Scheduler {
   void on_block_evicted(int32_t block, uint64_t key, uint64_t parent_key,
                         std::span<const int32_t> tokens);
   bool load_from_tiers(uint64_t key, std::span<const int32_t> tokens, std::span<uint8_t> dest);
+  // The block's bytes in the tiers' format: the block itself for f32, else encoded into
+  // scratch.
+  std::span<const uint8_t> tier_payload(std::span<const uint8_t> engine_block,
+                                        std::vector<uint8_t>& scratch) const;
   // Starts loading the blocks after seq's engine-memory match from the tiers; false when there
   // is nothing to try (no candidate block, or no free block to load into).
   bool start_tier_load(Sequence& seq);
@@ -154,6 +168,9 @@ class Scheduler {
   int max_context_;
   KvPool pool_;
   BlockManager blocks_;
+  KvBlockCodec tier_codec_;
+  std::vector<uint8_t> load_scratch_;     // the loader thread's: an encoded block being read
+  std::vector<uint8_t> persist_scratch_;  // the step thread's: an encoded block being persisted
   std::unique_ptr<AsyncBlockWriter> disk_writer_;
   std::unique_ptr<AsyncBlockWriter> dram_writer_;
   std::unique_ptr<TierLoader> loader_;  // declared after the pool: joined before it is freed

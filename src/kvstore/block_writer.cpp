@@ -20,7 +20,7 @@ AsyncBlockWriter::~AsyncBlockWriter() {
 }
 
 bool AsyncBlockWriter::enqueue(uint64_t key, uint64_t parent_key, std::span<const int32_t> tokens,
-                               std::span<const uint8_t> payload) {
+                               std::span<const uint8_t> payload, bool engine_block) {
   std::unique_lock lock(mutex_);
   if (pending_bytes_ + payload.size() > max_pending_bytes_ || stop_) {
     ++dropped_;
@@ -28,7 +28,11 @@ bool AsyncBlockWriter::enqueue(uint64_t key, uint64_t parent_key, std::span<cons
   }
   lock.unlock();
   // Copy outside the lock: the writer thread is never blocked behind a large memcpy.
-  Item item{key, parent_key, {tokens.begin(), tokens.end()}, {payload.begin(), payload.end()}};
+  Item item{key,
+            parent_key,
+            {tokens.begin(), tokens.end()},
+            {payload.begin(), payload.end()},
+            engine_block};
   lock.lock();
   pending_bytes_ += item.payload.size();
   queue_.push_back(std::move(item));
@@ -53,7 +57,7 @@ void AsyncBlockWriter::run() {
     queue_.pop_front();
     writing_ = true;
     lock.unlock();
-    Status written = sink_(item.key, item.parent_key, item.tokens, item.payload);
+    Status written = sink_(item.key, item.parent_key, item.tokens, item.payload, item.engine_block);
     if (!written.is_ok()) {
       ++failed_;
       spdlog::warn("KV {} tier: {}", tier_name_, written.to_string());

@@ -23,9 +23,12 @@ namespace infergrid {
 
 class AsyncBlockWriter {
  public:
+  // engine_block: the payload is an engine block the sink still has to encode in its tier's
+  // format (done on the writer thread, so the step loop never pays for it); false: it already
+  // is in that format (moved down from another tier of the same layout).
   using Sink =
       std::function<Status(uint64_t key, uint64_t parent_key, std::span<const int32_t> tokens,
-                           std::span<const uint8_t> payload)>;
+                           std::span<const uint8_t> payload, bool engine_block)>;
   // tier_name is for log messages.
   AsyncBlockWriter(std::string tier_name, Sink sink, size_t max_pending_bytes);
   ~AsyncBlockWriter();  // writes what is queued, then stops
@@ -34,7 +37,7 @@ class AsyncBlockWriter {
 
   // False when the queue is full (the block is dropped).
   bool enqueue(uint64_t key, uint64_t parent_key, std::span<const int32_t> tokens,
-               std::span<const uint8_t> payload);
+               std::span<const uint8_t> payload, bool engine_block);
   // Waits until every queued block is written (tests, shutdown).
   void flush();
   uint64_t dropped() const { return dropped_; }
@@ -46,6 +49,7 @@ class AsyncBlockWriter {
     uint64_t parent_key;
     std::vector<int32_t> tokens;
     std::vector<uint8_t> payload;
+    bool engine_block;
   };
   void run();
 

@@ -82,6 +82,7 @@ class SchedulerTest : public ::testing::Test {
 
   struct Outcome {
     std::vector<int32_t> tokens;
+    std::vector<GeneratedToken> generated;  // with the log-probabilities, when asked
     std::string text;
     FinishReason reason = FinishReason::kNone;
     int events_after_final = 0;
@@ -94,6 +95,7 @@ class SchedulerTest : public ::testing::Test {
       Outcome& o = out[id];
       if (o.reason != FinishReason::kNone) ++o.events_after_final;
       for (const auto& t : e.tokens) o.tokens.push_back(t.token);
+      o.generated.insert(o.generated.end(), e.tokens.begin(), e.tokens.end());
       o.text += e.text;
       if (e.finished) o.reason = e.finish_reason;
       o.last = e;
@@ -593,6 +595,125 @@ TEST_F(SchedulerTest, SharedDramTierServesAnotherEnginesPrefixAndSpillsToDisk) {
     EXPECT_EQ(out[1].last.cached_tokens, 80);
   }
   ShmTier::unlink(name, tag);
+  std::filesystem::remove_all(dir);
+}
+
+// With int8 tiers a prefix comes back from DRAM, and from the disk after a restart, close to
+// but not equal to the computed one: the first token's log-probabilities move by a small,
+// bounded amount. int8 and f32 blocks never meet, and damaged int8 blocks are dropped.
+TEST_F(SchedulerTest, Int8TiersServePrefixesCloseToComputedAndNeverMixWithF32) {
+  CpuBackend backend(2);
+  const std::string name = "schedint8" + std::to_string(::getpid());
+  const uint64_t f32_tag = Scheduler::kv_layout_tag(*model_, 16);
+  const uint64_t int8_tag = Scheduler::kv_layout_tag(*model_, 16, KvCodec::kInt8);
+  ASSERT_NE(f32_tag, int8_tag);
+  const size_t int8_bytes = Scheduler::tier_block_bytes(model_->config(), 16, KvCodec::kInt8);
+  EXPECT_LT(int8_bytes * 3, KvPool::block_bytes(model_->config(), 16));
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("infergrid_scheduler_int8_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  ShmTier::unlink(name, int8_tag);
+  auto question = prompt(80, 5151);  // five full blocks
+  question.push_back(9);
+  auto asking_logprobs = [&] {
+    auto r = request(question, 4);
+    r.options.logprobs = 5;
+    return r;
+  };
+  auto open_int8_dram = [&] {
+    auto tier = ShmTier::open(name, 64 << 20, int8_tag, 16, int8_bytes);
+    EXPECT_TRUE(tier.is_ok()) << tier.status().to_string();
+    return tier.is_ok() ? std::shared_ptr<ShmTier>(std::move(tier).value()) : nullptr;
+  };
+  auto open_int8_disk = [&] {
+    auto tier = std::make_shared<DiskTier>(dir, 64 << 20, int8_tag, 16);
+    EXPECT_TRUE(tier->open().is_ok());
+    return tier;
+  };
+  auto o = options(64, 64);
+  o.tier_codec = KvCodec::kInt8;
+
+  {
+    // f32 blocks of the same prefix, in a DRAM tier of the same name.
+    auto f32_options = options(64, 64);
+    f32_options.dram_tier = fresh_dram_tier(name, 64 << 20);
+    Scheduler s(*model_, *tokenizer_, backend, f32_options);
+    run_all(s, {request(question, 2)});
+    s.flush_tiers();
+    EXPECT_GE(f32_options.dram_tier->stats().blocks, 5u);
+  }
+  Outcome computed;
+  {
+    o.dram_tier = open_int8_dram();
+    ASSERT_NE(o.dram_tier, nullptr);
+    EXPECT_EQ(o.dram_tier->stats().blocks, 0u);  // the f32 blocks are not seen
+    Scheduler s(*model_, *tokenizer_, backend, o);
+    computed = run_all(s, {asking_logprobs()})[1];
+    EXPECT_EQ(computed.tokens, reference(question, 4));
+    EXPECT_EQ(s.counters().tier_hit_tokens, 0u);
+    s.flush_tiers();
+    EXPECT_GE(o.dram_tier->stats().blocks, 5u);
+  }
+  ASSERT_FALSE(computed.generated.empty());
+  // Largest change of a top-5 log-probability of the first token (computed from the prompt's
+  // last position over the loaded prefix).
+  auto logprob_change = [&](const Outcome& loaded) {
+    EXPECT_FALSE(loaded.generated.empty());
+    if (loaded.generated.empty()) return 1e9f;
+    const auto& want = computed.generated[0].top;
+    const auto& got = loaded.generated[0].top;
+    float change = 0;
+    for (const auto& w : want) {
+      auto it = std::find_if(got.begin(), got.end(),
+                             [&](const TokenLogprob& g) { return g.token == w.token; });
+      if (it == got.end()) return 1e9f;
+      change = std::max(change, std::fabs(it->logprob - w.logprob));
+    }
+    return change;
+  };
+  {
+    // A cold engine is served the prefix from the int8 DRAM tier, and at shutdown persists
+    // its cache to an int8 disk tier.
+    o.dram_tier = open_int8_dram();
+    o.disk_tier = open_int8_disk();
+    Scheduler s(*model_, *tokenizer_, backend, o);
+    auto loaded = run_all(s, {asking_logprobs()})[1];
+    EXPECT_EQ(s.counters().tier_hit_tokens, 80u);
+    EXPECT_EQ(loaded.tokens[0], computed.tokens[0]);
+    const float change = logprob_change(loaded);
+    EXPECT_GT(change, 0.0f) << "the loaded KV was not quantized";
+    EXPECT_LT(change, 0.2f);
+    s.persist_cached();
+    EXPECT_GE(o.disk_tier->stats().blocks, 5u);
+  }
+  ShmTier::unlink(name, int8_tag);
+  {
+    // After a restart (the DRAM tier is gone too), the prefix comes from the disk.
+    o.dram_tier = nullptr;
+    o.disk_tier = open_int8_disk();
+    Scheduler s(*model_, *tokenizer_, backend, o);
+    auto loaded = run_all(s, {asking_logprobs()})[1];
+    EXPECT_EQ(s.counters().tier_hit_tokens, 80u);
+    const float change = logprob_change(loaded);
+    EXPECT_GT(change, 0.0f);
+    EXPECT_LT(change, 0.2f);
+  }
+  {
+    // Every stored block damaged in its int8 values: dropped, and the prefix recomputed.
+    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+      std::fstream f(entry.path(), std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(entry.path()) - 3));
+      f.put('\x55');
+    }
+    o.disk_tier = open_int8_disk();
+    Scheduler s(*model_, *tokenizer_, backend, o);
+    auto recomputed = run_all(s, {asking_logprobs()})[1];
+    EXPECT_EQ(s.counters().tier_hit_tokens, 0u);
+    EXPECT_GE(o.disk_tier->stats().dropped_corrupt, 1u);
+    EXPECT_EQ(recomputed.tokens, computed.tokens);
+    expect_pool_empty(s);
+  }
+  ShmTier::unlink(name, f32_tag);
   std::filesystem::remove_all(dir);
 }
 
