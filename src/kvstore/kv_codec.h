@@ -2,10 +2,11 @@
 //
 // kF32 stores the engine's floats as they are. kInt8 stores each group of `group` consecutive
 // floats (one attention head of one token's K or V in one layer) as int8 with its own f32
-// scale: symmetric, scale = max|x| / 127, so every value decodes to within scale/2 of what was
-// stored. A scale per head rather than one per block keeps a single outlier head from flattening
-// the rest of the block to zero. Encoded layout: all scales (f32, in group order), then all
-// int8 values (in the engine's order), so a block is one contiguous span.
+// scale: symmetric, scale = max|x| / 127, rounded half to even, so every value decodes to
+// within scale/2 of what was stored. A group holding a non-finite value is stored as zeros. A scale
+// per head rather than one per block keeps a single outlier head from flattening the rest of the
+// block to zero. Encoded layout: all scales (f32, in group order), then all int8 values (in the
+// engine's order), so a block is one contiguous span.
 //
 // Invariants: encoded_bytes() is a pure function of the geometry, so a tier sized for it never
 // sees a block of another size; the codec is part of the tier's layout tag (see
@@ -36,8 +37,13 @@ class KvBlockCodec {
   // dest.size() == encoded_bytes(); src.size() == block_floats().
   void encode(std::span<const float> src, std::span<uint8_t> dest) const;
   void decode(std::span<const uint8_t> src, std::span<float> dest) const;
+  // The plain reference the vector encoder is tested against (same bytes).
+  void encode_scalar_for_testing(std::span<const float> src, std::span<uint8_t> dest) const;
 
  private:
+  void encode_with(std::span<const float> src, std::span<uint8_t> dest,
+                   float (*quantize_group)(const float*, size_t, int8_t*)) const;
+
   KvCodec codec_;
   size_t block_floats_;
   size_t group_;

@@ -72,22 +72,42 @@ TEST(KvCodecTest, Int8ReencodingADecodedBlockGivesTheSameBytes) {
   EXPECT_EQ(first, second);
 }
 
-TEST(KvCodecTest, Int8ZeroAndNonFiniteGroupsDecodeToFiniteValues) {
-  const KvBlockCodec codec(KvCodec::kInt8, 8, 4);
-  std::vector<float> x = {0,
-                          0,
-                          0,
-                          0,
-                          1.0f,
-                          std::numeric_limits<float>::quiet_NaN(),
-                          std::numeric_limits<float>::infinity(),
-                          -2.0f};
+TEST(KvCodecTest, Int8ZeroAndNonFiniteGroupsDecodeToZeros) {
+  const KvBlockCodec codec(KvCodec::kInt8, 12, 4);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> x = {0, 0, 0, 0, 1.0f, nan, 3.0f, -2.0f, -inf, 1.0f, 2.0f, 3.0f};
   std::vector<uint8_t> bytes(codec.encoded_bytes());
   codec.encode(x, bytes);
-  std::vector<float> y(8);
+  std::vector<float> y(12, 5.0f);
   codec.decode(bytes, y);
-  for (int i = 0; i < 4; ++i) EXPECT_EQ(y[i], 0.0f);
-  for (int i = 4; i < 8; ++i) EXPECT_TRUE(std::isfinite(y[i])) << i;
+  for (int i = 0; i < 12; ++i) EXPECT_EQ(y[i], 0.0f) << i;
+}
+
+// The vector encoder gives the scalar reference's bytes: odd group sizes (vector body plus
+// scalar tail), ties that round half to even, outliers, non-finite groups.
+TEST(KvCodecTest, Int8EncoderMatchesScalarReferenceByteForByte) {
+  for (const size_t group : {3u, 8u, 13u, 32u, 64u, 100u, 128u}) {
+    const size_t n = group * 20;
+    const KvBlockCodec codec(KvCodec::kInt8, n, group);
+    auto x = random_block(n, static_cast<uint32_t>(group) + 100);
+    for (size_t i = 0; i < group; ++i) x[i] = static_cast<float>(i % 7) - 3.5f;  // ties
+    x[0] = 127.0f;            // scale 1: x / scale is exact
+    x[group + 1] = -1000.0f;  // outlier
+    x[2 * group + 2] = std::numeric_limits<float>::quiet_NaN();
+    x[3 * group] = -std::numeric_limits<float>::infinity();
+    for (size_t i = 0; i < group; ++i) x[4 * group + i] = 0.0f;
+    std::vector<uint8_t> fast(codec.encoded_bytes()), reference(codec.encoded_bytes());
+    codec.encode(x, fast);
+    codec.encode_scalar_for_testing(x, reference);
+    ASSERT_EQ(fast, reference) << "group size " << group;
+    // Ties went to even: 2.5 -> 2, -3.5 -> -4 (scale 1 in the first group).
+    const auto* q = reinterpret_cast<const int8_t*>(reference.data() + n / group * sizeof(float));
+    for (size_t i = 1; i < std::min<size_t>(group, 7); ++i) {
+      const float v = static_cast<float>(i % 7) - 3.5f;
+      EXPECT_EQ(q[i], static_cast<int8_t>(std::nearbyint(v))) << i;
+    }
+  }
 }
 
 TEST(KvCodecTest, NamesParse) {
