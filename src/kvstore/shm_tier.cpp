@@ -22,8 +22,15 @@ namespace infergrid {
 
 namespace {
 constexpr uint64_t kMagic = 0x6d68736b76494731ULL;  // "1GIvkshm"
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;                    // 2: hash index and LRU list in the segment
 enum SlotState : uint32_t { kEmpty = 0, kWriting = 1, kReady = 2 };
+constexpr int32_t kNone = -1;  // an empty bucket, the end of a list
+
+uint64_t buckets_for(uint64_t n_slots) {
+  uint64_t n = 1;
+  while (n < 2 * n_slots) n <<= 1;  // at most half full: short probe sequences
+  return n;
+}
 
 uint64_t slot_checksum(uint64_t key, std::span<const int32_t> tokens,
                        std::span<const uint8_t> payload) {
@@ -45,9 +52,14 @@ struct ShmTier::Header {
   uint32_t n_slots;
   uint32_t block_tokens;
   uint64_t payload_bytes;
+  uint32_t n_buckets;  // a power of two
   pthread_mutex_t mutex;
   uint64_t clock;
   uint64_t hits, misses, stored, evicted, dropped_corrupt, bytes_written, bytes_read;
+  // Derived from the slot headers (rebuilt from them after a crash): the ready slots from most
+  // to least recently used, the empty slots, and how many are ready.
+  int32_t lru_head, lru_tail, free_head;
+  uint32_t n_ready;
 };
 
 struct ShmTier::SlotHeader {
@@ -56,7 +68,7 @@ struct ShmTier::SlotHeader {
   uint64_t last_used;
   uint64_t checksum;
   uint32_t state;
-  uint32_t reserved;
+  int32_t prev, next;  // LRU list (ready slots) or free list (next only)
 };
 
 class ShmTier::Lock {
@@ -65,8 +77,11 @@ class ShmTier::Lock {
     const int rc = pthread_mutex_lock(&tier_.header_->mutex);
     if (rc == EOWNERDEAD) {
       // A process died holding the lock: whatever it was writing is not trustworthy.
-      tier_.recover_locked();
+      tier_.rebuild_index_locked();
       pthread_mutex_consistent(&tier_.header_->mutex);
+    }
+    if ((rc == 0 || rc == EOWNERDEAD) && !tier_.index_sane_locked()) {
+      tier_.rebuild_index_locked();
     }
     // Anything else (a damaged or unrecoverable mutex) means no mutual exclusion: the tier
     // then behaves as empty rather than touching slots unprotected.
@@ -81,6 +96,10 @@ class ShmTier::Lock {
   ShmTier& tier_;
   bool held_ = false;
 };
+
+size_t ShmTier::index_bytes(uint64_t n_slots) {
+  return (n_slots * sizeof(SlotHeader) + buckets_for(n_slots) * sizeof(int32_t) + 63) / 64 * 64;
+}
 
 static std::string segment_for(const std::string& name, uint64_t layout_tag) {
   return fmt::format("/infergrid-kv-{}-{:016x}", name, layout_tag);
@@ -101,11 +120,12 @@ Result<std::unique_ptr<ShmTier>> ShmTier::open(const std::string& name, uint64_t
   tier->payload_bytes_ = payload_bytes;
   tier->slot_data_bytes_ =
       (static_cast<size_t>(block_tokens) * sizeof(int32_t) + payload_bytes + 63) / 64 * 64;
-  const size_t per_slot = sizeof(SlotHeader) + tier->slot_data_bytes_;
-  const uint64_t n_slots = capacity_bytes / per_slot;
+  // Two index buckets per slot (buckets_for rounds up to a power of two).
+  const size_t per_slot = sizeof(SlotHeader) + tier->slot_data_bytes_ + 2 * sizeof(int32_t);
+  uint64_t n_slots = capacity_bytes / per_slot;
+  if (n_slots > (uint64_t{1} << 30)) n_slots = uint64_t{1} << 30;  // int32 slot indices
   const size_t header_bytes = (sizeof(Header) + 63) / 64 * 64;
-  const size_t slots_bytes = (n_slots * sizeof(SlotHeader) + 63) / 64 * 64;
-  const size_t total = header_bytes + slots_bytes + n_slots * tier->slot_data_bytes_;
+  const size_t total = header_bytes + index_bytes(n_slots) + n_slots * tier->slot_data_bytes_;
 
   bool creator = false;
   // Join an existing segment first; only a creator needs (and sets) the capacity.
@@ -159,24 +179,26 @@ Result<std::unique_ptr<ShmTier>> ShmTier::open(const std::string& name, uint64_t
     h.n_slots = static_cast<uint32_t>(n_slots);
     h.block_tokens = static_cast<uint32_t>(block_tokens);
     h.payload_bytes = payload_bytes;
+    h.n_buckets = static_cast<uint32_t>(buckets_for(n_slots));
     pthread_mutexattr_t attr;
     pthread_mutexattr_init(&attr);
     pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
     pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
     pthread_mutex_init(&h.mutex, &attr);
     pthread_mutexattr_destroy(&attr);
+    tier->slots_ = reinterpret_cast<SlotHeader*>(tier->base_ + header_bytes);
+    tier->buckets_ = reinterpret_cast<int32_t*>(tier->slots_ + n_slots);
+    tier->rebuild_index_locked();  // nobody else can see it before `ready`
     h.ready.store(1, std::memory_order_release);
   } else {
     for (int i = 0; i < 400 && h.ready.load(std::memory_order_acquire) == 0; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
   }
-  const size_t existing_slots_bytes =
-      (static_cast<size_t>(h.n_slots) * sizeof(SlotHeader) + 63) / 64 * 64;
   if (h.ready.load() == 0 || h.magic != kMagic || h.version != kVersion ||
       h.layout_tag != layout_tag || h.block_tokens != static_cast<uint32_t>(block_tokens) ||
-      h.payload_bytes != payload_bytes ||
-      header_bytes + existing_slots_bytes +
+      h.payload_bytes != payload_bytes || h.n_buckets != buckets_for(h.n_slots) ||
+      header_bytes + index_bytes(h.n_slots) +
               static_cast<size_t>(h.n_slots) * tier->slot_data_bytes_ >
           mapped) {
     return make_error(StatusCode::kCorrupt,
@@ -185,7 +207,8 @@ Result<std::unique_ptr<ShmTier>> ShmTier::open(const std::string& name, uint64_t
                       tier->segment_name_, tier->segment_name_);
   }
   tier->slots_ = reinterpret_cast<SlotHeader*>(tier->base_ + header_bytes);
-  tier->data_ = tier->base_ + header_bytes + existing_slots_bytes;
+  tier->buckets_ = reinterpret_cast<int32_t*>(tier->slots_ + h.n_slots);
+  tier->data_ = tier->base_ + header_bytes + index_bytes(h.n_slots);
   return tier;
 }
 
@@ -206,37 +229,168 @@ std::span<uint8_t> ShmTier::slot_bytes_for_testing(uint32_t slot) {
           block_tokens_ * sizeof(int32_t) + payload_bytes_};
 }
 
-void ShmTier::recover_locked() {
-  for (uint32_t i = 0; i < header_->n_slots; ++i) {
-    if (slots_[i].state == kWriting) {
-      slots_[i].state = kEmpty;
-      ++header_->dropped_corrupt;
+std::span<uint8_t> ShmTier::index_bytes_for_testing() {
+  return {reinterpret_cast<uint8_t*>(buckets_), header_->n_buckets * sizeof(int32_t)};
+}
+
+// The slot headers are the truth; the hash index and the lists are rebuilt from them. Runs at
+// creation, after a process died holding the lock (it may have been mid-way through any
+// update), and when a list link is out of range or the index is full (a damaged segment).
+void ShmTier::rebuild_index_locked() {
+  Header& h = *header_;
+  std::fill(buckets_, buckets_ + h.n_buckets, kNone);
+  std::vector<int32_t> ready;
+  h.free_head = kNone;
+  for (uint32_t i = h.n_slots; i-- > 0;) {
+    SlotHeader& slot = slots_[i];
+    if (slot.state == kWriting) ++h.dropped_corrupt;  // its writer died: never trusted
+    if (slot.state == kReady && find_locked(slot.key, nullptr) < 0) {
+      insert_bucket_locked(slot.key, static_cast<int32_t>(i));
+      ready.push_back(static_cast<int32_t>(i));
+      continue;
+    }
+    slot.state = kEmpty;  // not ready, or a duplicate key
+    slot.prev = kNone;
+    slot.next = h.free_head;
+    h.free_head = static_cast<int32_t>(i);
+  }
+  std::sort(ready.begin(), ready.end(),
+            [&](int32_t a, int32_t b) { return slots_[a].last_used > slots_[b].last_used; });
+  h.lru_head = h.lru_tail = kNone;
+  for (int32_t i : ready) push_back_locked(i);
+  h.n_ready = static_cast<uint32_t>(ready.size());
+}
+
+uint32_t ShmTier::home_bucket(uint64_t key) const {
+  return static_cast<uint32_t>((key * 0x9E3779B97F4A7C15ULL) >> 32) & (header_->n_buckets - 1);
+}
+
+bool ShmTier::valid_slot(int32_t i) const {
+  return i >= 0 && static_cast<uint32_t>(i) < header_->n_slots;
+}
+
+int ShmTier::find_locked(uint64_t key, bool* damaged) const {
+  const uint32_t mask = header_->n_buckets - 1;
+  for (uint32_t b = home_bucket(key), probes = 0;; b = (b + 1) & mask, ++probes) {
+    const int32_t i = buckets_[b];
+    if (i == kNone) return -1;
+    // Only ready slots are indexed, and a probe run is never longer than the slots: anything
+    // else is a damaged index, which can cost a miss (the slot's own key must match), never a
+    // wrong block.
+    if (!valid_slot(i) || slots_[i].state != kReady || probes > header_->n_slots) {
+      if (damaged != nullptr) *damaged = true;
+      return -1;
+    }
+    if (slots_[i].key == key) return i;
+  }
+}
+
+int ShmTier::find_repairing_locked(uint64_t key) {
+  bool damaged = false;
+  const int i = find_locked(key, &damaged);
+  if (!damaged) return i;
+  rebuild_index_locked();
+  return find_locked(key, nullptr);
+}
+
+bool ShmTier::insert_bucket_locked(uint64_t key, int32_t slot) {
+  const uint32_t mask = header_->n_buckets - 1;
+  uint32_t b = home_bucket(key);
+  for (uint32_t probes = 0; buckets_[b] != kNone; b = (b + 1) & mask) {
+    if (++probes > mask) return false;  // never with two buckets per slot, unless damaged
+  }
+  buckets_[b] = slot;
+  return true;
+}
+
+// Linear probing without tombstones: after emptying a bucket, later members of the probe run
+// that could live in it are moved back, so every key stays reachable from its home bucket.
+void ShmTier::erase_bucket_locked(uint64_t key, int32_t slot) {
+  const uint32_t mask = header_->n_buckets - 1;
+  uint32_t hole = home_bucket(key);
+  for (uint32_t probes = 0; buckets_[hole] != slot; hole = (hole + 1) & mask) {
+    if (buckets_[hole] == kNone || ++probes > mask) return;
+  }
+  buckets_[hole] = kNone;
+  for (uint32_t b = (hole + 1) & mask; buckets_[b] != kNone; b = (b + 1) & mask) {
+    const int32_t moving = buckets_[b];
+    const uint32_t home = valid_slot(moving) ? home_bucket(slots_[moving].key) : b;
+    // Does `moving`'s probe run (home .. b, cyclically) pass over the hole?
+    const bool passes_hole = hole <= b ? (home <= hole || home > b) : (home <= hole && home > b);
+    if (passes_hole) {
+      buckets_[hole] = moving;
+      buckets_[b] = kNone;
+      hole = b;
     }
   }
 }
 
-int ShmTier::find_locked(uint64_t key) const {
-  for (uint32_t i = 0; i < header_->n_slots; ++i) {
-    if (slots_[i].state == kReady && slots_[i].key == key) return static_cast<int>(i);
-  }
-  return -1;
+void ShmTier::unlink_lru_locked(int32_t i) {
+  Header& h = *header_;
+  SlotHeader& slot = slots_[i];
+  if (valid_slot(slot.prev))
+    slots_[slot.prev].next = slot.next;
+  else
+    h.lru_head = slot.next;
+  if (valid_slot(slot.next))
+    slots_[slot.next].prev = slot.prev;
+  else
+    h.lru_tail = slot.prev;
+  slot.prev = slot.next = kNone;
+}
+
+void ShmTier::push_front_locked(int32_t i) {
+  Header& h = *header_;
+  slots_[i].prev = kNone;
+  slots_[i].next = h.lru_head;
+  if (valid_slot(h.lru_head))
+    slots_[h.lru_head].prev = i;
+  else
+    h.lru_tail = i;
+  h.lru_head = i;
+}
+
+void ShmTier::push_back_locked(int32_t i) {
+  Header& h = *header_;
+  slots_[i].next = kNone;
+  slots_[i].prev = h.lru_tail;
+  if (valid_slot(h.lru_tail))
+    slots_[h.lru_tail].next = i;
+  else
+    h.lru_head = i;
+  h.lru_tail = i;
+}
+
+// The ready slot `i` leaves the index and the LRU list and becomes empty.
+void ShmTier::release_slot_locked(int32_t i) {
+  Header& h = *header_;
+  erase_bucket_locked(slots_[i].key, i);
+  unlink_lru_locked(i);
+  slots_[i].state = kEmpty;
+  slots_[i].next = h.free_head;
+  h.free_head = i;
+  --h.n_ready;
+}
+
+bool ShmTier::index_sane_locked() const {
+  const Header& h = *header_;
+  const auto ok = [&](int32_t i) { return i == kNone || valid_slot(i); };
+  return ok(h.lru_head) && ok(h.lru_tail) && ok(h.free_head) &&
+         (h.free_head == kNone || slots_[h.free_head].state == kEmpty) &&
+         (h.lru_tail == kNone || slots_[h.lru_tail].state == kReady) &&
+         (h.free_head != kNone || h.lru_tail != kNone) && h.n_ready <= h.n_slots;
 }
 
 bool ShmTier::contains(uint64_t key) {
   Lock lock(*this);
-  return lock.held() && find_locked(key) >= 0;
+  return lock.held() && find_repairing_locked(key) >= 0;
 }
 
 void ShmTier::contains_each(std::span<const uint64_t> keys, std::span<uint8_t> present) {
   std::fill(present.begin(), present.end(), uint8_t{0});
-  std::unordered_map<uint64_t, size_t> wanted;
-  for (size_t i = 0; i < keys.size(); ++i) wanted.emplace(keys[i], i);
   Lock lock(*this);
   if (!lock.held()) return;
-  for (uint32_t i = 0; i < header_->n_slots; ++i) {
-    if (slots_[i].state != kReady) continue;
-    if (auto it = wanted.find(slots_[i].key); it != wanted.end()) present[it->second] = 1;
-  }
+  for (size_t i = 0; i < keys.size(); ++i) present[i] = find_repairing_locked(keys[i]) >= 0 ? 1 : 0;
 }
 
 Status ShmTier::put(uint64_t key, uint64_t parent_key, std::span<const int32_t> tokens,
@@ -257,21 +411,14 @@ Status ShmTier::put(uint64_t key, uint64_t parent_key, std::span<const int32_t> 
                         segment_name_);
     }
     Header& h = *header_;
-    if (find_locked(key) >= 0) return Status::ok();
-    int victim = -1;
-    for (uint32_t i = 0; i < h.n_slots; ++i) {
-      if (slots_[i].state == kEmpty) {
-        victim = static_cast<int>(i);
-        break;
-      }
-      if (victim < 0 || slots_[i].last_used < slots_[static_cast<size_t>(victim)].last_used) {
-        victim = static_cast<int>(i);
-      }
-    }
-    SlotHeader& slot = slots_[static_cast<size_t>(victim)];
+    if (find_repairing_locked(key) >= 0) return Status::ok();
+    // An empty slot, else the least recently used one.
+    const bool have_free = h.free_head != kNone;
+    const int32_t victim = have_free ? h.free_head : h.lru_tail;
+    SlotHeader& slot = slots_[victim];
     uint8_t* data = data_ + static_cast<size_t>(victim) * slot_data_bytes_;
     const size_t token_bytes = static_cast<size_t>(block_tokens_) * sizeof(int32_t);
-    if (slot.state == kReady) {
+    if (!have_free) {
       ++h.evicted;
       if (evict_hook_) {
         evicted_key = slot.key;
@@ -285,7 +432,9 @@ Status ShmTier::put(uint64_t key, uint64_t parent_key, std::span<const int32_t> 
           ++h.dropped_corrupt;
         }
       }
+      release_slot_locked(victim);
     }
+    h.free_head = slot.next;  // the victim is the free list's head now
     slot.state = kWriting;
     slot.key = key;
     slot.parent_key = parent_key;
@@ -294,6 +443,12 @@ Status ShmTier::put(uint64_t key, uint64_t parent_key, std::span<const int32_t> 
     slot.checksum = checksum;
     slot.last_used = ++h.clock;
     slot.state = kReady;
+    if (insert_bucket_locked(key, victim)) {
+      push_front_locked(victim);
+      ++h.n_ready;
+    } else {
+      rebuild_index_locked();  // the index was damaged; the rebuilt one holds this slot too
+    }
     ++h.stored;
     h.bytes_written += token_bytes + payload.size();
   }
@@ -307,29 +462,45 @@ Result<bool> ShmTier::get(uint64_t key, std::span<const int32_t> tokens,
     return make_error(StatusCode::kInvalidArgument, "DRAM-tier read of the wrong size");
   }
   std::vector<int32_t> stored_tokens(tokens.size());
+  int32_t i = -1;
+  uint64_t expected = 0;
+  {
+    // Only the copy holds the lock; the copy is then checked outside it.
+    Lock lock(*this);
+    if (!lock.held()) return false;
+    i = find_repairing_locked(key);
+    if (i < 0) {
+      ++header_->misses;
+      return false;
+    }
+    const uint8_t* data = data_ + static_cast<size_t>(i) * slot_data_bytes_;
+    std::memcpy(stored_tokens.data(), data, tokens.size_bytes());
+    std::memcpy(payload.data(), data + tokens.size_bytes(), payload.size());
+    expected = slots_[i].checksum;
+  }
+  const bool intact = slot_checksum(key, stored_tokens, payload) == expected;
+  const bool same_tokens = std::equal(stored_tokens.begin(), stored_tokens.end(), tokens.begin());
   Lock lock(*this);
   if (!lock.held()) return false;
   Header& h = *header_;
-  const int i = find_locked(key);
-  if (i < 0) {
-    ++h.misses;
-    return false;
-  }
-  SlotHeader& slot = slots_[static_cast<size_t>(i)];
-  const uint8_t* data = data_ + static_cast<size_t>(i) * slot_data_bytes_;
-  std::memcpy(stored_tokens.data(), data, tokens.size_bytes());
-  std::memcpy(payload.data(), data + tokens.size_bytes(), payload.size());
-  if (slot_checksum(key, stored_tokens, payload) != slot.checksum) {
-    slot.state = kEmpty;
+  // The slot may have been reused since the copy; only the block that was read is touched.
+  SlotHeader& slot = slots_[i];
+  const bool unchanged = slot.state == kReady && slot.key == key && slot.checksum == expected;
+  if (!intact) {
+    if (unchanged) release_slot_locked(i);
     ++h.dropped_corrupt;
     ++h.misses;
     return false;
   }
-  if (!std::equal(stored_tokens.begin(), stored_tokens.end(), tokens.begin())) {
+  if (!same_tokens) {
     ++h.misses;
     return false;
   }
-  slot.last_used = ++h.clock;
+  if (unchanged) {
+    slot.last_used = ++h.clock;
+    unlink_lru_locked(i);
+    push_front_locked(i);
+  }
   ++h.hits;
   h.bytes_read += tokens.size_bytes() + payload.size();
   return true;
@@ -347,7 +518,7 @@ TierStats ShmTier::stats() {
   s.dropped_corrupt = h.dropped_corrupt;
   s.bytes_written = h.bytes_written;
   s.bytes_read = h.bytes_read;
-  for (uint32_t i = 0; i < h.n_slots; ++i) s.blocks += slots_[i].state == kReady ? 1 : 0;
+  s.blocks = h.n_ready;
   s.used_bytes = s.blocks * (static_cast<size_t>(block_tokens_) * sizeof(int32_t) + payload_bytes_);
   s.capacity_bytes =
       h.n_slots * (static_cast<size_t>(block_tokens_) * sizeof(int32_t) + payload_bytes_);

@@ -3,16 +3,19 @@
 // serve a prefix another computed.
 //
 // Layout: a header (magic, version, layout tag, geometry, a robust process-shared mutex, an
-// LRU clock, shared counters), then an array of slot headers (key, parent key, state, last use,
-// checksum), then the slots' tokens and payloads. Slot headers are contiguous so a lookup scans
-// a few kilobytes, not the payloads.
+// LRU clock, shared counters, list heads), then an array of slot headers (key, parent key,
+// state, last use, checksum, LRU links), then a hash index (open addressing, linear probing,
+// two buckets per slot) from key to slot, then the slots' tokens and payloads. A lookup, an
+// insert and an eviction are O(1) under the lock, whatever the capacity.
 // Invariants: the segment name contains the layout tag, and the header's tag and geometry are
 // checked on open, so blocks of another model, quantization or block size are never seen;
 // every slot change happens under the mutex, which is robust (a process killed while holding
-// it hands the next locker EOWNERDEAD, which then clears every slot left half-written); every
-// read verifies key, tokens and an XXH3 checksum of tokens + payload, and a slot that fails is
-// dropped and counted, never returned. Capacity is fixed at creation (slots); the least
-// recently used ready slot is overwritten when full.
+// it hands the next locker EOWNERDEAD, which then clears every slot left half-written); the
+// slot headers are the truth and the index and lists are derived from them, rebuilt after a
+// crash under the lock or when a damaged link is seen, so a damaged index can cost a miss,
+// never a wrong block; every read verifies key, tokens and an XXH3 checksum of tokens +
+// payload, and a slot that fails is dropped and counted, never returned. Capacity is fixed at
+// creation (slots); the least recently used ready slot is overwritten when full.
 #pragma once
 
 #include <cstdint>
@@ -60,6 +63,8 @@ class ShmTier {
   uint32_t n_slots() const;
   // For corruption tests: the mapped bytes of slot i's tokens + payload.
   std::span<uint8_t> slot_bytes_for_testing(uint32_t slot);
+  // For corruption tests: the mapped bytes of the hash index.
+  std::span<uint8_t> index_bytes_for_testing();
 
   struct Header;
   struct SlotHeader;
@@ -67,15 +72,28 @@ class ShmTier {
  private:
   ShmTier() = default;
   class Lock;
-  int find_locked(uint64_t key) const;
-  void recover_locked();
+  static size_t index_bytes(uint64_t n_slots);  // slot headers + buckets, 64-byte aligned
+  // -1 when absent; *damaged (if given) is set when the probe met a sign of a damaged index.
+  int find_locked(uint64_t key, bool* damaged) const;
+  int find_repairing_locked(uint64_t key);  // rebuilds a damaged index, then finds
+  uint32_t home_bucket(uint64_t key) const;
+  bool valid_slot(int32_t i) const;
+  bool insert_bucket_locked(uint64_t key, int32_t slot);  // false: no empty bucket
+  void erase_bucket_locked(uint64_t key, int32_t slot);
+  void unlink_lru_locked(int32_t i);
+  void push_front_locked(int32_t i);
+  void push_back_locked(int32_t i);
+  void release_slot_locked(int32_t i);
+  bool index_sane_locked() const;
+  void rebuild_index_locked();
 
   std::string segment_name_;
   uint8_t* base_ = nullptr;
   size_t mapped_bytes_ = 0;
   Header* header_ = nullptr;
   SlotHeader* slots_ = nullptr;
-  uint8_t* data_ = nullptr;  // slot i's tokens then payload at data_ + i * slot_data_bytes
+  int32_t* buckets_ = nullptr;  // header_->n_buckets slot indices, kNone when empty
+  uint8_t* data_ = nullptr;     // slot i's tokens then payload at data_ + i * slot_data_bytes
   size_t slot_data_bytes_ = 0;
   size_t payload_bytes_ = 0;
   int block_tokens_ = 0;

@@ -6,7 +6,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <list>
+#include <map>
 #include <numeric>
+#include <random>
 #include <thread>
 
 namespace infergrid {
@@ -142,6 +145,91 @@ TEST_F(ShmTierTest, AWriterKilledMidWayNeverDeadlocksOrServesHalfWrittenBlocks) 
       EXPECT_EQ(out, payload(static_cast<uint8_t>(k)));
     }
   }
+}
+
+// Many slots, random puts and gets: the tier holds exactly what a plain LRU of the same
+// capacity holds, block for block (the hash index's probe runs and deletions included).
+TEST_F(ShmTierTest, BehavesAsAnExactLeastRecentlyUsedCacheAtScale) {
+  constexpr size_t kSlots = 300;
+  auto tier = open(kSlots);
+  ASSERT_TRUE(tier);
+  ASSERT_EQ(tier->n_slots(), kSlots);
+  std::list<uint64_t> lru;  // most recent first
+  std::map<uint64_t, std::list<uint64_t>::iterator> where;
+  std::vector<uint64_t> moved_down;
+  tier->set_evict_hook([&](uint64_t key, uint64_t, std::span<const int32_t>,
+                           std::span<const uint8_t>) { moved_down.push_back(key); });
+  std::mt19937_64 rng(99);
+  std::vector<uint8_t> out(kPayload);
+  for (int op = 0; op < 20000; ++op) {
+    const uint64_t key = 1 + rng() % 700;
+    const auto k32 = static_cast<int32_t>(key);
+    const auto k8 = static_cast<uint8_t>(key);
+    if (rng() % 2 == 0) {
+      moved_down.clear();
+      ASSERT_TRUE(tier->put(key, 0, tokens(k32), payload(k8)).is_ok());
+      if (!where.count(key)) {  // a put of a held block changes nothing
+        if (lru.size() == kSlots) {
+          ASSERT_EQ(moved_down, std::vector<uint64_t>{lru.back()}) << "op " << op;
+          where.erase(lru.back());
+          lru.pop_back();
+        }
+        lru.push_front(key);
+        where[key] = lru.begin();
+      }
+    } else {
+      auto got = tier->get(key, tokens(k32), out);
+      ASSERT_TRUE(got.is_ok());
+      ASSERT_EQ(*got, where.count(key) == 1) << "op " << op << " key " << key;
+      if (*got) {
+        ASSERT_EQ(out, payload(k8));
+        lru.erase(where[key]);
+        lru.push_front(key);
+        where[key] = lru.begin();
+      }
+    }
+  }
+  EXPECT_EQ(tier->stats().blocks, lru.size());
+  std::vector<uint64_t> keys;
+  for (uint64_t k = 1; k <= 700; ++k) keys.push_back(k);
+  std::vector<uint8_t> present(keys.size());
+  tier->contains_each(keys, present);
+  for (size_t i = 0; i < keys.size(); ++i) EXPECT_EQ(present[i] == 1, where.count(keys[i]) == 1);
+}
+
+// Scribbled-over index: lookups may miss, but never return another block or hang, and the tier
+// recovers (a full index is rebuilt from the slot headers).
+TEST_F(ShmTierTest, ADamagedIndexCostsMissesNeverWrongBlocks) {
+  auto tier = open(64);
+  ASSERT_TRUE(tier);
+  for (uint64_t k = 1; k <= 64; ++k) {
+    ASSERT_TRUE(
+        tier->put(k, 0, tokens(static_cast<int32_t>(k)), payload(static_cast<uint8_t>(k))).is_ok());
+  }
+  std::mt19937 rng(3);
+  for (auto& byte : tier->index_bytes_for_testing()) byte = static_cast<uint8_t>(rng());
+  std::vector<uint8_t> out(kPayload);
+  for (uint64_t k = 1; k <= 64; ++k) {
+    auto got = tier->get(k, tokens(static_cast<int32_t>(k)), out);
+    ASSERT_TRUE(got.is_ok());
+    if (*got) {
+      EXPECT_EQ(out, payload(static_cast<uint8_t>(k)));
+    }
+  }
+  // Every bucket taken (none reads as empty): the next put rebuilds the index, and every block
+  // is found again.
+  for (auto& byte : tier->index_bytes_for_testing()) byte = 0;
+  ASSERT_TRUE(tier->put(1000, 0, tokens(1000), payload(7)).is_ok());
+  ASSERT_TRUE(*tier->get(1000, tokens(1000), out));
+  EXPECT_EQ(out, payload(7));
+  int found = 0;
+  for (uint64_t k = 1; k <= 64; ++k) {
+    if (!*tier->get(k, tokens(static_cast<int32_t>(k)), out)) continue;
+    EXPECT_EQ(out, payload(static_cast<uint8_t>(k)));
+    ++found;
+  }
+  EXPECT_EQ(found, 63);  // one was evicted for block 1000
+  EXPECT_EQ(tier->stats().blocks, 64u);
 }
 
 }  // namespace
