@@ -1,6 +1,8 @@
 // KV-tier load bandwidth: how fast blocks come back from the shared DRAM tier and from the SSD
 // tier, each next to the raw bandwidth of its medium measured in the same run (memcpy for
-// DRAM; a large sequential read of a file with the page cache dropped, for the disk).
+// DRAM; a large sequential read of a file with the page cache dropped, for the disk); int8
+// DRAM loads counted in the f32 bytes they deliver after decoding; and the DRAM tier's put and
+// get cost at a small and a large slot count (its index is O(1), so they should match).
 #pragma once
 
 #include <cstddef>

@@ -227,7 +227,7 @@ CLI::App* add_serve_command(CLI::App& app) {
   command
       ->add_option("--kv-tier-codec", args.kv_tier_codec,
                    "How the DRAM and SSD tiers store KV: f32 (exact) or int8 (per-head scales, "
-                   "~3.8x more blocks per byte, small accuracy change; see docs/BENCHMARKS.md)")
+                   "3.6-3.9x more blocks per byte, small accuracy change; see docs/BENCHMARKS.md)")
       ->check(CLI::IsMember({"f32", "int8"}))
       ->capture_default_str();
   command

@@ -53,7 +53,7 @@ struct SchedulerOptions {
   // through to it as they are computed (so other processes on the host can use them), and
   // blocks it pushes out move on to the disk tier.
   std::shared_ptr<ShmTier> dram_tier;
-  // How blocks are stored in both tiers: kInt8 keeps ~3.8x more blocks per byte at a small,
+  // How blocks are stored in both tiers: kInt8 keeps 3.6-3.9x more blocks per byte at a small,
   // measured accuracy cost (docs/BENCHMARKS.md). The tiers must be opened with
   // Scheduler::kv_layout_tag and tier_block_bytes for this codec.
   KvCodec tier_codec = KvCodec::kF32;
