@@ -84,6 +84,10 @@ TEST(Cli, BadInputIsAClearErrorNotACrash) {
 
   CommandResult unknown = run("frobnicate");
   EXPECT_NE(unknown.exit_code, 0);
+
+  CommandResult bad_codec = run("serve --kv-tier-codec fp8");
+  EXPECT_NE(bad_codec.exit_code, 0);
+  EXPECT_NE(bad_codec.output.find("--kv-tier-codec"), std::string::npos) << bad_codec.output;
 }
 
 TEST(Cli, InspectsAGoldenFileWrittenByLlamaCpp) {

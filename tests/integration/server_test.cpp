@@ -5,6 +5,7 @@
 #include <atomic>
 #include <fstream>
 #include <future>
+#include <memory>
 #include <thread>
 
 #include "integration/server_process.h"
@@ -272,6 +273,40 @@ TEST_F(ServerTest, DiskTierKeepsConversationsAcrossARestart) {
   EXPECT_EQ(a["choices"][0]["text"], json::parse(first.body)["choices"][0]["text"]);
   auto m = curl(restarted.url() + "/metrics");
   EXPECT_GT(metric(m.body, "infergrid_kv_tier_hit_tokens_total").value_or(0), 100);
+  std::filesystem::remove_all(dir);
+}
+
+// int8 tiers: a restarted server is served the history from its int8 SSD tier; a server of the
+// f32 codec on the same directory never reads those blocks.
+TEST_F(ServerTest, Int8DiskTierServesAfterARestartAndNeverMixesWithF32) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("infergrid_server_int8_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::string history;
+  for (int i = 0; i < 40; ++i) history += "The quick brown fox jumps over the lazy dog. ";
+  const std::string body = json{{"prompt", history}, {"max_tokens", 4}, {"temperature", 0}}.dump();
+  start({"--kv-disk-dir", dir.string(), "--kv-tier-codec", "int8"});
+  auto first = curl(url("/v1/completions"), body);
+  ASSERT_EQ(first.status, 200) << first.body;
+  server_.signal(SIGTERM);
+  ASSERT_EQ(server_.wait(std::chrono::seconds(20)), 0);
+  auto restart_with = [&](const std::string& codec) {
+    auto server = std::make_unique<ServerProcess>();
+    std::string log;
+    EXPECT_TRUE(server->start({"--model", test_model_path(), "--threads", "1", "--kv-cache-bytes",
+                               "64MiB", "--kv-disk-dir", dir.string(), "--kv-tier-codec", codec},
+                              log))
+        << log;
+    auto r = curl(server->url() + "/v1/completions", body);
+    EXPECT_EQ(r.status, 200) << r.body;
+    const int cached = json::parse(r.body)["usage"]["prompt_tokens_details"]["cached_tokens"];
+    server->signal(SIGTERM);
+    EXPECT_EQ(server->wait(std::chrono::seconds(20)), 0);
+    return cached;
+  };
+  EXPECT_GT(restart_with("int8"), 100);
+  // f32 blocks are another layout: the int8 files are not read (and are cleared as stale).
+  EXPECT_EQ(restart_with("f32"), 0);
   std::filesystem::remove_all(dir);
 }
 
