@@ -114,7 +114,10 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, Backend& ba
         [this, tier, scratch = std::make_shared<std::vector<uint8_t>>()](
             uint64_t key, uint64_t parent, std::span<const int32_t> t, std::span<const uint8_t> p,
             bool engine_block) {
-          return tier->put(key, parent, t, engine_block ? tier_payload(p, *scratch) : p);
+          if (!engine_block) return tier->put(key, parent, t, p);
+          // Most engine evictions were written through already: skip the encoding then.
+          if (tier->contains(key)) return Status::ok();
+          return tier->put(key, parent, t, tier_payload(p, *scratch));
         },
         options_.disk_write_queue_bytes);
   };

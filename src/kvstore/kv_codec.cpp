@@ -36,9 +36,14 @@ size_t KvBlockCodec::encoded_bytes() const {
 
 namespace {
 
+// Below this the reciprocal of the scale (127 / max) overflows to infinity; such a group is
+// all but zero and is stored as zeros.
+constexpr float kSmallestScaledMagnitude = 1e-30f;
+
 // Quantizes one group: returns its scale. A group holding a non-finite value (the engine never
-// produces one from finite weights) has no usable scale; it is stored as zeros with scale 0,
-// so nothing undefined reaches the int8 conversion and both paths below agree bit for bit.
+// produces one from finite weights) has no usable scale, nor has one whose values are all
+// below kSmallestScaledMagnitude; both are stored as zeros with scale 0, so nothing undefined
+// reaches the int8 conversion and both paths below agree bit for bit.
 float quantize_group_scalar(const float* x, size_t n, int8_t* q) {
   float max_abs = 0.0f;
   bool finite = true;
@@ -46,7 +51,7 @@ float quantize_group_scalar(const float* x, size_t n, int8_t* q) {
     finite = finite && std::isfinite(x[i]);
     max_abs = std::max(max_abs, std::fabs(x[i]));
   }
-  if (!finite || max_abs == 0.0f) {
+  if (!finite || !(max_abs >= kSmallestScaledMagnitude)) {
     std::fill(q, q + n, int8_t{0});
     return 0.0f;
   }
@@ -84,7 +89,7 @@ __attribute__((target("avx2"))) float quantize_group_avx2(const float* x, size_t
     finite = finite && std::isfinite(x[j]);
     max_abs = std::max(max_abs, std::fabs(x[j]));
   }
-  if (!finite || max_abs == 0.0f) {
+  if (!finite || !(max_abs >= kSmallestScaledMagnitude)) {
     std::fill(q, q + n, int8_t{0});
     return 0.0f;
   }

@@ -3,7 +3,8 @@
 // kF32 stores the engine's floats as they are. kInt8 stores each group of `group` consecutive
 // floats (one attention head of one token's K or V in one layer) as int8 with its own f32
 // scale: symmetric, scale = max|x| / 127, rounded half to even, so every value decodes to
-// within scale/2 of what was stored. A group holding a non-finite value is stored as zeros. A scale
+// within scale/2 of what was stored. A group holding a non-finite value, or whose values are
+// all below 1e-30 in magnitude, is stored as zeros. A scale
 // per head rather than one per block keeps a single outlier head from flattening the rest of the
 // block to zero. Encoded layout: all scales (f32, in group order), then all int8 values (in the
 // engine's order), so a block is one contiguous span.

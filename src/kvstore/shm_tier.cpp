@@ -101,8 +101,18 @@ size_t ShmTier::index_bytes(uint64_t n_slots) {
   return (n_slots * sizeof(SlotHeader) + buckets_for(n_slots) * sizeof(int32_t) + 63) / 64 * 64;
 }
 
+size_t ShmTier::slot_data_bytes(int block_tokens, size_t payload_bytes) {
+  return (static_cast<size_t>(block_tokens) * sizeof(int32_t) + payload_bytes + 63) / 64 * 64;
+}
+
+uint64_t ShmTier::bytes_for_slots(uint64_t n_slots, int block_tokens, size_t payload_bytes) {
+  return index_bytes(n_slots) + n_slots * slot_data_bytes(block_tokens, payload_bytes);
+}
+
 static std::string segment_for(const std::string& name, uint64_t layout_tag) {
-  return fmt::format("/infergrid-kv-{}-{:016x}", name, layout_tag);
+  // The format version is part of the name: a server of another version finds its own
+  // segment instead of refusing to start until the old one is removed.
+  return fmt::format("/infergrid-kv-{}-{:016x}-v{}", name, layout_tag, kVersion);
 }
 
 Result<std::unique_ptr<ShmTier>> ShmTier::open(const std::string& name, uint64_t capacity_bytes,
@@ -118,12 +128,15 @@ Result<std::unique_ptr<ShmTier>> ShmTier::open(const std::string& name, uint64_t
   tier->segment_name_ = segment_for(name, layout_tag);
   tier->block_tokens_ = block_tokens;
   tier->payload_bytes_ = payload_bytes;
-  tier->slot_data_bytes_ =
-      (static_cast<size_t>(block_tokens) * sizeof(int32_t) + payload_bytes + 63) / 64 * 64;
+  tier->slot_data_bytes_ = slot_data_bytes(block_tokens, payload_bytes);
   // Two index buckets per slot (buckets_for rounds up to a power of two).
   const size_t per_slot = sizeof(SlotHeader) + tier->slot_data_bytes_ + 2 * sizeof(int32_t);
   uint64_t n_slots = capacity_bytes / per_slot;
   if (n_slots > (uint64_t{1} << 30)) n_slots = uint64_t{1} << 30;  // int32 slot indices
+  // Rounding the buckets up to a power of two may cost more than two per slot.
+  while (n_slots > 0 && bytes_for_slots(n_slots, block_tokens, payload_bytes) > capacity_bytes) {
+    --n_slots;
+  }
   const size_t header_bytes = (sizeof(Header) + 63) / 64 * 64;
   const size_t total = header_bytes + index_bytes(n_slots) + n_slots * tier->slot_data_bytes_;
 
@@ -188,6 +201,7 @@ Result<std::unique_ptr<ShmTier>> ShmTier::open(const std::string& name, uint64_t
     pthread_mutexattr_destroy(&attr);
     tier->slots_ = reinterpret_cast<SlotHeader*>(tier->base_ + header_bytes);
     tier->buckets_ = reinterpret_cast<int32_t*>(tier->slots_ + n_slots);
+    tier->rebuild_order_.reserve(n_slots);
     tier->rebuild_index_locked();  // nobody else can see it before `ready`
     h.ready.store(1, std::memory_order_release);
   } else {
@@ -209,6 +223,7 @@ Result<std::unique_ptr<ShmTier>> ShmTier::open(const std::string& name, uint64_t
   tier->slots_ = reinterpret_cast<SlotHeader*>(tier->base_ + header_bytes);
   tier->buckets_ = reinterpret_cast<int32_t*>(tier->slots_ + h.n_slots);
   tier->data_ = tier->base_ + header_bytes + index_bytes(h.n_slots);
+  tier->rebuild_order_.reserve(h.n_slots);
   return tier;
 }
 
@@ -239,7 +254,9 @@ std::span<uint8_t> ShmTier::index_bytes_for_testing() {
 void ShmTier::rebuild_index_locked() {
   Header& h = *header_;
   std::fill(buckets_, buckets_ + h.n_buckets, kNone);
-  std::vector<int32_t> ready;
+  // Reserved at open: nothing may throw while the cross-process lock is held.
+  std::vector<int32_t>& ready = rebuild_order_;
+  ready.clear();
   h.free_head = kNone;
   for (uint32_t i = h.n_slots; i-- > 0;) {
     SlotHeader& slot = slots_[i];
@@ -403,7 +420,7 @@ Status ShmTier::put(uint64_t key, uint64_t parent_key, std::span<const int32_t> 
   const uint64_t checksum = slot_checksum(key, tokens, payload);
   std::vector<uint8_t> evicted_data;
   std::vector<int32_t> evicted_tokens;
-  uint64_t evicted_key = 0, evicted_parent = 0;
+  uint64_t evicted_key = 0, evicted_parent = 0, evicted_checksum = 0;
   {
     Lock lock(*this);
     if (!lock.held()) {
@@ -421,16 +438,13 @@ Status ShmTier::put(uint64_t key, uint64_t parent_key, std::span<const int32_t> 
     if (!have_free) {
       ++h.evicted;
       if (evict_hook_) {
+        // Copied here, checked once the lock is released (see below).
         evicted_key = slot.key;
         evicted_parent = slot.parent_key;
+        evicted_checksum = slot.checksum;
         evicted_tokens.resize(static_cast<size_t>(block_tokens_));
         std::memcpy(evicted_tokens.data(), data, token_bytes);
         evicted_data.assign(data + token_bytes, data + token_bytes + payload_bytes_);
-        // Moved down only if intact.
-        if (slot_checksum(evicted_key, evicted_tokens, evicted_data) != slot.checksum) {
-          evicted_data.clear();
-          ++h.dropped_corrupt;
-        }
       }
       release_slot_locked(victim);
     }
@@ -452,7 +466,14 @@ Status ShmTier::put(uint64_t key, uint64_t parent_key, std::span<const int32_t> 
     ++h.stored;
     h.bytes_written += token_bytes + payload.size();
   }
-  if (!evicted_data.empty()) evict_hook_(evicted_key, evicted_parent, evicted_tokens, evicted_data);
+  if (evicted_data.empty()) return Status::ok();
+  // Moved down only if intact.
+  if (slot_checksum(evicted_key, evicted_tokens, evicted_data) != evicted_checksum) {
+    Lock lock(*this);
+    if (lock.held()) ++header_->dropped_corrupt;
+    return Status::ok();
+  }
+  evict_hook_(evicted_key, evicted_parent, evicted_tokens, evicted_data);
   return Status::ok();
 }
 

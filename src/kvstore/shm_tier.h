@@ -35,11 +35,13 @@ class ShmTier {
   ShmTier(const ShmTier&) = delete;
   ShmTier& operator=(const ShmTier&) = delete;
 
-  // Opens the segment `/infergrid-kv-<name>-<layout tag>`, creating it with room for
-  // capacity_bytes of slots if it does not exist. A segment that exists keeps its capacity.
+  // Opens the segment `/infergrid-kv-<name>-<layout tag>-v<format version>`, creating it with room
+  // for capacity_bytes of slots if it does not exist. A segment that exists keeps its capacity.
   static Result<std::unique_ptr<ShmTier>> open(const std::string& name, uint64_t capacity_bytes,
                                                uint64_t layout_tag, int block_tokens,
                                                size_t payload_bytes);
+  // The capacity_bytes that gives exactly n_slots slots of this geometry.
+  static uint64_t bytes_for_slots(uint64_t n_slots, int block_tokens, size_t payload_bytes);
   // Removes the segment's name (it lives on until every process unmaps it).
   static void unlink(const std::string& name, uint64_t layout_tag);
 
@@ -73,6 +75,7 @@ class ShmTier {
   ShmTier() = default;
   class Lock;
   static size_t index_bytes(uint64_t n_slots);  // slot headers + buckets, 64-byte aligned
+  static size_t slot_data_bytes(int block_tokens, size_t payload_bytes);  // 64-byte aligned
   // -1 when absent; *damaged (if given) is set when the probe met a sign of a damaged index.
   int find_locked(uint64_t key, bool* damaged) const;
   int find_repairing_locked(uint64_t key);  // rebuilds a damaged index, then finds
@@ -92,8 +95,9 @@ class ShmTier {
   size_t mapped_bytes_ = 0;
   Header* header_ = nullptr;
   SlotHeader* slots_ = nullptr;
-  int32_t* buckets_ = nullptr;  // header_->n_buckets slot indices, kNone when empty
-  uint8_t* data_ = nullptr;     // slot i's tokens then payload at data_ + i * slot_data_bytes
+  int32_t* buckets_ = nullptr;          // header_->n_buckets slot indices, kNone when empty
+  std::vector<int32_t> rebuild_order_;  // rebuild_index_locked's scratch, n_slots reserved
+  uint8_t* data_ = nullptr;  // slot i's tokens then payload at data_ + i * slot_data_bytes
   size_t slot_data_bytes_ = 0;
   size_t payload_bytes_ = 0;
   int block_tokens_ = 0;

@@ -10,6 +10,8 @@
 #include <random>
 #include <vector>
 
+#include "core/cpu_features.h"
+
 namespace infergrid {
 namespace {
 
@@ -72,21 +74,30 @@ TEST(KvCodecTest, Int8ReencodingADecodedBlockGivesTheSameBytes) {
   EXPECT_EQ(first, second);
 }
 
-TEST(KvCodecTest, Int8ZeroAndNonFiniteGroupsDecodeToZeros) {
-  const KvBlockCodec codec(KvCodec::kInt8, 12, 4);
+TEST(KvCodecTest, Int8ZeroTinyAndNonFiniteGroupsDecodeToZeros) {
+  const KvBlockCodec codec(KvCodec::kInt8, 16, 4);
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
-  std::vector<float> x = {0, 0, 0, 0, 1.0f, nan, 3.0f, -2.0f, -inf, 1.0f, 2.0f, 3.0f};
-  std::vector<uint8_t> bytes(codec.encoded_bytes());
-  codec.encode(x, bytes);
-  std::vector<float> y(12, 5.0f);
-  codec.decode(bytes, y);
-  for (int i = 0; i < 12; ++i) EXPECT_EQ(y[i], 0.0f) << i;
+  const float tiny = 1e-38f;  // 127 / tiny overflows
+  std::vector<float> x = {0,    0,    0,    0,    1.0f, nan,  3.0f,  -2.0f,
+                          -inf, 1.0f, 2.0f, 3.0f, tiny, 0.0f, -tiny, tiny / 4};
+  for (const bool scalar : {false, true}) {
+    std::vector<uint8_t> bytes(codec.encoded_bytes());
+    if (scalar) {
+      codec.encode_scalar_for_testing(x, bytes);
+    } else {
+      codec.encode(x, bytes);
+    }
+    std::vector<float> y(16, 5.0f);
+    codec.decode(bytes, y);
+    for (int i = 0; i < 16; ++i) EXPECT_EQ(y[i], 0.0f) << i << (scalar ? " scalar" : "");
+  }
 }
 
 // The vector encoder gives the scalar reference's bytes: odd group sizes (vector body plus
 // scalar tail), ties that round half to even, outliers, non-finite groups.
 TEST(KvCodecTest, Int8EncoderMatchesScalarReferenceByteForByte) {
+  if (!cpu_features().has_avx2_path()) GTEST_SKIP() << "no AVX2: encode() is the scalar reference";
   for (const size_t group : {3u, 8u, 13u, 32u, 64u, 100u, 128u}) {
     const size_t n = group * 20;
     const KvBlockCodec codec(KvCodec::kInt8, n, group);
@@ -97,6 +108,7 @@ TEST(KvCodecTest, Int8EncoderMatchesScalarReferenceByteForByte) {
     x[2 * group + 2] = std::numeric_limits<float>::quiet_NaN();
     x[3 * group] = -std::numeric_limits<float>::infinity();
     for (size_t i = 0; i < group; ++i) x[4 * group + i] = 0.0f;
+    for (size_t i = 0; i < group; ++i) x[5 * group + i] = (i % 2 ? 1e-38f : 0.0f);  // tiny
     std::vector<uint8_t> fast(codec.encoded_bytes()), reference(codec.encoded_bytes());
     codec.encode(x, fast);
     codec.encode_scalar_for_testing(x, reference);

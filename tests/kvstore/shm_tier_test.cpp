@@ -28,8 +28,8 @@ class ShmTierTest : public ::testing::Test {
   }
   void TearDown() override { ShmTier::unlink(name_, kLayout); }
   std::unique_ptr<ShmTier> open(size_t slots) {
-    auto t = ShmTier::open(name_, slots * (40 + kTokens * 4 + kPayload + 64), kLayout, kTokens,
-                           kPayload);
+    auto t = ShmTier::open(name_, ShmTier::bytes_for_slots(slots, kTokens, kPayload), kLayout,
+                           kTokens, kPayload);
     EXPECT_TRUE(t.is_ok()) << t.status().to_string();
     return t.is_ok() ? std::move(t).value() : nullptr;
   }
@@ -143,6 +143,26 @@ TEST_F(ShmTierTest, AWriterKilledMidWayNeverDeadlocksOrServesHalfWrittenBlocks) 
     ASSERT_TRUE(got.is_ok());
     if (*got) {
       EXPECT_EQ(out, payload(static_cast<uint8_t>(k)));
+    }
+  }
+}
+
+// Capacity is a byte budget for slots and their index, the power-of-two index rounding
+// included: the slot count is the most that fits.
+TEST_F(ShmTierTest, SlotCountIsTheMostThatFitsTheCapacity) {
+  for (const uint64_t n : {1u, 2u, 3u, 100u, 300u, 1000u}) {
+    for (const uint64_t capacity : {ShmTier::bytes_for_slots(n, kTokens, kPayload),
+                                    ShmTier::bytes_for_slots(n, kTokens, kPayload) - 1}) {
+      ShmTier::unlink(name_, kLayout);
+      auto tier = ShmTier::open(name_, capacity, kLayout, kTokens, kPayload);
+      const uint64_t expected =
+          capacity == ShmTier::bytes_for_slots(n, kTokens, kPayload) ? n : n - 1;
+      if (expected == 0) {
+        EXPECT_FALSE(tier.is_ok());
+        continue;
+      }
+      ASSERT_TRUE(tier.is_ok()) << tier.status().to_string();
+      EXPECT_EQ((*tier)->n_slots(), expected) << "capacity " << capacity;
     }
   }
 }
