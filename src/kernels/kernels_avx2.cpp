@@ -536,8 +536,19 @@ void attention_tile(const float* q, const float* const* k_rows, const float* con
     scores[j] = hsum(a);
     for (int i = n8; i < head_dim; ++i) scores[j] += q[i] * k_rows[j][i];
   }
+  // Scale and tile maximum, eight at a time (the maximum is exact in any order).
+  const __m256 scale_v = _mm256_set1_ps(scale);
+  __m256 max8 = _mm256_set1_ps(-INFINITY);
+  for (j = 0; j + 8 <= n_keys; j += 8) {
+    const __m256 s = _mm256_mul_ps(_mm256_load_ps(scores + j), scale_v);
+    _mm256_store_ps(scores + j, s);
+    max8 = _mm256_max_ps(max8, s);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, max8);
   float tile_max = -INFINITY;
-  for (j = 0; j < n_keys; ++j) {
+  for (float lane : lanes) tile_max = std::max(tile_max, lane);
+  for (; j < n_keys; ++j) {
     scores[j] *= scale;
     tile_max = std::max(tile_max, scores[j]);
   }
@@ -548,25 +559,47 @@ void attention_tile(const float* q, const float* const* k_rows, const float* con
     *row_sum *= correction;
   }
   *row_max = new_max;
-  // Weights, eight at a time; the ones below e^-64 become exact zeros.
+  // Weights, eight at a time; the ones below e^-64 become exact zeros. Their sum is kept in
+  // eight lanes: a scalar running sum is one long chain of dependent adds.
   const __m256 max_v = _mm256_set1_ps(new_max);
   const __m256 floor_v = _mm256_set1_ps(-64.0f);
+  __m256 sum8 = _mm256_setzero_ps();
   for (j = 0; j + 8 <= n_keys; j += 8) {
     const __m256 d = _mm256_sub_ps(_mm256_load_ps(scores + j), max_v);
     const __m256 keep = _mm256_cmp_ps(d, floor_v, _CMP_GE_OQ);
-    _mm256_store_ps(scores + j, _mm256_and_ps(exp_ps(d), keep));
+    const __m256 w = _mm256_and_ps(exp_ps(d), keep);
+    _mm256_store_ps(scores + j, w);
+    sum8 = _mm256_add_ps(sum8, w);
   }
+  float tile_sum = hsum(sum8);
   for (; j < n_keys; ++j) {
     const float d = scores[j] - new_max;
     scores[j] = d < -64.0f ? 0.0f : std::exp(d);
+    tile_sum += scores[j];
   }
-  for (j = 0; j < n_keys; ++j) *row_sum += scores[j];
-  // 32 columns at a time: four independent FMA chains instead of one latency-bound chain.
+  *row_sum += tile_sum;
+  // acc += weights x V. Even and odd keys go to separate accumulators (eight independent FMA
+  // chains per 32 columns), so the loop runs at FMA throughput rather than FMA latency.
   int i = 0;
   for (; i + 32 <= n8; i += 32) {
     __m256 a0 = _mm256_loadu_ps(acc + i), a1 = _mm256_loadu_ps(acc + i + 8),
            a2 = _mm256_loadu_ps(acc + i + 16), a3 = _mm256_loadu_ps(acc + i + 24);
-    for (j = 0; j < n_keys; ++j) {
+    __m256 b0 = _mm256_setzero_ps(), b1 = b0, b2 = b0, b3 = b0;
+    for (j = 0; j + 2 <= n_keys; j += 2) {
+      const __m256 w = _mm256_set1_ps(scores[j]);
+      const float* v = v_rows[j] + i;
+      a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v), a0);
+      a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8), a1);
+      a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 16), a2);
+      a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 24), a3);
+      const __m256 w1 = _mm256_set1_ps(scores[j + 1]);
+      const float* v1 = v_rows[j + 1] + i;
+      b0 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(v1), b0);
+      b1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(v1 + 8), b1);
+      b2 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(v1 + 16), b2);
+      b3 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(v1 + 24), b3);
+    }
+    if (j < n_keys) {
       const __m256 w = _mm256_set1_ps(scores[j]);
       const float* v = v_rows[j] + i;
       a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v), a0);
@@ -574,10 +607,10 @@ void attention_tile(const float* q, const float* const* k_rows, const float* con
       a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 16), a2);
       a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 24), a3);
     }
-    _mm256_storeu_ps(acc + i, a0);
-    _mm256_storeu_ps(acc + i + 8, a1);
-    _mm256_storeu_ps(acc + i + 16, a2);
-    _mm256_storeu_ps(acc + i + 24, a3);
+    _mm256_storeu_ps(acc + i, _mm256_add_ps(a0, b0));
+    _mm256_storeu_ps(acc + i + 8, _mm256_add_ps(a1, b1));
+    _mm256_storeu_ps(acc + i + 16, _mm256_add_ps(a2, b2));
+    _mm256_storeu_ps(acc + i + 24, _mm256_add_ps(a3, b3));
   }
   for (; i < n8; i += 8) {
     __m256 a = _mm256_loadu_ps(acc + i);
