@@ -84,6 +84,66 @@ std::string optional_text(std::optional<double> v) {
   return v ? fmt::format("{:.0f}", *v) : std::string("n/a");
 }
 
+constexpr const char* kTiers[] = {"dram", "disk"};
+
+// What the server's KV cache did during the run, from infergrid's own /metrics series: the
+// prefix cache and, per tier below engine memory, hits and misses, bytes moved each way,
+// blocks dropped for failed checks and evicted (deltas), and occupancy after the run.
+std::string kv_cache_text(const MetricsCheck& m) {
+  const auto d = [&](std::string_view name) { return optional_text(m.kv_delta(name)); };
+  if (!m.kv_delta("infergrid_computed_tokens_total")) return "";
+  std::string t = fmt::format(
+      "\nKV cache (server /metrics, during the run): {} tokens computed, {} prompt tokens from "
+      "the prefix cache ({} of them loaded from a tier), {} preemptions\n",
+      d("infergrid_computed_tokens_total"), d("infergrid_prefix_cache_hit_tokens_total"),
+      d("infergrid_kv_tier_hit_tokens_total"), d("infergrid_preemptions_total"));
+  bool header = false;
+  for (const char* tier : kTiers) {
+    const std::string p = fmt::format("infergrid_kv_{}_", tier);
+    if (!m.kv_after(p + "blocks")) continue;
+    if (!header) {
+      t += fmt::format("  {:<6}{:>9}{:>9}{:>14}{:>14}{:>9}{:>9}{:>9}{:>18}\n", "tier", "hits",
+                       "misses", "read bytes", "written bytes", "dropped", "evicted", "blocks",
+                       "used/capacity MiB");
+      header = true;
+    }
+    const auto mib = [&](std::string_view name) {
+      const auto v = m.kv_after(name);
+      return v ? fmt::format("{:.0f}", *v / 1048576.0) : std::string("n/a");
+    };
+    t += fmt::format("  {:<6}{:>9}{:>9}{:>14}{:>14}{:>9}{:>9}{:>9}{:>18}\n", tier,
+                     d(p + "hits_total"), d(p + "misses_total"), d(p + "read_bytes_total"),
+                     d(p + "written_bytes_total"), d(p + "blocks_dropped_total"),
+                     d(p + "evicted_total"), optional_text(m.kv_after(p + "blocks")),
+                     mib(p + "used_bytes") + "/" + mib(p + "capacity_bytes"));
+  }
+  return t;
+}
+
+nlohmann::json kv_cache_json(const MetricsCheck& m) {
+  if (!m.kv_delta("infergrid_computed_tokens_total")) return nullptr;
+  nlohmann::json j = {
+      {"computed_tokens", optional_json(m.kv_delta("infergrid_computed_tokens_total"))},
+      {"prefix_cache_hit_tokens",
+       optional_json(m.kv_delta("infergrid_prefix_cache_hit_tokens_total"))},
+      {"tier_hit_tokens", optional_json(m.kv_delta("infergrid_kv_tier_hit_tokens_total"))},
+      {"preemptions", optional_json(m.kv_delta("infergrid_preemptions_total"))}};
+  for (const char* tier : kTiers) {
+    const std::string p = fmt::format("infergrid_kv_{}_", tier);
+    if (!m.kv_after(p + "blocks")) continue;
+    j["tiers"][tier] = {{"hits", optional_json(m.kv_delta(p + "hits_total"))},
+                        {"misses", optional_json(m.kv_delta(p + "misses_total"))},
+                        {"read_bytes", optional_json(m.kv_delta(p + "read_bytes_total"))},
+                        {"written_bytes", optional_json(m.kv_delta(p + "written_bytes_total"))},
+                        {"blocks_dropped", optional_json(m.kv_delta(p + "blocks_dropped_total"))},
+                        {"evicted", optional_json(m.kv_delta(p + "evicted_total"))},
+                        {"blocks_after", optional_json(m.kv_after(p + "blocks"))},
+                        {"used_bytes_after", optional_json(m.kv_after(p + "used_bytes"))},
+                        {"capacity_bytes", optional_json(m.kv_after(p + "capacity_bytes"))}};
+  }
+  return j;
+}
+
 }  // namespace
 
 double RequestRecord::tpot_s() const {
@@ -132,7 +192,28 @@ ServerCounters parse_prometheus_counters(std::string_view text) {
   c.generation_tokens =
       first_present(sums, {"infergrid_generation_tokens_total", "vllm:generation_tokens_total",
                            "llamacpp:tokens_predicted_total"});
+  for (const auto& [name, value] : sums) {
+    if (name.starts_with("infergrid_kv_") || name == "infergrid_prefix_cache_hit_tokens_total" ||
+        name == "infergrid_computed_tokens_total" || name == "infergrid_preemptions_total") {
+      c.kv.emplace(name, value);
+    }
+  }
   return c;
+}
+
+std::optional<double> MetricsCheck::kv_delta(std::string_view name) const {
+  if (!before || !after) return std::nullopt;
+  const auto b = before->kv.find(name);
+  const auto a = after->kv.find(name);
+  if (b == before->kv.end() || a == after->kv.end()) return std::nullopt;
+  return a->second - b->second;
+}
+
+std::optional<double> MetricsCheck::kv_after(std::string_view name) const {
+  if (!after) return std::nullopt;
+  const auto a = after->kv.find(name);
+  if (a == after->kv.end()) return std::nullopt;
+  return a->second;
 }
 
 std::optional<double> MetricsCheck::delta(std::optional<double> ServerCounters::*field) const {
@@ -261,6 +342,7 @@ std::string LoadReport::to_text() const {
     check_row("prompt tokens", prompt_tokens, &ServerCounters::prompt_tokens);
     check_row("generation tokens", completion_tokens, &ServerCounters::generation_tokens);
     if (!metrics->error.empty()) t += "  (" + metrics->error + ")\n";
+    t += kv_cache_text(*metrics);
   }
   return t;
 }
@@ -308,6 +390,7 @@ std::string LoadReport::to_json() const {
           {"prompt_tokens", optional_json(metrics->delta(&ServerCounters::prompt_tokens))},
           {"generation_tokens",
            optional_json(metrics->delta(&ServerCounters::generation_tokens))}}},
+        {"kv_cache", kv_cache_json(*metrics)},
         {"server_before", counters_json(metrics->before)},
         {"server_after", counters_json(metrics->after)},
         {"error",

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -68,6 +69,9 @@ struct ServerCounters {
   std::optional<double> request_success;
   std::optional<double> prompt_tokens;
   std::optional<double> generation_tokens;
+  // infergrid's KV-cache samples (prefix cache, computed tokens, preemptions and every
+  // infergrid_kv_* tier series), by name; empty for other servers.
+  std::map<std::string, double, std::less<>> kv;
 };
 ServerCounters parse_prometheus_counters(std::string_view text);
 
@@ -78,6 +82,10 @@ struct MetricsCheck {
 
   // after - before, when both exist.
   std::optional<double> delta(std::optional<double> ServerCounters::*field) const;
+  // The same for one of the kv samples (a counter); nullopt when either side lacks it.
+  std::optional<double> kv_delta(std::string_view name) const;
+  // A kv gauge's value after the run.
+  std::optional<double> kv_after(std::string_view name) const;
 };
 
 // Settings echoed into the report so that a saved JSON file says what was run.

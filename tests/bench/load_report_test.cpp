@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 namespace infergrid {
@@ -218,6 +219,58 @@ TEST(PrometheusText, DeltasNeedBothReadings) {
       "infergrid_prompt_tokens_total 350\ninfergrid_request_success_total 2\n");
   EXPECT_EQ(check.delta(&ServerCounters::prompt_tokens), 250.0);
   EXPECT_FALSE(check.delta(&ServerCounters::request_success).has_value());
+}
+
+// The server's KV-cache series become the report's KV-cache section: deltas of counters over
+// the run, gauges as they stand after it, one row per tier the server has.
+TEST(PrometheusText, KvCacheSectionShowsTierDeltasAndOccupancy) {
+  const auto page = [](int hits, int read, int blocks) {
+    return fmt::format(
+        "infergrid_prompt_tokens_total 10\n"
+        "infergrid_computed_tokens_total {}\n"
+        "infergrid_prefix_cache_hit_tokens_total {}\n"
+        "infergrid_kv_tier_hit_tokens_total {}\n"
+        "infergrid_preemptions_total 1\n"
+        "infergrid_kv_blocks_total 128\n"
+        "infergrid_kv_dram_hits_total {}\n"
+        "infergrid_kv_dram_misses_total 4\n"
+        "infergrid_kv_dram_read_bytes_total {}\n"
+        "infergrid_kv_dram_written_bytes_total 2048\n"
+        "infergrid_kv_dram_blocks_dropped_total 0\n"
+        "infergrid_kv_dram_evicted_total 0\n"
+        "infergrid_kv_dram_blocks {}\n"
+        "infergrid_kv_dram_used_bytes 3145728\n"
+        "infergrid_kv_dram_capacity_bytes 268435456\n",
+        100 + hits * 16, hits * 16, hits * 16, hits, read, blocks);
+  };
+  LoadReport report;
+  report.metrics.emplace();
+  report.metrics->before = parse_prometheus_counters(page(2, 1000, 5));
+  report.metrics->after = parse_prometheus_counters(page(12, 9000, 40));
+  EXPECT_EQ(report.metrics->kv_delta("infergrid_kv_dram_hits_total"), 10.0);
+  EXPECT_EQ(report.metrics->kv_after("infergrid_kv_dram_blocks"), 40.0);
+  EXPECT_FALSE(report.metrics->kv_delta("infergrid_kv_disk_hits_total").has_value());
+  const std::string text = report.to_text();
+  EXPECT_NE(text.find("KV cache (server /metrics, during the run): 160 tokens computed, 160 "
+                      "prompt tokens from the prefix cache (160 of them loaded from a tier), 0 "
+                      "preemptions"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("  dram         10        0          8000"), std::string::npos) << text;
+  EXPECT_EQ(text.find("  disk "), std::string::npos) << text;  // no disk tier on that server
+  const auto j = nlohmann::json::parse(report.to_json());
+  EXPECT_EQ(j["metrics_check"]["kv_cache"]["tiers"]["dram"]["hits"], 10.0);
+  EXPECT_EQ(j["metrics_check"]["kv_cache"]["tiers"]["dram"]["blocks_after"], 40.0);
+  EXPECT_EQ(j["metrics_check"]["kv_cache"]["tier_hit_tokens"], 160.0);
+  EXPECT_FALSE(j["metrics_check"]["kv_cache"]["tiers"].contains("disk"));
+
+  // Another server (no infergrid series): no section, no error.
+  LoadReport other;
+  other.metrics.emplace();
+  other.metrics->before = parse_prometheus_counters("vllm:prompt_tokens_total 1\n");
+  other.metrics->after = parse_prometheus_counters("vllm:prompt_tokens_total 2\n");
+  EXPECT_EQ(other.to_text().find("KV cache"), std::string::npos);
+  EXPECT_TRUE(nlohmann::json::parse(other.to_json())["metrics_check"]["kv_cache"].is_null());
 }
 
 }  // namespace
