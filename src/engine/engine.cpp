@@ -57,6 +57,23 @@ Result<std::unique_ptr<Engine>> Engine::create(const Model& model, const Tokeniz
                       "the KV cache holds {} blocks of {} bytes; it needs at least 2", s.n_blocks,
                       KvPool::block_bytes(model.config(), s.block_size));
   }
+  // A tier opened for another layout would refuse every block (and log each refusal).
+  const uint64_t tier_layout = Scheduler::kv_layout_tag(model, s.block_size, s.tier_codec);
+  if (s.dram_tier &&
+      (s.dram_tier->layout_tag() != tier_layout ||
+       s.dram_tier->payload_bytes() !=
+           Scheduler::tier_block_bytes(model.config(), s.block_size, s.tier_codec))) {
+    return make_error(StatusCode::kInvalidArgument,
+                      "the DRAM tier {} was opened for another model, block size or tier codec "
+                      "(this engine: block size {}, codec {})",
+                      s.dram_tier->segment_name(), s.block_size, kv_codec_name(s.tier_codec));
+  }
+  if (s.disk_tier && s.disk_tier->layout_tag() != tier_layout) {
+    return make_error(StatusCode::kInvalidArgument,
+                      "the disk tier was opened for another model, block size or tier codec "
+                      "(this engine: block size {}, codec {})",
+                      s.block_size, kv_codec_name(s.tier_codec));
+  }
   return std::unique_ptr<Engine>(new Engine(model, tokenizer, backend, options));
 }
 

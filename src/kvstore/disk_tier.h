@@ -57,6 +57,7 @@ class DiskTier {
   Result<bool> get(uint64_t key, std::span<const int32_t> tokens, std::span<uint8_t> payload);
 
   TierStats stats() const;
+  uint64_t layout_tag() const { return layout_tag_; }
   const std::filesystem::path& dir() const { return dir_; }
 
  private:

@@ -235,6 +235,10 @@ ShmTier::~ShmTier() {
   if (base_ != nullptr) munmap(base_, mapped_bytes_);
 }
 
+uint64_t ShmTier::layout_tag() const {
+  return header_->layout_tag;
+}
+
 uint32_t ShmTier::n_slots() const {
   return header_->n_slots;
 }

@@ -61,6 +61,8 @@ class ShmTier {
 
   // Counters shared by every process using the segment.
   TierStats stats();
+  uint64_t layout_tag() const;  // fixed at creation
+  size_t payload_bytes() const { return payload_bytes_; }
   const std::string& segment_name() const { return segment_name_; }
   uint32_t n_slots() const;
   // For corruption tests: the mapped bytes of slot i's tokens + payload.

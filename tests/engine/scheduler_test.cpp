@@ -717,6 +717,34 @@ TEST_F(SchedulerTest, Int8TiersServePrefixesCloseToComputedAndNeverMixWithF32) {
   std::filesystem::remove_all(dir);
 }
 
+// An engine refuses tiers opened for another layout (here: f32 tiers for an int8 engine)
+// instead of failing every block it would write.
+TEST_F(SchedulerTest, EngineRefusesTiersOfAnotherLayout) {
+  CpuBackend backend(1);
+  const std::string name = "schedlayout" + std::to_string(::getpid());
+  EngineOptions e;
+  e.scheduler = options(16, 64);
+  e.scheduler.tier_codec = KvCodec::kInt8;
+  e.scheduler.dram_tier = fresh_dram_tier(name, 4 << 20);  // f32 layout
+  ASSERT_NE(e.scheduler.dram_tier, nullptr);
+  auto engine = Engine::create(*model_, *tokenizer_, backend, e);
+  ASSERT_FALSE(engine.is_ok());
+  EXPECT_NE(engine.status().message().find("DRAM tier"), std::string::npos)
+      << engine.status().to_string();
+  ShmTier::unlink(name, Scheduler::kv_layout_tag(*model_, 16));
+
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("infergrid_scheduler_layout_" + std::to_string(::getpid()));
+  e.scheduler.dram_tier = nullptr;
+  e.scheduler.disk_tier =
+      std::make_shared<DiskTier>(dir, 1 << 20, Scheduler::kv_layout_tag(*model_, 16), 16);
+  ASSERT_TRUE(e.scheduler.disk_tier->open().is_ok());
+  EXPECT_FALSE(Engine::create(*model_, *tokenizer_, backend, e).is_ok());
+  e.scheduler.tier_codec = KvCodec::kF32;
+  EXPECT_TRUE(Engine::create(*model_, *tokenizer_, backend, e).is_ok());
+  std::filesystem::remove_all(dir);
+}
+
 // Loads from the tiers run in the background: a running stream keeps decoding in the step that
 // admits a returning conversation, which joins a later step and still gives the simple path's
 // tokens; a request cancelled while its load is in flight gives every block back.
