@@ -217,8 +217,8 @@ void Scheduler::on_block_evicted(int32_t block, uint64_t key, uint64_t parent_ke
   // Blocks are written through to DRAM when computed; one that is not there any more (pushed
   // out, or written before the tier existed) goes there now, else to the disk.
   if (dram_writer_) {
-    // put() skips blocks it holds
-    dram_writer_->enqueue(key, parent_key, tokens, bytes, /*engine_block=*/true);
+    dram_writer_->enqueue(key, parent_key, tokens, bytes,
+                          /*engine_block=*/true);  // skipped if held
   } else if (disk_writer_ && !options_.disk_tier->contains(key)) {
     disk_writer_->enqueue(key, parent_key, tokens, bytes, /*engine_block=*/true);
   }

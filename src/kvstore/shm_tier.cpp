@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <thread>
 #include <unordered_map>
 
@@ -422,8 +423,13 @@ Status ShmTier::put(uint64_t key, uint64_t parent_key, std::span<const int32_t> 
                       payload_bytes_, tokens.size(), payload.size());
   }
   const uint64_t checksum = slot_checksum(key, tokens, payload);
-  std::vector<uint8_t> evicted_data;
-  std::vector<int32_t> evicted_tokens;
+  // Room for a block pushed out to the next tier, made before the lock: nothing may throw
+  // while the cross-process lock is held.
+  const size_t evict_bytes = evict_hook_ ? payload_bytes_ : 0;
+  const size_t evict_tokens = evict_hook_ ? static_cast<size_t>(block_tokens_) : 0;
+  const auto evicted_data = std::make_unique_for_overwrite<uint8_t[]>(evict_bytes);
+  const auto evicted_tokens = std::make_unique_for_overwrite<int32_t[]>(evict_tokens);
+  bool evicted = false;
   uint64_t evicted_key = 0, evicted_parent = 0, evicted_checksum = 0;
   {
     Lock lock(*this);
@@ -446,9 +452,9 @@ Status ShmTier::put(uint64_t key, uint64_t parent_key, std::span<const int32_t> 
         evicted_key = slot.key;
         evicted_parent = slot.parent_key;
         evicted_checksum = slot.checksum;
-        evicted_tokens.resize(static_cast<size_t>(block_tokens_));
-        std::memcpy(evicted_tokens.data(), data, token_bytes);
-        evicted_data.assign(data + token_bytes, data + token_bytes + payload_bytes_);
+        std::memcpy(evicted_tokens.get(), data, token_bytes);
+        std::memcpy(evicted_data.get(), data + token_bytes, payload_bytes_);
+        evicted = true;
       }
       release_slot_locked(victim);
     }
@@ -470,14 +476,16 @@ Status ShmTier::put(uint64_t key, uint64_t parent_key, std::span<const int32_t> 
     ++h.stored;
     h.bytes_written += token_bytes + payload.size();
   }
-  if (evicted_data.empty()) return Status::ok();
+  if (!evicted) return Status::ok();
   // Moved down only if intact.
-  if (slot_checksum(evicted_key, evicted_tokens, evicted_data) != evicted_checksum) {
+  const std::span<const int32_t> moved_tokens(evicted_tokens.get(), evict_tokens);
+  const std::span<const uint8_t> moved_data(evicted_data.get(), evict_bytes);
+  if (slot_checksum(evicted_key, moved_tokens, moved_data) != evicted_checksum) {
     Lock lock(*this);
     if (lock.held()) ++header_->dropped_corrupt;
     return Status::ok();
   }
-  evict_hook_(evicted_key, evicted_parent, evicted_tokens, evicted_data);
+  evict_hook_(evicted_key, evicted_parent, moved_tokens, moved_data);
   return Status::ok();
 }
 
