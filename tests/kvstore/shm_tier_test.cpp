@@ -217,6 +217,53 @@ TEST_F(ShmTierTest, BehavesAsAnExactLeastRecentlyUsedCacheAtScale) {
   for (size_t i = 0; i < keys.size(); ++i) EXPECT_EQ(present[i] == 1, where.count(keys[i]) == 1);
 }
 
+// Two processes putting and reading at once, one of them killed at a random moment: the index
+// stays consistent with the slots (every block it finds is intact, and it finds as many as the
+// tier says it holds).
+TEST_F(ShmTierTest, ProcessesSharingTheIndexKeepItConsistent) {
+  auto tier = open(64);
+  ASSERT_TRUE(tier);
+  auto worker = [&](uint64_t seed) {
+    auto mine = ShmTier::open(name_, 1, kLayout, kTokens, kPayload);
+    if (!mine.is_ok()) _exit(1);
+    std::mt19937_64 rng(seed);
+    std::vector<uint8_t> out(kPayload);
+    for (int op = 0;; ++op) {
+      const uint64_t key = 1 + rng() % 200;
+      const auto k32 = static_cast<int32_t>(key);
+      if (rng() % 2 == 0) {
+        (void)(*mine)->put(key, 0, tokens(k32), payload(static_cast<uint8_t>(key)));
+      } else {
+        auto got = (*mine)->get(key, tokens(k32), out);
+        if (got.is_ok() && *got && out != payload(static_cast<uint8_t>(key))) _exit(2);
+      }
+      if (op > 20000 && seed == 2) _exit(0);
+    }
+  };
+  const pid_t killed = fork();
+  if (killed == 0) worker(1);
+  const pid_t finishing = fork();
+  if (finishing == 0) worker(2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50 + ::getpid() % 50));
+  ::kill(killed, SIGKILL);
+  int status = 0;
+  waitpid(killed, &status, 0);
+  ASSERT_EQ(waitpid(finishing, &status, 0), finishing);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "a reader saw a wrong block";
+  std::vector<uint8_t> out(kPayload);
+  uint64_t found = 0;
+  for (uint64_t key = 1; key <= 200; ++key) {
+    auto got = tier->get(key, tokens(static_cast<int32_t>(key)), out);
+    ASSERT_TRUE(got.is_ok());
+    if (!*got) continue;
+    EXPECT_EQ(out, payload(static_cast<uint8_t>(key))) << key;
+    ++found;
+  }
+  EXPECT_EQ(found, tier->stats().blocks);
+  EXPECT_GT(found, 0u);
+}
+
 // Scribbled-over index: lookups may miss, but never return another block or hang, and the tier
 // recovers (a full index is rebuilt from the slot headers).
 TEST_F(ShmTierTest, ADamagedIndexCostsMissesNeverWrongBlocks) {
