@@ -36,8 +36,8 @@ size_t KvBlockCodec::encoded_bytes() const {
 
 namespace {
 
-// Below this the reciprocal of the scale (127 / max) overflows to infinity; such a group is
-// all but zero and is stored as zeros.
+// The reciprocal of the scale (127 / max) overflows to infinity below max ~3.7e-37; groups
+// under this bound, well clear of that and all but zero, are stored as zeros.
 constexpr float kSmallestScaledMagnitude = 1e-30f;
 
 // Quantizes one group: returns its scale. A group holding a non-finite value (the engine never
