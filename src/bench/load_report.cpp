@@ -86,6 +86,22 @@ std::string optional_text(std::optional<double> v) {
 
 constexpr const char* kTiers[] = {"dram", "disk"};
 
+// Counters of each tier reported as deltas over the run, in text and JSON alike.
+struct TierCounter {
+  const char* series;  // after infergrid_kv_<tier>_
+  const char* json;
+  const char* column;
+  int width;
+};
+constexpr TierCounter kTierCounters[] = {
+    {"hits_total", "hits", "hits", 9},
+    {"misses_total", "misses", "misses", 9},
+    {"read_bytes_total", "read_bytes", "read bytes", 14},
+    {"written_bytes_total", "written_bytes", "written bytes", 14},
+    {"blocks_dropped_total", "blocks_dropped", "dropped", 9},
+    {"evicted_total", "evicted", "evicted", 9},
+};
+
 // What the server's KV cache did during the run, from infergrid's own /metrics series: the
 // prefix cache and, per tier below engine memory, hits and misses, bytes moved each way,
 // blocks dropped for failed checks and evicted (deltas), and occupancy after the run.
@@ -102,19 +118,18 @@ std::string kv_cache_text(const MetricsCheck& m) {
     const std::string p = fmt::format("infergrid_kv_{}_", tier);
     if (!m.kv_after(p + "blocks")) continue;
     if (!header) {
-      t += fmt::format("  {:<6}{:>9}{:>9}{:>14}{:>14}{:>9}{:>9}{:>9}{:>18}\n", "tier", "hits",
-                       "misses", "read bytes", "written bytes", "dropped", "evicted", "blocks",
-                       "used/capacity MiB");
+      t += fmt::format("  {:<6}", "tier");
+      for (const TierCounter& c : kTierCounters) t += fmt::format("{:>{}}", c.column, c.width);
+      t += fmt::format("{:>9}{:>18}\n", "blocks", "used/capacity MiB");
       header = true;
     }
     const auto mib = [&](std::string_view name) {
       const auto v = m.kv_after(name);
       return v ? fmt::format("{:.0f}", *v / 1048576.0) : std::string("n/a");
     };
-    t += fmt::format("  {:<6}{:>9}{:>9}{:>14}{:>14}{:>9}{:>9}{:>9}{:>18}\n", tier,
-                     d(p + "hits_total"), d(p + "misses_total"), d(p + "read_bytes_total"),
-                     d(p + "written_bytes_total"), d(p + "blocks_dropped_total"),
-                     d(p + "evicted_total"), optional_text(m.kv_after(p + "blocks")),
+    t += fmt::format("  {:<6}", tier);
+    for (const TierCounter& c : kTierCounters) t += fmt::format("{:>{}}", d(p + c.series), c.width);
+    t += fmt::format("{:>9}{:>18}\n", optional_text(m.kv_after(p + "blocks")),
                      mib(p + "used_bytes") + "/" + mib(p + "capacity_bytes"));
   }
   return t;
@@ -131,15 +146,11 @@ nlohmann::json kv_cache_json(const MetricsCheck& m) {
   for (const char* tier : kTiers) {
     const std::string p = fmt::format("infergrid_kv_{}_", tier);
     if (!m.kv_after(p + "blocks")) continue;
-    j["tiers"][tier] = {{"hits", optional_json(m.kv_delta(p + "hits_total"))},
-                        {"misses", optional_json(m.kv_delta(p + "misses_total"))},
-                        {"read_bytes", optional_json(m.kv_delta(p + "read_bytes_total"))},
-                        {"written_bytes", optional_json(m.kv_delta(p + "written_bytes_total"))},
-                        {"blocks_dropped", optional_json(m.kv_delta(p + "blocks_dropped_total"))},
-                        {"evicted", optional_json(m.kv_delta(p + "evicted_total"))},
-                        {"blocks_after", optional_json(m.kv_after(p + "blocks"))},
-                        {"used_bytes_after", optional_json(m.kv_after(p + "used_bytes"))},
-                        {"capacity_bytes", optional_json(m.kv_after(p + "capacity_bytes"))}};
+    nlohmann::json& t = j["tiers"][tier];
+    for (const TierCounter& c : kTierCounters) t[c.json] = optional_json(m.kv_delta(p + c.series));
+    t["blocks_after"] = optional_json(m.kv_after(p + "blocks"));
+    t["used_bytes_after"] = optional_json(m.kv_after(p + "used_bytes"));
+    t["capacity_bytes"] = optional_json(m.kv_after(p + "capacity_bytes"));
   }
   return j;
 }

@@ -581,32 +581,24 @@ void attention_tile(const float* q, const float* const* k_rows, const float* con
   // acc += weights x V. Even and odd keys go to separate accumulators (eight independent FMA
   // chains per 32 columns), so the loop runs at FMA throughput rather than FMA latency.
   int i = 0;
+  // c0..c3 += w * v[0..32)
+  const auto add_weighted = [](float w, const float* v, __m256& c0, __m256& c1, __m256& c2,
+                               __m256& c3) {
+    const __m256 wv = _mm256_set1_ps(w);
+    c0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(v), c0);
+    c1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(v + 8), c1);
+    c2 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(v + 16), c2);
+    c3 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(v + 24), c3);
+  };
   for (; i + 32 <= n8; i += 32) {
     __m256 a0 = _mm256_loadu_ps(acc + i), a1 = _mm256_loadu_ps(acc + i + 8),
            a2 = _mm256_loadu_ps(acc + i + 16), a3 = _mm256_loadu_ps(acc + i + 24);
     __m256 b0 = _mm256_setzero_ps(), b1 = b0, b2 = b0, b3 = b0;
     for (j = 0; j + 2 <= n_keys; j += 2) {
-      const __m256 w = _mm256_set1_ps(scores[j]);
-      const float* v = v_rows[j] + i;
-      a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v), a0);
-      a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8), a1);
-      a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 16), a2);
-      a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 24), a3);
-      const __m256 w1 = _mm256_set1_ps(scores[j + 1]);
-      const float* v1 = v_rows[j + 1] + i;
-      b0 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(v1), b0);
-      b1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(v1 + 8), b1);
-      b2 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(v1 + 16), b2);
-      b3 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(v1 + 24), b3);
+      add_weighted(scores[j], v_rows[j] + i, a0, a1, a2, a3);
+      add_weighted(scores[j + 1], v_rows[j + 1] + i, b0, b1, b2, b3);
     }
-    if (j < n_keys) {
-      const __m256 w = _mm256_set1_ps(scores[j]);
-      const float* v = v_rows[j] + i;
-      a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v), a0);
-      a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8), a1);
-      a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 16), a2);
-      a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 24), a3);
-    }
+    if (j < n_keys) add_weighted(scores[j], v_rows[j] + i, a0, a1, a2, a3);
     _mm256_storeu_ps(acc + i, _mm256_add_ps(a0, b0));
     _mm256_storeu_ps(acc + i + 8, _mm256_add_ps(a1, b1));
     _mm256_storeu_ps(acc + i + 16, _mm256_add_ps(a2, b2));

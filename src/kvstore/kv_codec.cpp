@@ -40,28 +40,42 @@ namespace {
 // under this bound, well clear of that and all but zero, are stored as zeros.
 constexpr float kSmallestScaledMagnitude = 1e-30f;
 
-// Quantizes one group: returns its scale. A group holding a non-finite value (the engine never
-// produces one from finite weights) has no usable scale, nor has one whose values are all
-// below kSmallestScaledMagnitude; both are stored as zeros with scale 0, so nothing undefined
-// reaches the int8 conversion and both paths below agree bit for bit.
-float quantize_group_scalar(const float* x, size_t n, int8_t* q) {
-  float max_abs = 0.0f;
-  bool finite = true;
-  for (size_t i = 0; i < n; ++i) {
+// Folds x[from, n) into a group's running max |x| and finiteness.
+inline void scan_values(const float* x, size_t from, size_t n, float& max_abs, bool& finite) {
+  for (size_t i = from; i < n; ++i) {
     finite = finite && std::isfinite(x[i]);
     max_abs = std::max(max_abs, std::fabs(x[i]));
   }
+}
+
+// A group's scale. A group holding a non-finite value (the engine never produces one from
+// finite weights) has no usable scale, nor has one whose values are all below
+// kSmallestScaledMagnitude: the scale is then 0 and q[0, n) is set to zeros, so nothing
+// undefined reaches the int8 conversion and both encoders below agree bit for bit.
+inline float scale_or_zeros(float max_abs, bool finite, int8_t* q, size_t n) {
   if (!finite || !(max_abs >= kSmallestScaledMagnitude)) {
     std::fill(q, q + n, int8_t{0});
     return 0.0f;
   }
-  const float scale = max_abs / 127.0f;
-  const float inverse = 1.0f / scale;
-  for (size_t i = 0; i < n; ++i) {
-    // Round half to even, as the vector conversion does in the default rounding mode.
+  return max_abs / 127.0f;
+}
+
+// q[from, n) from x at the group's 1 / scale: clamped (fmin/fmax also turn NaN into a number)
+// and rounded half to even, as the vector conversion does in the default rounding mode.
+inline void quantize_values(const float* x, size_t from, size_t n, float inverse, int8_t* q) {
+  for (size_t i = from; i < n; ++i) {
     q[i] =
         static_cast<int8_t>(std::nearbyint(std::fmax(-127.0f, std::fmin(127.0f, x[i] * inverse))));
   }
+}
+
+// Quantizes one group: returns its scale.
+float quantize_group_scalar(const float* x, size_t n, int8_t* q) {
+  float max_abs = 0.0f;
+  bool finite = true;
+  scan_values(x, 0, n, max_abs, finite);
+  const float scale = scale_or_zeros(max_abs, finite, q, n);
+  if (scale > 0.0f) quantize_values(x, 0, n, 1.0f / scale, q);
   return scale;
 }
 
@@ -85,15 +99,9 @@ __attribute__((target("avx2"))) float quantize_group_avx2(const float* x, size_t
   float max_abs = 0.0f;
   for (float lane : lanes) max_abs = std::max(max_abs, lane);
   bool finite = _mm256_movemask_ps(bad8) == 0;
-  for (size_t j = i; j < n; ++j) {
-    finite = finite && std::isfinite(x[j]);
-    max_abs = std::max(max_abs, std::fabs(x[j]));
-  }
-  if (!finite || !(max_abs >= kSmallestScaledMagnitude)) {
-    std::fill(q, q + n, int8_t{0});
-    return 0.0f;
-  }
-  const float scale = max_abs / 127.0f;
+  scan_values(x, i, n, max_abs, finite);
+  const float scale = scale_or_zeros(max_abs, finite, q, n);
+  if (scale == 0.0f) return scale;
   const float inverse = 1.0f / scale;
   const __m256 inverse8 = _mm256_set1_ps(inverse);
   const __m256 hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
@@ -107,10 +115,7 @@ __attribute__((target("avx2"))) float quantize_group_avx2(const float* x, size_t
     const __m128i q8 = _mm_packs_epi16(q16, q16);
     _mm_storel_epi64(reinterpret_cast<__m128i*>(q + i), q8);
   }
-  for (size_t j = i; j < n; ++j) {
-    q[j] =
-        static_cast<int8_t>(std::nearbyint(std::fmax(-127.0f, std::fmin(127.0f, x[j] * inverse))));
-  }
+  quantize_values(x, i, n, inverse, q);
   return scale;
 }
 #endif

@@ -276,10 +276,11 @@ void ShmTier::rebuild_index_locked() {
     slot.next = h.free_head;
     h.free_head = static_cast<int32_t>(i);
   }
+  // Oldest first, each pushed to the front: the most recently used ends up at the head.
   std::sort(ready.begin(), ready.end(),
-            [&](int32_t a, int32_t b) { return slots_[a].last_used > slots_[b].last_used; });
+            [&](int32_t a, int32_t b) { return slots_[a].last_used < slots_[b].last_used; });
   h.lru_head = h.lru_tail = kNone;
-  for (int32_t i : ready) push_back_locked(i);
+  for (int32_t i : ready) push_front_locked(i);
   h.n_ready = static_cast<uint32_t>(ready.size());
 }
 
@@ -370,17 +371,6 @@ void ShmTier::push_front_locked(int32_t i) {
   else
     h.lru_tail = i;
   h.lru_head = i;
-}
-
-void ShmTier::push_back_locked(int32_t i) {
-  Header& h = *header_;
-  slots_[i].next = kNone;
-  slots_[i].prev = h.lru_tail;
-  if (valid_slot(h.lru_tail))
-    slots_[h.lru_tail].next = i;
-  else
-    h.lru_head = i;
-  h.lru_tail = i;
 }
 
 // The ready slot `i` leaves the index and the LRU list and becomes empty.

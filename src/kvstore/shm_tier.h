@@ -87,7 +87,6 @@ class ShmTier {
   void erase_bucket_locked(uint64_t key, int32_t slot);
   void unlink_lru_locked(int32_t i);
   void push_front_locked(int32_t i);
-  void push_back_locked(int32_t i);
   void release_slot_locked(int32_t i);
   bool index_sane_locked() const;
   void rebuild_index_locked();

@@ -102,6 +102,18 @@ class SchedulerTest : public ::testing::Test {
     };
   }
 
+  // Sets the byte bytes_from_end before the end of every file in dir to value (damaging the
+  // payloads of a disk tier's blocks).
+  static void overwrite_byte_in_every_file(const std::filesystem::path& dir, int bytes_from_end,
+                                           char value) {
+    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+      std::fstream f(entry.path(), std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(entry.path()) -
+                                          static_cast<uintmax_t>(bytes_from_end)));
+      f.put(value);
+    }
+  }
+
   // A DRAM tier segment of this model's layout, created afresh (a leftover one is removed).
   std::shared_ptr<ShmTier> fresh_dram_tier(const std::string& name, uint64_t capacity_bytes) {
     const uint64_t tag = Scheduler::kv_layout_tag(*model_, 16);
@@ -516,11 +528,7 @@ TEST_F(SchedulerTest, DiskTierServesEvictedPrefixesAfterRestartAndSurvivesCorrup
   }
   {
     // Every stored block damaged: nothing bad is served, the output is still right.
-    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
-      std::fstream f(entry.path(), std::ios::in | std::ios::out | std::ios::binary);
-      f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(entry.path()) - 5));
-      f.put('\x7f');
-    }
+    overwrite_byte_in_every_file(dir, 5, '\x7f');
     o.disk_tier = open_tier();
     Scheduler s(*model_, *tokenizer_, backend, o);
     auto corrupted = run_all(s, {request(with_turn({7}), 8)});
@@ -700,11 +708,7 @@ TEST_F(SchedulerTest, Int8TiersServePrefixesCloseToComputedAndNeverMixWithF32) {
   }
   {
     // Every stored block damaged in its int8 values: dropped, and the prefix recomputed.
-    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
-      std::fstream f(entry.path(), std::ios::in | std::ios::out | std::ios::binary);
-      f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(entry.path()) - 3));
-      f.put('\x55');
-    }
+    overwrite_byte_in_every_file(dir, 3, '\x55');
     o.disk_tier = open_int8_disk();
     Scheduler s(*model_, *tokenizer_, backend, o);
     auto recomputed = run_all(s, {asking_logprobs()})[1];
