@@ -197,18 +197,25 @@ void CpuBackend::attention(const float* q, std::span<const int32_t> positions,
                            float* out) {
   // Tiled attention with an online softmax (FlashAttention's order of work): a task takes up
   // to kQueryTile tokens of one sequence and one KV head (so every query head sharing that KV
-  // head), and walks the keys kKeyTile positions at a time. Each key tile is read once per task
-  // and reused by all its query rows from L1, instead of once per (token, head).
-  // Key tiles are cut by position, not by storage block, so a row's arithmetic is the same
-  // whatever the cache layout or the other rows in its task: paged, contiguous, batched and
-  // one-token runs agree bit for bit.
+  // head), and walks the keys a tile at a time. Each key tile is read once per task and reused
+  // by all its query rows from L1, instead of once per (token, head); the tile's K and V rows
+  // together stay within 16 KiB.
+  // Key tiles are cut by position, not by storage block, and the kernel's arithmetic for a row
+  // does not depend on the other rows in its call, so paged, contiguous, batched and one-token
+  // runs agree bit for bit.
   constexpr int64_t kQueryTile = 16;
-  constexpr int64_t kKeyTile = 16;
-  static_assert(kKeyTile <= kMaxAttentionTileKeys);
+  const int64_t key_tile =
+      std::clamp<int64_t>(2048 / std::max(p.head_dim, 1), 16, kMaxAttentionTileKeys) & ~int64_t{3};
   const int group = p.n_heads / p.n_kv_heads;
   const int64_t q_row = static_cast<int64_t>(p.n_heads) * p.head_dim;
   const int64_t max_rows = kQueryTile * group;
-  const int64_t per_thread = max_rows * (p.head_dim + 2);
+  // Per thread: accumulators, running max and sum (floats), then query row pointers and the
+  // rows' visible key counts.
+  const int64_t per_thread_floats = max_rows * (p.head_dim + 2);
+  const int64_t per_thread_bytes =
+      per_thread_floats * static_cast<int64_t>(sizeof(float)) +
+      max_rows * static_cast<int64_t>(sizeof(const float*) + sizeof(int));
+  const int64_t per_thread = (per_thread_bytes + 63) / 64 * 64 / static_cast<int64_t>(sizeof(float));
   if (attn_scratch_.size() < static_cast<size_t>(per_thread * pool_.size())) {
     attn_scratch_.resize(static_cast<size_t>(per_thread * pool_.size()));
   }
@@ -225,41 +232,44 @@ void CpuBackend::attention(const float* q, std::span<const int32_t> positions,
     const AttentionTask& task = attn_tasks_[static_cast<size_t>(task_index)];
     const KvLayerView& kv = seqs[static_cast<size_t>(task.seq)].kv;
     const int64_t head_offset = static_cast<int64_t>(task.kv_head) * p.head_dim;
-    const int64_t n_rows = task.n_tokens * group;
+    const int n_rows = static_cast<int>(task.n_tokens * group);
     float* acc = attn_scratch_.data() + per_thread * thread;  // n_rows x head_dim
     float* row_max = acc + max_rows * p.head_dim;
     float* row_sum = row_max + max_rows;
-    std::fill(acc, acc + n_rows * p.head_dim, 0.0f);
+    auto* q_rows = reinterpret_cast<const float**>(row_sum + max_rows);
+    auto* row_keys = reinterpret_cast<int*>(q_rows + max_rows);
+    std::fill(acc, acc + int64_t{n_rows} * p.head_dim, 0.0f);
     std::fill(row_max, row_max + n_rows, -INFINITY);
     std::fill(row_sum, row_sum + n_rows, 0.0f);
     int64_t last_position = 0;
-    for (int64_t t = task.first_token; t < task.first_token + task.n_tokens; ++t) {
+    for (int r = 0; r < n_rows; ++r) {
+      const int64_t t = task.first_token + r / group;
+      const int h = task.kv_head * group + r % group;
+      q_rows[r] = q + t * q_row + static_cast<int64_t>(h) * p.head_dim;
       last_position = std::max<int64_t>(last_position, positions[t]);
     }
-    const float* k_rows[kKeyTile];
-    const float* v_rows[kKeyTile];
-    for (int64_t k0 = 0; k0 <= last_position; k0 += kKeyTile) {
-      const int64_t k1 = std::min(k0 + kKeyTile, last_position + 1);
+    const float* k_rows[kMaxAttentionTileKeys];
+    const float* v_rows[kMaxAttentionTileKeys];
+    for (int64_t k0 = 0; k0 <= last_position; k0 += key_tile) {
+      const int64_t k1 = std::min(k0 + key_tile, last_position + 1);
       for (int64_t j = k0; j < k1; ++j) {
         k_rows[j - k0] = kv.k_row(j) + head_offset;
         v_rows[j - k0] = kv.v_row(j) + head_offset;
       }
-      for (int64_t r = 0; r < n_rows; ++r) {
+      for (int r = 0; r < n_rows; ++r) {
         const int64_t t = task.first_token + r / group;
-        const int64_t n_keys = std::min<int64_t>(k1, positions[t] + 1) - k0;
-        if (n_keys <= 0) continue;
-        const int h = task.kv_head * group + static_cast<int>(r % group);
-        const float* qh = q + t * q_row + static_cast<int64_t>(h) * p.head_dim;
-        kernels_->attention_tile(qh, k_rows, v_rows, static_cast<int>(n_keys), p.head_dim, p.scale,
-                                 acc + r * p.head_dim, &row_max[r], &row_sum[r]);
+        row_keys[r] = static_cast<int>(std::clamp<int64_t>(positions[t] + 1 - k0, 0, k1 - k0));
       }
+      kernels_->attention_tile(q_rows, row_keys, n_rows, k_rows, v_rows,
+                               static_cast<int>(k1 - k0), p.head_dim, p.scale, acc, row_max,
+                               row_sum);
     }
-    for (int64_t r = 0; r < n_rows; ++r) {
+    for (int r = 0; r < n_rows; ++r) {
       const int64_t t = task.first_token + r / group;
-      const int h = task.kv_head * group + static_cast<int>(r % group);
+      const int h = task.kv_head * group + r % group;
       float* o = out + t * q_row + static_cast<int64_t>(h) * p.head_dim;
       const float inv = 1.0f / row_sum[r];
-      for (int i = 0; i < p.head_dim; ++i) o[i] = acc[r * p.head_dim + i] * inv;
+      for (int i = 0; i < p.head_dim; ++i) o[i] = acc[int64_t{r} * p.head_dim + i] * inv;
     }
   });
 }

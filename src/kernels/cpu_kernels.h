@@ -54,15 +54,20 @@ struct CpuKernels {
   void (*scale)(float a, float* y, int64_t n) = nullptr;                 // y *= a
   void (*rms_norm)(const float* x, const float* weight, float* y, int64_t n, float eps) = nullptr;
   void (*swiglu)(const float* gate, const float* up, float* y, int64_t n) = nullptr;  // silu(g)*u
-  // One query row against a tile of keys with the online softmax (FlashAttention's update):
+  // Query rows against one tile of keys, with the online softmax per row (FlashAttention's
+  // update). Row r (query q_rows[r], state acc + r * head_dim, row_max[r], row_sum[r]; start:
+  // 0, -inf, 0) sees keys j < row_keys[r]:
   //   s_j = scale * dot(q, k_j), m' = max(m, s_j...), acc = acc * e^(m - m') + sum_j e^(s_j - m')
   //   v_j, sum = sum * e^(m - m') + sum_j e^(s_j - m'); m = m'.
-  // acc (head_dim), row_max and row_sum carry the state between tiles (start: 0, -inf, 0);
-  // 1 <= n_keys <= kMaxAttentionTileKeys.
+  // Rows with row_keys[r] == 0 are left as they are. 0 <= row_keys[r] <= n_keys <=
+  // kMaxAttentionTileKeys. A row's arithmetic depends only on its own query, the keys it sees
+  // and its state: never on the other rows passed with it or on n_keys, so a token attended in a
+  // batch and alone gets the same bits.
   // Weights below e^-64 are dropped: they cannot move a sum that holds e^0 = 1, and skipping
   // them keeps denormal products (which stall x86 FPUs) out of the loop.
-  void (*attention_tile)(const float* q, const float* const* k_rows, const float* const* v_rows,
-                         int n_keys, int head_dim, float scale, float* acc, float* row_max,
+  void (*attention_tile)(const float* const* q_rows, const int* row_keys, int n_rows,
+                         const float* const* k_rows, const float* const* v_rows, int n_keys,
+                         int head_dim, float scale, float* acc, float* row_max,
                          float* row_sum) = nullptr;
 
   VecDotFn dot_for(TensorType weight_type) const;

@@ -10,9 +10,12 @@
 // Quantizers produce exactly the reference bytes (same float operations, same rounding rule).
 #include <immintrin.h>
 
+#include <tuple>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <tuple>
 
 #include "core/fp16.h"
 #include "kernels/cpu_kernels.h"
@@ -506,52 +509,78 @@ void swiglu(const float* gate, const float* up, float* y, int64_t n) {
   for (; i < n; ++i) y[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
-void attention_tile(const float* q, const float* const* k_rows, const float* const* v_rows,
-                    int n_keys, int head_dim, float scale, float* acc, float* row_max,
-                    float* row_sum) {
-  alignas(32) float scores[kMaxAttentionTileKeys];
+// Scores of query rows qa and qb against four keys: sa[t] = dot(qa, k[t]), sb[t] = dot(qb, k[t]).
+// Each score is the same sum whether its row is computed here or in scores_1x4: the FMA chain
+// over the dims and the reduction tree (pairs, then pairs of pairs, then the two 128-bit halves)
+// are lane-for-lane the same, and the tails are explicit FMAs (left to the compiler, a * b + c
+// may be contracted in one function and not the other).
+inline void scores_2x4(const float* qa, const float* qb, const float* const* k, int head_dim,
+                       float* sa, float* sb) {
   const int n8 = head_dim & ~7;
-  int j = 0;
-  // Four keys at a time: four independent FMA chains and one shared horizontal sum.
-  for (; j + 4 <= n_keys; j += 4) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (int i = 0; i < n8; i += 8) {
-      const __m256 qv = _mm256_loadu_ps(q + i);
-      a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k_rows[j] + i), a0);
-      a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k_rows[j + 1] + i), a1);
-      a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k_rows[j + 2] + i), a2);
-      a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k_rows[j + 3] + i), a3);
-    }
-    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-    _mm_store_ps(scores + j, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
-    for (int i = n8; i < head_dim; ++i) {
-      for (int t = 0; t < 4; ++t) scores[j + t] += q[i] * k_rows[j + t][i];
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+  for (int i = 0; i < n8; i += 8) {
+    const __m256 qav = _mm256_loadu_ps(qa + i), qbv = _mm256_loadu_ps(qb + i);
+    const __m256 k0 = _mm256_loadu_ps(k[0] + i), k1 = _mm256_loadu_ps(k[1] + i),
+                 k2 = _mm256_loadu_ps(k[2] + i), k3 = _mm256_loadu_ps(k[3] + i);
+    a0 = _mm256_fmadd_ps(qav, k0, a0);
+    a1 = _mm256_fmadd_ps(qav, k1, a1);
+    a2 = _mm256_fmadd_ps(qav, k2, a2);
+    a3 = _mm256_fmadd_ps(qav, k3, a3);
+    b0 = _mm256_fmadd_ps(qbv, k0, b0);
+    b1 = _mm256_fmadd_ps(qbv, k1, b1);
+    b2 = _mm256_fmadd_ps(qbv, k2, b2);
+    b3 = _mm256_fmadd_ps(qbv, k3, b3);
+  }
+  const __m256 ha = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+  const __m256 hb = _mm256_hadd_ps(_mm256_hadd_ps(b0, b1), _mm256_hadd_ps(b2, b3));
+  const __m256 sum = _mm256_add_ps(_mm256_permute2f128_ps(ha, hb, 0x20),
+                                   _mm256_permute2f128_ps(ha, hb, 0x31));
+  _mm_storeu_ps(sa, _mm256_castps256_ps128(sum));
+  _mm_storeu_ps(sb, _mm256_extractf128_ps(sum, 1));
+  for (int i = n8; i < head_dim; ++i) {
+    for (int t = 0; t < 4; ++t) {
+      sa[t] = std::fma(qa[i], k[t][i], sa[t]);
+      sb[t] = std::fma(qb[i], k[t][i], sb[t]);
     }
   }
-  for (; j < n_keys; ++j) {
-    __m256 a = _mm256_setzero_ps();
-    for (int i = 0; i < n8; i += 8) {
-      a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k_rows[j] + i), a);
-    }
-    scores[j] = hsum(a);
-    for (int i = n8; i < head_dim; ++i) scores[j] += q[i] * k_rows[j][i];
+}
+
+inline void scores_1x4(const float* q, const float* const* k, int head_dim, float* s) {
+  const int n8 = head_dim & ~7;
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (int i = 0; i < n8; i += 8) {
+    const __m256 qv = _mm256_loadu_ps(q + i);
+    a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[0] + i), a0);
+    a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[1] + i), a1);
+    a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[2] + i), a2);
+    a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[3] + i), a3);
   }
-  // Scale and tile maximum, eight at a time (the maximum is exact in any order).
+  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+  _mm_storeu_ps(s, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+  for (int i = n8; i < head_dim; ++i) {
+    for (int t = 0; t < 4; ++t) s[t] = std::fma(q[i], k[t][i], s[t]);
+  }
+}
+
+// Turns one row's raw scores (n_keys8, a multiple of 8, of them; the row sees the first
+// n_visible) into softmax weights in place, updating its running max and sum and rescaling its
+// accumulator. Hidden keys become -inf before the max and exact zeros after, so n_keys8 (which
+// depends on the tile, not on the row) changes no bit of the row's results: the extra lanes only
+// add +0 to the sum.
+inline void online_softmax_row(float* scores, int n_visible, int n_keys8, float scale,
+                               float* acc, int head_dim, float* row_max, float* row_sum) {
+  for (int j = n_visible; j < n_keys8; ++j) scores[j] = -INFINITY;
   const __m256 scale_v = _mm256_set1_ps(scale);
   __m256 max8 = _mm256_set1_ps(-INFINITY);
-  for (j = 0; j + 8 <= n_keys; j += 8) {
-    const __m256 s = _mm256_mul_ps(_mm256_load_ps(scores + j), scale_v);
-    _mm256_store_ps(scores + j, s);
+  for (int j = 0; j < n_keys8; j += 8) {
+    const __m256 s = _mm256_mul_ps(_mm256_loadu_ps(scores + j), scale_v);
+    _mm256_storeu_ps(scores + j, s);
     max8 = _mm256_max_ps(max8, s);
   }
   alignas(32) float lanes[8];
   _mm256_store_ps(lanes, max8);
   float tile_max = -INFINITY;
   for (float lane : lanes) tile_max = std::max(tile_max, lane);
-  for (; j < n_keys; ++j) {
-    scores[j] *= scale;
-    tile_max = std::max(tile_max, scores[j]);
-  }
   const float new_max = std::max(*row_max, tile_max);
   if (new_max > *row_max && *row_sum > 0.0f) {
     const float correction = std::exp(*row_max - new_max);
@@ -559,60 +588,125 @@ void attention_tile(const float* q, const float* const* k_rows, const float* con
     *row_sum *= correction;
   }
   *row_max = new_max;
-  // Weights, eight at a time; the ones below e^-64 become exact zeros. Their sum is kept in
-  // eight lanes: a scalar running sum is one long chain of dependent adds.
+  // The sum is kept in eight lanes: a scalar running sum is one long chain of dependent adds.
   const __m256 max_v = _mm256_set1_ps(new_max);
   const __m256 floor_v = _mm256_set1_ps(-64.0f);
   __m256 sum8 = _mm256_setzero_ps();
-  for (j = 0; j + 8 <= n_keys; j += 8) {
-    const __m256 d = _mm256_sub_ps(_mm256_load_ps(scores + j), max_v);
+  for (int j = 0; j < n_keys8; j += 8) {
+    const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(scores + j), max_v);
     const __m256 keep = _mm256_cmp_ps(d, floor_v, _CMP_GE_OQ);
     const __m256 w = _mm256_and_ps(exp_ps(d), keep);
-    _mm256_store_ps(scores + j, w);
+    _mm256_storeu_ps(scores + j, w);
     sum8 = _mm256_add_ps(sum8, w);
   }
-  float tile_sum = hsum(sum8);
-  for (; j < n_keys; ++j) {
-    const float d = scores[j] - new_max;
-    scores[j] = d < -64.0f ? 0.0f : std::exp(d);
-    tile_sum += scores[j];
-  }
-  *row_sum += tile_sum;
-  // acc += weights x V. Even and odd keys go to separate accumulators (eight independent FMA
-  // chains per 32 columns), so the loop runs at FMA throughput rather than FMA latency.
+  *row_sum += hsum(sum8);
+}
+
+// acc_a += sum_{j < keys_a} wa[j] v_j and acc_b likewise. Both rows share each V load while
+// both need it; every accumulator lane sees its own keys in ascending order in one FMA chain,
+// so pairing rows (or not, acc_b == nullptr) changes none of their bits.
+inline void weighted_values_2(const float* wa, int keys_a, float* acc_a, const float* wb,
+                              int keys_b, float* acc_b, const float* const* v_rows,
+                              int head_dim) {
+  const int shared = acc_b ? std::min(keys_a, keys_b) : 0;
   int i = 0;
-  // c0..c3 += w * v[0..32)
-  const auto add_weighted = [](float w, const float* v, __m256& c0, __m256& c1, __m256& c2,
-                               __m256& c3) {
-    const __m256 wv = _mm256_set1_ps(w);
-    c0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(v), c0);
-    c1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(v + 8), c1);
-    c2 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(v + 16), c2);
-    c3 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(v + 24), c3);
-  };
-  for (; i + 32 <= n8; i += 32) {
-    __m256 a0 = _mm256_loadu_ps(acc + i), a1 = _mm256_loadu_ps(acc + i + 8),
-           a2 = _mm256_loadu_ps(acc + i + 16), a3 = _mm256_loadu_ps(acc + i + 24);
-    __m256 b0 = _mm256_setzero_ps(), b1 = b0, b2 = b0, b3 = b0;
-    for (j = 0; j + 2 <= n_keys; j += 2) {
-      add_weighted(scores[j], v_rows[j] + i, a0, a1, a2, a3);
-      add_weighted(scores[j + 1], v_rows[j + 1] + i, b0, b1, b2, b3);
+  for (; i + 32 <= head_dim; i += 32) {
+    __m256 a0 = _mm256_loadu_ps(acc_a + i), a1 = _mm256_loadu_ps(acc_a + i + 8),
+           a2 = _mm256_loadu_ps(acc_a + i + 16), a3 = _mm256_loadu_ps(acc_a + i + 24);
+    int j = 0;
+    if (acc_b) {
+      __m256 b0 = _mm256_loadu_ps(acc_b + i), b1 = _mm256_loadu_ps(acc_b + i + 8),
+             b2 = _mm256_loadu_ps(acc_b + i + 16), b3 = _mm256_loadu_ps(acc_b + i + 24);
+      for (; j < shared; ++j) {
+        const float* v = v_rows[j] + i;
+        const __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8),
+                     v2 = _mm256_loadu_ps(v + 16), v3 = _mm256_loadu_ps(v + 24);
+        const __m256 xa = _mm256_set1_ps(wa[j]), xb = _mm256_set1_ps(wb[j]);
+        a0 = _mm256_fmadd_ps(xa, v0, a0);
+        a1 = _mm256_fmadd_ps(xa, v1, a1);
+        a2 = _mm256_fmadd_ps(xa, v2, a2);
+        a3 = _mm256_fmadd_ps(xa, v3, a3);
+        b0 = _mm256_fmadd_ps(xb, v0, b0);
+        b1 = _mm256_fmadd_ps(xb, v1, b1);
+        b2 = _mm256_fmadd_ps(xb, v2, b2);
+        b3 = _mm256_fmadd_ps(xb, v3, b3);
+      }
+      for (int jb = j; jb < keys_b; ++jb) {
+        const float* v = v_rows[jb] + i;
+        const __m256 xb = _mm256_set1_ps(wb[jb]);
+        b0 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(v), b0);
+        b1 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(v + 8), b1);
+        b2 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(v + 16), b2);
+        b3 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(v + 24), b3);
+      }
+      _mm256_storeu_ps(acc_b + i, b0);
+      _mm256_storeu_ps(acc_b + i + 8, b1);
+      _mm256_storeu_ps(acc_b + i + 16, b2);
+      _mm256_storeu_ps(acc_b + i + 24, b3);
     }
-    if (j < n_keys) add_weighted(scores[j], v_rows[j] + i, a0, a1, a2, a3);
-    _mm256_storeu_ps(acc + i, _mm256_add_ps(a0, b0));
-    _mm256_storeu_ps(acc + i + 8, _mm256_add_ps(a1, b1));
-    _mm256_storeu_ps(acc + i + 16, _mm256_add_ps(a2, b2));
-    _mm256_storeu_ps(acc + i + 24, _mm256_add_ps(a3, b3));
-  }
-  for (; i < n8; i += 8) {
-    __m256 a = _mm256_loadu_ps(acc + i);
-    for (j = 0; j < n_keys; ++j) {
-      a = _mm256_fmadd_ps(_mm256_set1_ps(scores[j]), _mm256_loadu_ps(v_rows[j] + i), a);
+    for (; j < keys_a; ++j) {
+      const float* v = v_rows[j] + i;
+      const __m256 xa = _mm256_set1_ps(wa[j]);
+      a0 = _mm256_fmadd_ps(xa, _mm256_loadu_ps(v), a0);
+      a1 = _mm256_fmadd_ps(xa, _mm256_loadu_ps(v + 8), a1);
+      a2 = _mm256_fmadd_ps(xa, _mm256_loadu_ps(v + 16), a2);
+      a3 = _mm256_fmadd_ps(xa, _mm256_loadu_ps(v + 24), a3);
     }
-    _mm256_storeu_ps(acc + i, a);
+    _mm256_storeu_ps(acc_a + i, a0);
+    _mm256_storeu_ps(acc_a + i + 8, a1);
+    _mm256_storeu_ps(acc_a + i + 16, a2);
+    _mm256_storeu_ps(acc_a + i + 24, a3);
   }
-  for (i = n8; i < head_dim; ++i) {
-    for (j = 0; j < n_keys; ++j) acc[i] += scores[j] * v_rows[j][i];
+  // Columns past the last multiple of 32: one row at a time, eight columns, then one.
+  for (const auto& [w, keys, acc] : {std::tuple{wa, keys_a, acc_a}, std::tuple{wb, keys_b, acc_b}}) {
+    if (!acc) continue;
+    int c = i;
+    for (; c + 8 <= head_dim; c += 8) {
+      __m256 a = _mm256_loadu_ps(acc + c);
+      for (int j = 0; j < keys; ++j) {
+        a = _mm256_fmadd_ps(_mm256_set1_ps(w[j]), _mm256_loadu_ps(v_rows[j] + c), a);
+      }
+      _mm256_storeu_ps(acc + c, a);
+    }
+    for (; c < head_dim; ++c) {
+      for (int j = 0; j < keys; ++j) acc[c] = std::fma(w[j], v_rows[j][c], acc[c]);
+    }
+  }
+}
+
+void attention_tile(const float* const* q_rows, const int* row_keys, int n_rows,
+                    const float* const* k_rows, const float* const* v_rows, int n_keys,
+                    int head_dim, float scale, float* acc, float* row_max, float* row_sum) {
+  // Keys are scored four at a time; the last group is padded with the first key (its scores
+  // are hidden like any key past a row's end).
+  const int n_keys4 = (n_keys + 3) & ~3;
+  const int n_keys8 = (n_keys + 7) & ~7;
+  const float* keys[kMaxAttentionTileKeys];
+  for (int j = 0; j < n_keys4; ++j) keys[j] = k_rows[j < n_keys ? j : 0];
+  alignas(32) float wa[kMaxAttentionTileKeys], wb[kMaxAttentionTileKeys];
+  int r = 0;
+  // Rows two at a time (each K and V row loaded once for both); rows that see no key skipped.
+  while (r < n_rows) {
+    const int a = r++;
+    if (row_keys[a] == 0) continue;
+    while (r < n_rows && row_keys[r] == 0) ++r;
+    const int b = r < n_rows ? r++ : -1;
+    const int keys_a = row_keys[a], keys_b = b >= 0 ? row_keys[b] : 0;
+    float* acc_a = acc + static_cast<int64_t>(a) * head_dim;
+    float* acc_b = b >= 0 ? acc + static_cast<int64_t>(b) * head_dim : nullptr;
+    const int scored = (std::max(keys_a, keys_b) + 3) & ~3;
+    for (int j = 0; j < scored; j += 4) {
+      if (b >= 0) {
+        scores_2x4(q_rows[a], q_rows[b], keys + j, head_dim, wa + j, wb + j);
+      } else {
+        scores_1x4(q_rows[a], keys + j, head_dim, wa + j);
+      }
+    }
+    online_softmax_row(wa, keys_a, n_keys8, scale, acc_a, head_dim, &row_max[a], &row_sum[a]);
+    if (b >= 0) {
+      online_softmax_row(wb, keys_b, n_keys8, scale, acc_b, head_dim, &row_max[b], &row_sum[b]);
+    }
+    weighted_values_2(wa, keys_a, acc_a, wb, keys_b, acc_b, v_rows, head_dim);
   }
 }
 

@@ -155,9 +155,9 @@ void swiglu(const float* gate, const float* up, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
-void attention_tile(const float* q, const float* const* k_rows, const float* const* v_rows,
-                    int n_keys, int head_dim, float scale, float* acc, float* row_max,
-                    float* row_sum) {
+void attention_row(const float* q, const float* const* k_rows, const float* const* v_rows,
+                   int n_keys, int head_dim, float scale, float* acc, float* row_max,
+                   float* row_sum) {
   float scores[kMaxAttentionTileKeys];
   float tile_max = -INFINITY;
   for (int j = 0; j < n_keys; ++j) {
@@ -177,6 +177,16 @@ void attention_tile(const float* q, const float* const* k_rows, const float* con
     const float e = std::exp(d);
     *row_sum += e;
     for (int i = 0; i < head_dim; ++i) acc[i] += e * v_rows[j][i];
+  }
+}
+
+void attention_tile(const float* const* q_rows, const int* row_keys, int n_rows,
+                    const float* const* k_rows, const float* const* v_rows, int /*n_keys*/,
+                    int head_dim, float scale, float* acc, float* row_max, float* row_sum) {
+  for (int r = 0; r < n_rows; ++r) {
+    if (row_keys[r] == 0) continue;
+    attention_row(q_rows[r], k_rows, v_rows, row_keys[r], head_dim, scale,
+                  acc + static_cast<int64_t>(r) * head_dim, &row_max[r], &row_sum[r]);
   }
 }
 

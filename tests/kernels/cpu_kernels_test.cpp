@@ -343,20 +343,27 @@ TEST_P(FloatOps, Swiglu) {
   }
 }
 
-// Three successive tiles through the online-softmax state, at head sizes with and without a
-// tail of 8 and at 1..64 keys; a large scale pushes some weights under the e^-64 cut.
+// Three successive tiles through the online-softmax state, for five query rows that see
+// different numbers of the tile's keys (all, none, one, a few, all but one), at head sizes with
+// and without a tail of 8 and at 1..64 keys; a large scale pushes some weights under the e^-64
+// cut.
 // Tolerance, relative to the row's weight sum: 1e-5 (exps differ by ~2 ulp) plus the rounding of
 // the scores, which lands in the exponent: 2^-21 * scale * sum_i |q_i k_i| (dots differ only in
-// summation order).
+// summation order); that rounding is also the absolute tolerance of the running max.
 TEST_P(FloatOps, AttentionTile) {
   std::mt19937 rng(test::kSeed + 8);
+  constexpr int kRows = 5;
   for (int head_dim : {8, 20, 32, 64, 67, 128}) {
     for (int n_keys : {1, 3, 4, 7, 8, 13, 16, 33, kMaxAttentionTileKeys}) {
       for (float scale : {0.17f, 12.0f}) {
-        const std::vector<float> q = test::random_floats(head_dim, rng);
-        std::vector<float> acc_want(head_dim, 0.0f), acc_got(head_dim, 0.0f);
-        float max_want = -INFINITY, max_got = -INFINITY, sum_want = 0, sum_got = 0;
-        double rel = 0;
+        const int row_keys[kRows] = {n_keys, 0, 1, std::min(n_keys, 5), std::max(n_keys - 1, 0)};
+        const std::vector<float> q = test::random_floats(kRows * head_dim, rng);
+        std::vector<const float*> q_rows;
+        for (int r = 0; r < kRows; ++r) q_rows.push_back(q.data() + r * head_dim);
+        std::vector<float> acc_want(kRows * head_dim, 0.0f), acc_got(acc_want);
+        std::vector<float> max_want(kRows, -INFINITY), max_got(max_want);
+        std::vector<float> sum_want(kRows, 0.0f), sum_got(sum_want);
+        std::vector<double> rel(kRows, 0.0), score_error(kRows, 0.0);
         for (int tile = 0; tile < 3; ++tile) {
           const std::vector<float> k = test::random_floats(int64_t{n_keys} * head_dim, rng),
                                    v = test::random_floats(int64_t{n_keys} * head_dim, rng);
@@ -364,23 +371,41 @@ TEST_P(FloatOps, AttentionTile) {
           for (int j = 0; j < n_keys; ++j) {
             k_rows.push_back(k.data() + j * head_dim);
             v_rows.push_back(v.data() + j * head_dim);
-            double terms = 0;
-            for (int i = 0; i < head_dim; ++i) terms += std::fabs(q[i] * k[j * head_dim + i]);
-            rel = std::max(rel, 1e-5 + std::ldexp(scale * terms, -21));
+            for (int r = 0; r < kRows; ++r) {
+              if (j >= row_keys[r]) continue;
+              double terms = 0;
+              for (int i = 0; i < head_dim; ++i) {
+                terms += std::fabs(q[r * head_dim + i] * k[j * head_dim + i]);
+              }
+              score_error[r] = std::max(score_error[r], std::ldexp(scale * terms, -21));
+              rel[r] = std::max(rel[r], 1e-5 + score_error[r]);
+            }
           }
-          ref().attention_tile(q.data(), k_rows.data(), v_rows.data(), n_keys, head_dim, scale,
-                               acc_want.data(), &max_want, &sum_want);
-          k_->attention_tile(q.data(), k_rows.data(), v_rows.data(), n_keys, head_dim, scale,
-                             acc_got.data(), &max_got, &sum_got);
-          ASSERT_TRUE(test::close(max_got, max_want, std::fabs(max_want), 1e-5))
-              << head_dim << " " << n_keys << " " << scale;
-          ASSERT_TRUE(test::close(sum_got, sum_want, sum_want, rel))
-              << head_dim << " " << n_keys << " " << scale;
-          for (int i = 0; i < head_dim; ++i) {
-            ASSERT_TRUE(test::close(acc_got[i], acc_want[i], sum_want, rel))
-                << "head_dim " << head_dim << " keys " << n_keys << " i " << i << " scale " << scale
-                << " tile " << tile << ": " << acc_got[i] << " vs " << acc_want[i] << " sum "
-                << sum_want;
+          ref().attention_tile(q_rows.data(), row_keys, kRows, k_rows.data(), v_rows.data(),
+                               n_keys, head_dim, scale, acc_want.data(), max_want.data(),
+                               sum_want.data());
+          k_->attention_tile(q_rows.data(), row_keys, kRows, k_rows.data(), v_rows.data(), n_keys,
+                             head_dim, scale, acc_got.data(), max_got.data(), sum_got.data());
+          for (int r = 0; r < kRows; ++r) {
+            const std::string where = "head_dim " + std::to_string(head_dim) + " keys " +
+                                      std::to_string(n_keys) + " scale " + std::to_string(scale) +
+                                      " tile " + std::to_string(tile) + " row " + std::to_string(r);
+            if (row_keys[r] == 0) {
+              ASSERT_EQ(max_got[r], -INFINITY) << where;
+              ASSERT_EQ(sum_got[r], 0.0f) << where;
+              for (int i = 0; i < head_dim; ++i) ASSERT_EQ(acc_got[r * head_dim + i], 0.0f);
+              continue;
+            }
+            ASSERT_TRUE(test::close(max_got[r], max_want[r], std::fabs(max_want[r]), 1e-5,
+                                    score_error[r]))
+                << where;
+            ASSERT_TRUE(test::close(sum_got[r], sum_want[r], sum_want[r], rel[r])) << where;
+            for (int i = 0; i < head_dim; ++i) {
+              ASSERT_TRUE(test::close(acc_got[r * head_dim + i], acc_want[r * head_dim + i],
+                                      sum_want[r], rel[r]))
+                  << where << " i " << i << ": " << acc_got[r * head_dim + i] << " vs "
+                  << acc_want[r * head_dim + i] << " sum " << sum_want[r];
+            }
           }
         }
       }
@@ -454,6 +479,70 @@ TEST(CpuKernels, DispatchPicksTheBestAvailableTable) {
     EXPECT_TRUE(k->dot_f32_f32 && k->axpy && k->scale && k->rms_norm && k->swiglu &&
                 k->attention_tile)
         << k->name;
+  }
+}
+
+// A token attended alone (decode) and the same token among other rows of a larger tile
+// (prefill, batched decode) must get the same bits from every table: the model's batched and
+// one-token paths rely on it. Each row is run alone, over exactly its visible keys, and then
+// with the other rows in one call over the whole tile, in both orders.
+TEST(CpuKernels, AttentionTileRowsMatchAloneExactly) {
+  std::mt19937 rng(test::kSeed + 9);
+  for (const CpuKernels* k : available_cpu_kernels()) {
+    for (int head_dim : {8, 32, 40, 64, 67, 128}) {
+      constexpr int kRows = 7;
+      constexpr int kKeys = 29;
+      const int row_keys[kRows] = {kKeys, 3, 0, 17, kKeys, 1, 16};
+      const std::vector<float> q = test::random_floats(kRows * head_dim, rng);
+      const std::vector<float> keys = test::random_floats(kKeys * head_dim, rng),
+                               values = test::random_floats(kKeys * head_dim, rng);
+      std::vector<const float*> k_rows, v_rows;
+      for (int j = 0; j < kKeys; ++j) {
+        k_rows.push_back(keys.data() + j * head_dim);
+        v_rows.push_back(values.data() + j * head_dim);
+      }
+      // Two tiles, so the running state (max, sum, rescaled accumulator) is carried too.
+      const auto run = [&](const std::vector<int>& rows, std::vector<float>& acc,
+                           std::vector<float>& row_max, std::vector<float>& row_sum, bool alone) {
+        std::vector<const float*> q_rows;
+        std::vector<int> visible;
+        for (int r : rows) {
+          q_rows.push_back(q.data() + r * head_dim);
+          visible.push_back(row_keys[r]);
+        }
+        const int n = static_cast<int>(rows.size());
+        const int n_keys = alone ? std::max(visible[0], 1) : kKeys;
+        for (float scale : {0.2f, 3.0f}) {
+          k->attention_tile(q_rows.data(), visible.data(), n, k_rows.data(), v_rows.data(),
+                            n_keys, head_dim, scale, acc.data(), row_max.data(), row_sum.data());
+        }
+      };
+      std::vector<float> acc_alone(kRows * head_dim, 0.0f), max_alone(kRows, -INFINITY),
+          sum_alone(kRows, 0.0f);
+      for (int r = 0; r < kRows; ++r) {
+        std::vector<float> acc(head_dim, 0.0f), row_max(1, -INFINITY), row_sum(1, 0.0f);
+        run({r}, acc, row_max, row_sum, true);
+        std::copy(acc.begin(), acc.end(), acc_alone.begin() + r * head_dim);
+        max_alone[r] = row_max[0];
+        sum_alone[r] = row_sum[0];
+      }
+      for (bool reversed : {false, true}) {
+        std::vector<int> rows(kRows);
+        for (int r = 0; r < kRows; ++r) rows[r] = reversed ? kRows - 1 - r : r;
+        std::vector<float> acc(kRows * head_dim, 0.0f), row_max(kRows, -INFINITY),
+            row_sum(kRows, 0.0f);
+        run(rows, acc, row_max, row_sum, false);
+        for (int i = 0; i < kRows; ++i) {
+          const int r = rows[i];
+          ASSERT_EQ(std::memcmp(&row_max[i], &max_alone[r], sizeof(float)), 0) << k->name;
+          ASSERT_EQ(std::memcmp(&row_sum[i], &sum_alone[r], sizeof(float)), 0) << k->name;
+          ASSERT_EQ(std::memcmp(acc.data() + i * head_dim, acc_alone.data() + r * head_dim,
+                                sizeof(float) * head_dim),
+                    0)
+              << k->name << " head_dim " << head_dim << " row " << r;
+        }
+      }
+    }
   }
 }
 

@@ -1,0 +1,105 @@
+// Attention throughput of CpuBackend::attention over a paged KV cache, one thread, in GFLOP/s
+// (2 * head_dim FLOPs for q.k and again for p.v, per query head and visible key). Shapes:
+//   prefill/<heads>/<ctx>  a 256-token chunk whose history already holds ctx tokens (a returning
+//                          conversation turn when ctx > 0);
+//   decode/<heads>/<ctx>   8 sequences, one token each, at ctx cached tokens.
+// Heads "8x32" is the default model (8 query heads, 4 KV heads of 32); "32x128" a Llama-8B layer.
+// Run: build/bin/bench_attention [--benchmark_filter=prefill]
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu_backend.h"
+#include "kernels/cpu_kernels.h"
+
+namespace infergrid {
+namespace {
+
+constexpr int kBlockSize = 16;
+
+struct Shape {
+  int n_heads, n_kv_heads, head_dim;
+};
+
+void bench_attention(benchmark::State& state, const CpuKernels* kernels, Shape shape,
+                     int64_t n_seqs, int64_t tokens_per_seq, int64_t ctx) {
+  CpuBackend backend(1, kernels);
+  const int64_t kv_dim = int64_t{shape.n_kv_heads} * shape.head_dim;
+  const int64_t q_dim = int64_t{shape.n_heads} * shape.head_dim;
+  const int64_t seq_len = ctx + tokens_per_seq;
+  const int64_t blocks_per_seq = (seq_len + kBlockSize - 1) / kBlockSize;
+  const int64_t n_blocks = blocks_per_seq * n_seqs;
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> k_pool(static_cast<size_t>(n_blocks * kBlockSize * kv_dim));
+  std::vector<float> v_pool(k_pool.size());
+  for (float& x : k_pool) x = dist(rng);
+  for (float& x : v_pool) x = dist(rng);
+  // Blocks of a sequence are scattered through the pool, as after a while of serving.
+  std::vector<int32_t> order(static_cast<size_t>(n_blocks));
+  for (int64_t i = 0; i < n_blocks; ++i) order[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+  std::shuffle(order.begin(), order.end(), rng);
+  const int64_t n_tokens = n_seqs * tokens_per_seq;
+  std::vector<float> q(static_cast<size_t>(n_tokens * q_dim)), out(q.size());
+  for (float& x : q) x = dist(rng);
+  std::vector<int32_t> positions;
+  std::vector<AttentionSequence> seqs;
+  for (int64_t s = 0; s < n_seqs; ++s) {
+    AttentionSequence seq;
+    seq.first_token = s * tokens_per_seq;
+    seq.n_tokens = tokens_per_seq;
+    seq.kv.k = k_pool.data();
+    seq.kv.v = v_pool.data();
+    seq.kv.row_stride = kv_dim;
+    seq.kv.block_stride = kBlockSize * kv_dim;
+    seq.kv.block_size = kBlockSize;
+    seq.kv.block_table = order.data() + s * blocks_per_seq;
+    seqs.push_back(seq);
+    for (int64_t t = 0; t < tokens_per_seq; ++t) positions.push_back(static_cast<int32_t>(ctx + t));
+  }
+  AttentionParams params{shape.n_heads, shape.n_kv_heads, shape.head_dim,
+                         1.0f / std::sqrt(static_cast<float>(shape.head_dim))};
+  for (auto _ : state) {
+    backend.attention(q.data(), positions, seqs, params, out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  double visible_keys = 0;
+  for (int32_t p : positions) visible_keys += p + 1;
+  const double flops = visible_keys * shape.n_heads * shape.head_dim * 4.0;
+  state.counters["FLOP"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void register_all() {
+  for (const CpuKernels* k : available_cpu_kernels()) {
+    for (const auto& [label, shape] :
+         {std::pair<std::string, Shape>{"8x32", {8, 4, 32}}, {"32x128", {32, 8, 128}}}) {
+      for (int64_t ctx : {0, 1000}) {
+        benchmark::RegisterBenchmark(
+            (std::string(k->name) + "/prefill/" + label + "/" + std::to_string(ctx)).c_str(),
+            bench_attention, k, shape, int64_t{1}, int64_t{256}, ctx)
+            ->Unit(benchmark::kMillisecond);
+      }
+      benchmark::RegisterBenchmark(
+          (std::string(k->name) + "/decode/" + label + "/1000").c_str(), bench_attention, k,
+          shape, int64_t{8}, int64_t{1}, int64_t{1000})
+          ->Unit(benchmark::kMicrosecond);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace infergrid
+
+int main(int argc, char** argv) {
+  infergrid::register_all();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
