@@ -123,10 +123,12 @@ Status DiskTier::open() {
     }
     const uint64_t bytes = file_bytes(h.payload_bytes);
     lru_.push_front(h.key);
-    index_[h.key] = {bytes, lru_.begin()};
+    index_[h.key] = {bytes, h.parent_key, 0, lru_.begin()};
     stats_.used_bytes += bytes;
   }
-  while (stats_.used_bytes > capacity_bytes_ && !lru_.empty()) erase_locked(lru_.back(), true);
+  for (const auto& [key, entry] : index_) add_child_locked(entry.parent_key, key);
+  while (stats_.used_bytes > capacity_bytes_ && evict_one_locked(std::nullopt)) {
+  }
   stats_.blocks = index_.size();
   return Status::ok();
 }
@@ -142,10 +144,47 @@ void DiskTier::erase_locked(uint64_t key, bool count_as_eviction) {
   std::error_code ec;
   std::filesystem::remove(path_for(key), ec);
   stats_.used_bytes -= it->second.bytes;
-  lru_.erase(it->second.lru);
+  if (it->second.children == 0) lru_.erase(it->second.lru);
+  const uint64_t parent_key = it->second.parent_key;
   index_.erase(it);
+  remove_child_locked(parent_key, key);
   if (count_as_eviction) ++stats_.evicted;
   stats_.blocks = index_.size();
+}
+
+bool DiskTier::evict_one_locked(std::optional<uint64_t> keep) {
+  if (!lru_.empty()) {
+    auto victim = std::prev(lru_.end());
+    if (*victim == keep && victim != lru_.begin()) --victim;
+    if (*victim != keep) {
+      erase_locked(*victim, true);
+      return true;
+    }
+  }
+  // No leaf but blocks left (parent links that form a cycle, which only damage or a hash
+  // collision can make): any block goes rather than none.
+  for (const auto& [key, entry] : index_) {
+    if (key != keep) {
+      erase_locked(key, true);
+      return true;
+    }
+  }
+  return false;
+}
+
+void DiskTier::add_child_locked(uint64_t parent_key, uint64_t child_key) {
+  if (parent_key == child_key) return;
+  auto it = index_.find(parent_key);
+  if (it == index_.end()) return;
+  if (it->second.children++ == 0) lru_.erase(it->second.lru);
+}
+
+void DiskTier::remove_child_locked(uint64_t parent_key, uint64_t child_key) {
+  if (parent_key == child_key) return;
+  auto it = index_.find(parent_key);
+  if (it == index_.end() || it->second.children == 0) return;
+  // A parent left without children is the next candidate: its chain is going cold from the end.
+  if (--it->second.children == 0) it->second.lru = lru_.insert(lru_.end(), parent_key);
 }
 
 Status DiskTier::put(uint64_t key, uint64_t parent_key, std::span<const int32_t> tokens,
@@ -189,8 +228,10 @@ Status DiskTier::put(uint64_t key, uint64_t parent_key, std::span<const int32_t>
                       std::strerror(errno));
   }
   std::lock_guard lock(mutex_);
-  while (stats_.used_bytes + bytes > capacity_bytes_ && !lru_.empty()) {
-    erase_locked(lru_.back(), true);
+  // The new block's parent is kept while anything else can go: evicting it would leave the
+  // new block unreachable.
+  while (stats_.used_bytes + bytes > capacity_bytes_ &&
+         (evict_one_locked(parent_key) || evict_one_locked(std::nullopt))) {
   }
   std::filesystem::rename(tmp_path, final_path, ec);
   if (ec) {
@@ -199,8 +240,9 @@ Status DiskTier::put(uint64_t key, uint64_t parent_key, std::span<const int32_t>
   }
   if (!index_.count(key)) {
     lru_.push_front(key);
-    index_[key] = {bytes, lru_.begin()};
+    index_[key] = {bytes, parent_key, 0, lru_.begin()};
     stats_.used_bytes += bytes;
+    add_child_locked(parent_key, key);
   }
   ++stats_.stored;
   stats_.bytes_written += bytes;
@@ -217,7 +259,7 @@ Result<bool> DiskTier::get(uint64_t key, std::span<const int32_t> tokens,
       ++stats_.misses;
       return false;
     }
-    lru_.splice(lru_.begin(), lru_, it->second.lru);  // most recently used
+    if (it->second.children == 0) lru_.splice(lru_.begin(), lru_, it->second.lru);
   }
   const auto path = path_for(key);
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

@@ -8,14 +8,18 @@
 // block that passes its check with wrong contents; every read verifies magic, layout, key,
 // tokens and checksum, and a block that fails is deleted and counted, never returned; blocks
 // of another layout (model, quantization, block size) never match; total bytes stay within
-// the capacity (least recently used files go first). The index is rebuilt by scanning the
-// directory on open, so blocks survive a restart. Thread-safe.
+// the capacity. Eviction is leaf-first LRU: only a block no other resident block continues
+// (a leaf of the prefix tree) is a candidate, least recently used first, because a prefix match
+// stops at its first missing block and an evicted ancestor would make its descendants dead
+// weight; once a chain's leaf goes, its parent becomes a leaf and the next candidate. The index
+// is rebuilt by scanning the directory on open, so blocks survive a restart. Thread-safe.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <list>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -63,10 +67,16 @@ class DiskTier {
  private:
   struct Entry {
     uint64_t bytes;
-    std::list<uint64_t>::iterator lru;  // position in lru_ (front = most recent)
+    uint64_t parent_key;
+    uint32_t children = 0;  // resident blocks whose parent this is (counted when they arrive)
+    std::list<uint64_t>::iterator lru;  // position in lru_ while children == 0
   };
   std::filesystem::path path_for(uint64_t key) const;
   void erase_locked(uint64_t key, bool count_as_eviction);
+  // Makes room for one block: the least recently used leaf other than `keep` goes.
+  bool evict_one_locked(std::optional<uint64_t> keep);
+  void add_child_locked(uint64_t parent_key, uint64_t child_key);
+  void remove_child_locked(uint64_t parent_key, uint64_t child_key);
   size_t file_bytes(size_t payload_bytes) const;
 
   const std::filesystem::path dir_;
@@ -75,7 +85,7 @@ class DiskTier {
   const int block_tokens_;
   mutable std::mutex mutex_;
   std::unordered_map<uint64_t, Entry> index_;
-  std::list<uint64_t> lru_;
+  std::list<uint64_t> lru_;  // the leaves, most recently used first
   TierStats stats_;
 };
 

@@ -23,7 +23,8 @@ namespace infergrid {
 
 namespace {
 constexpr uint64_t kMagic = 0x6d68736b76494731ULL;  // "1GIvkshm"
-constexpr uint32_t kVersion = 2;                    // 2: hash index and LRU list in the segment
+// 2: hash index and LRU list in the segment; 3: leaf-first eviction (child counts, leaf list)
+constexpr uint32_t kVersion = 3;
 enum SlotState : uint32_t { kEmpty = 0, kWriting = 1, kReady = 2 };
 constexpr int32_t kNone = -1;  // an empty bucket, the end of a list
 
@@ -57,8 +58,9 @@ struct ShmTier::Header {
   pthread_mutex_t mutex;
   uint64_t clock;
   uint64_t hits, misses, stored, evicted, dropped_corrupt, bytes_written, bytes_read;
-  // Derived from the slot headers (rebuilt from them after a crash): the ready slots from most
-  // to least recently used, the empty slots, and how many are ready.
+  // Derived from the slot headers (rebuilt from them after a crash): the ready slots that no
+  // other ready slot continues (leaves), from most to least recently used; the empty slots;
+  // how many are ready.
   int32_t lru_head, lru_tail, free_head;
   uint32_t n_ready;
 };
@@ -69,7 +71,8 @@ struct ShmTier::SlotHeader {
   uint64_t last_used;
   uint64_t checksum;
   uint32_t state;
-  int32_t prev, next;  // LRU list (ready slots) or free list (next only)
+  int32_t prev, next;  // leaf list (ready slots without children) or free list (next only)
+  uint32_t children;   // ready slots whose parent this is (derived, like the lists)
 };
 
 class ShmTier::Lock {
@@ -276,12 +279,30 @@ void ShmTier::rebuild_index_locked() {
     slot.next = h.free_head;
     h.free_head = static_cast<int32_t>(i);
   }
-  // Oldest first, each pushed to the front: the most recently used ends up at the head.
+  // Children are counted once every ready slot is indexed; only leaves join the list, oldest
+  // first, each pushed to the front: the most recently used ends up at the head.
+  for (int32_t i : ready) {
+    slots_[i].children = 0;
+    slots_[i].prev = slots_[i].next = kNone;
+  }
+  for (int32_t i : ready) {
+    const int32_t parent = parent_slot_locked(i);
+    if (parent >= 0) ++slots_[parent].children;
+  }
   std::sort(ready.begin(), ready.end(),
             [&](int32_t a, int32_t b) { return slots_[a].last_used < slots_[b].last_used; });
   h.lru_head = h.lru_tail = kNone;
-  for (int32_t i : ready) push_front_locked(i);
+  for (int32_t i : ready) {
+    if (slots_[i].children == 0) push_front_locked(i);
+  }
   h.n_ready = static_cast<uint32_t>(ready.size());
+}
+
+int32_t ShmTier::parent_slot_locked(int32_t i) const {
+  const SlotHeader& slot = slots_[i];
+  if (slot.parent_key == slot.key) return -1;
+  const int32_t parent = find_locked(slot.parent_key, nullptr);
+  return parent == i ? -1 : parent;
 }
 
 uint32_t ShmTier::home_bucket(uint64_t key) const {
@@ -373,15 +394,50 @@ void ShmTier::push_front_locked(int32_t i) {
   h.lru_head = i;
 }
 
-// The ready slot `i` leaves the index and the LRU list and becomes empty.
+// The ready slot `i` leaves the index and the leaf list and becomes empty; a parent it leaves
+// without children becomes a leaf at the list's cold end, the next candidate (its chain is
+// going cold from the end).
 void ShmTier::release_slot_locked(int32_t i) {
   Header& h = *header_;
+  const int32_t parent = parent_slot_locked(i);
   erase_bucket_locked(slots_[i].key, i);
-  unlink_lru_locked(i);
+  if (slots_[i].children == 0) unlink_lru_locked(i);
   slots_[i].state = kEmpty;
+  slots_[i].children = 0;
   slots_[i].next = h.free_head;
   h.free_head = i;
   --h.n_ready;
+  if (parent >= 0 && slots_[parent].children > 0 && --slots_[parent].children == 0) {
+    push_back_locked(parent);
+  }
+}
+
+void ShmTier::push_back_locked(int32_t i) {
+  Header& h = *header_;
+  slots_[i].next = kNone;
+  slots_[i].prev = h.lru_tail;
+  if (valid_slot(h.lru_tail))
+    slots_[h.lru_tail].next = i;
+  else
+    h.lru_head = i;
+  h.lru_tail = i;
+}
+
+// The slot a new block goes to: an empty one, else the least recently used leaf other than
+// `keep` (the new block's parent: evicting it would leave the new block unreachable), else
+// any ready slot (no leaf while slots are ready takes parent links that form a cycle, which
+// only damage or a hash collision can make).
+int32_t ShmTier::victim_locked(int32_t keep) const {
+  const Header& h = *header_;
+  if (h.free_head != kNone) return h.free_head;
+  int32_t victim = h.lru_tail;
+  if (victim == keep && valid_slot(victim)) victim = slots_[victim].prev;
+  if (valid_slot(victim)) return victim;
+  if (valid_slot(h.lru_tail)) return h.lru_tail;
+  for (uint32_t i = 0; i < h.n_slots; ++i) {
+    if (slots_[i].state == kReady && static_cast<int32_t>(i) != keep) return static_cast<int32_t>(i);
+  }
+  return keep;
 }
 
 bool ShmTier::index_sane_locked() const {
@@ -389,8 +445,7 @@ bool ShmTier::index_sane_locked() const {
   const auto ok = [&](int32_t i) { return i == kNone || valid_slot(i); };
   return ok(h.lru_head) && ok(h.lru_tail) && ok(h.free_head) &&
          (h.free_head == kNone || slots_[h.free_head].state == kEmpty) &&
-         (h.lru_tail == kNone || slots_[h.lru_tail].state == kReady) &&
-         (h.free_head != kNone || h.lru_tail != kNone) && h.n_ready <= h.n_slots;
+         (h.lru_tail == kNone || slots_[h.lru_tail].state == kReady) && h.n_ready <= h.n_slots;
 }
 
 bool ShmTier::contains(uint64_t key) {
@@ -429,9 +484,9 @@ Status ShmTier::put(uint64_t key, uint64_t parent_key, std::span<const int32_t> 
     }
     Header& h = *header_;
     if (find_repairing_locked(key) >= 0) return Status::ok();
-    // An empty slot, else the least recently used one.
+    const int32_t parent = parent_key == key ? -1 : find_locked(parent_key, nullptr);
     const bool have_free = h.free_head != kNone;
-    const int32_t victim = have_free ? h.free_head : h.lru_tail;
+    const int32_t victim = victim_locked(parent);
     SlotHeader& slot = slots_[victim];
     uint8_t* data = data_ + static_cast<size_t>(victim) * slot_data_bytes_;
     const size_t token_bytes = static_cast<size_t>(block_tokens_) * sizeof(int32_t);
@@ -457,9 +512,13 @@ Status ShmTier::put(uint64_t key, uint64_t parent_key, std::span<const int32_t> 
     slot.checksum = checksum;
     slot.last_used = ++h.clock;
     slot.state = kReady;
+    slot.children = 0;
     if (insert_bucket_locked(key, victim)) {
       push_front_locked(victim);
       ++h.n_ready;
+      // The parent may have gone with the victim (when nothing else could).
+      const int32_t parent_now = parent_slot_locked(victim);
+      if (parent_now >= 0 && slots_[parent_now].children++ == 0) unlink_lru_locked(parent_now);
     } else {
       rebuild_index_locked();  // the index was damaged; the rebuilt one holds this slot too
     }
@@ -521,8 +580,10 @@ Result<bool> ShmTier::get(uint64_t key, std::span<const int32_t> tokens,
   }
   if (unchanged) {
     slot.last_used = ++h.clock;
-    unlink_lru_locked(i);
-    push_front_locked(i);
+    if (slot.children == 0) {
+      unlink_lru_locked(i);
+      push_front_locked(i);
+    }
   }
   ++h.hits;
   h.bytes_read += tokens.size_bytes() + payload.size();

@@ -15,7 +15,10 @@
 // crash under the lock or when a damaged link is seen, so a damaged index can cost a miss,
 // never a wrong block; every read verifies key, tokens and an XXH3 checksum of tokens +
 // payload, and a slot that fails is dropped and counted, never returned. Capacity is fixed at
-// creation (slots); the least recently used ready slot is overwritten when full.
+// creation (slots). Eviction is leaf-first LRU: when full, the least recently used slot that no
+// other ready slot continues is overwritten (a prefix match stops at its first missing block,
+// so an evicted ancestor would make its descendants dead weight); a chain is consumed from its
+// end, its parent becoming the next candidate.
 #pragma once
 
 #include <cstdint>
@@ -87,7 +90,10 @@ class ShmTier {
   void erase_bucket_locked(uint64_t key, int32_t slot);
   void unlink_lru_locked(int32_t i);
   void push_front_locked(int32_t i);
+  void push_back_locked(int32_t i);
   void release_slot_locked(int32_t i);
+  int32_t parent_slot_locked(int32_t i) const;  // the ready slot of i's parent, or -1
+  int32_t victim_locked(int32_t keep) const;
   bool index_sane_locked() const;
   void rebuild_index_locked();
 

@@ -132,5 +132,38 @@ TEST_F(DiskTierTest, CapacityEvictsLeastRecentlyUsed) {
   EXPECT_EQ(on_disk, tier.stats().used_bytes);
 }
 
+// Blocks 1 -> 2 -> 3 form a chain (a conversation), 4 stands alone. Reading the chain's root
+// makes it recent, but it still has a child: the victims are the least recently used leaves,
+// so the chain goes from its end (3, then 2) and its root, which every descendant needs, stays.
+TEST_F(DiskTierTest, ChainsAreEvictedFromTheirEnd) {
+  const size_t file = 56 + kTokens * 4 + 1000;
+  DiskTier tier(dir_, 4 * file, kLayout, kTokens);
+  ASSERT_TRUE(tier.open().is_ok());
+  std::vector<uint8_t> out(1000);
+  ASSERT_TRUE(tier.put(1, 0, tokens(1), payload(1)).is_ok());
+  ASSERT_TRUE(tier.put(2, 1, tokens(2), payload(2)).is_ok());
+  ASSERT_TRUE(tier.put(3, 2, tokens(3), payload(3)).is_ok());
+  ASSERT_TRUE(tier.put(4, 0, tokens(4), payload(4)).is_ok());
+  ASSERT_TRUE(*tier.get(1, tokens(1), out));
+  ASSERT_TRUE(tier.put(5, 0, tokens(5), payload(5)).is_ok());
+  EXPECT_FALSE(tier.contains(3));
+  ASSERT_TRUE(tier.put(6, 0, tokens(6), payload(6)).is_ok());
+  EXPECT_FALSE(tier.contains(2));  // childless now, so the next candidate
+  for (uint64_t key : {1, 4, 5, 6}) EXPECT_TRUE(tier.contains(key)) << key;
+  // A new block's parent is kept even when it is the least recently used leaf.
+  ASSERT_TRUE(*tier.get(1, tokens(1), out));  // leaves, most recent first: 1 6 5 4
+  ASSERT_TRUE(tier.put(7, 4, tokens(7), payload(7)).is_ok());
+  EXPECT_TRUE(tier.contains(4));
+  EXPECT_FALSE(tier.contains(5));
+  // After a restart the children are counted again from the files: 4 (7's parent) outlives
+  // the more recently written 6.
+  DiskTier reopened(dir_, 4 * file, kLayout, kTokens);
+  ASSERT_TRUE(reopened.open().is_ok());
+  ASSERT_TRUE(reopened.put(8, 0, tokens(8), payload(8)).is_ok());
+  ASSERT_TRUE(reopened.put(9, 0, tokens(9), payload(9)).is_ok());
+  for (uint64_t key : {4, 7, 8, 9}) EXPECT_TRUE(reopened.contains(key)) << key;
+  EXPECT_EQ(reopened.stats().blocks, 4u);
+}
+
 }  // namespace
 }  // namespace infergrid

@@ -217,6 +217,76 @@ TEST_F(ShmTierTest, BehavesAsAnExactLeastRecentlyUsedCacheAtScale) {
   for (size_t i = 0; i < keys.size(); ++i) EXPECT_EQ(present[i] == 1, where.count(keys[i]) == 1);
 }
 
+// Leaf-first LRU, checked at scale against a plain model of the policy: blocks arrive in
+// chains (conversations that continue, restart, and share ancestors), and every eviction must
+// pick the model's victim: the least recently used block nothing resident continues, never the
+// new block's own parent, with a parent left childless becoming the next candidate.
+TEST_F(ShmTierTest, EvictsLeastRecentlyUsedLeavesAtScale) {
+  constexpr size_t kSlots = 200;
+  auto tier = open(kSlots);
+  ASSERT_TRUE(tier);
+  struct Block {
+    uint64_t parent;
+    uint32_t children = 0;
+    std::list<uint64_t>::iterator leaf;  // valid while children == 0
+  };
+  std::map<uint64_t, Block> blocks;
+  std::list<uint64_t> leaves;  // most recent first
+  // The resident parent of a block (a block is never its own parent).
+  const auto parent_of = [&](uint64_t key, uint64_t parent) {
+    return parent == key ? blocks.end() : blocks.find(parent);
+  };
+  std::vector<uint64_t> moved_down;
+  tier->set_evict_hook([&](uint64_t key, uint64_t, std::span<const int32_t>,
+                           std::span<const uint8_t>) { moved_down.push_back(key); });
+  std::mt19937_64 rng(7);
+  std::vector<uint64_t> stream_tip(12, 0);  // each stream's last block: the next one's parent
+  std::vector<uint8_t> out(kPayload);
+  for (int op = 0; op < 20000; ++op) {
+    const uint64_t key = 1 + rng() % 900;
+    const auto k32 = static_cast<int32_t>(key);
+    const auto k8 = static_cast<uint8_t>(key);
+    if (rng() % 3 != 0) {
+      uint64_t& tip = stream_tip[rng() % stream_tip.size()];
+      if (rng() % 8 == 0) tip = 0;  // a new conversation
+      const uint64_t parent = tip;
+      moved_down.clear();
+      ASSERT_TRUE(tier->put(key, parent, tokens(k32), payload(k8)).is_ok());
+      tip = key;
+      if (blocks.count(key)) continue;  // a put of a held block changes nothing
+      if (blocks.size() == kSlots) {
+        auto victim = std::prev(leaves.end());
+        if (*victim == parent && victim != leaves.begin()) --victim;
+        ASSERT_EQ(moved_down, std::vector<uint64_t>{*victim}) << "op " << op;
+        const uint64_t gone = *victim;
+        const uint64_t gone_parent = blocks.at(gone).parent;
+        leaves.erase(victim);
+        blocks.erase(gone);
+        auto p = parent_of(gone, gone_parent);
+        if (p != blocks.end() && p->second.children > 0 && --p->second.children == 0) {
+          p->second.leaf = leaves.insert(leaves.end(), gone_parent);
+        }
+      } else {
+        ASSERT_TRUE(moved_down.empty());
+      }
+      leaves.push_front(key);
+      blocks[key] = {parent, 0, leaves.begin()};
+      auto p = parent_of(key, parent);
+      if (p != blocks.end() && p->second.children++ == 0) leaves.erase(p->second.leaf);
+    } else {
+      auto got = tier->get(key, tokens(k32), out);
+      ASSERT_TRUE(got.is_ok());
+      ASSERT_EQ(*got, blocks.count(key) == 1) << "op " << op << " key " << key;
+      if (*got) {
+        ASSERT_EQ(out, payload(k8));
+        Block& b = blocks[key];
+        if (b.children == 0) leaves.splice(leaves.begin(), leaves, b.leaf);
+      }
+    }
+  }
+  EXPECT_EQ(tier->stats().blocks, blocks.size());
+}
+
 // Two processes putting and reading at once, one of them killed at a random moment: the index
 // stays consistent with the slots (every block it finds is intact, and it finds as many as the
 // tier says it holds).
