@@ -155,11 +155,12 @@ void DiskTier::erase_locked(uint64_t key, bool count_as_eviction) {
 bool DiskTier::evict_one_locked(std::optional<uint64_t> keep) {
   if (!lru_.empty()) {
     auto victim = std::prev(lru_.end());
-    if (*victim == keep && victim != lru_.begin()) --victim;
-    if (*victim != keep) {
-      erase_locked(*victim, true);
-      return true;
+    if (*victim == keep) {
+      if (victim == lru_.begin()) return false;  // the only leaf is the one to keep
+      --victim;
     }
+    erase_locked(*victim, true);
+    return true;
   }
   // No leaf but blocks left (parent links that form a cycle, which only damage or a hash
   // collision can make): any block goes rather than none.

@@ -73,7 +73,8 @@ class DiskTier {
   };
   std::filesystem::path path_for(uint64_t key) const;
   void erase_locked(uint64_t key, bool count_as_eviction);
-  // Makes room for one block: the least recently used leaf other than `keep` goes.
+  // Makes room for one block: the least recently used leaf other than `keep` goes; false when
+  // only `keep` could.
   bool evict_one_locked(std::optional<uint64_t> keep);
   void add_child_locked(uint64_t parent_key, uint64_t child_key);
   void remove_child_locked(uint64_t parent_key, uint64_t child_key);

@@ -487,6 +487,11 @@ Status ShmTier::put(uint64_t key, uint64_t parent_key, std::span<const int32_t> 
     const int32_t parent = parent_key == key ? -1 : find_locked(parent_key, nullptr);
     const bool have_free = h.free_head != kNone;
     const int32_t victim = victim_locked(parent);
+    if (!valid_slot(victim)) {  // every slot mid-write: only a damaged segment shows that
+      rebuild_index_locked();
+      return make_error(StatusCode::kIoError, "no slot of shared memory {} can take a block",
+                        segment_name_);
+    }
     SlotHeader& slot = slots_[victim];
     uint8_t* data = data_ + static_cast<size_t>(victim) * slot_data_bytes_;
     const size_t token_bytes = static_cast<size_t>(block_tokens_) * sizeof(int32_t);
