@@ -84,9 +84,8 @@ void register_all() {
             bench_attention, k, shape, int64_t{1}, int64_t{256}, ctx)
             ->Unit(benchmark::kMillisecond);
       }
-      benchmark::RegisterBenchmark(
-          (std::string(k->name) + "/decode/" + label + "/1000").c_str(), bench_attention, k,
-          shape, int64_t{8}, int64_t{1}, int64_t{1000})
+      benchmark::RegisterBenchmark((std::string(k->name) + "/decode/" + label + "/1000").c_str(),
+                                   bench_attention, k, shape, int64_t{8}, int64_t{1}, int64_t{1000})
           ->Unit(benchmark::kMicrosecond);
     }
   }

@@ -215,7 +215,8 @@ void CpuBackend::attention(const float* q, std::span<const int32_t> positions,
   const int64_t per_thread_bytes =
       per_thread_floats * static_cast<int64_t>(sizeof(float)) +
       max_rows * static_cast<int64_t>(sizeof(const float*) + sizeof(int));
-  const int64_t per_thread = (per_thread_bytes + 63) / 64 * 64 / static_cast<int64_t>(sizeof(float));
+  const int64_t per_thread =
+      (per_thread_bytes + 63) / 64 * 64 / static_cast<int64_t>(sizeof(float));
   if (attn_scratch_.size() < static_cast<size_t>(per_thread * pool_.size())) {
     attn_scratch_.resize(static_cast<size_t>(per_thread * pool_.size()));
   }
@@ -260,9 +261,8 @@ void CpuBackend::attention(const float* q, std::span<const int32_t> positions,
         const int64_t t = task.first_token + r / group;
         row_keys[r] = static_cast<int>(std::clamp<int64_t>(positions[t] + 1 - k0, 0, k1 - k0));
       }
-      kernels_->attention_tile(q_rows, row_keys, n_rows, k_rows, v_rows,
-                               static_cast<int>(k1 - k0), p.head_dim, p.scale, acc, row_max,
-                               row_sum);
+      kernels_->attention_tile(q_rows, row_keys, n_rows, k_rows, v_rows, static_cast<int>(k1 - k0),
+                               p.head_dim, p.scale, acc, row_max, row_sum);
     }
     for (int r = 0; r < n_rows; ++r) {
       const int64_t t = task.first_token + r / group;

@@ -10,8 +10,6 @@
 // Quantizers produce exactly the reference bytes (same float operations, same rounding rule).
 #include <immintrin.h>
 
-#include <tuple>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -533,8 +531,8 @@ inline void scores_2x4(const float* qa, const float* qb, const float* const* k, 
   }
   const __m256 ha = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
   const __m256 hb = _mm256_hadd_ps(_mm256_hadd_ps(b0, b1), _mm256_hadd_ps(b2, b3));
-  const __m256 sum = _mm256_add_ps(_mm256_permute2f128_ps(ha, hb, 0x20),
-                                   _mm256_permute2f128_ps(ha, hb, 0x31));
+  const __m256 sum =
+      _mm256_add_ps(_mm256_permute2f128_ps(ha, hb, 0x20), _mm256_permute2f128_ps(ha, hb, 0x31));
   _mm_storeu_ps(sa, _mm256_castps256_ps128(sum));
   _mm_storeu_ps(sb, _mm256_extractf128_ps(sum, 1));
   for (int i = n8; i < head_dim; ++i) {
@@ -567,8 +565,8 @@ inline void scores_1x4(const float* q, const float* const* k, int head_dim, floa
 // accumulator. Hidden keys become -inf before the max and exact zeros after, so n_keys8 (which
 // depends on the tile, not on the row) changes no bit of the row's results: the extra lanes only
 // add +0 to the sum.
-inline void online_softmax_row(float* scores, int n_visible, int n_keys8, float scale,
-                               float* acc, int head_dim, float* row_max, float* row_sum) {
+inline void online_softmax_row(float* scores, int n_visible, int n_keys8, float scale, float* acc,
+                               int head_dim, float* row_max, float* row_sum) {
   for (int j = n_visible; j < n_keys8; ++j) scores[j] = -INFINITY;
   const __m256 scale_v = _mm256_set1_ps(scale);
   __m256 max8 = _mm256_set1_ps(-INFINITY);
@@ -606,8 +604,7 @@ inline void online_softmax_row(float* scores, int n_visible, int n_keys8, float 
 // both need it; every accumulator lane sees its own keys in ascending order in one FMA chain,
 // so pairing rows (or not, acc_b == nullptr) changes none of their bits.
 inline void weighted_values_2(const float* wa, int keys_a, float* acc_a, const float* wb,
-                              int keys_b, float* acc_b, const float* const* v_rows,
-                              int head_dim) {
+                              int keys_b, float* acc_b, const float* const* v_rows, int head_dim) {
   const int shared = acc_b ? std::min(keys_a, keys_b) : 0;
   int i = 0;
   for (; i + 32 <= head_dim; i += 32) {
@@ -658,7 +655,8 @@ inline void weighted_values_2(const float* wa, int keys_a, float* acc_a, const f
     _mm256_storeu_ps(acc_a + i + 24, a3);
   }
   // Columns past the last multiple of 32: one row at a time, eight columns, then one.
-  for (const auto& [w, keys, acc] : {std::tuple{wa, keys_a, acc_a}, std::tuple{wb, keys_b, acc_b}}) {
+  for (const auto& [w, keys, acc] :
+       {std::tuple{wa, keys_a, acc_a}, std::tuple{wb, keys_b, acc_b}}) {
     if (!acc) continue;
     int c = i;
     for (; c + 8 <= head_dim; c += 8) {

@@ -435,7 +435,8 @@ int32_t ShmTier::victim_locked(int32_t keep) const {
   if (valid_slot(victim)) return victim;
   if (valid_slot(h.lru_tail)) return h.lru_tail;
   for (uint32_t i = 0; i < h.n_slots; ++i) {
-    if (slots_[i].state == kReady && static_cast<int32_t>(i) != keep) return static_cast<int32_t>(i);
+    if (slots_[i].state == kReady && static_cast<int32_t>(i) != keep)
+      return static_cast<int32_t>(i);
   }
   return keep;
 }

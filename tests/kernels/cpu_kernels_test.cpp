@@ -381,9 +381,8 @@ TEST_P(FloatOps, AttentionTile) {
               rel[r] = std::max(rel[r], 1e-5 + score_error[r]);
             }
           }
-          ref().attention_tile(q_rows.data(), row_keys, kRows, k_rows.data(), v_rows.data(),
-                               n_keys, head_dim, scale, acc_want.data(), max_want.data(),
-                               sum_want.data());
+          ref().attention_tile(q_rows.data(), row_keys, kRows, k_rows.data(), v_rows.data(), n_keys,
+                               head_dim, scale, acc_want.data(), max_want.data(), sum_want.data());
           k_->attention_tile(q_rows.data(), row_keys, kRows, k_rows.data(), v_rows.data(), n_keys,
                              head_dim, scale, acc_got.data(), max_got.data(), sum_got.data());
           for (int r = 0; r < kRows; ++r) {
@@ -396,8 +395,8 @@ TEST_P(FloatOps, AttentionTile) {
               for (int i = 0; i < head_dim; ++i) ASSERT_EQ(acc_got[r * head_dim + i], 0.0f);
               continue;
             }
-            ASSERT_TRUE(test::close(max_got[r], max_want[r], std::fabs(max_want[r]), 1e-5,
-                                    score_error[r]))
+            ASSERT_TRUE(
+                test::close(max_got[r], max_want[r], std::fabs(max_want[r]), 1e-5, score_error[r]))
                 << where;
             ASSERT_TRUE(test::close(sum_got[r], sum_want[r], sum_want[r], rel[r])) << where;
             for (int i = 0; i < head_dim; ++i) {
@@ -513,8 +512,8 @@ TEST(CpuKernels, AttentionTileRowsMatchAloneExactly) {
         const int n = static_cast<int>(rows.size());
         const int n_keys = alone ? std::max(visible[0], 1) : kKeys;
         for (float scale : {0.2f, 3.0f}) {
-          k->attention_tile(q_rows.data(), visible.data(), n, k_rows.data(), v_rows.data(),
-                            n_keys, head_dim, scale, acc.data(), row_max.data(), row_sum.data());
+          k->attention_tile(q_rows.data(), visible.data(), n, k_rows.data(), v_rows.data(), n_keys,
+                            head_dim, scale, acc.data(), row_max.data(), row_sum.data());
         }
       };
       std::vector<float> acc_alone(kRows * head_dim, 0.0f), max_alone(kRows, -INFINITY),
