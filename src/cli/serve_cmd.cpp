@@ -43,6 +43,15 @@ struct ServeArgs {
   std::string kv_dram_name = "default";
   std::string kv_disk_bytes = "16GiB";
   std::string kv_tier_codec = "f32";
+  int max_connections = 0;
+  int idle_timeout_s = 120;
+  int write_timeout_s = 30;
+  bool trust_request_priority = false;
+  std::vector<std::string> api_keys;
+  std::string api_key_file;
+  bool protect_health_metrics = false;
+  std::vector<std::string> cors_origins;
+  std::vector<std::string> allowed_hosts;
 };
 
 ServeArgs args;
@@ -156,6 +165,20 @@ int run() {
   server_options.io_threads = args.io_threads;
   server_options.shutdown_grace = std::chrono::milliseconds(args.shutdown_grace_ms);
   server_options.model_names = args.served_model_names;
+  server_options.max_connections = args.max_connections;
+  server_options.idle_timeout = std::chrono::seconds(args.idle_timeout_s);
+  server_options.write_timeout = std::chrono::seconds(args.write_timeout_s);
+  server_options.trust_request_priority = args.trust_request_priority;
+  AccessOptions& access = server_options.access;
+  for (const std::string& key : args.api_keys) access.api_keys.push_back({key, 0});
+  if (!args.api_key_file.empty()) {
+    auto keys = read_api_key_file(args.api_key_file);
+    if (!keys.is_ok()) return fail(keys.status());
+    access.api_keys.insert(access.api_keys.end(), keys->begin(), keys->end());
+  }
+  access.protect_health_metrics = args.protect_health_metrics;
+  access.cors_origins = args.cors_origins;
+  access.allowed_hosts = args.allowed_hosts;
   if (server_options.model_names.empty()) {
     server_options.model_names.push_back(std::filesystem::path(*resolved).stem().string());
   }
@@ -173,6 +196,10 @@ int run() {
       static_cast<double>(stats.blocks_total) * stats.block_bytes / 1048576.0,
       (*engine)->max_context(), s.max_batch_tokens, s.max_running, s.prefix_caching ? "on" : "off",
       s.chunked_prefill ? "on" : "off");
+  spdlog::info("up to {} connections; idle timeout {} s, write timeout {} s; {}",
+               server.max_connections(), args.idle_timeout_s, args.write_timeout_s,
+               access.api_keys.empty() ? std::string("no API key required")
+                                       : fmt::format("{} API keys", access.api_keys.size()));
   std::printf("infergrid serve: model '%s' listening on http://%s:%d\n",
               server_options.model_names.front().c_str(), args.host.c_str(), server.port());
   std::fflush(stdout);
@@ -234,6 +261,34 @@ CLI::App* add_serve_command(CLI::App& app) {
       ->add_option("--shutdown-grace-ms", args.shutdown_grace_ms,
                    "On SIGTERM, how long in-flight requests may run")
       ->capture_default_str();
+  command
+      ->add_option("--max-connections", args.max_connections,
+                   "Open connections; past it new ones get 503 (default: the fd limit less 128)")
+      ->check(CLI::NonNegativeNumber);
+  command->add_option("--idle-timeout-s", args.idle_timeout_s,
+                      "Close a connection that sends no (complete) request for this long")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  command->add_option("--write-timeout-s", args.write_timeout_s,
+                      "Drop a client (and cancel its request) that reads nothing for this long")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  command->add_flag("--trust-request-priority", args.trust_request_priority,
+                    "Honour the 'priority' field of request bodies (by default priority comes "
+                    "from the API key)");
+  command->add_option("--api-key", args.api_keys,
+                      "Require 'Authorization: Bearer KEY' (repeatable)");
+  command->add_option("--api-key-file", args.api_key_file,
+                      "File of API keys, one per line: 'KEY' or 'KEY PRIORITY'")
+      ->check(CLI::ExistingFile);
+  command->add_flag("--protect-health-metrics", args.protect_health_metrics,
+                    "Require an API key on /health and /metrics too");
+  command->add_option("--cors-origin", args.cors_origins,
+                      "Origin allowed to call from a browser (repeatable; * for any; default: "
+                      "none)");
+  command->add_option("--allowed-host", args.allowed_hosts,
+                      "Accept only requests whose Host header names one of these (repeatable; "
+                      "against DNS rebinding when bound to loopback; default: any)");
   return command;
 }
 

@@ -52,6 +52,10 @@ Result<std::unique_ptr<Engine>> Engine::create(const Model& model, const Tokeniz
     s.n_blocks = static_cast<int>(
         std::min<size_t>(bytes / KvPool::block_bytes(model.config(), s.block_size), 1 << 30));
   }
+  // One request can never hold more positions than the pool has: say so rather than accept a
+  // context that ends in a cut-off.
+  s.max_context = static_cast<int>(
+      std::min<int64_t>(s.max_context, static_cast<int64_t>(s.n_blocks) * s.block_size));
   if (s.n_blocks < 2) {
     return make_error(StatusCode::kInvalidArgument,
                       "the KV cache holds {} blocks of {} bytes; it needs at least 2", s.n_blocks,
@@ -83,6 +87,7 @@ Engine::Engine(const Model& model, const Tokenizer& tokenizer, Backend& backend,
       tokenizer_(tokenizer),
       scheduler_options_(options.scheduler),
       max_queued_(options.max_queued),
+      max_running_(options.scheduler.max_running),
       max_context_(options.scheduler.max_context),
       scheduler_(std::make_unique<Scheduler>(model, tokenizer, backend, options.scheduler)) {
   publish_stats();
@@ -97,10 +102,14 @@ Result<uint64_t> Engine::submit(GenerationRequest request, RequestCallback callb
   IG_RETURN_IF_ERROR(scheduler_->validate(request));
   std::lock_guard lock(mutex_);
   if (!accepting_) return Status(StatusCode::kUnavailable, "the engine is shutting down");
-  if (static_cast<int>(inbox_.size()) + waiting_snapshot_ >= max_queued_) {
+  // Only what is beyond the free running slots truly waits: the rest is admitted at the next
+  // step. Counting the inbox as waiting refused bursts on an idle server.
+  const int free_slots = std::max(0, max_running_ - running_snapshot_);
+  const int would_wait = static_cast<int>(inbox_.size()) + waiting_snapshot_ - free_slots;
+  if (would_wait >= max_queued_) {
     return make_error(StatusCode::kResourceExhausted,
-                      "{} requests are already waiting (the queue limit); retry later",
-                      inbox_.size() + waiting_snapshot_);
+                      "{} requests are already waiting (the queue limit is {}); retry later",
+                      std::max(0, would_wait), max_queued_);
   }
   const uint64_t id = next_id_++;
   inbox_.push_back({id, std::move(request), std::move(callback)});
@@ -154,6 +163,7 @@ void Engine::publish_stats() {
   std::lock_guard lock(mutex_);
   stats_ = fresh;
   waiting_snapshot_ = stats_.waiting;
+  running_snapshot_ = stats_.running;
 }
 
 void Engine::loop() {
@@ -188,6 +198,13 @@ void Engine::loop() {
     adds.clear();
     for (uint64_t id : cancels) scheduler_->cancel(id);
     cancels.clear();
+    {
+      // submit() sees the new arrivals as waiting (not as an empty inbox) while this step runs.
+      const int waiting = scheduler_->n_waiting(), running = scheduler_->n_running();
+      std::lock_guard lock(mutex_);
+      waiting_snapshot_ = waiting;
+      running_snapshot_ = running;
+    }
     if (past_deadline) {
       scheduler_->abort_all(FinishReason::kCancelled);
       scheduler_->persist_cached();

@@ -4,7 +4,8 @@
 //
 // Invariants: the Scheduler is touched only by the step thread; submit() never blocks on a
 // step (it queues under a short lock) and rejects with kResourceExhausted once max_queued
-// requests are waiting; after shutdown() returns, no callback runs again and every request has
+// requests would wait beyond the free running slots; max_context() is what one request can
+// really get (the configured context, bounded by the KV pool); after shutdown() returns, no callback runs again and every request has
 // received a final event.
 #pragma once
 
@@ -88,6 +89,7 @@ class Engine {
   const Tokenizer& tokenizer_;
   SchedulerOptions scheduler_options_;
   int max_queued_;
+  int max_running_;
   int max_context_;
   std::unique_ptr<Scheduler> scheduler_;
 
@@ -99,7 +101,8 @@ class Engine {
   bool stop_ = false;
   std::optional<std::chrono::steady_clock::time_point> drain_deadline_;
   uint64_t next_id_ = 1;
-  int waiting_snapshot_ = 0;
+  int waiting_snapshot_ = 0;  // the scheduler's counts, for admission in submit()
+  int running_snapshot_ = 0;
   EngineStats stats_;
   std::thread thread_;
 };

@@ -6,8 +6,13 @@
 // session's state is only touched there. Invariants: every accepted generation ends with
 // exactly one final engine event, which the session waits for even if the client has gone (so
 // no callback outlives its session); a client that disconnects mid-request has its request
-// cancelled, freeing its KV blocks at the next step; SIGTERM/SIGINT stop the acceptor, let
-// in-flight requests finish up to the grace period, then stop the I/O threads.
+// cancelled, freeing its KV blocks at the next step, whatever it had sent before it went (a
+// client that only half-closed is still answered); a client that stops reading is declared
+// gone after the write timeout; request bodies are parsed and tokenized on worker threads, so
+// the I/O threads only move bytes; no exception crosses a request boundary; open connections
+// are capped below the fd limit and accept() backs off when fds run out; SIGTERM/SIGINT stop
+// the acceptor, let in-flight requests finish up to the grace period, then stop the I/O
+// threads, and a second signal exits at once.
 #pragma once
 
 #include <atomic>
@@ -21,6 +26,7 @@
 #include "engine/engine.h"
 #include "model/chat_template.h"
 #include "model/tokenizer.h"
+#include "server/access_control.h"
 #include "server/metrics.h"
 
 namespace infergrid {
@@ -29,10 +35,18 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8080;  // 0: an ephemeral port (see ApiServer::port())
   int io_threads = 2;
+  int worker_threads = 2;  // parse, template and tokenize requests off the I/O threads
   std::vector<std::string> model_names;  // the first is reported; any is accepted
   size_t max_body_bytes = size_t{8} << 20;
+  size_t max_header_bytes = size_t{64} << 10;  // request line and headers: past it 431
+  size_t max_target_bytes = size_t{8} << 10;   // the request target (URL): past it 414
   std::chrono::milliseconds shutdown_grace{30000};
-  std::chrono::seconds idle_timeout{120};
+  std::chrono::seconds idle_timeout{120};  // a keep-alive connection with no request
+  std::chrono::seconds write_timeout{30};  // a client that stops reading is declared gone
+  // Open connections; past it a new one gets 503 and is closed. 0: the fd limit less 128.
+  int max_connections = 0;
+  bool trust_request_priority = false;  // honour `priority` in request bodies
+  AccessOptions access;
 };
 
 class ApiServer {
@@ -44,6 +58,7 @@ class ApiServer {
   // Binds and listens; errors name the address.
   Status start();
   int port() const { return bound_port_; }
+  int max_connections() const;
   // Serves until a shutdown completes (signal or request_shutdown()); then returns.
   void run();
   // Thread-safe; the same path as SIGTERM.

@@ -141,22 +141,39 @@ std::variant<ApiRequest, ApiError> parse_object(const json& body, Endpoint endpo
   if (endpoint == Endpoint::kCompletions) {
     auto it = body.find("prompt");
     if (it == body.end() || it->is_null()) return api_error(400, "'prompt' is required", "prompt");
-    if (it->is_string()) {
-      r.prompt_text = it->get<std::string>();
-    } else if (it->is_array() && !it->empty() && (*it)[0].is_number_integer()) {
-      for (const json& t : *it) {
-        if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() > INT32_MAX) {
-          return api_error(400, "'prompt' token ids must be non-negative integers", "prompt");
+    const json* prompt = &*it;
+    // [[1, 2, 3]]: OpenAI's batch form with one prompt of token ids.
+    if (prompt->is_array() && prompt->size() == 1 && (*prompt)[0].is_array()) {
+      prompt = &(*prompt)[0];
+    }
+    if (prompt->is_string()) {
+      r.prompt_text = prompt->get<std::string>();
+    } else if (prompt->is_array() && !prompt->empty() && !(*prompt)[0].is_string()) {
+      for (size_t i = 0; i < prompt->size(); ++i) {
+        const json& t = (*prompt)[i];
+        if (!t.is_number_integer()) {
+          return api_error(400,
+                           fmt::format("'prompt[{}]' must be an integer token id, got {} {}", i,
+                                       type_name(t), t.dump().substr(0, 40)),
+                           "prompt");
+        }
+        if ((t.is_number_unsigned() && t.get<uint64_t>() > INT32_MAX) || t.get<int64_t>() < 0) {
+          return api_error(400,
+                           fmt::format("'prompt[{}]' is {}: token ids are integers from 0 to the "
+                                       "vocabulary size",
+                                       i, t.dump()),
+                           "prompt");
         }
         r.prompt_tokens.push_back(static_cast<int32_t>(t.get<int64_t>()));
       }
-    } else if (it->is_array() && it->size() == 1 && (*it)[0].is_string()) {
-      r.prompt_text = (*it)[0].get<std::string>();
-    } else if (it->is_array() && it->size() > 1) {
+    } else if (prompt->is_array() && prompt->size() == 1 && (*prompt)[0].is_string()) {
+      r.prompt_text = (*prompt)[0].get<std::string>();
+    } else if (prompt->is_array() && prompt->size() > 1) {
       return api_error(400, "only one prompt per request is supported (send several requests)",
                        "prompt");
     } else {
-      return wrong_type("prompt", "a string, an array of one string or an array of token ids", *it);
+      return wrong_type("prompt", "a string, an array of one string or an array of token ids",
+                        *prompt);
     }
     if (r.prompt_text.empty() && r.prompt_tokens.empty()) {
       return api_error(400, "'prompt' must not be empty", "prompt");
@@ -251,7 +268,17 @@ std::variant<ApiRequest, ApiError> parse_object(const json& body, Endpoint endpo
   IG_API_CHECK(read_bool(body, "ignore_eos", r.options.ignore_eos));
   value.reset();
   IG_API_CHECK(read_int(body, "priority", -1000000, 1000000, value));
-  if (value) r.options.priority = static_cast<int>(*value);
+  if (value) r.priority = static_cast<int>(*value);
+  value.reset();
+  // vLLM's field: keep only the last N prompt tokens (-1: as many as the context allows).
+  IG_API_CHECK(read_int(body, "truncate_prompt_tokens", -1, INT32_MAX, value));
+  if (value) {
+    if (*value == 0) {
+      return api_error(400, "'truncate_prompt_tokens' must be -1 or at least 1",
+                       "truncate_prompt_tokens");
+    }
+    r.truncate_prompt_tokens = static_cast<int>(*value);
+  }
 
   if (endpoint == Endpoint::kChat) {
     IG_API_CHECK(read_bool(body, "logprobs", r.logprobs));
@@ -336,6 +363,65 @@ json reason_json(std::optional<FinishReason> reason) {
   return finish_reason_json(*reason);
 }
 
+// Validates syntax and bounds the shape of a body without building it (see parse_api_request).
+class BodyScanner final : public json::json_sax_t {
+ public:
+  explicit BodyScanner(const JsonLimits& limits) : limits_(limits) {}
+  const ApiError& error() const { return error_; }
+
+  bool null() override { return value(); }
+  bool boolean(bool) override { return value(); }
+  bool number_integer(number_integer_t) override { return value(); }
+  bool number_unsigned(number_unsigned_t) override { return value(); }
+  bool number_float(number_float_t, const string_t&) override { return value(); }
+  bool string(string_t&) override { return value(); }
+  bool binary(binary_t&) override { return value(); }
+  bool key(string_t&) override { return true; }
+  bool start_object(std::size_t) override { return open(); }
+  bool end_object() override { return close(); }
+  bool start_array(std::size_t) override { return open(); }
+  bool end_array() override { return close(); }
+  bool parse_error(std::size_t position, const std::string& last_token,
+                   const nlohmann::detail::exception& ex) override {
+    const std::string token =
+        last_token.size() > 40 ? last_token.substr(0, 40) + "..." : last_token;
+    if (ex.id == 406) {  // out_of_range: a number beyond what a double holds
+      error_ = api_error(400, fmt::format("the request body has a number out of range ('{}' at "
+                                          "byte {}): numbers must fit a double",
+                                          token, position));
+    } else {
+      error_ = api_error(400, fmt::format("the request body is not valid JSON (at byte {})",
+                                          position));
+    }
+    return false;
+  }
+
+ private:
+  bool value() {
+    if (++values_ <= limits_.max_values) return true;
+    error_ = api_error(413, fmt::format("the request body has more than {} JSON values",
+                                        limits_.max_values));
+    return false;
+  }
+  bool open() {
+    if (++depth_ > limits_.max_depth) {
+      error_ = api_error(400, fmt::format("the request body nests JSON deeper than {} levels",
+                                          limits_.max_depth));
+      return false;
+    }
+    return value();
+  }
+  bool close() {
+    --depth_;
+    return true;
+  }
+
+  JsonLimits limits_;
+  size_t values_ = 0;
+  size_t depth_ = 0;
+  ApiError error_ = api_error(400, "the request body is not valid JSON");
+};
+
 }  // namespace
 
 ApiError api_error(int status, std::string message, std::string param, std::string code) {
@@ -358,22 +444,26 @@ std::string ApiError::to_json() const {
   return json{{"error", e}}.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-std::variant<ApiRequest, ApiError> parse_api_request(std::string_view body, Endpoint endpoint) {
-  json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_discarded()) {
-    // Locate the problem for the client: parse again with exceptions to get the position.
-    std::string detail = "the request body is not valid JSON";
-    try {
-      const json reparsed = json::parse(body);
-      (void)reparsed;
-    } catch (const json::parse_error& e) {
-      detail += fmt::format(" (at byte {})", e.byte);
-    }
-    return api_error(400, detail);
-  }
+std::variant<ApiRequest, ApiError> parse_api_request(std::string_view body, Endpoint endpoint,
+                                                     const JsonLimits& limits) {
+  // One pass over the bytes before any tree is built: syntax errors (a number that overflows a
+  // double among them) become a 400 with their position, and nesting and value counts are
+  // bounded so a hostile body cannot make the tree cost many times its size.
+  BodyScanner scanner(limits);
+  bool scanned = false;
   try {
+    scanned = json::sax_parse(body.begin(), body.end(), &scanner);
+  } catch (const std::exception& e) {  // the scanner never throws; this is defence in depth
+    return api_error(400, fmt::format("the request body is not valid JSON: {}", e.what()));
+  }
+  if (!scanned) return scanner.error();
+  try {
+    json parsed = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+    if (parsed.is_discarded()) return api_error(400, "the request body is not valid JSON");
     return parse_object(parsed, endpoint);
-  } catch (const json::exception& e) {
+  } catch (const std::bad_alloc&) {
+    return api_error(413, "the request body is too large to parse");
+  } catch (const std::exception& e) {
     // Every access above is type-checked; this is a last line of defence for the server.
     return api_error(400, fmt::format("invalid request: {}", e.what()));
   }

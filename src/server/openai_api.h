@@ -39,15 +39,25 @@ struct ApiRequest {
   std::vector<int32_t> prompt_tokens;  // completions with a token-id prompt
   std::vector<ChatMessage> messages;   // chat
   std::optional<int> max_tokens;       // absent: endpoint default
-  RequestOptions options;              // sampling, stop, logprobs, priority
+  RequestOptions options;              // sampling, stop, logprobs (priority: see below)
+  std::optional<int> priority;         // as sent; the server decides whether to trust it
+  std::optional<int> truncate_prompt_tokens;  // keep the last N prompt tokens; -1: fit context
   bool stream = false;
   bool include_usage = false;
   bool logprobs = false;  // chat: logprobs flag; completions: logprobs field present
   std::string user;
 };
 
-// Parses a /v1/completions or /v1/chat/completions body.
-std::variant<ApiRequest, ApiError> parse_api_request(std::string_view body, Endpoint endpoint);
+// Bounds on the shape of a request body, checked before its tree is built (the tree of a
+// small-valued array costs about 16 bytes per value, many times the bytes it came from).
+struct JsonLimits {
+  size_t max_depth = 64;
+  size_t max_values = size_t{1} << 18;  // a token-id prompt of 262k tokens still fits
+};
+
+// Parses a /v1/completions or /v1/chat/completions body. Never throws.
+std::variant<ApiRequest, ApiError> parse_api_request(std::string_view body, Endpoint endpoint,
+                                                     const JsonLimits& limits = {});
 
 // The pieces of a finished (or in-progress) choice that responses are built from.
 struct ChoiceLogprob {

@@ -207,7 +207,7 @@ TEST_F(ServerTest, ClientDisconnectCancelsAndFreesKv) {
   start();
   // curl gives up after 0.5 s of a generation that would take far longer.
   auto r = curl(url("/v1/completions"),
-                R"({"prompt":"tell me everything","max_tokens":100000,"ignore_eos":true,
+                R"({"prompt":"tell me everything","max_tokens":16000,"ignore_eos":true,
                     "stream":true})",
                 "--max-time 0.5");
   EXPECT_EQ(r.status, 200);  // headers arrived, then the client left
@@ -220,7 +220,7 @@ TEST_F(ServerTest, ClientDisconnectCancelsAndFreesKv) {
   EXPECT_EQ(m["aborted"], 1);
   EXPECT_EQ(m["infergrid_kv_blocks_used"], 0);
   // Non-streaming requests are cancelled too.
-  curl(url("/v1/completions"), R"({"prompt":"again","max_tokens":100000,"ignore_eos":true})",
+  curl(url("/v1/completions"), R"({"prompt":"again","max_tokens":16000,"ignore_eos":true})",
        "--max-time 0.5");
   for (int i = 0; i < 100; ++i) {
     m = metrics_snapshot();

@@ -1,0 +1,49 @@
+#include "server/http_util.h"
+
+#include <algorithm>
+#include <cctype>
+#include <utility>
+
+namespace infergrid {
+
+std::string_view trim_ascii(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+bool iequals_ascii(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+std::string path_of(std::string_view target) {
+  if (auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
+  return std::string(target);
+}
+
+bool is_plain_chunked(std::string_view transfer_encoding) {
+  return iequals_ascii(trim_ascii(transfer_encoding), "chunked");
+}
+
+bool is_header_list(std::string_view value) {
+  return value.size() <= 1024 && std::all_of(value.begin(), value.end(), [](char c) {
+           return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
+                  c == ',' || c == ' ';
+         });
+}
+
+std::optional<uint64_t> LogLimiter::allow() {
+  std::lock_guard lock(mutex_);
+  const auto now = std::chrono::steady_clock::now();
+  if (last_ && now - *last_ < interval_) {
+    ++suppressed_;
+    return std::nullopt;
+  }
+  last_ = now;
+  return std::exchange(suppressed_, 0);
+}
+
+}  // namespace infergrid

@@ -1,0 +1,37 @@
+// Small helpers of the HTTP front end: header-value checks and a rate limit for log lines
+// that a flood could otherwise repeat millions of times.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace infergrid {
+
+std::string_view trim_ascii(std::string_view s);
+bool iequals_ascii(std::string_view a, std::string_view b);
+// The path of a request target, without its query.
+std::string path_of(std::string_view target);
+// A Transfer-Encoding value that is exactly "chunked" (the only coding we decode).
+bool is_plain_chunked(std::string_view transfer_encoding);
+// A comma-separated list of header names (safe to echo in Access-Control-Allow-Headers).
+bool is_header_list(std::string_view value);
+
+// Lets one log line through per interval and counts the rest.
+class LogLimiter {
+ public:
+  explicit LogLimiter(std::chrono::steady_clock::duration interval) : interval_(interval) {}
+  // The number of lines suppressed since the last one allowed, or nullopt: stay quiet.
+  std::optional<uint64_t> allow();
+
+ private:
+  std::mutex mutex_;
+  std::chrono::steady_clock::duration interval_;
+  std::optional<std::chrono::steady_clock::time_point> last_;
+  uint64_t suppressed_ = 0;
+};
+
+}  // namespace infergrid

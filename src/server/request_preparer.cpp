@@ -1,0 +1,122 @@
+#include "server/request_preparer.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace infergrid {
+
+RequestPreparer::RequestPreparer(const Tokenizer& tokenizer, ChatTemplate chat_template,
+                                 PreparerOptions options)
+    : tokenizer_(tokenizer), chat_template_(chat_template), options_(std::move(options)) {
+  if (options_.model_names.empty()) options_.model_names.push_back("default");
+  // A vocabulary entry is stored at least as long as the text it matches (SentencePiece's
+  // U+2581 and byte-level BPE's byte mapping only lengthen it; byte-fallback tokens are
+  // "<0xAB>"), so its longest entry bounds the text bytes per token.
+  for (const std::string& token : tokenizer_.vocab().tokens) {
+    max_token_bytes_ = std::max(max_token_bytes_, token.size());
+  }
+}
+
+std::variant<PreparedRequest, ApiError> RequestPreparer::prepare(std::string_view body,
+                                                                 Endpoint endpoint,
+                                                                 int caller_priority) const {
+  auto parsed = parse_api_request(body, endpoint, options_.json);
+  if (auto* error = std::get_if<ApiError>(&parsed)) return *error;
+  try {
+    return prepare_parsed(std::get<ApiRequest>(parsed), caller_priority);
+  } catch (const std::bad_alloc&) {
+    return api_error(503, "the server is out of memory for this request; retry later");
+  } catch (const std::exception& e) {
+    return api_error(500, fmt::format("internal error preparing the request: {}", e.what()));
+  }
+}
+
+std::variant<PreparedRequest, ApiError> RequestPreparer::prepare_parsed(
+    ApiRequest& api, int caller_priority) const {
+  const auto& names = options_.model_names;
+  if (!api.model.empty() && std::find(names.begin(), names.end(), api.model) == names.end()) {
+    return api_error(404,
+                     fmt::format("the model '{}' does not exist; this server serves '{}'",
+                                 api.model, names.front()),
+                     "model", "model_not_found");
+  }
+  const bool chat = api.endpoint == Endpoint::kChat;
+  const char* prompt_param = chat ? "messages" : "prompt";
+  const int context = options_.max_context;
+
+  PreparedRequest out;
+  out.endpoint = api.endpoint;
+  out.stream = api.stream;
+  out.include_usage = api.include_usage;
+  out.logprobs = api.logprobs;
+  GenerationRequest& request = out.request;
+  request.options = std::move(api.options);
+
+  if (api.priority && *api.priority != 0 && !options_.trust_request_priority) {
+    return api_error(400,
+                     "'priority' is set by the server's configuration (the priority of your API "
+                     "key), not by requests; start the server with --trust-request-priority to "
+                     "accept it",
+                     "priority");
+  }
+  request.options.priority =
+      options_.trust_request_priority && api.priority ? *api.priority : caller_priority;
+
+  if (api.prompt_tokens.empty()) {
+    size_t text_bytes = api.prompt_text.size();
+    for (const ChatMessage& m : api.messages) text_bytes += m.content.size();
+    const size_t at_least_tokens = text_bytes / max_token_bytes_;
+    if (!api.truncate_prompt_tokens && at_least_tokens >= static_cast<size_t>(context)) {
+      return api_error(400,
+                       fmt::format("this model's maximum context length is {} tokens; the "
+                                   "prompt has at least {} tokens ({} bytes)",
+                                   context, at_least_tokens, text_bytes),
+                       prompt_param, "context_length_exceeded");
+    }
+    if (chat) {
+      auto text = chat_template_.render(api.messages);
+      if (!text.is_ok()) return api_error(400, text.status().message(), "messages");
+      request.prompt = tokenizer_.encode(*text, true, true);
+    } else {
+      request.prompt = tokenizer_.encode(api.prompt_text, true, true);
+    }
+  } else {
+    request.prompt = std::move(api.prompt_tokens);
+  }
+
+  if (api.truncate_prompt_tokens) {
+    // -1: as many as leave room for max_tokens (or one token when it is not given).
+    const int keep = *api.truncate_prompt_tokens > 0
+                         ? *api.truncate_prompt_tokens
+                         : std::max(1, context - api.max_tokens.value_or(1));
+    if (static_cast<int>(request.prompt.size()) > keep) {
+      request.prompt.erase(request.prompt.begin(), request.prompt.end() - keep);
+    }
+  }
+
+  const int prompt_len = static_cast<int>(request.prompt.size());
+  if (prompt_len >= context) {
+    return api_error(400,
+                     fmt::format("this model's maximum context length is {} tokens; the prompt "
+                                 "has {} tokens",
+                                 context, prompt_len),
+                     prompt_param, "context_length_exceeded");
+  }
+  const int room = context - prompt_len;
+  if (api.max_tokens && *api.max_tokens > room) {
+    return api_error(400,
+                     fmt::format("this model's maximum context length is {} tokens; you asked "
+                                 "for {} tokens ({} in the {}, {} in the completion); reduce "
+                                 "the {} or max_tokens",
+                                 context, static_cast<int64_t>(prompt_len) + *api.max_tokens,
+                                 prompt_len, prompt_param, *api.max_tokens, prompt_param),
+                     "max_tokens", "context_length_exceeded");
+  }
+  // Without max_tokens: chat runs to the end of the context, completions stop at 16 (OpenAI's
+  // defaults), either one clamped to what is left.
+  request.options.max_tokens = api.max_tokens.value_or(chat ? room : std::min(16, room));
+  return out;
+}
+
+}  // namespace infergrid

@@ -1,0 +1,58 @@
+// RequestPreparer: turns an OpenAI request body into an engine request: validation, the chat
+// template, tokenization and the context limits. It runs on the server's worker threads, never
+// on an HTTP I/O thread, so one costly body cannot stall other connections.
+//
+// Invariants: cheap limits are checked before costly work (a text that cannot fit the context
+// whatever it tokenizes to is refused before it is tokenized: no token is longer than the
+// longest vocabulary entry); a prompt plus the asked-for max_tokens beyond the context is a 400
+// naming both (as vLLM does), unless the client asked for truncation; the request's priority
+// comes from the caller's API key unless the server trusts the body's field. Never throws.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "engine/request.h"
+#include "model/chat_template.h"
+#include "model/tokenizer.h"
+#include "server/openai_api.h"
+
+namespace infergrid {
+
+struct PreparedRequest {
+  Endpoint endpoint = Endpoint::kCompletions;
+  GenerationRequest request;
+  bool stream = false;
+  bool include_usage = false;
+  bool logprobs = false;
+};
+
+struct PreparerOptions {
+  std::vector<std::string> model_names;  // any is accepted; the first is reported
+  int max_context = 0;                   // positions one request can really get
+  bool trust_request_priority = false;   // honour the body's `priority` field
+  JsonLimits json;
+};
+
+class RequestPreparer {
+ public:
+  RequestPreparer(const Tokenizer& tokenizer, ChatTemplate chat_template, PreparerOptions options);
+
+  // `caller_priority`: the class of the API key the request came with (0 without keys).
+  std::variant<PreparedRequest, ApiError> prepare(std::string_view body, Endpoint endpoint,
+                                                  int caller_priority) const;
+  const PreparerOptions& options() const { return options_; }
+
+ private:
+  std::variant<PreparedRequest, ApiError> prepare_parsed(ApiRequest& api,
+                                                         int caller_priority) const;
+
+  const Tokenizer& tokenizer_;
+  ChatTemplate chat_template_;
+  PreparerOptions options_;
+  size_t max_token_bytes_ = 1;  // the most text bytes one token can stand for
+};
+
+}  // namespace infergrid
