@@ -38,7 +38,7 @@ namespace {
 constexpr size_t kMaxPipelinedBytes = size_t{64} << 10;
 // Streamed bytes queued for a client that reads slower than we generate; past it the client
 // is declared gone, so a reader that stops cannot make the server hold its whole output.
-constexpr size_t kMaxPendingWriteBytes = size_t{4} << 20;
+constexpr size_t kMaxPendingWriteBytes = size_t{1} << 20;
 // After the last response on a connection: how long and how much we read and discard before
 // closing (closing with unread bytes resets the connection, and the reset can destroy the
 // response before the client has read it).
@@ -274,11 +274,9 @@ class Session : public std::enable_shared_from_this<Session> {
           413, fmt::format("the request body exceeds {} bytes", server_.options.max_body_bytes)));
     }
     if (ec == http::error::header_limit) {
-      // A request line that alone passes the limit is a URL too long, not too many headers.
-      const auto data = buffer_.cdata();
-      const std::string_view head(static_cast<const char*>(data.data()), data.size());
-      const size_t line_end = head.find("\r\n");
-      if (line_end == std::string_view::npos || line_end > server_.options.max_target_bytes) {
+      // A request line that alone passes the limit (it was never parsed) is a URL too long,
+      // not too many headers.
+      if (parser_->get().target().empty()) {
         return reject_and_close(api_error(414, fmt::format("the request line is longer than {} "
                                                            "bytes",
                                                            server_.options.max_target_bytes)));

@@ -6,12 +6,15 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -58,7 +61,9 @@ class ServerProcess {
 
   // Starts `infergrid serve --port 0 <args>` and waits until it listens. Returns false (with
   // the output so far in `log`) if it exits or does not listen within the timeout.
-  bool start(const std::vector<std::string>& args, std::string& log) {
+  // `max_open_files` > 0: the server's soft RLIMIT_NOFILE (set around the spawn, so the child
+  // inherits it from its first instruction).
+  bool start(const std::vector<std::string>& args, std::string& log, rlim_t max_open_files = 0) {
     int fds[2];
     if (::pipe(fds) != 0) return false;
     posix_spawn_file_actions_t actions;
@@ -72,7 +77,15 @@ class ServerProcess {
     std::vector<char*> argv;
     for (auto& s : argv_strings) argv.push_back(s.data());
     argv.push_back(nullptr);
+    rlimit saved{};
+    ::getrlimit(RLIMIT_NOFILE, &saved);
+    if (max_open_files > 0) {
+      rlimit lowered = saved;
+      lowered.rlim_cur = max_open_files;
+      ::setrlimit(RLIMIT_NOFILE, &lowered);
+    }
     const int rc = posix_spawn(&pid_, INFERGRID_BINARY, &actions, nullptr, argv.data(), environ);
+    if (max_open_files > 0) ::setrlimit(RLIMIT_NOFILE, &saved);
     posix_spawn_file_actions_destroy(&actions);
     ::close(fds[1]);
     if (rc != 0) {
@@ -92,6 +105,7 @@ class ServerProcess {
         drain_ = std::thread([this] {
           std::array<char, 4096> buf{};
           while (std::fgets(buf.data(), buf.size(), out_) != nullptr) {
+            output_bytes_ += std::strlen(buf.data());
           }
         });
         return true;
@@ -101,6 +115,23 @@ class ServerProcess {
   }
 
   int port() const { return port_; }
+  // Bytes the server has written to stdout and stderr since it started listening.
+  size_t output_bytes() const { return output_bytes_; }
+  // User plus system CPU seconds the server has used, from /proc.
+  double cpu_seconds() const {
+    FILE* f = std::fopen(("/proc/" + std::to_string(pid_) + "/stat").c_str(), "r");
+    if (f == nullptr) return -1;
+    std::array<char, 4096> buf{};
+    const size_t n = std::fread(buf.data(), 1, buf.size() - 1, f);
+    std::fclose(f);
+    const std::string stat(buf.data(), n);
+    // Fields after the command (which may hold spaces) start after the last ')'.
+    size_t at = stat.rfind(')') + 2;
+    for (int field = 3; field < 14; ++field) at = stat.find(' ', at) + 1;
+    unsigned long long utime = 0, stime = 0;
+    std::sscanf(stat.c_str() + at, "%llu %llu", &utime, &stime);
+    return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  }
   pid_t pid() const { return pid_; }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
 
@@ -127,6 +158,7 @@ class ServerProcess {
   int port_ = 0;
   FILE* out_ = nullptr;
   std::thread drain_;
+  std::atomic<size_t> output_bytes_{0};
 };
 
 struct HttpResult {
