@@ -1,17 +1,10 @@
 // ApiServer: the OpenAI-compatible HTTP front end of one engine (`infergrid serve`).
 //
 // Boost.Beast over Asio: a few I/O threads serve every connection asynchronously (no thread
-// per connection), with HTTP/1.1 keep-alive. Each connection is a Session on its own strand;
-// engine events (produced on the engine's step thread) are posted to that strand, so a
-// session's state is only touched there. Invariants: every accepted generation ends with
-// exactly one final engine event, which the session waits for even if the client has gone (so
-// no callback outlives its session); a client that disconnects mid-request has its request
-// cancelled, freeing its KV blocks at the next step, whatever it had sent before it went (a
-// client that only half-closed is still answered); a client that stops reading is declared
-// gone after the write timeout; request bodies are parsed and tokenized on worker threads, so
-// the I/O threads only move bytes; no exception crosses a request boundary; open connections
-// are capped below the fd limit and accept() backs off when fds run out; SIGTERM/SIGINT stop
-// the acceptor, let in-flight requests finish up to the grace period, then stop the I/O
+// per connection), with HTTP/1.1 keep-alive; each connection is an HttpSession (see
+// http_session.h for its invariants). Open connections are capped below the fd limit (503
+// past the cap) and accept() backs off when fds run out instead of spinning; SIGTERM/SIGINT
+// stop the acceptor, let in-flight requests finish up to the grace period, then stop the I/O
 // threads, and a second signal exits at once.
 #pragma once
 

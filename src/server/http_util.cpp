@@ -1,5 +1,10 @@
 #include "server/http_util.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <cctype>
 #include <utility>
@@ -33,6 +38,25 @@ bool is_header_list(std::string_view value) {
            return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
                   c == ',' || c == ' ';
          });
+}
+
+int default_max_connections() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return 65536;
+  return static_cast<int>(std::clamp<rlim_t>(limit.rlim_cur, 144, 1 << 20) - 128);
+}
+
+// True once the peer has reset the connection (TCP state CLOSE, or an error pending).
+bool peer_has_reset(int fd) {
+  tcp_info info{};
+  socklen_t length = sizeof(info);
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) == 0 &&
+      info.tcpi_state == TCP_CLOSE) {
+    return true;
+  }
+  int error = 0;
+  length = sizeof(error);
+  return ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) == 0 && error != 0;
 }
 
 std::optional<uint64_t> LogLimiter::allow() {

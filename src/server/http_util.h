@@ -20,6 +20,13 @@ bool is_plain_chunked(std::string_view transfer_encoding);
 // A comma-separated list of header names (safe to echo in Access-Control-Allow-Headers).
 bool is_header_list(std::string_view value);
 
+// Open connections the fd limit leaves room for: the soft RLIMIT_NOFILE less 128 (models,
+// tiers, logs), at least 16.
+int default_max_connections();
+// True once the peer has reset the connection (TCP state CLOSE, or an error pending): the
+// only sign that a client which closed its sending side is gone rather than waiting.
+bool peer_has_reset(int fd);
+
 // Lets one log line through per interval and counts the rest.
 class LogLimiter {
  public:

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <optional>
@@ -71,7 +72,11 @@ class ServerProcess {
     posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
     posix_spawn_file_actions_adddup2(&actions, fds[1], STDERR_FILENO);
     posix_spawn_file_actions_addclose(&actions, fds[0]);
-    std::vector<std::string> argv_strings = {INFERGRID_BINARY, "serve",    "--port", "0",
+    // INFERGRID_TEST_BINARY runs the same tests against another build (an older one, to show
+    // a test fails without the fix it covers).
+    const char* override_binary = std::getenv("INFERGRID_TEST_BINARY");
+    const std::string binary = override_binary != nullptr ? override_binary : INFERGRID_BINARY;
+    std::vector<std::string> argv_strings = {binary,   "serve",    "--port", "0",
                                              "--host",         "127.0.0.1"};
     argv_strings.insert(argv_strings.end(), args.begin(), args.end());
     std::vector<char*> argv;
@@ -84,7 +89,7 @@ class ServerProcess {
       lowered.rlim_cur = max_open_files;
       ::setrlimit(RLIMIT_NOFILE, &lowered);
     }
-    const int rc = posix_spawn(&pid_, INFERGRID_BINARY, &actions, nullptr, argv.data(), environ);
+    const int rc = posix_spawn(&pid_, binary.c_str(), &actions, nullptr, argv.data(), environ);
     if (max_open_files > 0) ::setrlimit(RLIMIT_NOFILE, &saved);
     posix_spawn_file_actions_destroy(&actions);
     ::close(fds[1]);

@@ -1,0 +1,759 @@
+#include "server/http_session.h"
+
+#include <sys/socket.h>
+
+#include <array>
+#include <cstring>
+#include <deque>
+#include <optional>
+#include <random>
+#include <utility>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <boost/beast.hpp>
+#include <nlohmann/json.hpp>
+
+#include "server/openai_api.h"
+
+namespace infergrid {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using SteadyClock = std::chrono::steady_clock;
+
+namespace {
+
+// Bytes a client may pipeline behind a request that is generating; past it they are dropped
+// and the connection closes after the response (the client resends, as HTTP allows).
+constexpr size_t kMaxPipelinedBytes = size_t{64} << 10;
+// Streamed bytes queued for a client that reads slower than we generate; past it the client
+// is declared gone, so a reader that stops cannot make the server hold its whole output.
+constexpr size_t kMaxPendingWriteBytes = size_t{1} << 20;
+// After the last response on a connection: how long and how much we read and discard before
+// closing (closing with unread bytes resets the connection, and the reset can destroy the
+// response before the client has read it).
+constexpr auto kLingerTime = std::chrono::seconds(2);
+constexpr size_t kLingerBytes = size_t{1} << 20;
+// How often a half-closed client's socket is checked for the reset that says it is gone.
+constexpr auto kLivenessPoll = std::chrono::milliseconds(100);
+
+std::string random_id(const char* prefix) {
+  static std::atomic<uint64_t> counter{0};
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  return fmt::format("{}{:016x}{:04x}", prefix, rng(), counter++ & 0xffff);
+}
+
+int64_t unix_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+double seconds_between(SteadyClock::time_point a, SteadyClock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+
+// Reads and discards what the client still sends, then closes (see kLingerTime).
+template <class Owner>
+void drain_and_close(std::shared_ptr<Owner> owner, beast::tcp_stream& stream,
+                     std::shared_ptr<std::array<char, 4096>> scratch, size_t drained) {
+  stream.async_read_some(net::buffer(*scratch), [owner, &stream, scratch, drained](
+                                                    beast::error_code ec, size_t n) {
+    if (ec || drained + n > kLingerBytes) {
+      beast::error_code ignored;
+      stream.socket().close(ignored);
+      return;
+    }
+    drain_and_close(owner, stream, scratch, drained + n);
+  });
+}
+
+template <class Owner>
+void linger_close(std::shared_ptr<Owner> owner, beast::tcp_stream& stream) {
+  beast::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  stream.expires_after(kLingerTime);
+  drain_and_close(std::move(owner), stream, std::make_shared<std::array<char, 4096>>(), 0);
+}
+
+// A connection over --max-connections: told 503 at once, then closed.
+class RejectedConnection : public std::enable_shared_from_this<RejectedConnection> {
+ public:
+  RejectedConnection(tcp::socket socket, ServerContext& server)
+      : stream_(std::move(socket)), server_(server) {
+    ++server_.rejecting_connections;
+  }
+  ~RejectedConnection() { --server_.rejecting_connections; }
+
+  void start() {
+    auto res = std::make_shared<http::response<http::string_body>>(
+        http::status::service_unavailable, 11);
+    res->set(http::field::server, "infergrid");
+    res->set(http::field::content_type, "application/json");
+    res->set(http::field::retry_after, "1");
+    res->keep_alive(false);
+    res->body() = api_error(503,
+                            fmt::format("the server has {} open connections (its limit); retry "
+                                        "later",
+                                        server_.max_connections))
+                      .to_json();
+    res->prepare_payload();
+    stream_.expires_after(kLingerTime);
+    http::async_write(stream_, *res,
+                      [self = shared_from_this(), res](beast::error_code ec, size_t) {
+                        if (ec) return;
+                        linger_close(self, self->stream_);
+                      });
+  }
+
+ private:
+  beast::tcp_stream stream_;
+  ServerContext& server_;
+};
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, ServerContext& server)
+      : stream_(std::move(socket)), server_(server), liveness_timer_(stream_.get_executor()) {
+    ++server_.open_connections;
+  }
+  ~Session() { --server_.open_connections; }
+
+  void start() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_request(); });
+  }
+
+ private:
+  // --- reading requests -------------------------------------------------------------------
+  void read_request() {
+    if (client_gone_) return close();
+    parser_.emplace();
+    parser_->header_limit(static_cast<uint32_t>(server_.options.max_header_bytes));
+    parser_->body_limit(server_.options.max_body_bytes);
+    version_ = 11;
+    cors_origin_.reset();
+    stream_.expires_after(server_.options.idle_timeout);
+    reading_ = true;
+    http::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
+  }
+
+  void on_header(beast::error_code ec) {
+    reading_ = false;
+    if (ec) return on_read_error(ec);
+    const auto& req = parser_->get();
+    version_ = req.version();
+    if (req.target().size() > server_.options.max_target_bytes) {
+      return reject_and_close(api_error(
+          414, fmt::format("the request target is longer than {} bytes",
+                           server_.options.max_target_bytes)));
+    }
+    // Beast decodes chunked framing only; any other coding would reach us still encoded.
+    if (auto te = req[http::field::transfer_encoding]; !te.empty() && !is_plain_chunked(te)) {
+      return reject_and_close(api_error(501, fmt::format("Transfer-Encoding '{}' is not "
+                                                         "supported (only chunked)",
+                                                         std::string(te))));
+    }
+    if (auto expect = req[http::field::expect]; !expect.empty()) {
+      if (!iequals_ascii(trim_ascii(expect), "100-continue")) {
+        return reject_and_close(
+            api_error(417, fmt::format("Expect: '{}' is not supported", std::string(expect))));
+      }
+      if (version_ >= 11 && !parser_->is_done()) {
+        // Refuse before the client sends a body that would be thrown away.
+        if (server_.access.requires_key(path_of(req.target())) &&
+            !server_.access.authenticate(req[http::field::authorization])) {
+          return reject_and_close(unauthorized());
+        }
+        static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        return net::async_write(stream_, net::buffer(kContinue),
+                                 [self = shared_from_this()](beast::error_code e, size_t) {
+                                   if (e) return self->close();
+                                   self->read_body();
+                                 });
+      }
+    }
+    read_body();
+  }
+
+  void read_body() {
+    if (parser_->is_done()) return on_read({});
+    reading_ = true;
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       self->reading_ = false;
+                       self->on_read(ec);
+                     });
+  }
+
+  void on_read_error(beast::error_code ec) {
+    if (ec.category() != http::make_error_code(http::error::end_of_stream).category() ||
+        ec == http::error::end_of_stream || ec == http::error::partial_message) {
+      return close();  // end of stream, timeout, reset: nobody to answer
+    }
+    if (ec == http::error::body_limit) {
+      return reject_and_close(api_error(
+          413, fmt::format("the request body exceeds {} bytes", server_.options.max_body_bytes)));
+    }
+    if (ec == http::error::header_limit) {
+      // A request line that alone passes the limit (it was never parsed) is a URL too long,
+      // not too many headers.
+      if (parser_->get().target().empty()) {
+        return reject_and_close(api_error(414, fmt::format("the request line is longer than {} "
+                                                           "bytes",
+                                                           server_.options.max_target_bytes)));
+      }
+      return reject_and_close(api_error(431, fmt::format("the request headers are larger than "
+                                                         "{} bytes",
+                                                         server_.options.max_header_bytes)));
+    }
+    reject_and_close(api_error(400, fmt::format("malformed HTTP request: {}", ec.message())));
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec) return on_read_error(ec);
+    request_ = parser_->release();
+    keep_alive_ = request_.keep_alive();
+    try {
+      handle_request();
+    } catch (const std::exception& e) {
+      // Nothing a request carries may end the process: the one request fails.
+      spdlog::error("request {} {} failed: {}", std::string(request_.method_string()),
+                    std::string(request_.target()), e.what());
+      keep_alive_ = false;
+      send_error(api_error(500, fmt::format("internal error: {}", e.what())));
+    }
+  }
+
+  void handle_request() {
+    const std::string target = path_of(request_.target());
+    const auto method = request_.method();
+    if (!server_.access.host_allowed(request_[http::field::host])) {
+      return send_error(api_error(403,
+                                  fmt::format("the Host '{}' is not allowed (see --allowed-host)",
+                                              std::string(request_[http::field::host])),
+                                  {}, "host_not_allowed"));
+    }
+    cors_origin_ = server_.access.cors_allow(request_[http::field::origin]);
+    if (method == http::verb::options) return preflight();
+    caller_priority_ = 0;
+    if (server_.access.requires_key(target)) {
+      auto key = server_.access.authenticate(request_[http::field::authorization]);
+      if (!key) return send_error(unauthorized());
+      caller_priority_ = key->priority;
+    }
+    if (target == "/health" || target == "/v1/health") {
+      if (method != http::verb::get) return method_not_allowed();
+      if (server_.shutting_down) {
+        return send_json(http::status::service_unavailable, R"({"status":"shutting down"})");
+      }
+      return send_json(http::status::ok, R"({"status":"ok"})");
+    }
+    if (target == "/v1/models") {
+      if (method != http::verb::get) return method_not_allowed();
+      nlohmann::json data = nlohmann::json::array();
+      for (const auto& name : server_.options.model_names) {
+        data.push_back({{"id", name},
+                        {"object", "model"},
+                        {"created", 0},
+                        {"owned_by", "infergrid"},
+                        {"max_model_len", server_.preparer.options().max_context}});
+      }
+      return send_json(http::status::ok, nlohmann::json{{"object", "list"}, {"data", data}}.dump());
+    }
+    if (target == "/metrics") {
+      if (method != http::verb::get) return method_not_allowed();
+      return send_body(http::status::ok, "text/plain; version=0.0.4; charset=utf-8",
+                       server_.metrics.render(server_.engine.stats()));
+    }
+    if (target == "/v1/completions" || target == "/v1/chat/completions") {
+      if (method != http::verb::post) return method_not_allowed();
+      return start_generation(target == "/v1/chat/completions" ? Endpoint::kChat
+                                                               : Endpoint::kCompletions);
+    }
+    send_error(api_error(
+        404, fmt::format("no route for {} {}", std::string(request_.method_string()), target)));
+  }
+
+  ApiError unauthorized() const {
+    ApiError e = api_error(401,
+                           "a valid API key is required: send 'Authorization: Bearer KEY' with "
+                           "one of the server's --api-key values",
+                           {}, "invalid_api_key");
+    e.type = "authentication_error";
+    return e;
+  }
+
+  void preflight() {
+    auto res = std::make_shared<http::response<http::string_body>>(http::status::no_content,
+                                                                   version_);
+    res->set(http::field::allow, "GET, POST, OPTIONS");
+    if (server_.access.cors_enabled() && !request_[http::field::origin].empty() &&
+        !cors_origin_) {
+      return send_error(api_error(403,
+                                  fmt::format("the origin '{}' is not allowed (see --cors-origin)",
+                                              std::string(request_[http::field::origin])),
+                                  {}, "origin_not_allowed"));
+    }
+    if (cors_origin_) {
+      res->set(http::field::access_control_allow_methods, "GET, POST, OPTIONS");
+      auto asked = request_[http::field::access_control_request_headers];
+      res->set(http::field::access_control_allow_headers,
+               asked.empty() || !is_header_list(asked) ? std::string("authorization, content-type")
+                                                       : std::string(asked));
+      res->set(http::field::access_control_max_age, "600");
+    }
+    send(std::move(res));
+  }
+
+  void method_not_allowed() {
+    send_error(api_error(
+        405, fmt::format("method {} is not allowed on {}", std::string(request_.method_string()),
+                         path_of(request_.target()))));
+  }
+
+  // --- generation -------------------------------------------------------------------------
+  // Parsing, the chat template and tokenization run on a worker thread; the session resumes on
+  // its strand with the result.
+  void start_generation(Endpoint endpoint) {
+    auto body = std::make_shared<std::string>(std::move(request_.body()));
+    request_.body().clear();
+    net::post(server_.workers.get_executor(), [self = shared_from_this(), body, endpoint,
+                                priority = caller_priority_] {
+      auto prepared = self->server_.preparer.prepare(*body, endpoint, priority);
+      body->clear();
+      body->shrink_to_fit();
+      auto executor = self->stream_.get_executor();
+      net::post(executor, [self = std::move(self), prepared = std::move(prepared)]() mutable {
+        self->submit(std::move(prepared));
+      });
+    });
+  }
+
+  void submit(std::variant<PreparedRequest, ApiError> prepared) {
+    if (auto* error = std::get_if<ApiError>(&prepared)) {
+      if (error->http_status == 503) return send_error(*error, "1");
+      return send_error(*error);
+    }
+    PreparedRequest& p = std::get<PreparedRequest>(prepared);
+    const Endpoint endpoint = p.endpoint;
+    gen_.emplace();
+    gen_->endpoint = endpoint;
+    gen_->stream = p.stream;
+    gen_->include_usage = p.include_usage;
+    gen_->logprobs = p.logprobs;
+    gen_->meta = {random_id(endpoint == Endpoint::kChat ? "chatcmpl-" : "cmpl-"), unix_seconds(),
+                  server_.options.model_names.front()};
+    gen_->start = SteadyClock::now();
+
+    std::weak_ptr<Session> weak = shared_from_this();
+    auto executor = stream_.get_executor();
+    auto id = server_.engine.submit(std::move(p.request), [weak, executor](const RequestEvent& e) {
+      // On the engine's step thread: hand the event to the session's strand.
+      if (auto self = weak.lock()) {
+        net::post(executor, [self, e] { self->on_event(e); });
+      }
+    });
+    if (!id.is_ok()) {
+      gen_.reset();
+      const Status& st = id.status();
+      switch (st.code()) {
+        case StatusCode::kResourceExhausted:
+          server_.metrics.record_rejection(429);
+          return send_error(api_error(429, st.message()), "1");
+        case StatusCode::kUnavailable:
+          server_.metrics.record_rejection(503);
+          return send_error(api_error(503, st.message()), "5");
+        case StatusCode::kOutOfRange:
+          return send_error(api_error(400, st.message(), "prompt", "context_length_exceeded"));
+        default:
+          return send_error(api_error(400, st.message()));
+      }
+    }
+    gen_->request_id = *id;
+    // The session must outlive the request's final event; the engine holds only a weak
+    // pointer, so the session keeps itself alive until then.
+    gen_->keep_alive_self = shared_from_this();
+    ++server_.active_generations;
+    stream_.expires_never();
+    if (gen_->stream) {
+      auto res = std::make_unique<http::response<http::empty_body>>(http::status::ok, version_);
+      decorate(*res);
+      res->set(http::field::content_type, "text/event-stream");
+      res->set(http::field::cache_control, "no-cache");
+      // HTTP/1.0 has no chunked coding: the body ends when the connection closes.
+      raw_stream_ = version_ < 11;
+      if (raw_stream_) keep_alive_ = false;
+      res->keep_alive(keep_alive_);
+      res->chunked(!raw_stream_);
+      sse_header_ = std::move(res);
+      enqueue({WriteItem::kHeader, {}});
+    }
+    watch_for_disconnect();
+  }
+
+  // While generating, a read is always pending: it notices the client going away whatever the
+  // client sent before (bytes of a pipelined request are kept for the next read, up to
+  // kMaxPipelinedBytes).
+  void watch_for_disconnect() {
+    if (reading_ || client_gone_ || peer_eof_) return;
+    reading_ = true;
+    stream_.async_read_some(
+        net::buffer(watch_scratch_),
+        [self = shared_from_this()](beast::error_code ec, size_t n) { self->on_watch(ec, n); });
+  }
+
+  void on_watch(beast::error_code ec, size_t n) {
+    reading_ = false;
+    if (n > 0) keep_pipelined(n);
+    switch (std::exchange(after_watch_, AfterWatch::kNothing)) {
+      case AfterWatch::kReadNext:
+        if (!gen_) return read_request();
+        break;
+      case AfterWatch::kLinger:
+        return linger_close(shared_from_this(), stream_);
+      case AfterWatch::kNothing:
+        break;
+    }
+    if (ec == net::error::eof) {
+      peer_eof_ = true;
+      return on_peer_eof();
+    }
+    if (ec) return client_gone();
+    if (gen_ && !gen_->finished) watch_for_disconnect();
+  }
+
+  void keep_pipelined(size_t n) {
+    if (buffer_.size() + n > kMaxPipelinedBytes) {
+      keep_alive_ = false;  // what was pipelined is dropped: close after this response
+      return;
+    }
+    auto room = buffer_.prepare(n);
+    std::memcpy(room.data(), watch_scratch_.data(), n);
+    buffer_.commit(n);
+  }
+
+  // The client closed its sending side. It may be gone, or it may be waiting for the answer
+  // (`nc -N`, shutdown(SHUT_WR)): TCP cannot tell until we send. A streamed response has sent
+  // its header; a whole one sends an interim 100 (which every HTTP/1.1 client skips). A peer
+  // that is gone answers with a reset, which the liveness poll sees.
+  void on_peer_eof() {
+    keep_alive_ = false;
+    if (!gen_ || gen_->finished) return;  // the response is on its way
+    if (!gen_->stream) {
+      if (version_ < 11) return client_gone();  // no interim responses in HTTP/1.0
+      static constexpr char kProbe[] = "HTTP/1.1 100 Continue\r\n\r\n";
+      const ssize_t sent = ::send(stream_.socket().native_handle(), kProbe, sizeof(kProbe) - 1,
+                                  MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return client_gone();
+    }
+    poll_liveness();
+  }
+
+  void poll_liveness() {
+    liveness_timer_.expires_after(kLivenessPoll);
+    liveness_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec || !self->gen_ || self->gen_->finished || self->client_gone_) return;
+      if (peer_has_reset(self->stream_.socket().native_handle())) return self->client_gone();
+      self->poll_liveness();
+    });
+  }
+
+  // The client is gone: its request is cancelled (its KV freed at the next step) and nothing
+  // more is written.
+  void client_gone() {
+    client_gone_ = true;
+    writes_.clear();
+    pending_write_bytes_ = 0;
+    liveness_timer_.cancel();
+    if (gen_ && !gen_->finished) {
+      server_.engine.cancel(gen_->request_id);
+    } else if (!gen_) {
+      close();
+    }
+  }
+
+  void on_event(const RequestEvent& e) {
+    if (!gen_) return;
+    Generation& g = *gen_;
+    const auto now = SteadyClock::now();
+    if (!e.tokens.empty() && !g.first_token) g.first_token = now;
+    std::vector<ChoiceLogprob> lps;
+    if (g.logprobs) {
+      for (const auto& t : e.tokens) {
+        ChoiceLogprob lp{server_.tokenizer.token_to_piece(t.token), t.logprob, {}};
+        for (const auto& alt : t.top) {
+          lp.top.emplace_back(server_.tokenizer.token_to_piece(alt.token), alt.logprob);
+        }
+        lps.push_back(std::move(lp));
+      }
+    }
+    g.usage = {e.prompt_tokens, e.completion_tokens, e.cached_tokens};
+    if (g.stream && !client_gone_) {
+      if (!e.text.empty() || !lps.empty() || g.first_chunk) {
+        enqueue({WriteItem::kChunk,
+                 sse(stream_chunk(g.meta, g.endpoint, e.text, g.logprobs ? &lps : nullptr,
+                                  std::nullopt, g.first_chunk))});
+        g.first_chunk = false;
+      }
+    } else if (!g.stream) {
+      g.text += e.text;
+      for (auto& lp : lps) g.all_logprobs.push_back(std::move(lp));
+    }
+    if (!e.finished) return;
+
+    g.finished = true;
+    liveness_timer_.cancel();
+    RequestRecord record;
+    record.ttft_seconds = g.first_token ? seconds_between(g.start, *g.first_token) : -1;
+    record.e2e_seconds = seconds_between(g.start, now);
+    record.prompt_tokens = e.prompt_tokens;
+    record.completion_tokens = e.completion_tokens;
+    record.finish_reason = finish_reason_json(e.finish_reason);
+    server_.metrics.record_request(record);
+    auto self = std::move(g.keep_alive_self);  // released when this handler returns
+    --server_.active_generations;
+
+    if (client_gone_) {
+      gen_.reset();
+      return close();
+    }
+    if (e.finish_reason == FinishReason::kError && !g.stream) {
+      gen_.reset();
+      return send_error(api_error(500, "generation failed: " + e.error.to_string()));
+    }
+    if (e.finish_reason == FinishReason::kCancelled && !g.stream) {
+      gen_.reset();
+      return send_error(api_error(503, "the server is shutting down"), "5");
+    }
+    if (g.stream) {
+      enqueue({WriteItem::kChunk,
+               sse(stream_chunk(g.meta, g.endpoint, "", nullptr, e.finish_reason, false))});
+      if (g.include_usage) {
+        enqueue({WriteItem::kChunk, sse(usage_chunk(g.meta, g.endpoint, g.usage))});
+      }
+      enqueue({WriteItem::kChunk, "data: [DONE]\n\n"});
+      enqueue({WriteItem::kLast, {}});
+    } else {
+      std::string body =
+          completion_response(g.meta, g.endpoint, g.text, g.logprobs ? &g.all_logprobs : nullptr,
+                              e.finish_reason, g.usage);
+      gen_.reset();
+      send_json(http::status::ok, std::move(body));
+    }
+  }
+
+  static std::string sse(const std::string& payload) { return "data: " + payload + "\n\n"; }
+
+  // --- writing ----------------------------------------------------------------------------
+  struct WriteItem {
+    enum Kind { kHeader, kChunk, kLast } kind;
+    std::string data;
+  };
+
+  void enqueue(WriteItem item) {
+    if (client_gone_) return;
+    pending_write_bytes_ += item.data.size();
+    if (pending_write_bytes_ > kMaxPendingWriteBytes) {
+      spdlog::debug("a streaming client fell {} bytes behind; dropping it", pending_write_bytes_);
+      client_gone();
+      return close();
+    }
+    writes_.push_back(std::move(item));
+    if (!writing_) write_next();
+  }
+
+  void write_next() {
+    if (writes_.empty() || client_gone_) {
+      writing_ = false;
+      return;
+    }
+    WriteItem& item = writes_.front();
+    if (item.kind == WriteItem::kLast && raw_stream_) {  // HTTP/1.0: the close ends the body
+      writes_.pop_front();
+      writing_ = false;
+      return end_stream();
+    }
+    writing_ = true;
+    // A client that stops reading fills the socket buffers; this bounds how long we wait.
+    stream_.expires_after(server_.options.write_timeout);
+    auto done = [self = shared_from_this()](beast::error_code ec, size_t) { self->on_write(ec); };
+    switch (item.kind) {
+      case WriteItem::kHeader:
+        sse_serializer_.emplace(*sse_header_);
+        http::async_write_header(stream_, *sse_serializer_, done);
+        break;
+      case WriteItem::kChunk:
+        if (raw_stream_) {
+          net::async_write(stream_, net::buffer(item.data), done);
+        } else {
+          net::async_write(stream_, http::make_chunk(net::buffer(item.data)), done);
+        }
+        break;
+      case WriteItem::kLast:
+        net::async_write(stream_, http::make_chunk_last(), done);
+        break;
+    }
+  }
+
+  void on_write(beast::error_code ec) {
+    if (writes_.empty()) {  // cleared by client_gone() while this write was in flight
+      writing_ = false;
+      return;
+    }
+    const bool last = writes_.front().kind == WriteItem::kLast;
+    pending_write_bytes_ -= writes_.front().data.size();
+    writes_.pop_front();
+    if (ec) {
+      writing_ = false;
+      client_gone();
+      return close();
+    }
+    if (last) {
+      writing_ = false;
+      return end_stream();
+    }
+    write_next();
+  }
+
+  void end_stream() {
+    gen_.reset();
+    sse_serializer_.reset();
+    sse_header_.reset();
+    finish_exchange();
+  }
+
+  void send_error(const ApiError& error, const char* retry_after = nullptr) {
+    auto res = std::make_shared<http::response<http::string_body>>(
+        static_cast<http::status>(error.http_status), version_);
+    res->set(http::field::content_type, "application/json");
+    if (retry_after) res->set(http::field::retry_after, retry_after);
+    if (error.http_status == 401) res->set(http::field::www_authenticate, "Bearer");
+    res->body() = error.to_json();
+    send(std::move(res));
+  }
+
+  // An error after which the connection cannot be trusted to stay in step (a bad request
+  // line, an unread body): answer, then close.
+  void reject_and_close(const ApiError& error) {
+    keep_alive_ = false;
+    send_error(error);
+  }
+
+  void send_json(http::status status, std::string body) {
+    send_body(status, "application/json", std::move(body));
+  }
+
+  void send_body(http::status status, const char* content_type, std::string body) {
+    auto res = std::make_shared<http::response<http::string_body>>(status, version_);
+    res->set(http::field::content_type, content_type);
+    res->body() = std::move(body);
+    send(std::move(res));
+  }
+
+  template <class Response>
+  void decorate(Response& res) const {
+    res.set(http::field::server, "infergrid");
+    if (cors_origin_) {
+      res.set(http::field::access_control_allow_origin, *cors_origin_);
+      res.set(http::field::vary, "Origin");
+    }
+  }
+
+  void send(std::shared_ptr<http::response<http::string_body>> res) {
+    decorate(*res);
+    res->keep_alive(keep_alive_ && !server_.shutting_down);
+    res->prepare_payload();
+    stream_.expires_after(server_.options.write_timeout);
+    http::async_write(stream_, *res,
+                      [self = shared_from_this(), res](beast::error_code ec, size_t) {
+                        if (ec) return self->close();
+                        self->finish_exchange();
+                      });
+  }
+
+  void finish_exchange() {
+    if (!keep_alive_ || server_.shutting_down) {
+      if (reading_) {  // the disconnect watch has no timeout: stop it, then linger
+        after_watch_ = AfterWatch::kLinger;
+        beast::error_code ignored;
+        stream_.socket().cancel(ignored);
+        return;
+      }
+      return linger_close(shared_from_this(), stream_);
+    }
+    if (reading_) {
+      // Stop the disconnect watch; its handler starts the next read.
+      after_watch_ = AfterWatch::kReadNext;
+      beast::error_code ignored;
+      stream_.socket().cancel(ignored);
+      return;
+    }
+    read_request();
+  }
+
+  void close() {
+    liveness_timer_.cancel();
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.socket().close(ec);
+  }
+
+  struct Generation {
+    Endpoint endpoint = Endpoint::kCompletions;
+    bool stream = false;
+    bool include_usage = false;
+    bool logprobs = false;
+    bool first_chunk = true;
+    bool finished = false;
+    uint64_t request_id = 0;
+    ResponseMeta meta;
+    SteadyClock::time_point start;
+    std::optional<SteadyClock::time_point> first_token;
+    std::string text;
+    std::vector<ChoiceLogprob> all_logprobs;
+    Usage usage;
+    std::shared_ptr<Session> keep_alive_self;
+  };
+
+  enum class AfterWatch { kNothing, kReadNext, kLinger };
+
+  beast::tcp_stream stream_;
+  ServerContext& server_;
+  net::steady_timer liveness_timer_;
+  beast::flat_buffer buffer_;
+  std::array<char, 4096> watch_scratch_{};
+  std::optional<http::request_parser<http::string_body>> parser_;
+  http::request<http::string_body> request_;
+  unsigned version_ = 11;  // of the request being answered (11 before its header is read)
+  std::optional<std::string> cors_origin_;  // Access-Control-Allow-Origin for this request
+  int caller_priority_ = 0;                 // from the request's API key
+  bool keep_alive_ = true;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool raw_stream_ = false;  // an HTTP/1.0 stream: no chunk framing
+  bool client_gone_ = false;
+  bool peer_eof_ = false;  // the client has closed its sending side
+  AfterWatch after_watch_ = AfterWatch::kNothing;
+  std::optional<Generation> gen_;
+  std::deque<WriteItem> writes_;
+  size_t pending_write_bytes_ = 0;
+  std::unique_ptr<http::response<http::empty_body>> sse_header_;
+  std::optional<http::response_serializer<http::empty_body>> sse_serializer_;
+};
+}  // namespace
+
+void serve_connection(tcp::socket socket, ServerContext& server) {
+  std::make_shared<Session>(std::move(socket), server)->start();
+}
+
+void reject_connection(tcp::socket socket, ServerContext& server) {
+  std::make_shared<RejectedConnection>(std::move(socket), server)->start();
+}
+
+}  // namespace infergrid

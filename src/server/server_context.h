@@ -1,0 +1,82 @@
+// ServerContext: what every connection of one ApiServer shares: the engine, the request
+// preparer, access control, metrics, the I/O context and the worker threads, and the counts
+// that admission and shutdown read (open connections, active generations).
+//
+// Invariants: the counters are updated only by the sessions they count (constructor and
+// destructor); `workers` is declared after `ioc`, so it is stopped and joined first: its tasks
+// hold sessions, whose sockets belong to `ioc`.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include <boost/asio.hpp>
+
+#include "engine/engine.h"
+#include "server/access_control.h"
+#include "server/api_server.h"
+#include "server/http_util.h"
+#include "server/metrics.h"
+#include "server/request_preparer.h"
+
+namespace infergrid {
+
+// Threads that prepare requests (parse, template, tokenize). They run at a lower CPU priority
+// than the I/O and engine threads: on a machine with few cores a flood of costly bodies then
+// slows only the requests being prepared, not the connections being served or the tokens
+// being decoded.
+class WorkerPool {
+ public:
+  explicit WorkerPool(int threads);
+  ~WorkerPool();  // abandons tasks not started, waits for running ones
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+  boost::asio::io_context::executor_type get_executor() { return context_.get_executor(); }
+
+ private:
+  boost::asio::io_context context_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_;
+  std::vector<std::thread> threads_;
+};
+
+struct ServerContext {
+  ServerContext(Engine& e, const Tokenizer& t, ChatTemplate c, ServerOptions o)
+      : engine(e),
+        tokenizer(t),
+        options(std::move(o)),
+        access(options.access),
+        preparer(t, c,
+                 PreparerOptions{options.model_names, e.max_context(),
+                                 options.trust_request_priority, JsonLimits{}}),
+        max_connections(options.max_connections > 0 ? options.max_connections
+                                                     : default_max_connections()),
+        acceptor(ioc),
+        accept_timer(ioc),
+        workers(std::max(1, options.worker_threads)) {}
+
+  Engine& engine;
+  const Tokenizer& tokenizer;
+  ServerOptions options;
+  AccessControl access;
+  RequestPreparer preparer;
+  ServerMetrics metrics;
+  const int max_connections;
+  std::atomic<int> open_connections{0};
+  std::atomic<int> rejecting_connections{0};
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::acceptor acceptor;
+  boost::asio::steady_timer accept_timer;
+  std::chrono::milliseconds accept_backoff{0};
+  LogLimiter accept_log{std::chrono::seconds(10)};
+  std::optional<boost::asio::signal_set> signals;
+  std::atomic<bool> shutting_down{false};
+  std::atomic<int> active_generations{0};
+  std::thread shutdown_thread;
+  // Declared after ioc: destroyed (stopped and joined) first, since its tasks hold sessions.
+  WorkerPool workers;
+};
+
+}  // namespace infergrid
