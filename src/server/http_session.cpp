@@ -37,8 +37,11 @@ constexpr size_t kMaxPendingWriteBytes = size_t{1} << 20;
 // response before the client has read it).
 constexpr auto kLingerTime = std::chrono::seconds(2);
 constexpr size_t kLingerBytes = size_t{1} << 20;
-// How often a half-closed client's socket is checked for the reset that says it is gone.
-constexpr auto kLivenessPoll = std::chrono::milliseconds(100);
+// When a half-closed client's socket is checked for the reset that says it is gone: soon after
+// the probe (a reset takes a round trip), then every 100 ms.
+constexpr std::array<std::chrono::milliseconds, 4> kLivenessChecks = {
+    std::chrono::milliseconds(1), std::chrono::milliseconds(5), std::chrono::milliseconds(20),
+    std::chrono::milliseconds(100)};
 
 std::string random_id(const char* prefix) {
   static std::atomic<uint64_t> counter{0};
@@ -341,6 +344,34 @@ class Session : public std::enable_shared_from_this<Session> {
       return send_error(*error);
     }
     PreparedRequest& p = std::get<PreparedRequest>(prepared);
+    if (!peer_eof_ && peer_sent_eof()) {
+      // Sent and closed before anything was computed (fire and forget): find out whether the
+      // client is gone before its prompt costs a step.
+      peer_eof_ = true;
+      keep_alive_ = false;
+      if (!p.stream) {
+        if (!send_probe()) {
+          server_.metrics.record_rejection(499);  // nginx's "client closed request"
+          return close();
+        }
+        liveness_timer_.expires_after(kLivenessChecks[0]);
+        liveness_timer_.async_wait(
+            [self = shared_from_this(), p = std::move(p)](beast::error_code ec) mutable {
+              if (ec) return;
+              if (peer_has_reset(self->stream_.socket().native_handle())) {
+                self->server_.metrics.record_rejection(499);
+                self->client_gone_ = true;
+                return self->close();
+              }
+              self->start_engine_request(std::move(p));
+            });
+        return;
+      }
+    }
+    start_engine_request(std::move(p));
+  }
+
+  void start_engine_request(PreparedRequest p) {
     const Endpoint endpoint = p.endpoint;
     gen_.emplace();
     gen_->endpoint = endpoint;
@@ -394,7 +425,23 @@ class Session : public std::enable_shared_from_this<Session> {
       sse_header_ = std::move(res);
       enqueue({WriteItem::kHeader, {}});
     }
+    if (peer_eof_) return poll_liveness(0);
     watch_for_disconnect();
+  }
+
+  // Whether the client has closed its sending side with nothing left unread.
+  bool peer_sent_eof() {
+    char byte = 0;
+    return ::recv(stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+  }
+
+  // See on_peer_eof. False when the client cannot be probed (HTTP/1.0) or is already gone.
+  bool send_probe() {
+    if (version_ < 11) return false;  // no interim responses in HTTP/1.0
+    static constexpr char kProbe[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    const ssize_t sent = ::send(stream_.socket().native_handle(), kProbe, sizeof(kProbe) - 1,
+                                MSG_DONTWAIT | MSG_NOSIGNAL);
+    return sent >= 0 || errno == EAGAIN || errno == EWOULDBLOCK;
   }
 
   // While generating, a read is always pending: it notices the client going away whatever the
@@ -445,22 +492,16 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_peer_eof() {
     keep_alive_ = false;
     if (!gen_ || gen_->finished) return;  // the response is on its way
-    if (!gen_->stream) {
-      if (version_ < 11) return client_gone();  // no interim responses in HTTP/1.0
-      static constexpr char kProbe[] = "HTTP/1.1 100 Continue\r\n\r\n";
-      const ssize_t sent = ::send(stream_.socket().native_handle(), kProbe, sizeof(kProbe) - 1,
-                                  MSG_DONTWAIT | MSG_NOSIGNAL);
-      if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return client_gone();
-    }
-    poll_liveness();
+    if (!gen_->stream && !send_probe()) return client_gone();
+    poll_liveness(0);
   }
 
-  void poll_liveness() {
-    liveness_timer_.expires_after(kLivenessPoll);
-    liveness_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+  void poll_liveness(size_t check) {
+    liveness_timer_.expires_after(kLivenessChecks[std::min(check, kLivenessChecks.size() - 1)]);
+    liveness_timer_.async_wait([self = shared_from_this(), check](beast::error_code ec) {
       if (ec || !self->gen_ || self->gen_->finished || self->client_gone_) return;
       if (peer_has_reset(self->stream_.socket().native_handle())) return self->client_gone();
-      self->poll_liveness();
+      self->poll_liveness(check + 1);
     });
   }
 
