@@ -31,7 +31,11 @@ namespace {
 constexpr size_t kMaxPipelinedBytes = size_t{64} << 10;
 // Streamed bytes queued for a client that reads slower than we generate; past it the client
 // is declared gone, so a reader that stops cannot make the server hold its whole output.
-constexpr size_t kMaxPendingWriteBytes = size_t{1} << 20;
+constexpr size_t kMaxPendingWriteBytes = size_t{256} << 10;
+// The kernel send buffer of a stream (Linux doubles it): bounds what a client that stopped
+// reading holds in the kernel (autotuning grows it to 4 MiB on loopback) and how long it takes
+// to notice; ample for token streams at any round trip time a person would wait through.
+constexpr int kStreamSendBufferBytes = 256 << 10;
 // After the last response on a connection: how long and how much we read and discard before
 // closing (closing with unread bytes resets the connection, and the reset can destroy the
 // response before the client has read it).
@@ -417,6 +421,9 @@ class Session : public std::enable_shared_from_this<Session> {
       decorate(*res);
       res->set(http::field::content_type, "text/event-stream");
       res->set(http::field::cache_control, "no-cache");
+      beast::error_code ignored;
+      stream_.socket().set_option(net::socket_base::send_buffer_size(kStreamSendBufferBytes),
+                                  ignored);
       // HTTP/1.0 has no chunked coding: the body ends when the connection closes.
       raw_stream_ = version_ < 11;
       if (raw_stream_) keep_alive_ = false;

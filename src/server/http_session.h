@@ -7,7 +7,7 @@
 // generates a read is always pending, so a client that closes is cancelled whatever it sent
 // before (a client that only half-closed is still answered: a reset, seen by polling the
 // socket, tells the two apart); a client that stops reading is declared gone after the write
-// timeout or 1 MiB behind; the body is parsed and tokenized on a worker thread; no exception
+// timeout or 256 KiB behind; the body is parsed and tokenized on a worker thread; no exception
 // crosses a request boundary; the last response on a connection is followed by a lingering
 // close, so the client reads it before the socket goes.
 #pragma once
