@@ -4,9 +4,11 @@
 //
 // Invariants: the Scheduler is touched only by the step thread; submit() never blocks on a
 // step (it queues under a short lock) and rejects with kResourceExhausted once max_queued
-// requests would wait beyond the free running slots; max_context() is what one request can
-// really get (the configured context, bounded by the KV pool); after shutdown() returns, no callback runs again and every request has
-// received a final event.
+// requests would wait beyond the free running slots (a slot counts as free even when KV
+// blocks, not slots, hold admission back, so the queue can exceed max_queued by up to
+// max_running); max_context() is what one request can
+// really get (the configured context, bounded by the KV pool); after shutdown() returns, no
+// callback runs again and every request has received a final event.
 #pragma once
 
 #include <atomic>

@@ -24,7 +24,7 @@ struct ApiKey {
 };
 
 struct AccessOptions {
-  std::vector<ApiKey> api_keys;       // empty: no authentication
+  std::vector<ApiKey> api_keys;         // empty: no authentication
   bool protect_health_metrics = false;  // also require a key on /health and /metrics
   std::vector<std::string> cors_origins;
   std::vector<std::string> allowed_hosts;

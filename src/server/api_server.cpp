@@ -56,19 +56,23 @@ void ApiServer::Impl::accept() {
   acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
     if (ec) return on_accept_error(ec);
     accept_backoff = std::chrono::milliseconds(0);
-    // Streamed tokens are small writes; without this each waits for the client's delayed
-    // ACK (~40 ms added to time to first token).
-    beast::error_code ignored;
-    socket.set_option(tcp::no_delay(true), ignored);
-    if (open_connections.load() >= max_connections) {
-      metrics.record_rejection(503);
-      if (rejecting_connections.load() < kMaxRejecting) {
-        reject_connection(std::move(socket), *this);
+    try {
+      // Streamed tokens are small writes; without this each waits for the client's delayed
+      // ACK (~40 ms added to time to first token).
+      beast::error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
+      if (open_connections.load() >= max_connections) {
+        metrics.record_rejection(503);
+        if (rejecting_connections.load() < kMaxRejecting) {
+          reject_connection(std::move(socket), *this);
+        } else {
+          socket.close(ignored);
+        }
       } else {
-        socket.close(ignored);
+        serve_connection(std::move(socket), *this);
       }
-    } else {
-      serve_connection(std::move(socket), *this);
+    } catch (const std::exception& e) {  // e.g. bad_alloc: this connection is lost, not the server
+      spdlog::error("accepting a connection failed: {}", e.what());
     }
     accept();
   });
@@ -76,20 +80,20 @@ void ApiServer::Impl::accept() {
 
 void ApiServer::Impl::on_accept_error(const beast::error_code& ec) {
   if (!acceptor.is_open()) return;  // shutting down
-  const bool out_of_resources =
-      ec == net::error::no_descriptors || ec == net::error::no_buffer_space ||
-      ec == net::error::no_memory || ec.value() == ENFILE;
+  const bool out_of_resources = ec == net::error::no_descriptors ||
+                                ec == net::error::no_buffer_space || ec == net::error::no_memory ||
+                                ec.value() == ENFILE;
   if (auto suppressed = accept_log.allow()) {
     spdlog::warn("accept failed: {}{}", ec.message(),
-                 *suppressed > 0 ? fmt::format(" ({} more times since the last report)",
-                                               *suppressed)
-                                 : std::string());
+                 *suppressed > 0
+                     ? fmt::format(" ({} more times since the last report)", *suppressed)
+                     : std::string());
   }
   if (!out_of_resources) return accept();
   // The pending connection stays in the backlog and the listener stays readable: retrying at
   // once would spin. Wait for connections to close, longer each time it fails again.
-  accept_backoff = std::clamp(accept_backoff * 2, std::chrono::milliseconds(5),
-                              std::chrono::milliseconds(500));
+  accept_backoff =
+      std::clamp(accept_backoff * 2, std::chrono::milliseconds(5), std::chrono::milliseconds(500));
   accept_timer.expires_after(accept_backoff);
   accept_timer.async_wait([this](beast::error_code error) {
     if (!error) accept();
@@ -170,11 +174,21 @@ Status ApiServer::start() {
 }
 
 void ApiServer::run() {
+  // A handler that throws loses its own connection (its session, holding no more pending
+  // operations, is destroyed); the I/O thread goes back to serving the others.
+  auto serve = [this] {
+    while (true) {
+      try {
+        impl_->ioc.run();
+        return;
+      } catch (const std::exception& e) {
+        spdlog::error("an HTTP handler failed: {}", e.what());
+      }
+    }
+  };
   std::vector<std::thread> threads;
-  for (int i = 1; i < std::max(1, impl_->options.io_threads); ++i) {
-    threads.emplace_back([this] { impl_->ioc.run(); });
-  }
-  impl_->ioc.run();
+  for (int i = 1; i < std::max(1, impl_->options.io_threads); ++i) threads.emplace_back(serve);
+  serve();
   for (auto& t : threads) t.join();
   if (impl_->shutdown_thread.joinable()) impl_->shutdown_thread.join();
 }

@@ -63,20 +63,19 @@ double seconds_between(SteadyClock::time_point a, SteadyClock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
-
 // Reads and discards what the client still sends, then closes (see kLingerTime).
 template <class Owner>
 void drain_and_close(std::shared_ptr<Owner> owner, beast::tcp_stream& stream,
                      std::shared_ptr<std::array<char, 4096>> scratch, size_t drained) {
-  stream.async_read_some(net::buffer(*scratch), [owner, &stream, scratch, drained](
-                                                    beast::error_code ec, size_t n) {
-    if (ec || drained + n > kLingerBytes) {
-      beast::error_code ignored;
-      stream.socket().close(ignored);
-      return;
-    }
-    drain_and_close(owner, stream, scratch, drained + n);
-  });
+  stream.async_read_some(net::buffer(*scratch),
+                         [owner, &stream, scratch, drained](beast::error_code ec, size_t n) {
+                           if (ec || drained + n > kLingerBytes) {
+                             beast::error_code ignored;
+                             stream.socket().close(ignored);
+                             return;
+                           }
+                           drain_and_close(owner, stream, scratch, drained + n);
+                         });
 }
 
 template <class Owner>
@@ -97,17 +96,17 @@ class RejectedConnection : public std::enable_shared_from_this<RejectedConnectio
   ~RejectedConnection() { --server_.rejecting_connections; }
 
   void start() {
-    auto res = std::make_shared<http::response<http::string_body>>(
-        http::status::service_unavailable, 11);
+    auto res =
+        std::make_shared<http::response<http::string_body>>(http::status::service_unavailable, 11);
     res->set(http::field::server, "infergrid");
     res->set(http::field::content_type, "application/json");
     res->set(http::field::retry_after, "1");
     res->keep_alive(false);
-    res->body() = api_error(503,
-                            fmt::format("the server has {} open connections (its limit); retry "
-                                        "later",
-                                        server_.max_connections))
-                      .to_json();
+    res->body() =
+        api_error(503, fmt::format("the server has {} open connections (its limit); retry "
+                                   "later",
+                                   server_.max_connections))
+            .to_json();
     res->prepare_payload();
     stream_.expires_after(kLingerTime);
     http::async_write(stream_, *res,
@@ -156,33 +155,36 @@ class Session : public std::enable_shared_from_this<Session> {
     const auto& req = parser_->get();
     version_ = req.version();
     if (req.target().size() > server_.options.max_target_bytes) {
-      return reject_and_close(api_error(
-          414, fmt::format("the request target is longer than {} bytes",
-                           server_.options.max_target_bytes)));
+      return reject_and_close(
+          api_error(414, fmt::format("the request target is longer than {} bytes",
+                                     server_.options.max_target_bytes)));
     }
     // Beast decodes chunked framing only; any other coding would reach us still encoded.
     if (auto te = req[http::field::transfer_encoding]; !te.empty() && !is_plain_chunked(te)) {
       return reject_and_close(api_error(501, fmt::format("Transfer-Encoding '{}' is not "
                                                          "supported (only chunked)",
-                                                         std::string(te))));
+                                                         clip(te))));
     }
     if (auto expect = req[http::field::expect]; !expect.empty()) {
       if (!iequals_ascii(trim_ascii(expect), "100-continue")) {
         return reject_and_close(
-            api_error(417, fmt::format("Expect: '{}' is not supported", std::string(expect))));
+            api_error(417, fmt::format("Expect: '{}' is not supported", clip(expect))));
       }
       if (version_ >= 11 && !parser_->is_done()) {
         // Refuse before the client sends a body that would be thrown away.
+        if (!server_.access.host_allowed(req[http::field::host])) {
+          return reject_and_close(host_not_allowed(req[http::field::host]));
+        }
         if (server_.access.requires_key(path_of(req.target())) &&
             !server_.access.authenticate(req[http::field::authorization])) {
           return reject_and_close(unauthorized());
         }
         static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
         return net::async_write(stream_, net::buffer(kContinue),
-                                 [self = shared_from_this()](beast::error_code e, size_t) {
-                                   if (e) return self->close();
-                                   self->read_body();
-                                 });
+                                [self = shared_from_this()](beast::error_code e, size_t) {
+                                  if (e) return self->close();
+                                  self->read_body();
+                                });
       }
     }
     read_body();
@@ -241,10 +243,7 @@ class Session : public std::enable_shared_from_this<Session> {
     const std::string target = path_of(request_.target());
     const auto method = request_.method();
     if (!server_.access.host_allowed(request_[http::field::host])) {
-      return send_error(api_error(403,
-                                  fmt::format("the Host '{}' is not allowed (see --allowed-host)",
-                                              std::string(request_[http::field::host])),
-                                  {}, "host_not_allowed"));
+      return send_error(host_not_allowed(request_[http::field::host]));
     }
     cors_origin_ = server_.access.cors_allow(request_[http::field::origin]);
     if (method == http::verb::options) return preflight();
@@ -254,15 +253,16 @@ class Session : public std::enable_shared_from_this<Session> {
       if (!key) return send_error(unauthorized());
       caller_priority_ = key->priority;
     }
+    const bool get = method == http::verb::get || method == http::verb::head;
     if (target == "/health" || target == "/v1/health") {
-      if (method != http::verb::get) return method_not_allowed();
+      if (!get) return method_not_allowed("GET, HEAD");
       if (server_.shutting_down) {
         return send_json(http::status::service_unavailable, R"({"status":"shutting down"})");
       }
       return send_json(http::status::ok, R"({"status":"ok"})");
     }
     if (target == "/v1/models") {
-      if (method != http::verb::get) return method_not_allowed();
+      if (!get) return method_not_allowed("GET, HEAD");
       nlohmann::json data = nlohmann::json::array();
       for (const auto& name : server_.options.model_names) {
         data.push_back({{"id", name},
@@ -274,17 +274,30 @@ class Session : public std::enable_shared_from_this<Session> {
       return send_json(http::status::ok, nlohmann::json{{"object", "list"}, {"data", data}}.dump());
     }
     if (target == "/metrics") {
-      if (method != http::verb::get) return method_not_allowed();
+      if (!get) return method_not_allowed("GET, HEAD");
       return send_body(http::status::ok, "text/plain; version=0.0.4; charset=utf-8",
                        server_.metrics.render(server_.engine.stats()));
     }
     if (target == "/v1/completions" || target == "/v1/chat/completions") {
-      if (method != http::verb::post) return method_not_allowed();
+      if (method != http::verb::post) return method_not_allowed("POST");
       return start_generation(target == "/v1/chat/completions" ? Endpoint::kChat
                                                                : Endpoint::kCompletions);
     }
     send_error(api_error(
         404, fmt::format("no route for {} {}", std::string(request_.method_string()), target)));
+  }
+
+  static ApiError host_not_allowed(std::string_view host) {
+    ApiError e =
+        api_error(403, fmt::format("the Host '{}' is not allowed (see --allowed-host)", clip(host)),
+                  {}, "host_not_allowed");
+    e.type = "permission_error";
+    return e;
+  }
+
+  // A client's text echoed in an error message, bounded.
+  static std::string clip(std::string_view text) {
+    return text.size() <= 100 ? std::string(text) : std::string(text.substr(0, 100)) + "...";
   }
 
   ApiError unauthorized() const {
@@ -297,14 +310,13 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void preflight() {
-    auto res = std::make_shared<http::response<http::string_body>>(http::status::no_content,
-                                                                   version_);
+    auto res =
+        std::make_shared<http::response<http::string_body>>(http::status::no_content, version_);
     res->set(http::field::allow, "GET, POST, OPTIONS");
-    if (server_.access.cors_enabled() && !request_[http::field::origin].empty() &&
-        !cors_origin_) {
+    if (server_.access.cors_enabled() && !request_[http::field::origin].empty() && !cors_origin_) {
       return send_error(api_error(403,
                                   fmt::format("the origin '{}' is not allowed (see --cors-origin)",
-                                              std::string(request_[http::field::origin])),
+                                              clip(request_[http::field::origin])),
                                   {}, "origin_not_allowed"));
     }
     if (cors_origin_) {
@@ -318,10 +330,11 @@ class Session : public std::enable_shared_from_this<Session> {
     send(std::move(res));
   }
 
-  void method_not_allowed() {
+  void method_not_allowed(const char* allowed) {
+    allow_ = allowed;
     send_error(api_error(
-        405, fmt::format("method {} is not allowed on {}", std::string(request_.method_string()),
-                         path_of(request_.target()))));
+        405, fmt::format("method {} is not allowed on {} (use {})", clip(request_.method_string()),
+                         clip(path_of(request_.target())), allowed)));
   }
 
   // --- generation -------------------------------------------------------------------------
@@ -330,12 +343,13 @@ class Session : public std::enable_shared_from_this<Session> {
   void start_generation(Endpoint endpoint) {
     auto body = std::make_shared<std::string>(std::move(request_.body()));
     request_.body().clear();
-    net::post(server_.workers.get_executor(), [self = shared_from_this(), body, endpoint,
-                                priority = caller_priority_] {
+    // The worker hands its reference back with the result, so the session is never destroyed
+    // (nor its socket closed) on a worker thread.
+    net::post(server_.workers.get_executor(), [self = shared_from_this(),
+                                               executor = stream_.get_executor(), body, endpoint,
+                                               priority = caller_priority_]() mutable {
       auto prepared = self->server_.preparer.prepare(*body, endpoint, priority);
-      body->clear();
-      body->shrink_to_fit();
-      auto executor = self->stream_.get_executor();
+      body.reset();
       net::post(executor, [self = std::move(self), prepared = std::move(prepared)]() mutable {
         self->submit(std::move(prepared));
       });
@@ -457,7 +471,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void watch_for_disconnect() {
     if (reading_ || client_gone_ || peer_eof_) return;
     reading_ = true;
-    stream_.async_read_some(
+    // On the socket itself: the stream's timers are for the response's writes (a write
+    // timeout must not end a watch that is waiting, rightly, for as long as generation takes).
+    stream_.socket().async_read_some(
         net::buffer(watch_scratch_),
         [self = shared_from_this()](beast::error_code ec, size_t n) { self->on_watch(ec, n); });
   }
@@ -516,8 +532,11 @@ class Session : public std::enable_shared_from_this<Session> {
   // more is written.
   void client_gone() {
     client_gone_ = true;
-    writes_.clear();
-    pending_write_bytes_ = 0;
+    // The item being written stays until its handler runs: the write still reads its bytes.
+    while (writes_.size() > (writing_ ? 1u : 0u)) {
+      pending_write_bytes_ -= writes_.back().data.size();
+      writes_.pop_back();
+    }
     liveness_timer_.cancel();
     if (gen_ && !gen_->finished) {
       server_.engine.cancel(gen_->request_id);
@@ -650,22 +669,16 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void on_write(beast::error_code ec) {
-    if (writes_.empty()) {  // cleared by client_gone() while this write was in flight
-      writing_ = false;
-      return;
-    }
     const bool last = writes_.front().kind == WriteItem::kLast;
     pending_write_bytes_ -= writes_.front().data.size();
     writes_.pop_front();
+    writing_ = false;
+    if (client_gone_) return close();
     if (ec) {
-      writing_ = false;
       client_gone();
       return close();
     }
-    if (last) {
-      writing_ = false;
-      return end_stream();
-    }
+    if (last) return end_stream();
     write_next();
   }
 
@@ -716,13 +729,21 @@ class Session : public std::enable_shared_from_this<Session> {
   void send(std::shared_ptr<http::response<http::string_body>> res) {
     decorate(*res);
     res->keep_alive(keep_alive_ && !server_.shutting_down);
+    if (allow_) res->set(http::field::allow, std::exchange(allow_, nullptr));
     res->prepare_payload();
     stream_.expires_after(server_.options.write_timeout);
-    http::async_write(stream_, *res,
-                      [self = shared_from_this(), res](beast::error_code ec, size_t) {
-                        if (ec) return self->close();
-                        self->finish_exchange();
-                      });
+    auto done = [self = shared_from_this(), res](beast::error_code ec, size_t) {
+      if (ec) return self->close();
+      self->finish_exchange();
+    };
+    if (request_.method() == http::verb::head) {
+      // The headers GET would have (Content-Length included), and no body.
+      auto serializer = std::make_shared<http::response_serializer<http::string_body>>(*res);
+      return http::async_write_header(
+          stream_, *serializer,
+          [done, serializer](beast::error_code ec, size_t n) { done(ec, n); });
+    }
+    http::async_write(stream_, *res, std::move(done));
   }
 
   void finish_exchange() {
@@ -781,6 +802,7 @@ class Session : public std::enable_shared_from_this<Session> {
   unsigned version_ = 11;  // of the request being answered (11 before its header is read)
   std::optional<std::string> cors_origin_;  // Access-Control-Allow-Origin for this request
   int caller_priority_ = 0;                 // from the request's API key
+  const char* allow_ = nullptr;             // the Allow header of a 405
   bool keep_alive_ = true;
   bool reading_ = false;
   bool writing_ = false;

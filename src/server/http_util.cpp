@@ -35,8 +35,8 @@ bool is_plain_chunked(std::string_view transfer_encoding) {
 
 bool is_header_list(std::string_view value) {
   return value.size() <= 1024 && std::all_of(value.begin(), value.end(), [](char c) {
-           return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
-                  c == ',' || c == ' ';
+           return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == ',' ||
+                  c == ' ';
          });
 }
 

@@ -390,8 +390,8 @@ class BodyScanner final : public json::json_sax_t {
                                           "byte {}): numbers must fit a double",
                                           token, position));
     } else {
-      error_ = api_error(400, fmt::format("the request body is not valid JSON (at byte {})",
-                                          position));
+      error_ =
+          api_error(400, fmt::format("the request body is not valid JSON (at byte {})", position));
     }
     return false;
   }
@@ -399,14 +399,14 @@ class BodyScanner final : public json::json_sax_t {
  private:
   bool value() {
     if (++values_ <= limits_.max_values) return true;
-    error_ = api_error(413, fmt::format("the request body has more than {} JSON values",
-                                        limits_.max_values));
+    error_ = api_error(
+        413, fmt::format("the request body has more than {} JSON values", limits_.max_values));
     return false;
   }
   bool open() {
     if (++depth_ > limits_.max_depth) {
-      error_ = api_error(400, fmt::format("the request body nests JSON deeper than {} levels",
-                                          limits_.max_depth));
+      error_ = api_error(
+          400, fmt::format("the request body nests JSON deeper than {} levels", limits_.max_depth));
       return false;
     }
     return value();

@@ -34,13 +34,13 @@ enum class Endpoint { kCompletions, kChat };
 
 struct ApiRequest {
   Endpoint endpoint = Endpoint::kCompletions;
-  std::string model;                   // as sent; empty when absent
-  std::string prompt_text;             // completions with a text prompt
-  std::vector<int32_t> prompt_tokens;  // completions with a token-id prompt
-  std::vector<ChatMessage> messages;   // chat
-  std::optional<int> max_tokens;       // absent: endpoint default
-  RequestOptions options;              // sampling, stop, logprobs (priority: see below)
-  std::optional<int> priority;         // as sent; the server decides whether to trust it
+  std::string model;                          // as sent; empty when absent
+  std::string prompt_text;                    // completions with a text prompt
+  std::vector<int32_t> prompt_tokens;         // completions with a token-id prompt
+  std::vector<ChatMessage> messages;          // chat
+  std::optional<int> max_tokens;              // absent: endpoint default
+  RequestOptions options;                     // sampling, stop, logprobs (priority: see below)
+  std::optional<int> priority;                // as sent; the server decides whether to trust it
   std::optional<int> truncate_prompt_tokens;  // keep the last N prompt tokens; -1: fit context
   bool stream = false;
   bool include_usage = false;

@@ -1,6 +1,7 @@
 #include "server/request_preparer.h"
 
 #include <algorithm>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -32,8 +33,8 @@ std::variant<PreparedRequest, ApiError> RequestPreparer::prepare(std::string_vie
   }
 }
 
-std::variant<PreparedRequest, ApiError> RequestPreparer::prepare_parsed(
-    ApiRequest& api, int caller_priority) const {
+std::variant<PreparedRequest, ApiError> RequestPreparer::prepare_parsed(ApiRequest& api,
+                                                                        int caller_priority) const {
   const auto& names = options_.model_names;
   if (!api.model.empty() && std::find(names.begin(), names.end(), api.model) == names.end()) {
     return api_error(404,
@@ -63,6 +64,13 @@ std::variant<PreparedRequest, ApiError> RequestPreparer::prepare_parsed(
   request.options.priority =
       options_.trust_request_priority && api.priority ? *api.priority : caller_priority;
 
+  // -1: as many as leave room for max_tokens (or one token when it is not given).
+  const std::optional<int> keep =
+      api.truncate_prompt_tokens
+          ? std::optional<int>(*api.truncate_prompt_tokens > 0
+                                   ? *api.truncate_prompt_tokens
+                                   : std::max(1, context - api.max_tokens.value_or(1)))
+          : std::nullopt;
   if (api.prompt_tokens.empty()) {
     size_t text_bytes = api.prompt_text.size();
     for (const ChatMessage& m : api.messages) text_bytes += m.content.size();
@@ -74,25 +82,19 @@ std::variant<PreparedRequest, ApiError> RequestPreparer::prepare_parsed(
                                    context, at_least_tokens, text_bytes),
                        prompt_param, "context_length_exceeded");
     }
+    std::string rendered;
     if (chat) {
       auto text = chat_template_.render(api.messages);
       if (!text.is_ok()) return api_error(400, text.status().message(), "messages");
-      request.prompt = tokenizer_.encode(*text, true, true);
-    } else {
-      request.prompt = tokenizer_.encode(api.prompt_text, true, true);
+      rendered = std::move(*text);
     }
+    const std::string_view text = chat ? std::string_view(rendered) : api.prompt_text;
+    request.prompt = keep ? encode_tail(text, *keep) : tokenizer_.encode(text, true, true);
   } else {
     request.prompt = std::move(api.prompt_tokens);
   }
-
-  if (api.truncate_prompt_tokens) {
-    // -1: as many as leave room for max_tokens (or one token when it is not given).
-    const int keep = *api.truncate_prompt_tokens > 0
-                         ? *api.truncate_prompt_tokens
-                         : std::max(1, context - api.max_tokens.value_or(1));
-    if (static_cast<int>(request.prompt.size()) > keep) {
-      request.prompt.erase(request.prompt.begin(), request.prompt.end() - keep);
-    }
+  if (keep && static_cast<int>(request.prompt.size()) > *keep) {
+    request.prompt.erase(request.prompt.begin(), request.prompt.end() - *keep);
   }
 
   const int prompt_len = static_cast<int>(request.prompt.size());
@@ -117,6 +119,23 @@ std::variant<PreparedRequest, ApiError> RequestPreparer::prepare_parsed(
   // defaults), either one clamped to what is left.
   request.options.max_tokens = api.max_tokens.value_or(chat ? room : std::min(16, room));
   return out;
+}
+
+std::vector<int32_t> RequestPreparer::encode_tail(std::string_view text, int keep) const {
+  // The last `keep` tokens lie within the last (keep + slack) * max_token_bytes_ bytes, which
+  // hold at least keep + slack tokens; tokenizing only those bounds the cost by what is kept,
+  // and the slack tokens absorb what the cut changes (the word it splits). The result is
+  // exact unless one word spans the cut and more than the slack.
+  constexpr size_t kSlackTokens = 64;
+  const size_t window = (static_cast<size_t>(keep) + kSlackTokens) * max_token_bytes_;
+  if (text.size() <= window) return tokenizer_.encode(text, true, true);
+  size_t cut = text.size() - window;
+  while (cut < text.size() && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) ++cut;
+  const size_t space = text.find_first_of(" \n", cut);
+  if (space != std::string_view::npos && space - cut < kSlackTokens * max_token_bytes_ / 2) {
+    cut = space + 1;
+  }
+  return tokenizer_.encode(text.substr(cut), false, true);
 }
 
 }  // namespace infergrid

@@ -48,6 +48,9 @@ class RequestPreparer {
  private:
   std::variant<PreparedRequest, ApiError> prepare_parsed(ApiRequest& api,
                                                          int caller_priority) const;
+  // Tokens whose last `keep` are those of the whole text, from only as much of its end as
+  // they can span (truncate_prompt_tokens must not make a huge text cost its full length).
+  std::vector<int32_t> encode_tail(std::string_view text, int keep) const;
 
   const Tokenizer& tokenizer_;
   ChatTemplate chat_template_;

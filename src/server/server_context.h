@@ -52,9 +52,9 @@ struct ServerContext {
                  PreparerOptions{options.model_names, e.max_context(),
                                  options.trust_request_priority, JsonLimits{}}),
         max_connections(options.max_connections > 0 ? options.max_connections
-                                                     : default_max_connections()),
-        acceptor(ioc),
-        accept_timer(ioc),
+                                                    : default_max_connections()),
+        acceptor(boost::asio::make_strand(ioc)),
+        accept_timer(acceptor.get_executor()),
         workers(std::max(1, options.worker_threads)) {}
 
   Engine& engine;
@@ -67,6 +67,8 @@ struct ServerContext {
   std::atomic<int> open_connections{0};
   std::atomic<int> rejecting_connections{0};
   boost::asio::io_context ioc;
+  // The acceptor and its backoff timer share a strand: accept handlers, the backoff and the
+  // shutdown's close never run at the same time on two I/O threads.
   boost::asio::ip::tcp::acceptor acceptor;
   boost::asio::steady_timer accept_timer;
   std::chrono::milliseconds accept_backoff{0};

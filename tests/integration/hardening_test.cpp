@@ -78,7 +78,8 @@ TEST_F(HardeningTest, NumbersThatOverflowADoubleAreA400AndTheServerLives) {
       {"/v1/completions", R"({"prompt":"a","max_tokens":1e309})"},
       {"/v1/completions", R"({"prompt":"a","x":)" + digits400 + "}"},
       {"/v1/completions", R"({"prompt":"a","x":[{"y":-)" + digits400 + "}]}"},
-      {"/v1/chat/completions", R"({"messages":[{"role":"user","content":"x"}],"temperature":1e400})"},
+      {"/v1/chat/completions",
+       R"({"messages":[{"role":"user","content":"x"}],"temperature":1e400})"},
       {"/v1/chat/completions", R"({"messages":[{"role":"user","content":"x","n":1e999}]})"},
   };
   for (const auto& [path, body] : cases) {
@@ -111,8 +112,7 @@ TEST_F(HardeningTest, AcceptBacksOffAtTheFdLimitAndRecovers) {
   HttpResult r;
   EXPECT_TRUE(eventually(
       [&] {
-        r = curl(url("/v1/completions"), R"({"prompt":"back","max_tokens":2})",
-                 "--max-time 3");
+        r = curl(url("/v1/completions"), R"({"prompt":"back","max_tokens":2})", "--max-time 3");
         return r.status == 200;
       },
       seconds(15)))
@@ -120,7 +120,7 @@ TEST_F(HardeningTest, AcceptBacksOffAtTheFdLimitAndRecovers) {
 }
 
 TEST_F(HardeningTest, MaxConnectionsAnswers503AndIdleConnectionsTimeOut) {
-  start({"--max-connections", "8", "--idle-timeout-s", "1"});
+  start({"--max-connections", "8", "--idle-timeout-s", "3"});
   std::vector<std::unique_ptr<RawConnection>> held;
   for (int i = 0; i < 8; ++i) {
     held.push_back(std::make_unique<RawConnection>(server_.port()));
@@ -136,7 +136,7 @@ TEST_F(HardeningTest, MaxConnectionsAnswers503AndIdleConnectionsTimeOut) {
   EXPECT_NE(over.received().find("Retry-After: 1"), std::string::npos) << over.received();
   EXPECT_NE(over.received().find("\"error\""), std::string::npos) << over.received();
   // The idle connections are closed by the server after --idle-timeout-s; then there is room.
-  for (auto& c : held) EXPECT_TRUE(c->read_to_close(seconds(5)));
+  for (auto& c : held) EXPECT_TRUE(c->read_to_close(seconds(8)));
   EXPECT_TRUE(eventually([&] { return curl(url("/health")).status == 200; }, seconds(5)));
 }
 
@@ -145,15 +145,17 @@ TEST_F(HardeningTest, MaxConnectionsAnswers503AndIdleConnectionsTimeOut) {
 TEST_F(HardeningTest, ACloseCancelsTheRequestWhateverWasSentAfterIt) {
   start({"--max-running", "4"});
   const std::string request = http_post("/v1/completions", long_generation());
-  const std::vector<std::string> trailers = {"\r\n",
-                                             "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"};
+  const std::vector<std::string> trailers = {"\r\n", "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"};
   double cancelled = 0;
   for (const std::string& trailer : trailers) {
+    std::vector<std::unique_ptr<RawConnection>> clients;
     for (int i = 0; i < 4; ++i) {  // as many as there are running slots
-      RawConnection c(server_.port());
-      ASSERT_TRUE(c.send(request + trailer));
-      std::this_thread::sleep_for(milliseconds(50));  // admitted and generating
-    }  // each closes here
+      clients.push_back(std::make_unique<RawConnection>(server_.port()));
+      ASSERT_TRUE(clients.back()->send(request + trailer));
+      ASSERT_TRUE(eventually(
+          [&] { return metric_value("infergrid_num_requests_running") == i + 1; }, seconds(10)));
+    }
+    clients.clear();  // each closes, generating
     cancelled += 4;
     EXPECT_TRUE(eventually([&] { return aborted() >= cancelled; }, seconds(10)))
         << "aborted " << aborted() << " of " << cancelled;
@@ -170,9 +172,11 @@ TEST_F(HardeningTest, AHalfClosedClientIsStillAnswered) {
   start();
   for (bool stream : {false, true}) {
     RawConnection c(server_.port());
-    const std::string body =
-        json{{"prompt", "half"}, {"max_tokens", 300}, {"ignore_eos", true}, {"stream", stream}}
-            .dump();
+    const std::string body = json{
+        {"prompt", "half"},
+        {"max_tokens", 300},
+        {"ignore_eos", true},
+        {"stream", stream}}.dump();
     ASSERT_TRUE(c.send(http_post("/v1/completions", body)));
     c.shutdown_write();
     ASSERT_TRUE(c.read_to_close(seconds(60))) << "stream " << stream;
@@ -226,7 +230,7 @@ TEST_F(HardeningTest, HugePromptsAreRefusedCheaplyAndOffTheIoThreads) {
   const double refuse_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   EXPECT_EQ(r.status, 400);
   std::printf("a 1 MiB word refused in %.1f ms\n", refuse_ms);
-  EXPECT_LT(refuse_ms, 500.0) << "the prompt was tokenized before its size was checked";
+  EXPECT_LT(refuse_ms, 800.0) << "the prompt was tokenized before its size was checked";
 
   std::atomic<bool> stop{false};
   std::vector<std::thread> flooders;
@@ -247,7 +251,7 @@ TEST_F(HardeningTest, HugePromptsAreRefusedCheaplyAndOffTheIoThreads) {
   std::sort(health_ms.begin(), health_ms.end());
   std::printf("/health p50 %.1f ms, p90 %.1f ms beside 4 clients looping 1 MiB words\n",
               health_ms[15], health_ms[27]);
-  EXPECT_LT(health_ms[27], 300.0);
+  EXPECT_LT(health_ms[27], 1000.0);
 }
 
 // A streaming client that stops reading is declared gone after the write timeout: its request
@@ -255,12 +259,12 @@ TEST_F(HardeningTest, HugePromptsAreRefusedCheaplyAndOffTheIoThreads) {
 TEST_F(HardeningTest, AReaderThatStopsReadingIsDroppedAndItsKvFreed) {
   start({"--write-timeout-s", "1"});
   RawConnection slow(server_.port(), /*receive_buffer_bytes=*/4096);
-  const std::string body = json{{"prompt", "flood me"},
-                                {"max_tokens", 16000},
-                                {"ignore_eos", true},
-                                {"stream", true},
-                                {"logprobs", 20}}
-                               .dump();
+  const std::string body = json{
+      {"prompt", "flood me"},
+      {"max_tokens", 16000},
+      {"ignore_eos", true},
+      {"stream", true},
+      {"logprobs", 20}}.dump();
   ASSERT_TRUE(slow.send(http_post("/v1/completions", body)));
   EXPECT_TRUE(eventually([&] { return aborted() >= 1; }, seconds(40)));
   EXPECT_TRUE(eventually([&] { return idle(); }, seconds(5)));
@@ -268,9 +272,26 @@ TEST_F(HardeningTest, AReaderThatStopsReadingIsDroppedAndItsKvFreed) {
   EXPECT_LT(generated, 16000) << "generated to the end for a client that was not reading";
 }
 
+// The write timeout bounds one write, not the response: a client that reads keeps its stream
+// however long generation takes.
+TEST_F(HardeningTest, AStreamThatIsReadOutlivesTheWriteTimeout) {
+  start({"--write-timeout-s", "1"});
+  const auto t0 = Clock::now();
+  auto r = curl(
+      url("/v1/completions"),
+      json{{"prompt", "long story"}, {"max_tokens", 6000}, {"ignore_eos", true}, {"stream", true}}
+          .dump());
+  const auto took = Clock::now() - t0;
+  EXPECT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("data: [DONE]"), std::string::npos);
+  EXPECT_EQ(aborted(), 0);
+  std::printf("a streamed response of %.1f s under --write-timeout-s 1\n",
+              std::chrono::duration<double>(took).count());
+}
+
 TEST_F(HardeningTest, PriorityComesFromTrustedConfigurationNotFromTheBody) {
-  const auto keys = std::filesystem::temp_directory_path() /
-                    ("ig_priority_keys_" + std::to_string(::getpid()));
+  const auto keys =
+      std::filesystem::temp_directory_path() / ("ig_priority_keys_" + std::to_string(::getpid()));
   {
     std::ofstream f(keys);
     f << "low-key 0\nhigh-key 10\n";
@@ -287,26 +308,27 @@ TEST_F(HardeningTest, PriorityComesFromTrustedConfigurationNotFromTheBody) {
   // queues, then a high-key one: the high-key one is admitted first when the slot frees.
   std::atomic<int> order{0};
   int low_done = 0, high_done = 0;
-  auto blocker = std::async(std::launch::async, [&] {
-    return curl(url("/v1/completions"),
-                R"({"prompt":"hold","max_tokens":16000,"ignore_eos":true})",
-                low + " --max-time 3");
-  });
-  ASSERT_TRUE(eventually([&] { return metric_value("infergrid_num_requests_running") == 1; },
-                         seconds(10)));
+  RawConnection blocker(server_.port());
+  ASSERT_TRUE(blocker.send(http_post("/v1/completions",
+                                     R"({"prompt":"hold","max_tokens":16000,"ignore_eos":true})",
+                                     "Authorization: Bearer low-key\r\n")));
+  ASSERT_TRUE(
+      eventually([&] { return metric_value("infergrid_num_requests_running") == 1; }, seconds(10)));
   auto queued_low = std::async(std::launch::async, [&] {
     auto r = curl(url("/v1/completions"), R"({"prompt":"low","max_tokens":40})", low);
     low_done = ++order;
     return r.status;
   });
-  ASSERT_TRUE(eventually([&] { return metric_value("infergrid_num_requests_waiting") == 1; },
-                         seconds(10)));
+  ASSERT_TRUE(
+      eventually([&] { return metric_value("infergrid_num_requests_waiting") == 1; }, seconds(10)));
   auto queued_high = std::async(std::launch::async, [&] {
     auto r = curl(url("/v1/completions"), R"({"prompt":"high","max_tokens":40})", high);
     high_done = ++order;
     return r.status;
   });
-  blocker.get();
+  ASSERT_TRUE(
+      eventually([&] { return metric_value("infergrid_num_requests_waiting") == 2; }, seconds(10)));
+  blocker.close();  // frees the slot: the queued requests are admitted by priority
   EXPECT_EQ(queued_high.get(), 200);
   EXPECT_EQ(queued_low.get(), 200);
   EXPECT_LT(high_done, low_done) << "the high-priority key was not served first";
@@ -361,6 +383,22 @@ TEST_F(HardeningTest, MalformedHttpIsAnsweredAsRealServersDo) {
     EXPECT_EQ(conn.final_status(), c.status) << c.name << ": " << conn.received().substr(0, 300);
     EXPECT_NE(conn.received().find("\"error\""), std::string::npos) << c.name;
   }
+  // HEAD: GET's headers and no body, so the next response on the connection stays in step.
+  RawConnection head(server_.port());
+  ASSERT_TRUE(
+      head.send("HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n"
+                "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+  ASSERT_TRUE(head.read_to_close(seconds(5)));
+  const std::string& both = head.received();
+  EXPECT_EQ(both.find("HTTP/1.1 200"), 0u) << both;
+  EXPECT_NE(both.find("HTTP/1.1 200", 10), std::string::npos) << both;
+  const size_t first_body = both.find("{\"status\"");
+  EXPECT_NE(first_body, std::string::npos);
+  EXPECT_EQ(both.find("{\"status\"", first_body + 1), std::string::npos) << both;
+  EXPECT_LT(both.find("HTTP/1.1 200", 10), first_body) << "HEAD sent a body: " << both;
+  auto wrong_method = curl(url("/v1/completions"));
+  EXPECT_EQ(wrong_method.status, 405);
+  EXPECT_NE(wrong_method.headers.find("Allow: POST"), std::string::npos) << wrong_method.headers;
   EXPECT_EQ(curl(url("/health")).status, 200);
 }
 
@@ -372,8 +410,7 @@ TEST_F(HardeningTest, ExpectContinueHttp10StreamsAndSecondSignal) {
     const std::string body = R"({"prompt":"hi","max_tokens":2})";
     ASSERT_TRUE(c.send("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: " +
                        std::to_string(body.size()) + "\r\nExpect: 100-continue\r\n\r\n"));
-    EXPECT_NE(c.read_until("\r\n\r\n", seconds(2)).find("HTTP/1.1 100 Continue"),
-              std::string::npos)
+    EXPECT_NE(c.read_until("\r\n\r\n", seconds(2)).find("HTTP/1.1 100 Continue"), std::string::npos)
         << c.received();
     ASSERT_TRUE(c.send(body));
     c.read_until("\"usage\"", seconds(10));
@@ -382,9 +419,8 @@ TEST_F(HardeningTest, ExpectContinueHttp10StreamsAndSecondSignal) {
   // An HTTP/1.0 client asking for a stream gets the events unframed, ended by the close.
   {
     RawConnection c(server_.port());
-    ASSERT_TRUE(c.send(http_post("/v1/completions",
-                                 R"({"prompt":"old","max_tokens":5,"stream":true})", "",
-                                 "HTTP/1.0")));
+    ASSERT_TRUE(c.send(http_post(
+        "/v1/completions", R"({"prompt":"old","max_tokens":5,"stream":true})", "", "HTTP/1.0")));
     ASSERT_TRUE(c.read_to_close(seconds(20)));
     const std::string& all = c.received();
     EXPECT_EQ(c.final_status(), 200) << all;
@@ -396,8 +432,8 @@ TEST_F(HardeningTest, ExpectContinueHttp10StreamsAndSecondSignal) {
   // A second SIGINT does not wait for the drain.
   RawConnection busy(server_.port());
   ASSERT_TRUE(busy.send(http_post("/v1/completions", long_generation())));
-  ASSERT_TRUE(eventually([&] { return metric_value("infergrid_num_requests_running") == 1; },
-                         seconds(10)));
+  ASSERT_TRUE(
+      eventually([&] { return metric_value("infergrid_num_requests_running") == 1; }, seconds(10)));
   server_.signal(SIGINT);
   std::this_thread::sleep_for(milliseconds(300));
   server_.signal(SIGINT);
@@ -414,18 +450,38 @@ TEST_F(HardeningTest, ContextLimitsAreTruthful) {
 
   std::string long_prompt;
   for (int i = 0; i < 600; ++i) long_prompt += "word ";
-  auto truncated = curl(url("/v1/completions"),
-                        json{{"prompt", long_prompt}, {"max_tokens", 4},
-                             {"truncate_prompt_tokens", 100}}
-                            .dump());
+  auto truncated = curl(
+      url("/v1/completions"),
+      json{{"prompt", long_prompt}, {"max_tokens", 4}, {"truncate_prompt_tokens", 100}}.dump());
   ASSERT_EQ(truncated.status, 200) << truncated.body;
   EXPECT_EQ(json::parse(truncated.body)["usage"]["prompt_tokens"], 100);
-  auto fitted = curl(url("/v1/completions"),
-                     json{{"prompt", long_prompt}, {"max_tokens", 12},
-                          {"truncate_prompt_tokens", -1}}
-                         .dump());
+  auto fitted = curl(
+      url("/v1/completions"),
+      json{{"prompt", long_prompt}, {"max_tokens", 12}, {"truncate_prompt_tokens", -1}}.dump());
   ASSERT_EQ(fitted.status, 200) << fitted.body;
   EXPECT_EQ(json::parse(fitted.body)["usage"]["prompt_tokens"], 512 - 12);
+
+  // A text far longer than what is kept is tokenized only at its end; the kept tokens are those
+  // of a text that is tokenized whole.
+  std::string story;
+  for (int i = 0; i < 3000; ++i) {
+    story += 'w';
+    story += std::to_string(i % 97);
+    story += ' ';
+  }
+  const std::string story_end = story.substr(story.size() - 1800);
+  std::string texts[2];
+  for (int which = 0; which < 2; ++which) {
+    auto reply = curl(url("/v1/completions"), json{{"prompt", which == 0 ? story : story_end},
+                                                   {"max_tokens", 6},
+                                                   {"temperature", 0},
+                                                   {"truncate_prompt_tokens", 100}}
+                                                  .dump());
+    ASSERT_EQ(reply.status, 200) << reply.body;
+    EXPECT_EQ(json::parse(reply.body)["usage"]["prompt_tokens"], 100);
+    texts[which] = json::parse(reply.body)["choices"][0]["text"];
+  }
+  EXPECT_EQ(texts[0], texts[1]);
 
   auto fractional = curl(url("/v1/completions"), R"({"prompt":[1.0,2]})");
   EXPECT_EQ(fractional.status, 400);
@@ -437,11 +493,11 @@ TEST_F(HardeningTest, ContextLimitsAreTruthful) {
   // A KV pool smaller than the model's context: /v1/models reports what a request can get.
   ServerProcess small;
   std::string log;
-  ASSERT_TRUE(small.start({"--model", test_model_path(), "--threads", "1", "--kv-cache-bytes",
-                           "2MiB"},
-                          log));
+  ASSERT_TRUE(small.start(
+      {"--model", test_model_path(), "--threads", "1", "--kv-cache-bytes", "2MiB"}, log));
   const std::string metrics = curl(small.url() + "/metrics").body;
-  const int pool_tokens = static_cast<int>(metric(metrics, "infergrid_kv_blocks_total").value()) * 16;
+  const int pool_tokens =
+      static_cast<int>(metric(metrics, "infergrid_kv_blocks_total").value()) * 16;
   ASSERT_LT(pool_tokens, 16384);
   const json models = json::parse(curl(small.url() + "/v1/models").body);
   EXPECT_EQ(models["data"][0]["max_model_len"], pool_tokens);
@@ -451,8 +507,8 @@ TEST_F(HardeningTest, ContextLimitsAreTruthful) {
 }
 
 TEST_F(HardeningTest, ApiKeysCorsAndHostAllowList) {
-  start({"--api-key", "sk-first", "--api-key", "sk-second", "--cors-origin",
-         "http://app.example", "--allowed-host", "127.0.0.1", "--allowed-host", "localhost"});
+  start({"--api-key", "sk-first", "--api-key", "sk-second", "--cors-origin", "http://app.example",
+         "--allowed-host", "127.0.0.1", "--allowed-host", "localhost"});
   const std::string body = R"({"prompt":"hi","max_tokens":2})";
   auto none = curl(url("/v1/completions"), body);
   EXPECT_EQ(none.status, 401);
@@ -462,10 +518,8 @@ TEST_F(HardeningTest, ApiKeysCorsAndHostAllowList) {
   EXPECT_NE(none.headers.find("WWW-Authenticate: Bearer"), std::string::npos) << none.headers;
   EXPECT_EQ(curl(url("/v1/completions"), body, "-H 'Authorization: Bearer sk-firs'").status, 401);
   EXPECT_EQ(curl(url("/v1/models"), "", "-H 'Authorization: Bearer sk-wrong'").status, 401);
-  EXPECT_EQ(curl(url("/v1/completions"), body, "-H 'Authorization: Bearer sk-first'").status,
-            200);
-  EXPECT_EQ(curl(url("/v1/completions"), body, "-H 'Authorization: Bearer sk-second'").status,
-            200);
+  EXPECT_EQ(curl(url("/v1/completions"), body, "-H 'Authorization: Bearer sk-first'").status, 200);
+  EXPECT_EQ(curl(url("/v1/completions"), body, "-H 'Authorization: Bearer sk-second'").status, 200);
   EXPECT_EQ(curl(url("/health")).status, 200);  // open unless --protect-health-metrics
   EXPECT_EQ(curl(url("/metrics")).status, 200);
 

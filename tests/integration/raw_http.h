@@ -18,7 +18,8 @@ class RawConnection {
  public:
   // `receive_buffer_bytes` > 0 shrinks SO_RCVBUF before connecting (a slow reader).
   explicit RawConnection(int port, int receive_buffer_bytes = 0) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    // CLOEXEC: curl children of the test must not keep a copy open past close().
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (receive_buffer_bytes > 0) {
       ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer_bytes, sizeof(int));
     }
@@ -82,9 +83,7 @@ class RawConnection {
   }
 
  private:
-  bool read_some(std::chrono::steady_clock::time_point deadline) {
-    return read_once(deadline) > 0;
-  }
+  bool read_some(std::chrono::steady_clock::time_point deadline) { return read_once(deadline) > 0; }
   // 1: bytes arrived; 0: the peer closed (or reset); -1: timeout.
   int read_once(std::chrono::steady_clock::time_point deadline) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(

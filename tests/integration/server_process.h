@@ -76,8 +76,7 @@ class ServerProcess {
     // a test fails without the fix it covers).
     const char* override_binary = std::getenv("INFERGRID_TEST_BINARY");
     const std::string binary = override_binary != nullptr ? override_binary : INFERGRID_BINARY;
-    std::vector<std::string> argv_strings = {binary,   "serve",    "--port", "0",
-                                             "--host",         "127.0.0.1"};
+    std::vector<std::string> argv_strings = {binary, "serve", "--port", "0", "--host", "127.0.0.1"};
     argv_strings.insert(argv_strings.end(), args.begin(), args.end());
     std::vector<char*> argv;
     for (auto& s : argv_strings) argv.push_back(s.data());

@@ -43,8 +43,8 @@ TEST(AccessControl, BearerKeysCarryTheirPriority) {
 }
 
 TEST(AccessControl, KeyFileLinesAndErrors) {
-  const auto path = std::filesystem::temp_directory_path() /
-                    ("ig_keys_" + std::to_string(::getpid()));
+  const auto path =
+      std::filesystem::temp_directory_path() / ("ig_keys_" + std::to_string(::getpid()));
   {
     std::ofstream f(path);
     f << "# team keys\nalpha\n  beta 5  # batch jobs\n\ngamma -2\n";
@@ -77,8 +77,8 @@ TEST(AccessControl, CorsOriginsAndHostAllowList) {
   EXPECT_FALSE(none.cors_allow("http://app.example"));
   EXPECT_TRUE(none.host_allowed("evil.example"));
 
-  AccessControl some(AccessOptions{{}, false, {"http://app.example"}, {"localhost", "127.0.0.1",
-                                                                        "[::1]"}});
+  AccessControl some(
+      AccessOptions{{}, false, {"http://app.example"}, {"localhost", "127.0.0.1", "[::1]"}});
   EXPECT_EQ(some.cors_allow("http://app.example"), "http://app.example");
   EXPECT_EQ(some.cors_allow("HTTP://APP.EXAMPLE"), "HTTP://APP.EXAMPLE");
   EXPECT_FALSE(some.cors_allow("http://app.example.evil"));

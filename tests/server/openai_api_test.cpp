@@ -200,28 +200,80 @@ TEST(OpenAiApi, FuzzedBodiesNeverThrow) {
   RecordProperty("accepted", accepted);
 }
 
-
 // Grammar-aware: every field the parser reads, set in an otherwise valid body to every hostile
 // value (numbers at and past every limit, every wrong type), on both endpoints. Each must give
 // a request or a 400/413, never an exception: one such body used to end the server.
 TEST(OpenAiApi, EveryFieldWithEveryHostileValueIsAnErrorOrARequest) {
-  const std::vector<std::string> fields = {
-      "model", "user", "prompt", "messages", "max_tokens", "max_completion_tokens", "n",
-      "temperature", "top_p", "min_p", "presence_penalty", "frequency_penalty",
-      "repetition_penalty", "top_k", "seed", "stop", "ignore_eos", "priority", "logprobs",
-      "top_logprobs", "stream", "stream_options", "truncate_prompt_tokens", "unknown_field"};
+  const std::vector<std::string> fields = {"model",
+                                           "user",
+                                           "prompt",
+                                           "messages",
+                                           "max_tokens",
+                                           "max_completion_tokens",
+                                           "n",
+                                           "temperature",
+                                           "top_p",
+                                           "min_p",
+                                           "presence_penalty",
+                                           "frequency_penalty",
+                                           "repetition_penalty",
+                                           "top_k",
+                                           "seed",
+                                           "stop",
+                                           "ignore_eos",
+                                           "priority",
+                                           "logprobs",
+                                           "top_logprobs",
+                                           "stream",
+                                           "stream_options",
+                                           "truncate_prompt_tokens",
+                                           "unknown_field"};
   const std::string digits400(400, '9');
   const std::vector<std::string> values = {
-      "1e400", "-1e400", "1e309", "-1e309", digits400, "-" + digits400, "1" + digits400 + ".5",
-      "1.7976931348623157e308", "2.2250738585072014e-308", "5e-324", "-0.0", "0", "-1",
-      "1.5", "9223372036854775807", "9223372036854775808", "-9223372036854775808",
-      "-9223372036854775809", "18446744073709551615", "18446744073709551616",
-      "9007199254740993", "2147483647", "2147483648", "true", "false", "null", "\"\"",
-      "\"x\"", "\"\\u0000\"", "\"\\ud800\"", "[]", "{}", "[1e400]", "[1.0,2]", "[-1]",
-      "[\"a\",1]", "[[1,2]]", "[[1],[2]]", "{\"include_usage\":1e400}",
-      "{\"include_usage\":\"yes\"}", "[{\"role\":\"user\",\"content\":1e400}]",
+      "1e400",
+      "-1e400",
+      "1e309",
+      "-1e309",
+      digits400,
+      "-" + digits400,
+      "1" + digits400 + ".5",
+      "1.7976931348623157e308",
+      "2.2250738585072014e-308",
+      "5e-324",
+      "-0.0",
+      "0",
+      "-1",
+      "1.5",
+      "9223372036854775807",
+      "9223372036854775808",
+      "-9223372036854775808",
+      "-9223372036854775809",
+      "18446744073709551615",
+      "18446744073709551616",
+      "9007199254740993",
+      "2147483647",
+      "2147483648",
+      "true",
+      "false",
+      "null",
+      "\"\"",
+      "\"x\"",
+      "\"\\u0000\"",
+      "\"\\ud800\"",
+      "[]",
+      "{}",
+      "[1e400]",
+      "[1.0,2]",
+      "[-1]",
+      "[\"a\",1]",
+      "[[1,2]]",
+      "[[1],[2]]",
+      "{\"include_usage\":1e400}",
+      "{\"include_usage\":\"yes\"}",
+      "[{\"role\":\"user\",\"content\":1e400}]",
       "[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":5}]}]",
-      "[{\"role\":1,\"content\":\"x\"}]", "[null]"};
+      "[{\"role\":1,\"content\":\"x\"}]",
+      "[null]"};
   const std::string chat_seed = R"({"messages":[{"role":"user","content":"hi"}],"stream":true)";
   const std::string completion_seed = R"({"prompt":"hi","stream":true)";
   int cases = 0, errors = 0;
@@ -241,9 +293,10 @@ TEST(OpenAiApi, EveryFieldWithEveryHostileValueIsAnErrorOrARequest) {
           EXPECT_FALSE(error->message.empty());
           EXPECT_FALSE(json::parse(error->to_json(), nullptr, false).is_discarded());
         }
-        if (value.find("e400") != std::string::npos ||
-            value.find("e309") != std::string::npos || value.find(digits400) == 0 ||
-            value.find("-" + digits400) == 0) {
+        const bool overflows = value.find("e400") != std::string::npos ||
+                               value.find("e309") != std::string::npos ||
+                               value.find(digits400) != std::string::npos;
+        if (overflows) {
           ASSERT_TRUE(std::holds_alternative<ApiError>(r)) << body;
           EXPECT_NE(std::get<ApiError>(r).message.find("out of range"), std::string::npos)
               << std::get<ApiError>(r).message;
@@ -277,21 +330,19 @@ TEST(OpenAiApi, BoundsNestingAndValueCountBeforeBuildingATree) {
 TEST(OpenAiApi, TokenPromptErrorsSayWhatIsWrong) {
   ApiError fractional = parse_error(R"({"prompt":[1.0,2]})", Endpoint::kCompletions);
   EXPECT_EQ(fractional.param, "prompt");
-  EXPECT_NE(fractional.message.find("'prompt[0]' must be an integer token id"),
-            std::string::npos)
+  EXPECT_NE(fractional.message.find("'prompt[0]' must be an integer token id"), std::string::npos)
       << fractional.message;
   ApiError negative = parse_error(R"({"prompt":[3,-2]})", Endpoint::kCompletions);
   EXPECT_NE(negative.message.find("'prompt[1]' is -2"), std::string::npos) << negative.message;
   EXPECT_EQ(parse_ok(R"({"prompt":[[4,5]]})", Endpoint::kCompletions).prompt_tokens,
             (std::vector<int32_t>{4, 5}));
   EXPECT_EQ(parse_ok(R"({"prompt":"x","priority":3})", Endpoint::kCompletions).priority, 3);
+  EXPECT_EQ(parse_ok(R"({"prompt":"x","truncate_prompt_tokens":-1})", Endpoint::kCompletions)
+                .truncate_prompt_tokens,
+            -1);
   EXPECT_EQ(
-      parse_ok(R"({"prompt":"x","truncate_prompt_tokens":-1})", Endpoint::kCompletions)
-          .truncate_prompt_tokens,
-      -1);
-  EXPECT_EQ(parse_error(R"({"prompt":"x","truncate_prompt_tokens":0})", Endpoint::kCompletions)
-                .param,
-            "truncate_prompt_tokens");
+      parse_error(R"({"prompt":"x","truncate_prompt_tokens":0})", Endpoint::kCompletions).param,
+      "truncate_prompt_tokens");
 }
 
 }  // namespace
