@@ -176,7 +176,11 @@ int run() {
   server_options.write_timeout = std::chrono::seconds(args.write_timeout_s);
   server_options.trust_request_priority = args.trust_request_priority;
   AccessOptions& access = server_options.access;
-  for (const std::string& key : args.api_keys) access.api_keys.push_back({key, 0});
+  for (const std::string& key : args.api_keys) {
+    // An empty key would let an empty "Bearer " header through.
+    if (key.empty()) return fail(Status(StatusCode::kInvalidArgument, "--api-key is empty"));
+    access.api_keys.push_back({key, 0});
+  }
   if (!args.api_key_file.empty()) {
     auto keys = read_api_key_file(args.api_key_file);
     if (!keys.is_ok()) return fail(keys.status());
