@@ -26,13 +26,8 @@ class HardeningTest : public ::testing::Test {
  protected:
   void start(std::vector<std::string> args = {}, rlim_t max_open_files = 0) {
     ASSERT_FALSE(test_model_path().empty());
-    if (std::find(args.begin(), args.end(), "--kv-cache-bytes") == args.end()) {
-      args.insert(args.begin(), {"--kv-cache-bytes", "64MiB"});
-    }
-    args.insert(args.begin(),
-                {"--model", test_model_path(), "--served-model-name", "tiny", "--threads", "1"});
     std::string log;
-    ASSERT_TRUE(server_.start(args, log, max_open_files)) << log;
+    ASSERT_TRUE(server_.start(test_server_args(std::move(args)), log, max_open_files)) << log;
   }
   std::string url(const std::string& path) const { return server_.url() + path; }
   double metric_value(const std::string& name) {
@@ -314,18 +309,19 @@ TEST_F(HardeningTest, PriorityComesFromTrustedConfigurationNotFromTheBody) {
                                      "Authorization: Bearer low-key\r\n")));
   ASSERT_TRUE(
       eventually([&] { return metric_value("infergrid_num_requests_running") == 1; }, seconds(10)));
-  auto queued_low = std::async(std::launch::async, [&] {
-    auto r = curl(url("/v1/completions"), R"({"prompt":"low","max_tokens":40})", low);
-    low_done = ++order;
-    return r.status;
-  });
+  // A 40-token request with `key`; `done` gets its place in the order of completion.
+  auto queue = [&](const std::string& prompt, const std::string& key, int& done) {
+    return std::async(std::launch::async, [&, prompt, key] {
+      auto r =
+          curl(url("/v1/completions"), json{{"prompt", prompt}, {"max_tokens", 40}}.dump(), key);
+      done = ++order;
+      return r.status;
+    });
+  };
+  auto queued_low = queue("low", low, low_done);
   ASSERT_TRUE(
       eventually([&] { return metric_value("infergrid_num_requests_waiting") == 1; }, seconds(10)));
-  auto queued_high = std::async(std::launch::async, [&] {
-    auto r = curl(url("/v1/completions"), R"({"prompt":"high","max_tokens":40})", high);
-    high_done = ++order;
-    return r.status;
-  });
+  auto queued_high = queue("high", high, high_done);
   ASSERT_TRUE(
       eventually([&] { return metric_value("infergrid_num_requests_waiting") == 2; }, seconds(10)));
   blocker.close();  // frees the slot: the queued requests are admitted by priority

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -43,6 +44,17 @@ inline std::string test_model_path() {
     return p;
   }();
   return path;
+}
+
+// The arguments of a test server on test_model_path(): `extra`, with a 64 MiB KV pool unless it
+// sets --kv-cache-bytes, served as "tiny" on one compute thread.
+inline std::vector<std::string> test_server_args(std::vector<std::string> extra) {
+  if (std::find(extra.begin(), extra.end(), "--kv-cache-bytes") == extra.end()) {
+    extra.insert(extra.begin(), {"--kv-cache-bytes", "64MiB"});
+  }
+  extra.insert(extra.begin(),
+               {"--model", test_model_path(), "--served-model-name", "tiny", "--threads", "1"});
+  return extra;
 }
 
 class ServerProcess {

@@ -19,13 +19,8 @@ class ServerTest : public ::testing::Test {
  protected:
   void start(std::vector<std::string> args = {}) {
     ASSERT_FALSE(test_model_path().empty());
-    if (std::find(args.begin(), args.end(), "--kv-cache-bytes") == args.end()) {
-      args.insert(args.begin(), {"--kv-cache-bytes", "64MiB"});
-    }
-    args.insert(args.begin(),
-                {"--model", test_model_path(), "--served-model-name", "tiny", "--threads", "1"});
     std::string log;
-    ASSERT_TRUE(server_.start(args, log)) << log;
+    ASSERT_TRUE(server_.start(test_server_args(std::move(args)), log)) << log;
   }
   std::string url(const std::string& path) const { return server_.url() + path; }
   json metrics_snapshot() {
