@@ -21,6 +21,11 @@ struct MatrixView {
   int64_t n_cols = 0;  // input features (contiguous)
   int64_t n_rows = 0;  // output features
   size_t row_bytes = 0;
+  // Optional copy of rows [0, packed_rows) in a CPU kernel layout (kernels/packed_weights.h);
+  // a backend without kernels for `packed_layout` reads the plain rows, which stay valid.
+  PackedLayout packed_layout = PackedLayout::kNone;
+  const uint8_t* packed = nullptr;
+  int64_t packed_rows = 0;
 
   const uint8_t* row(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes; }
   size_t total_bytes() const { return static_cast<size_t>(n_rows) * row_bytes; }

@@ -48,29 +48,66 @@ void CpuBackend::reserve(int64_t max_tokens, int64_t max_cols) {
   const size_t act_bytes = static_cast<size_t>(max_tokens) *
                            tensor_row_bytes(TensorType::kQ8_0, (max_cols + 255) / 256 * 256);
   if (act_scratch_.size() < act_bytes) act_scratch_.resize(act_bytes);
+  const size_t sums = static_cast<size_t>(max_tokens) * ((max_cols + 255) / 256 * 256 / kQK8_0);
+  if (act_sums_.size() < sums) act_sums_.resize(sums);
 }
 
 void CpuBackend::matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y) {
   const auto traits = tensor_type_traits(w.type);
   const TensorType dot_type = traits->dot_type;
   const VecDotFn dot = kernels_->dot_for(w.type);
+  const PackedKernel* packed = w.packed != nullptr ? kernels_->packed_for(w.type) : nullptr;
+  if (packed != nullptr && packed->layout != w.packed_layout) packed = nullptr;
   const uint8_t* act = reinterpret_cast<const uint8_t*>(x);
   size_t act_row_bytes = static_cast<size_t>(w.n_cols) * sizeof(float);
+  const int64_t n_blocks = w.n_cols / kQK8_0;  // per activation row, for the packed kernels
   if (dot_type != TensorType::kF32) {
     act_row_bytes = tensor_row_bytes(dot_type, w.n_cols);
     const size_t needed = act_row_bytes * static_cast<size_t>(n_tokens);
     if (act_scratch_.size() < needed) act_scratch_.resize(needed);
+    if (packed != nullptr && act_sums_.size() < static_cast<size_t>(n_tokens * n_blocks)) {
+      act_sums_.resize(static_cast<size_t>(n_tokens * n_blocks));
+    }
     const QuantizeActFn quantize = kernels_->quantize_for(dot_type);
     uint8_t* scratch = act_scratch_.data();
     const int64_t n_cols = w.n_cols;
+    auto quantize_row = [&](int64_t t, int) {
+      quantize(x + t * n_cols, scratch + t * act_row_bytes, n_cols);
+      if (packed != nullptr) {
+        kernels_->act_block_sums_q8_0(scratch + t * act_row_bytes, n_cols,
+                                      act_sums_.data() + t * n_blocks);
+      }
+    };
     if (n_tokens == 1) {
-      quantize(x, scratch, n_cols);
+      quantize_row(0, 0);
     } else {
-      pool_.parallel_for(n_tokens, [&](int64_t t, int) {
-        quantize(x + t * n_cols, scratch + t * act_row_bytes, n_cols);
-      });
+      pool_.parallel_for(n_tokens, quantize_row);
     }
     act = scratch;
+  }
+  if (packed != nullptr) {
+    // Row groups split across threads; each task runs every token against its groups, so a
+    // task's weights are read from memory once and stay in L2 across the activation tiles.
+    const int64_t n_groups = w.packed_rows / kPackedRowGroup;
+    const size_t group_bytes = packed->group_bytes(w.n_cols);
+    const int64_t chunk = std::max<int64_t>(1, n_groups / (static_cast<int64_t>(pool_.size()) * 8));
+    const int64_t n_tasks = (n_groups + chunk - 1) / chunk;
+    pool_.parallel_for(n_tasks + (w.packed_rows < w.n_rows ? 1 : 0), [&](int64_t task, int) {
+      if (task == n_tasks) {  // the rows past the last full group, plain
+        for (int64_t r = w.packed_rows; r < w.n_rows; ++r) {
+          for (int64_t t = 0; t < n_tokens; ++t) {
+            y[t * w.n_rows + r] = dot(w.n_cols, w.row(r), act + t * act_row_bytes);
+          }
+        }
+        return;
+      }
+      const int64_t g0 = task * chunk;
+      const int64_t g1 = std::min(n_groups, g0 + chunk);
+      packed->mat_dot(w.n_cols, w.packed + static_cast<size_t>(g0) * group_bytes, g1 - g0, act,
+                      act_row_bytes, act_sums_.data(), n_tokens, y + g0 * kPackedRowGroup,
+                      w.n_rows);
+    });
+    return;
   }
   const MatDotFn mat_dot = kernels_->mat_dot_for(w.type);
   const int64_t chunk = rows_per_task(w.n_rows, pool_.size());

@@ -48,6 +48,7 @@ class CpuBackend final : public Backend {
   ThreadPool pool_;
   const CpuKernels* kernels_;
   AlignedBuffer<uint8_t> act_scratch_;
+  AlignedBuffer<int32_t> act_sums_;  // per activation row and block, for packed kernels
   struct AttentionTask {
     int32_t seq;
     int kv_head;

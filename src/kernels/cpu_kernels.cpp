@@ -34,7 +34,10 @@ const CpuKernels* avx512_kernels() {
     detail::fill_avx512_float_kernels(k);
     // Without VNNI the AVX2 integer dot products are as fast as 512-bit maddubs chains would be
     // on the memory-bound decode path, so they stay.
-    if (features.avx512vnni) detail::fill_avx512_vnni_kernels(k);
+    if (features.avx512vnni) {
+      detail::fill_avx512_vnni_kernels(k);
+      detail::fill_avx512_packed_kernels(k);
+    }
     k.name = "avx512";
     return k;
   }();
@@ -85,6 +88,13 @@ MatDotFn CpuKernels::mat_dot_for(TensorType weight_type) const {
     default:
       return nullptr;
   }
+}
+
+const PackedKernel* CpuKernels::packed_for(TensorType weight_type) const {
+  const PackedKernel* k = nullptr;
+  if (weight_type == TensorType::kQ4_0) k = &packed_q4_0;
+  if (weight_type == TensorType::kQ8_0) k = &packed_q8_0;
+  return k != nullptr && k->layout != PackedLayout::kNone ? k : nullptr;
 }
 
 QuantizeActFn CpuKernels::quantize_for(TensorType dot_type) const {

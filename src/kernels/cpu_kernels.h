@@ -29,6 +29,30 @@ using MatDotFn = void (*)(int64_t n, const void* w, size_t w_row_bytes, int64_t 
 
 inline constexpr int kMaxAttentionTileKeys = 64;
 
+// Weights repacked once at load for a table's integer GEMM (ggml's "extra buffer" idea): rows
+// in groups of kPackedRowGroup, and within a group, block by block, the group's 16 block scales
+// then its quants interleaved four bytes per row, so one 512-bit load holds the same four
+// columns of all 16 rows. A vpdpbusd against four broadcast activation bytes then leaves each
+// row's partial sum in its own lane: no horizontal reduction, one exact integer per row and
+// block, one float FMA per row and block.
+// Contract: each output equals, bit for bit, the same table's vec_dot on the plain row (the
+// same per-block integer and the same float operations in the same order), whatever the tile.
+inline constexpr int64_t kPackedRowGroup = 16;
+
+struct PackedKernel {
+  PackedLayout layout = PackedLayout::kNone;
+  // Bytes of one packed group of kPackedRowGroup rows of n columns.
+  size_t (*group_bytes)(int64_t n) = nullptr;
+  // Packs rows [0, kPackedRowGroup) of `rows` (plain layout, row_bytes apart) into `out`.
+  void (*pack_group)(int64_t n, const uint8_t* rows, size_t row_bytes, uint8_t* out) = nullptr;
+  // y[c * y_stride + g * kPackedRowGroup + r] = dot(row r of group g, activation row c) for
+  // g < n_groups, c < n_x. x_sums holds, per activation row, the integer sum of each block's
+  // quants (act_block_sums), n / 32 of them per row.
+  void (*mat_dot)(int64_t n, const uint8_t* packed, int64_t n_groups, const uint8_t* x,
+                  size_t x_row_bytes, const int32_t* x_sums, int64_t n_x, float* y,
+                  int64_t y_stride) = nullptr;
+};
+
 struct CpuKernels {
   std::string name;  // "scalar", "avx2", "avx512"
 
@@ -44,6 +68,12 @@ struct CpuKernels {
   // the vec_dot, which gives the same results).
   MatDotFn mat_dot_q4_0 = nullptr;
   MatDotFn mat_dot_q8_0 = nullptr;
+
+  // Integer GEMM on repacked weights (layout kNone: the table has none for that type).
+  PackedKernel packed_q4_0;
+  PackedKernel packed_q8_0;
+  // sums[b] = sum of block b's 32 quants, for the n / 32 blocks of one Q8_0 activation row.
+  void (*act_block_sums_q8_0)(const void* x, int64_t n, int32_t* sums) = nullptr;
 
   QuantizeActFn quantize_q8_0 = nullptr;
   QuantizeActFn quantize_q8_K = nullptr;
@@ -71,7 +101,9 @@ struct CpuKernels {
                          float* row_sum) = nullptr;
 
   VecDotFn dot_for(TensorType weight_type) const;
-  MatDotFn mat_dot_for(TensorType weight_type) const;     // nullptr when the type has none
+  MatDotFn mat_dot_for(TensorType weight_type) const;  // nullptr when the type has none
+  // nullptr when the table has no packed kernel for the type.
+  const PackedKernel* packed_for(TensorType weight_type) const;
   QuantizeActFn quantize_for(TensorType dot_type) const;  // nullptr for F32 (no conversion)
 };
 
@@ -96,6 +128,8 @@ void fill_avx2_kernels(CpuKernels& k);
 void fill_avx512_float_kernels(CpuKernels& k);
 // Overwrites the quantized dot products with AVX-512 VNNI versions (requires avx512vnni).
 void fill_avx512_vnni_kernels(CpuKernels& k);
+// Sets the Q4_0/Q8_0 dots and their packed GEMM (requires avx512vnni).
+void fill_avx512_packed_kernels(CpuKernels& k);
 }  // namespace detail
 
 }  // namespace infergrid

@@ -94,4 +94,10 @@ std::optional<TensorType> tensor_type_from_name(std::string_view name);
 // Bytes of a row of n elements; n must be a multiple of the block size.
 size_t tensor_row_bytes(TensorType type, int64_t n);
 
+// A CPU kernel table's repacked copy of a weight matrix (cpu_kernels.h, PackedKernel).
+enum class PackedLayout : uint8_t {
+  kNone,
+  kRowGroup16,  // groups of 16 rows, quants interleaved 4 bytes per row (Q4_0, Q8_0)
+};
+
 }  // namespace infergrid

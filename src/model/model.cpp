@@ -7,6 +7,7 @@
 
 #include <xxhash.h>
 
+#include "kernels/packed_weights.h"
 #include "kernels/quant.h"
 
 namespace infergrid {
@@ -105,6 +106,7 @@ Result<std::unique_ptr<Model>> Model::from_gguf(std::unique_ptr<GgufFile> file) 
   IG_ASSIGN_OR_RETURN(model->config_, ModelConfig::from_gguf(*model->file_));
   IG_RETURN_IF_ERROR(model->load_weights());
   model->fingerprint_ = model->compute_fingerprint();
+  if (weight_repacking_enabled()) model->pack_weights();
   return model;
 }
 
@@ -150,6 +152,19 @@ Status Model::load_weights() {
     }
   }
   return Status::ok();
+}
+
+void Model::pack_weights() {
+  const CpuKernels& kernels = select_cpu_kernels();
+  auto pack = [&](MatrixView& m) {
+    AlignedBuffer<uint8_t> storage = pack_weights_for(kernels, m);
+    if (storage.size() > 0) packed_storage_.push_back(std::move(storage));
+  };
+  // token_embd stays plain: it is read by row (get_rows); a tied output is packed as output.
+  pack(weights_.output);
+  for (LayerWeights& L : weights_.layers) {
+    for (MatrixView* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) pack(*m);
+  }
 }
 
 uint64_t Model::compute_fingerprint() const {

@@ -133,6 +133,8 @@ class Model {
   Model() = default;
   Status load_weights();
   uint64_t compute_fingerprint() const;
+  // Repacks the matrices for the CPU kernels this machine selects (kernels/packed_weights.h).
+  void pack_weights();
   // Runs a validated batch; n_tokens is the sum of the sequences' tokens.
   std::span<const float> run_batch(Backend& backend, const KvStorage& kv, ForwardScratch& scratch,
                                    std::span<const BatchSequence> batch, int64_t n_tokens) const;
@@ -140,6 +142,7 @@ class Model {
   std::unique_ptr<GgufFile> file_;
   ModelConfig config_;
   ModelWeights weights_;
+  std::vector<AlignedBuffer<uint8_t>> packed_storage_;  // what weights_' packed views point to
   uint64_t fingerprint_ = 0;
 };
 

@@ -25,6 +25,8 @@
 #include "core/cpu_features.h"
 #include "core/fp16.h"
 #include "kernel_test_util.h"
+#include "kernels/cpu_backend.h"
+#include "kernels/packed_weights.h"
 #include "kernels/quant.h"
 
 namespace infergrid {
@@ -456,6 +458,111 @@ TEST(CpuKernels, MatDotTilesMatchVecDotExactly) {
       }
     }
   }
+}
+
+// The packed integer GEMM against the same table's plain-row dot, bit for bit, for every tile
+// shape (1..9 and 17 activation rows: the 8-row tiles and every remainder) and group count;
+// then whole matrices through CpuBackend::matmul, packed and plain, with a row count that
+// leaves a partial group (read plain), one token and many.
+TEST(CpuKernels, PackedGemmMatchesPlainDotExactly) {
+  std::mt19937 rng(test::kSeed + 10);
+  int tables_with_packing = 0;
+  for (const CpuKernels* k : available_cpu_kernels()) {
+    for (TensorType type : {TensorType::kQ4_0, TensorType::kQ8_0}) {
+      const PackedKernel* packed = k->packed_for(type);
+      if (packed == nullptr) continue;
+      ++tables_with_packing;
+      const VecDotFn dot = k->dot_for(type);
+      const TensorType dot_type = tensor_type_traits(type)->dot_type;
+      for (int64_t blocks : {1, 2, 3, 17}) {
+        const int64_t n = blocks * kQK8_0;
+        const size_t w_row = tensor_row_bytes(type, n), x_row = tensor_row_bytes(dot_type, n);
+        for (int64_t n_groups : {1, 3}) {
+          const int64_t n_w = n_groups * kPackedRowGroup;
+          const std::vector<uint8_t> w = random_weights(type, n * n_w, rng);
+          MatrixView view{type, w.data(), n, n_w, w_row};
+          const AlignedBuffer<uint8_t> storage = pack_weights_for(*k, view);
+          ASSERT_EQ(view.packed_rows, n_w);
+          ASSERT_EQ(storage.size(), packed->group_bytes(n) * n_groups);
+          for (int64_t n_x : {1, 2, 3, 4, 5, 7, 8, 9, 17}) {
+            const std::vector<uint8_t> x = activations(type, test::random_floats(n * n_x, rng));
+            std::vector<int32_t> sums(static_cast<size_t>(n_x * blocks));
+            for (int64_t c = 0; c < n_x; ++c) {
+              k->act_block_sums_q8_0(x.data() + c * x_row, n, sums.data() + c * blocks);
+            }
+            const int64_t y_stride = n_w + 5;
+            std::vector<float> y(static_cast<size_t>(y_stride * n_x), kSentinel);
+            packed->mat_dot(n, view.packed, n_groups, x.data(), x_row, sums.data(), n_x, y.data(),
+                            y_stride);
+            for (int64_t c = 0; c < n_x; ++c) {
+              for (int64_t r = 0; r < y_stride; ++r) {
+                const float got = y[c * y_stride + r];
+                if (r >= n_w) {
+                  ASSERT_EQ(got, kSentinel) << "wrote outside the tile";
+                  continue;
+                }
+                ASSERT_EQ(got, dot(n, w.data() + r * w_row, x.data() + c * x_row))
+                    << k->name << " " << tensor_type_traits(type)->name << " n=" << n << " groups "
+                    << n_groups << " x " << n_x << " at (" << r << "," << c << ")";
+              }
+            }
+          }
+        }
+      }
+      // Whole matrices: 16 * 3 + 5 rows, packed against plain, and against the scalar table.
+      const int64_t n = 9 * kQK8_0, n_rows = 3 * kPackedRowGroup + 5;
+      const std::vector<uint8_t> w = random_weights(type, n * n_rows, rng);
+      const MatrixView plain{type, w.data(), n, n_rows, tensor_row_bytes(type, n)};
+      MatrixView packed_view = plain;
+      const AlignedBuffer<uint8_t> storage = pack_weights_for(*k, packed_view);
+      ASSERT_EQ(packed_view.packed_rows, 3 * kPackedRowGroup);
+      CpuBackend backend(2, k), reference(1, &scalar_kernels());
+      for (int64_t n_tokens : {1, 3, 20}) {
+        const std::vector<float> x = test::random_floats(n * n_tokens, rng);
+        std::vector<float> y_packed(n_rows * n_tokens), y_plain(n_rows * n_tokens),
+            y_ref(n_rows * n_tokens);
+        backend.matmul(packed_view, x.data(), n_tokens, y_packed.data());
+        backend.matmul(plain, x.data(), n_tokens, y_plain.data());
+        reference.matmul(plain, x.data(), n_tokens, y_ref.data());
+        for (size_t i = 0; i < y_plain.size(); ++i) {
+          ASSERT_EQ(y_packed[i], y_plain[i]) << k->name << " tokens " << n_tokens << " i " << i;
+          ASSERT_NEAR(y_packed[i], y_ref[i], 1e-3 * (1 + std::fabs(y_ref[i]))) << k->name;
+        }
+        // One token alone gives the same bits as that token within the batch.
+        std::vector<float> y_one(n_rows);
+        backend.matmul(packed_view, x.data() + (n_tokens - 1) * n, 1, y_one.data());
+        for (int64_t r = 0; r < n_rows; ++r) {
+          ASSERT_EQ(y_one[r], y_packed[(n_tokens - 1) * n_rows + r]) << k->name << " row " << r;
+        }
+      }
+    }
+  }
+  if (cpu_features().avx512vnni && cpu_features().has_avx512_path()) {
+    EXPECT_EQ(tables_with_packing, 2) << "the AVX-512 VNNI table packs Q4_0 and Q8_0";
+  }
+}
+
+// A table whose packed layout differs from a view's (here: any table without packing, given a
+// view packed by one that has it) must read the plain rows.
+TEST(CpuKernels, BackendIgnoresAPackedLayoutItCannotRead) {
+  const CpuKernels* packing = nullptr;
+  for (const CpuKernels* k : available_cpu_kernels()) {
+    if (k->packed_for(TensorType::kQ4_0) != nullptr) packing = k;
+  }
+  if (packing == nullptr) GTEST_SKIP() << "no table on this CPU packs weights";
+  std::mt19937 rng(test::kSeed + 11);
+  const int64_t n = 4 * kQK8_0, n_rows = 2 * kPackedRowGroup;
+  const std::vector<uint8_t> w = random_weights(TensorType::kQ4_0, n * n_rows, rng);
+  const MatrixView plain{TensorType::kQ4_0, w.data(), n, n_rows,
+                         tensor_row_bytes(TensorType::kQ4_0, n)};
+  MatrixView packed_view = plain;
+  const AlignedBuffer<uint8_t> storage = pack_weights_for(*packing, packed_view);
+  const std::vector<float> x = test::random_floats(n * 2, rng);
+  CpuBackend scalar(1, &scalar_kernels());
+  std::vector<float> a(n_rows * 2), b(n_rows * 2);
+  scalar.matmul(plain, x.data(), 2, a.data());
+  scalar.matmul(packed_view, x.data(), 2, b.data());
+  EXPECT_EQ(a, b);
 }
 
 TEST(CpuKernels, DispatchPicksTheBestAvailableTable) {
