@@ -69,7 +69,9 @@ Result<DecodeBenchResult> run_decode_bench(const Model& model, CpuBackend& backe
   r.decode_bytes_per_second =
       (r.weight_bytes_per_token + r.kv_bytes_per_token) * r.decode_tokens_per_second;
   if (o.measure_machine) {
-    r.memory_bandwidth = measure_read_bandwidth(backend.pool()).bytes_per_second;
+    const BandwidthResult probe = measure_read_bandwidth(backend.pool());
+    r.memory_bandwidth = probe.bytes_per_second;
+    r.memory_probe_bytes = probe.buffer_bytes;
     r.peak_gflops = measure_peak_gflops(backend.pool());
   }
   return r;
@@ -92,8 +94,10 @@ std::string DecodeBenchResult::to_text() const {
                    weight_bytes_per_token / 1048576.0, kv_bytes_per_token / 1048576.0,
                    decode_bytes_per_second / 1e9);
   if (memory_bandwidth > 0) {
-    s += fmt::format("memory:   {:.2f} GB/s measured read bandwidth -> decode at {:.1f}% of it\n",
-                     memory_bandwidth / 1e9, 100.0 * bandwidth_ratio());
+    s += fmt::format(
+        "memory:   {:.2f} GB/s measured read bandwidth ({:.1f} GiB buffer, best of 5) -> decode "
+        "at {:.1f}% of it\n",
+        memory_bandwidth / 1e9, memory_probe_bytes / 1073741824.0, 100.0 * bandwidth_ratio());
   }
   return s;
 }
@@ -112,6 +116,7 @@ std::string DecodeBenchResult::to_json() const {
       {"kv_bytes_per_token", kv_bytes_per_token},
       {"decode_bytes_per_second", decode_bytes_per_second},
       {"memory_bandwidth_bytes_per_second", memory_bandwidth},
+      {"memory_probe_bytes", memory_probe_bytes},
       {"bandwidth_ratio", bandwidth_ratio()},
   };
   return j.dump(2);

@@ -29,8 +29,9 @@ struct DecodeBenchResult {
   double weight_bytes_per_token = 0;
   double kv_bytes_per_token = 0;  // mean KV bytes read per decoded token
   double decode_bytes_per_second = 0;
-  double memory_bandwidth = 0;  // bytes/s, measured
-  double peak_gflops = 0;       // fp32 FMA, measured
+  double memory_bandwidth = 0;    // bytes/s, measured
+  size_t memory_probe_bytes = 0;  // the probe's buffer
+  double peak_gflops = 0;         // fp32 FMA, measured
   double bandwidth_ratio() const {
     return memory_bandwidth > 0 ? decode_bytes_per_second / memory_bandwidth : 0;
   }

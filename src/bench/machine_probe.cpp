@@ -7,6 +7,8 @@
 #include <cstring>
 #include <vector>
 
+#include <unistd.h>
+
 #include "core/aligned_buffer.h"
 #include "core/clock.h"
 #include "core/cpu_features.h"
@@ -60,7 +62,18 @@ __attribute__((target("avx2,fma"))) float fma_chains_avx2(int64_t iterations) {
 
 }  // namespace
 
+size_t last_level_cache_bytes() {
+  long bytes = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  if (bytes <= 0) bytes = sysconf(_SC_LEVEL2_CACHE_SIZE);
+  return bytes > 0 ? static_cast<size_t>(bytes) : 0;
+}
+
+size_t default_bandwidth_buffer_bytes() {
+  return std::max(size_t{2} << 30, 4 * last_level_cache_bytes());
+}
+
 BandwidthResult measure_read_bandwidth(ThreadPool& pool, size_t buffer_bytes, int repetitions) {
+  if (buffer_bytes == 0) buffer_bytes = default_bandwidth_buffer_bytes();
   const size_t n = buffer_bytes / sizeof(float);
   AlignedBuffer<float> buffer(n);
   // Touch every page from the threads that will read it (first-touch placement).

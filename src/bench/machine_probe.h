@@ -15,8 +15,16 @@ struct BandwidthResult {
   int repetitions = 0;
 };
 
+// Last-level cache size the CPU reports (0 if unknown).
+size_t last_level_cache_bytes();
+
+// A buffer no cache can hold: 4x the reported last-level cache, and at least 2 GiB (this VM
+// kind reports a 480 MiB L3; a 1 GiB probe read partly from it and swung 13-33 GB/s).
+size_t default_bandwidth_buffer_bytes();
+
 // Reads a buffer of buffer_bytes with every pool thread; returns the best of `repetitions`.
-BandwidthResult measure_read_bandwidth(ThreadPool& pool, size_t buffer_bytes = size_t{1} << 30,
+// buffer_bytes 0: default_bandwidth_buffer_bytes().
+BandwidthResult measure_read_bandwidth(ThreadPool& pool, size_t buffer_bytes = 0,
                                        int repetitions = 5);
 
 // Peak fp32 GFLOP/s from register-resident FMA chains on every pool thread.
