@@ -60,13 +60,13 @@ void CpuBackend::matmul(const MatrixView& w, const float* x, int64_t n_tokens, f
   if (packed != nullptr && packed->layout != w.packed_layout) packed = nullptr;
   const uint8_t* act = reinterpret_cast<const uint8_t*>(x);
   size_t act_row_bytes = static_cast<size_t>(w.n_cols) * sizeof(float);
-  const int64_t n_blocks = w.n_cols / kQK8_0;  // per activation row, for the packed kernels
+  const int64_t n_sums = packed != nullptr ? packed->sums_per_row(w.n_cols) : 0;
   if (dot_type != TensorType::kF32) {
     act_row_bytes = tensor_row_bytes(dot_type, w.n_cols);
     const size_t needed = act_row_bytes * static_cast<size_t>(n_tokens);
     if (act_scratch_.size() < needed) act_scratch_.resize(needed);
-    if (packed != nullptr && act_sums_.size() < static_cast<size_t>(n_tokens * n_blocks)) {
-      act_sums_.resize(static_cast<size_t>(n_tokens * n_blocks));
+    if (act_sums_.size() < static_cast<size_t>(n_tokens * n_sums)) {
+      act_sums_.resize(static_cast<size_t>(n_tokens * n_sums));
     }
     const QuantizeActFn quantize = kernels_->quantize_for(dot_type);
     uint8_t* scratch = act_scratch_.data();
@@ -74,8 +74,7 @@ void CpuBackend::matmul(const MatrixView& w, const float* x, int64_t n_tokens, f
     auto quantize_row = [&](int64_t t, int) {
       quantize(x + t * n_cols, scratch + t * act_row_bytes, n_cols);
       if (packed != nullptr) {
-        kernels_->act_block_sums_q8_0(scratch + t * act_row_bytes, n_cols,
-                                      act_sums_.data() + t * n_blocks);
+        packed->act_sums(scratch + t * act_row_bytes, n_cols, act_sums_.data() + t * n_sums);
       }
     };
     if (n_tokens == 1) {

@@ -94,6 +94,7 @@ const PackedKernel* CpuKernels::packed_for(TensorType weight_type) const {
   const PackedKernel* k = nullptr;
   if (weight_type == TensorType::kQ4_0) k = &packed_q4_0;
   if (weight_type == TensorType::kQ8_0) k = &packed_q8_0;
+  if (weight_type == TensorType::kQ4_K) k = &packed_q4_K;
   return k != nullptr && k->layout != PackedLayout::kNone ? k : nullptr;
 }
 

@@ -45,9 +45,12 @@ struct PackedKernel {
   size_t (*group_bytes)(int64_t n) = nullptr;
   // Packs rows [0, kPackedRowGroup) of `rows` (plain layout, row_bytes apart) into `out`.
   void (*pack_group)(int64_t n, const uint8_t* rows, size_t row_bytes, uint8_t* out) = nullptr;
+  // The integers the GEMM needs from each activation row (block sums of its quants):
+  // sums_per_row(n) of them, written by act_sums from one row of the type's dot type.
+  int64_t (*sums_per_row)(int64_t n) = nullptr;
+  void (*act_sums)(const void* x, int64_t n, int32_t* sums) = nullptr;
   // y[c * y_stride + g * kPackedRowGroup + r] = dot(row r of group g, activation row c) for
-  // g < n_groups, c < n_x. x_sums holds, per activation row, the integer sum of each block's
-  // quants (act_block_sums), n / 32 of them per row.
+  // g < n_groups, c < n_x; x_sums holds act_sums of each activation row, one after the other.
   void (*mat_dot)(int64_t n, const uint8_t* packed, int64_t n_groups, const uint8_t* x,
                   size_t x_row_bytes, const int32_t* x_sums, int64_t n_x, float* y,
                   int64_t y_stride) = nullptr;
@@ -72,8 +75,7 @@ struct CpuKernels {
   // Integer GEMM on repacked weights (layout kNone: the table has none for that type).
   PackedKernel packed_q4_0;
   PackedKernel packed_q8_0;
-  // sums[b] = sum of block b's 32 quants, for the n / 32 blocks of one Q8_0 activation row.
-  void (*act_block_sums_q8_0)(const void* x, int64_t n, int32_t* sums) = nullptr;
+  PackedKernel packed_q4_K;
 
   QuantizeActFn quantize_q8_0 = nullptr;
   QuantizeActFn quantize_q8_K = nullptr;
@@ -126,9 +128,9 @@ void fill_scalar_kernels(CpuKernels& k);
 void fill_avx2_kernels(CpuKernels& k);
 // Overwrites the float entries with AVX-512 F/BW/VL versions; the rest stay as they are.
 void fill_avx512_float_kernels(CpuKernels& k);
-// Overwrites the quantized dot products with AVX-512 VNNI versions (requires avx512vnni).
+// Overwrites the Q6_K dot with an AVX-512 VNNI version (requires avx512vnni).
 void fill_avx512_vnni_kernels(CpuKernels& k);
-// Sets the Q4_0/Q8_0 dots and their packed GEMM (requires avx512vnni).
+// Sets the Q4_0/Q8_0/Q4_K dots and their packed GEMM (requires avx512vnni).
 void fill_avx512_packed_kernels(CpuKernels& k);
 }  // namespace detail
 

@@ -2,7 +2,8 @@
 // separately by the dispatcher:
 //  - float entries (fill_avx512_float_kernels): only F/BW/VL instructions; tails use masked
 //    loads and stores, so there are no scalar remainder loops to get wrong.
-//  - quantized dots (fill_avx512_vnni_kernels): add VNNI (vpdpbusd, vpdpwssd) on top.
+//  - the Q6_K dot (fill_avx512_vnni_kernels): adds VNNI (vpdpwssd) on top. Q4_0, Q8_0 and
+//    Q4_K have their VNNI dots and packed GEMM in packed_gemm_avx512.cpp.
 // The quantizers and anything not listed stay AVX2. Integer sums are exact and follow the same
 // per-block split as the scalar reference; see kernels_avx2.cpp for the saturation argument,
 // which carries over unchanged (same maddubs operand ranges).
@@ -189,112 +190,6 @@ inline __m256i load256(const void* p) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
 }
 
-// Per-lane block scales: lanes 0..7 belong to the first block, 8..15 to the second.
-inline __m512 pair_scale(float lo, float hi) {
-  return _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(lo), _mm512_set1_ps(hi));
-}
-
-// Q4_0 block as 32 unsigned nibbles in element order.
-inline __m256i q4_0_nibbles(const BlockQ4_0& a) {
-  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.qs));
-  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0F));
-}
-
-// (q - 8) . y per group of 4, for two blocks packed in one register.
-inline __m512 q4_0_pair(__m512i q, __m512i y) {
-  const __m512i zero = _mm512_setzero_si512();
-  const __m512i qy = _mm512_dpbusd_epi32(zero, q, y);
-  const __m512i eight_y = _mm512_dpbusd_epi32(zero, _mm512_set1_epi8(8), y);
-  return _mm512_cvtepi32_ps(_mm512_sub_epi32(qy, eight_y));
-}
-
-float dot_q4_0(int64_t n, const void* w, const void* x) {
-  const auto* a = static_cast<const BlockQ4_0*>(w);
-  const auto* b = static_cast<const BlockQ8_0*>(x);
-  const int64_t nb = n / kQK4_0;
-  __m512 acc = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 2 <= nb; i += 2) {
-    const __m512i q = concat(q4_0_nibbles(a[i]), q4_0_nibbles(a[i + 1]));
-    const __m512i y = concat(load256(b[i].qs), load256(b[i + 1].qs));
-    const __m512 d = pair_scale(half(a[i].d) * half(b[i].d), half(a[i + 1].d) * half(b[i + 1].d));
-    acc = _mm512_fmadd_ps(q4_0_pair(q, y), d, acc);
-  }
-  if (i < nb) {  // odd block count: the upper half is zero and contributes nothing
-    const __m512i q = _mm512_zextsi256_si512(q4_0_nibbles(a[i]));
-    const __m512i y = _mm512_zextsi256_si512(load256(b[i].qs));
-    acc = _mm512_fmadd_ps(q4_0_pair(q, y), pair_scale(half(a[i].d) * half(b[i].d), 0.0f), acc);
-  }
-  return _mm512_reduce_add_ps(acc);
-}
-
-// w . y per group of 4 for signed w: |w| (unsigned) times y with w's sign applied.
-inline __m512 q8_0_pair(__m512i q, __m512i y) {
-  const __m512i zero = _mm512_setzero_si512();
-  const __m512i signed_y = _mm512_mask_sub_epi8(y, _mm512_movepi8_mask(q), zero, y);
-  return _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, _mm512_abs_epi8(q), signed_y));
-}
-
-float dot_q8_0(int64_t n, const void* w, const void* x) {
-  const auto* a = static_cast<const BlockQ8_0*>(w);
-  const auto* b = static_cast<const BlockQ8_0*>(x);
-  const int64_t nb = n / kQK8_0;
-  __m512 acc = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 2 <= nb; i += 2) {
-    const __m512i q = concat(load256(a[i].qs), load256(a[i + 1].qs));
-    const __m512i y = concat(load256(b[i].qs), load256(b[i + 1].qs));
-    const __m512 d = pair_scale(half(a[i].d) * half(b[i].d), half(a[i + 1].d) * half(b[i + 1].d));
-    acc = _mm512_fmadd_ps(q8_0_pair(q, y), d, acc);
-  }
-  if (i < nb) {
-    const __m512i q = _mm512_zextsi256_si512(load256(a[i].qs));
-    const __m512i y = _mm512_zextsi256_si512(load256(b[i].qs));
-    acc = _mm512_fmadd_ps(q8_0_pair(q, y), pair_scale(half(a[i].d) * half(b[i].d), 0.0f), acc);
-  }
-  return _mm512_reduce_add_ps(acc);
-}
-
-// 16-bit lanes set to scale lo (lanes 0..15) and hi (lanes 16..31).
-inline __m512i pair_scale_i16(int lo, int hi) {
-  return concat(_mm256_set1_epi16(static_cast<int16_t>(lo)),
-                _mm256_set1_epi16(static_cast<int16_t>(hi)));
-}
-
-float dot_q4_K(int64_t n, const void* w, const void* x) {
-  const auto* a = static_cast<const BlockQ4_K*>(w);
-  const auto* b = static_cast<const BlockQ8_K*>(x);
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
-  float sum = 0;
-  __m512 acc = _mm512_setzero_ps();
-  for (int64_t i = 0; i < n / kQK_K; ++i) {
-    uint8_t sc[8], m[8];
-    for (int j = 0; j < 8; ++j) get_scale_min_k4(j, a[i].scales, &sc[j], &m[j]);
-    // Min term: sum_j m[j] * (sum of sub-block j's activations), exact in int32.
-    const __m256i bsums = load256(b[i].bsums);
-    const __m128i sub_sums =
-        _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
-    const __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)));
-    __m128i prod_m = _mm_madd_epi16(mins, sub_sums);
-    prod_m = _mm_add_epi32(prod_m, _mm_unpackhi_epi64(prod_m, prod_m));
-    prod_m = _mm_add_epi32(prod_m, _mm_shuffle_epi32(prod_m, 1));
-    sum -= b[i].d * half(a[i].dmin) * static_cast<float>(_mm_cvtsi128_si32(prod_m));
-
-    __m512i sumi = _mm512_setzero_si512();
-    for (int g = 0; g < kQK_K / 64; ++g) {
-      // Low nibbles are sub-block 2g, high nibbles 2g+1; their 64 activations are contiguous.
-      const __m256i bits = load256(a[i].qs + 32 * g);
-      const __m512i q =
-          concat(_mm256_and_si256(bits, m4), _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4));
-      const __m512i y = _mm512_loadu_si512(b[i].qs + 64 * g);
-      sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(q, y),
-                                 pair_scale_i16(sc[2 * g], sc[2 * g + 1]));
-    }
-    acc = _mm512_fmadd_ps(_mm512_set1_ps(b[i].d * half(a[i].d)), _mm512_cvtepi32_ps(sumi), acc);
-  }
-  return _mm512_reduce_add_ps(acc) + sum;
-}
-
 // Lane i of row r selects scale 4r + i / 8: the sub-block of 16 that 16-bit lane i of a
 // maddubs result over 64 elements covers, for the r-th 64-element group of a Q6_K block.
 alignas(64) constexpr int16_t kQ6ScaleIndex[4][32] = {
@@ -364,12 +259,6 @@ void fill_avx512_float_kernels(CpuKernels& k) {
 }
 
 void fill_avx512_vnni_kernels(CpuKernels& k) {
-  k.dot_q4_0 = dot_q4_0;
-  k.dot_q8_0 = dot_q8_0;
-  // The AVX2 tiles inherited from below would no longer match these dots bit for bit.
-  k.mat_dot_q4_0 = nullptr;
-  k.mat_dot_q8_0 = nullptr;
-  k.dot_q4_K = dot_q4_K;
   k.dot_q6_K = dot_q6_K;
 }
 

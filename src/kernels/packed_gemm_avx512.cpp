@@ -229,9 +229,192 @@ float dot_q8_0(int64_t n, const void* w, const void* x_in) {
   return acc;
 }
 
-void act_block_sums_q8_0(const void* x_in, int64_t n, int32_t* sums) {
+int64_t q8_0_sums_per_row(int64_t n) {
+  return n / kQK8_0;
+}
+
+void act_sums_q8_0(const void* x_in, int64_t n, int32_t* sums) {
   const auto* x = static_cast<const BlockQ8_0*>(x_in);
   for (int64_t b = 0; b < n / kQK8_0; ++b) sums[b] = block_sum(x[b]);
+}
+
+// ---- Q4_K ----
+// Packed group, per super-block of 256 columns (2,368 bytes; the 16 plain blocks are 2,304):
+//   [0, 32) d and [32, 64) dmin, fp16 per row;
+//   [64, 192) the 8 sub-block scales, chunk j of 16 bytes = scale j of each row;
+//   [192, 320) the mins in pairs, chunk i of 32 bytes = (min 2i, min 2i+1) of each row, so that
+//     widening a chunk to 16 bits puts a row's pair in its 32-bit lane, ready for vpdpwssd
+//     against a broadcast pair of activation sums;
+//   [320, 2368) quants: 64-column group g (0..3), chunk j (0..7) of 64 bytes = bytes
+//     32g + 4j .. 32g + 4j + 3 of each row's qs (low nibbles: sub-block 2g, high: 2g + 1).
+// Per super-block, exactly: sumi = sum_j sc_j * (q . y over sub-block j),
+// summ = sum_j m_j * (sum of y over sub-block j); then
+//   acc = fma(d * d_x, float(sumi), acc); acc = fma(-(dmin * d_x), float(summ), acc).
+constexpr size_t kQ4KScales = 64, kQ4KMins = 192, kQ4KQuants = 320;
+constexpr size_t kQ4KSuperBytes = kQ4KQuants + 32 * 64;
+
+size_t q4_K_group_bytes(int64_t n) {
+  return static_cast<size_t>(n / kQK_K) * kQ4KSuperBytes;
+}
+
+void q4_K_pack_group(int64_t n, const uint8_t* rows, size_t row_bytes, uint8_t* out) {
+  for (int64_t s = 0; s < n / kQK_K; ++s, out += kQ4KSuperBytes) {
+    for (int64_t r = 0; r < kRows; ++r) {
+      const BlockQ4_K& b = reinterpret_cast<const BlockQ4_K*>(rows + r * row_bytes)[s];
+      std::memcpy(out + 2 * r, &b.d, 2);
+      std::memcpy(out + 32 + 2 * r, &b.dmin, 2);
+      for (int j = 0; j < 8; ++j) {
+        uint8_t sc, m;
+        get_scale_min_k4(j, b.scales, &sc, &m);
+        out[kQ4KScales + 16 * j + r] = sc;
+        out[kQ4KMins + 32 * (j / 2) + 2 * r + (j % 2)] = m;
+      }
+      for (int chunk = 0; chunk < 32; ++chunk) {
+        std::memcpy(out + kQ4KQuants + 64 * chunk + 4 * r, b.qs + 4 * chunk, 4);
+      }
+    }
+  }
+}
+
+int64_t q4_K_sums_per_row(int64_t n) {
+  return n / kQK_K * 4;
+}
+
+// Per super-block, four 32-bit words: sub-block sums (2i, 2i+1) as a pair of int16 (each at
+// most 32 * 127 in magnitude).
+void q4_K_act_sums(const void* x_in, int64_t n, int32_t* sums) {
+  const auto* x = static_cast<const BlockQ8_K*>(x_in);
+  for (int64_t s = 0; s < n / kQK_K; ++s) {
+    for (int i = 0; i < 4; ++i) {
+      const int16_t lo = static_cast<int16_t>(x[s].bsums[4 * i] + x[s].bsums[4 * i + 1]);
+      const int16_t hi = static_cast<int16_t>(x[s].bsums[4 * i + 2] + x[s].bsums[4 * i + 3]);
+      sums[4 * s + i] =
+          static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint16_t>(lo)) |
+                               (static_cast<uint32_t>(static_cast<uint16_t>(hi)) << 16));
+    }
+  }
+}
+
+template <int C>
+inline void q4_K_group_tile(int64_t n_super, const uint8_t* group, const BlockQ8_K* const* x,
+                            const int32_t* const* sums, float* y, int64_t y_stride) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  __m512 acc[C];
+  for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
+  for (int64_t s = 0; s < n_super; ++s) {
+    const uint8_t* blk = group + s * kQ4KSuperBytes;
+    _mm_prefetch(reinterpret_cast<const char*>(blk + kQ4KSuperBytes), _MM_HINT_T0);
+    __m512i sumi[C];
+    for (int c = 0; c < C; ++c) sumi[c] = _mm512_setzero_si512();
+    // Sub-block by sub-block: 2g from the low nibbles of group g's chunks, 2g + 1 from the
+    // high nibbles (the chunks are read twice, the second time from L1).
+    for (int sub = 0; sub < 8; ++sub) {
+      const int g = sub / 2;
+      __m512i part[C];
+      for (int c = 0; c < C; ++c) part[c] = _mm512_setzero_si512();
+      for (int j = 0; j < 8; ++j) {
+        const __m512i raw = _mm512_loadu_si512(blk + kQ4KQuants + 64 * (8 * g + j));
+        const __m512i q = (sub & 1) ? _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4)
+                                    : _mm512_and_si512(raw, low4);
+        for (int c = 0; c < C; ++c) {
+          part[c] = _mm512_dpbusd_epi32(part[c], q, broadcast4(x[c][s].qs + 32 * sub + 4 * j));
+        }
+      }
+      const __m512i sc = _mm512_cvtepu8_epi32(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kQ4KScales + 16 * sub)));
+      for (int c = 0; c < C; ++c)
+        sumi[c] = _mm512_add_epi32(sumi[c], _mm512_mullo_epi32(part[c], sc));
+    }
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
+    const __m512 dm =
+        _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 32)));
+    __m512i mins[4];
+    for (int i = 0; i < 4; ++i) {
+      mins[i] = _mm512_cvtepu8_epi16(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQ4KMins + 32 * i)));
+    }
+    for (int c = 0; c < C; ++c) {
+      __m512i summ = _mm512_setzero_si512();
+      for (int i = 0; i < 4; ++i) {
+        summ = _mm512_dpwssd_epi32(summ, mins[i], _mm512_set1_epi32(sums[c][4 * s + i]));
+      }
+      const __m512 dx = _mm512_set1_ps(x[c][s].d);
+      acc[c] = _mm512_fmadd_ps(_mm512_mul_ps(dw, dx), _mm512_cvtepi32_ps(sumi[c]), acc[c]);
+      acc[c] = _mm512_fnmadd_ps(_mm512_mul_ps(dm, dx), _mm512_cvtepi32_ps(summ), acc[c]);
+    }
+  }
+  for (int c = 0; c < C; ++c) _mm512_storeu_ps(y + c * y_stride, acc[c]);
+}
+
+template <int C>
+inline void q4_K_groups_tile(int64_t n_super, const uint8_t* packed, int64_t n_groups,
+                             const uint8_t* x, size_t x_row_bytes, const int32_t* x_sums, float* y,
+                             int64_t y_stride) {
+  const BlockQ8_K* xs[C];
+  const int32_t* sums[C];
+  for (int c = 0; c < C; ++c) {
+    xs[c] = reinterpret_cast<const BlockQ8_K*>(x + c * x_row_bytes);
+    sums[c] = x_sums + c * n_super * 4;
+  }
+  for (int64_t g = 0; g < n_groups; ++g) {
+    q4_K_group_tile<C>(n_super, packed + g * n_super * kQ4KSuperBytes, xs, sums, y + g * kRows,
+                       y_stride);
+  }
+}
+
+void q4_K_mat_dot(int64_t n, const uint8_t* packed, int64_t n_groups, const uint8_t* x,
+                  size_t x_row_bytes, const int32_t* x_sums, int64_t n_x, float* y,
+                  int64_t y_stride) {
+  const int64_t n_super = n / kQK_K;
+  int64_t c = 0;
+  for (; c + 8 <= n_x; c += 8) {
+    q4_K_groups_tile<8>(n_super, packed, n_groups, x + c * x_row_bytes, x_row_bytes,
+                        x_sums + c * n_super * 4, y + c * y_stride, y_stride);
+  }
+  const uint8_t* xc = x + c * x_row_bytes;
+  const int32_t* sc = x_sums + c * n_super * 4;
+  float* yc = y + c * y_stride;
+  switch (n_x - c) {
+#define IG_TILE(k)                                                                     \
+  case k:                                                                              \
+    q4_K_groups_tile<k>(n_super, packed, n_groups, xc, x_row_bytes, sc, yc, y_stride); \
+    break;
+    IG_TILE(1)
+    IG_TILE(2)
+    IG_TILE(3)
+    IG_TILE(4)
+    IG_TILE(5)
+    IG_TILE(6)
+    IG_TILE(7)
+#undef IG_TILE
+    default:
+      break;
+  }
+}
+
+// The plain-row Q4_K dot with the packed kernel's arithmetic.
+float dot_q4_K(int64_t n, const void* w, const void* x_in) {
+  const auto* a = static_cast<const BlockQ4_K*>(w);
+  const auto* x = static_cast<const BlockQ8_K*>(x_in);
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  float acc = 0;
+  for (int64_t s = 0; s < n / kQK_K; ++s) {
+    uint8_t sc[8], m[8];
+    for (int j = 0; j < 8; ++j) get_scale_min_k4(j, a[s].scales, &sc[j], &m[j]);
+    int32_t sumi = 0, summ = 0;
+    for (int g = 0; g < 4; ++g) {
+      const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[s].qs + 32 * g));
+      const __m256i lo = _mm256_and_si256(bits, low4);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low4);
+      const auto* y = reinterpret_cast<const __m256i*>(x[s].qs + 64 * g);
+      sumi += sc[2 * g] * dot32_u8_s8(lo, _mm256_loadu_si256(y));
+      sumi += sc[2 * g + 1] * dot32_u8_s8(hi, _mm256_loadu_si256(y + 1));
+    }
+    for (int j = 0; j < 8; ++j) summ += m[j] * (x[s].bsums[2 * j] + x[s].bsums[2 * j + 1]);
+    acc = std::fma(half(a[s].d) * x[s].d, static_cast<float>(sumi), acc);
+    acc = std::fma(-(half(a[s].dmin) * x[s].d), static_cast<float>(summ), acc);
+  }
+  return acc;
 }
 
 }  // namespace
@@ -245,11 +428,21 @@ void fill_avx512_packed_kernels(CpuKernels& k) {
   // here go through the dots above, packed rows through the GEMM.
   k.mat_dot_q4_0 = nullptr;
   k.mat_dot_q8_0 = nullptr;
-  k.packed_q4_0 = {PackedLayout::kRowGroup16, group_bytes<Q4_0Packing>, pack_group<Q4_0Packing>,
+  k.dot_q4_K = dot_q4_K;
+  k.packed_q4_0 = {PackedLayout::kRowGroup16,
+                   group_bytes<Q4_0Packing>,
+                   pack_group<Q4_0Packing>,
+                   q8_0_sums_per_row,
+                   act_sums_q8_0,
                    mat_dot_packed<Q4_0Packing>};
-  k.packed_q8_0 = {PackedLayout::kRowGroup16, group_bytes<Q8_0Packing>, pack_group<Q8_0Packing>,
+  k.packed_q8_0 = {PackedLayout::kRowGroup16,
+                   group_bytes<Q8_0Packing>,
+                   pack_group<Q8_0Packing>,
+                   q8_0_sums_per_row,
+                   act_sums_q8_0,
                    mat_dot_packed<Q8_0Packing>};
-  k.act_block_sums_q8_0 = act_block_sums_q8_0;
+  k.packed_q4_K = {PackedLayout::kRowGroup16, q4_K_group_bytes, q4_K_pack_group,
+                   q4_K_sums_per_row,         q4_K_act_sums,    q4_K_mat_dot};
 }
 
 }  // namespace detail

@@ -468,14 +468,15 @@ TEST(CpuKernels, PackedGemmMatchesPlainDotExactly) {
   std::mt19937 rng(test::kSeed + 10);
   int tables_with_packing = 0;
   for (const CpuKernels* k : available_cpu_kernels()) {
-    for (TensorType type : {TensorType::kQ4_0, TensorType::kQ8_0}) {
+    for (TensorType type : {TensorType::kQ4_0, TensorType::kQ8_0, TensorType::kQ4_K}) {
       const PackedKernel* packed = k->packed_for(type);
       if (packed == nullptr) continue;
       ++tables_with_packing;
       const VecDotFn dot = k->dot_for(type);
       const TensorType dot_type = tensor_type_traits(type)->dot_type;
+      const int64_t block_elems = tensor_type_traits(type)->block_elems;
       for (int64_t blocks : {1, 2, 3, 17}) {
-        const int64_t n = blocks * kQK8_0;
+        const int64_t n = blocks * block_elems;
         const size_t w_row = tensor_row_bytes(type, n), x_row = tensor_row_bytes(dot_type, n);
         for (int64_t n_groups : {1, 3}) {
           const int64_t n_w = n_groups * kPackedRowGroup;
@@ -486,9 +487,10 @@ TEST(CpuKernels, PackedGemmMatchesPlainDotExactly) {
           ASSERT_EQ(storage.size(), packed->group_bytes(n) * n_groups);
           for (int64_t n_x : {1, 2, 3, 4, 5, 7, 8, 9, 17}) {
             const std::vector<uint8_t> x = activations(type, test::random_floats(n * n_x, rng));
-            std::vector<int32_t> sums(static_cast<size_t>(n_x * blocks));
+            const int64_t per_row = packed->sums_per_row(n);
+            std::vector<int32_t> sums(static_cast<size_t>(n_x * per_row));
             for (int64_t c = 0; c < n_x; ++c) {
-              k->act_block_sums_q8_0(x.data() + c * x_row, n, sums.data() + c * blocks);
+              packed->act_sums(x.data() + c * x_row, n, sums.data() + c * per_row);
             }
             const int64_t y_stride = n_w + 5;
             std::vector<float> y(static_cast<size_t>(y_stride * n_x), kSentinel);
@@ -510,7 +512,7 @@ TEST(CpuKernels, PackedGemmMatchesPlainDotExactly) {
         }
       }
       // Whole matrices: 16 * 3 + 5 rows, packed against plain, and against the scalar table.
-      const int64_t n = 9 * kQK8_0, n_rows = 3 * kPackedRowGroup + 5;
+      const int64_t n = 9 * block_elems, n_rows = 3 * kPackedRowGroup + 5;
       const std::vector<uint8_t> w = random_weights(type, n * n_rows, rng);
       const MatrixView plain{type, w.data(), n, n_rows, tensor_row_bytes(type, n)};
       MatrixView packed_view = plain;
@@ -538,7 +540,7 @@ TEST(CpuKernels, PackedGemmMatchesPlainDotExactly) {
     }
   }
   if (cpu_features().avx512vnni && cpu_features().has_avx512_path()) {
-    EXPECT_EQ(tables_with_packing, 2) << "the AVX-512 VNNI table packs Q4_0 and Q8_0";
+    EXPECT_EQ(tables_with_packing, 3) << "the AVX-512 VNNI table packs Q4_0, Q8_0 and Q4_K";
   }
 }
 
@@ -578,7 +580,6 @@ TEST(CpuKernels, DispatchPicksTheBestAvailableTable) {
                          TensorType::kQ8_0, TensorType::kQ4_K, TensorType::kQ6_K}) {
       EXPECT_NE(k->dot_for(t), nullptr) << k->name;
     }
-    EXPECT_EQ(k->mat_dot_for(TensorType::kQ4_K), nullptr) << k->name;
     EXPECT_NE(k->quantize_for(TensorType::kQ8_0), nullptr);
     EXPECT_NE(k->quantize_for(TensorType::kQ8_K), nullptr);
     EXPECT_EQ(k->quantize_for(TensorType::kF32), nullptr);
