@@ -142,6 +142,43 @@ void bench_mat_dot(benchmark::State& state, const CpuKernels* k, TensorType type
       benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
 }
 
+// The packed integer GEMM over the same matrix (packed once, outside the timing), as matmul
+// calls it for a packed view: weight GB/s of the plain bytes it replaces, and GFLOP/s.
+void bench_packed(benchmark::State& state, const CpuKernels* k, TensorType type, int64_t rows,
+                  int64_t cols, int64_t n_x) {
+  const PackedKernel& packed = *k->packed_for(type);
+  const size_t row_bytes = tensor_row_bytes(type, cols);
+  const AlignedBuffer<uint8_t>& w = cached_weights(type, rows, cols);
+  const int64_t n_groups = rows / kPackedRowGroup;
+  AlignedBuffer<uint8_t> p(packed.group_bytes(cols) * static_cast<size_t>(n_groups));
+  for (int64_t g = 0; g < n_groups; ++g) {
+    packed.pack_group(cols, w.data() + g * kPackedRowGroup * row_bytes, row_bytes,
+                      p.data() + g * packed.group_bytes(cols));
+  }
+  FastRng rng;
+  std::vector<float> xf(static_cast<size_t>(cols * n_x));
+  for (float& v : xf) v = rng.uniform() - 0.5f;
+  const TensorType dot_type = tensor_type_traits(type)->dot_type;
+  const size_t x_row_bytes = tensor_row_bytes(dot_type, cols);
+  AlignedBuffer<uint8_t> x(x_row_bytes * static_cast<size_t>(n_x));
+  const int64_t per_row = packed.sums_per_row(cols);
+  std::vector<int32_t> sums(static_cast<size_t>(per_row * n_x));
+  for (int64_t c = 0; c < n_x; ++c) {
+    k->quantize_for(dot_type)(xf.data() + c * cols, x.data() + c * x_row_bytes, cols);
+    packed.act_sums(x.data() + c * x_row_bytes, cols, sums.data() + c * per_row);
+  }
+  std::vector<float> y(static_cast<size_t>(rows * n_x));
+  for (auto _ : state) {
+    packed.mat_dot(cols, p.data(), n_groups, x.data(), x_row_bytes, sums.data(), n_x, y.data(),
+                   rows);
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(row_bytes) * rows);
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * 2.0 * static_cast<double>(rows * cols * n_x),
+      benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+}
+
 void bench_quantize(benchmark::State& state, const CpuKernels* k, TensorType dot_type) {
   constexpr int64_t kCols = 4096;
   FastRng rng;
@@ -182,6 +219,18 @@ void register_all() {
           const std::string name = "mat_dot/" + k->name + "/" + tensor_type_traits(type)->name +
                                    "/" + shape.label + "/x" + std::to_string(n_x);
           benchmark::RegisterBenchmark(name.c_str(), bench_mat_dot, k, type, shape.rows, shape.cols,
+                                       n_x)
+              ->Unit(benchmark::kMicrosecond);
+        }
+      }
+    }
+    for (TensorType type : {TensorType::kQ4_0, TensorType::kQ8_0, TensorType::kQ4_K}) {
+      if (k->packed_for(type) == nullptr) continue;
+      for (const Shape& shape : {kShapes[1], kShapes[2]}) {
+        for (int64_t n_x : {1, 4, 16, 64}) {
+          const std::string name = "packed/" + k->name + "/" + tensor_type_traits(type)->name +
+                                   "/" + shape.label + "/x" + std::to_string(n_x);
+          benchmark::RegisterBenchmark(name.c_str(), bench_packed, k, type, shape.rows, shape.cols,
                                        n_x)
               ->Unit(benchmark::kMicrosecond);
         }

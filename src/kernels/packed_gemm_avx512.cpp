@@ -21,6 +21,7 @@
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -155,9 +156,9 @@ inline void groups_tile(int64_t nb, const uint8_t* packed, int64_t n_groups, con
 // remainder in one smaller tile. Within a tile, groups are walked in order so a tile's weights
 // stream once per 8 activation rows.
 template <typename P>
-void mat_dot_packed(int64_t n, const uint8_t* packed, int64_t n_groups, const uint8_t* x,
-                    size_t x_row_bytes, const int32_t* x_sums, int64_t n_x, float* y,
-                    int64_t y_stride) {
+void mat_dot_pass(int64_t n, const uint8_t* packed, int64_t n_groups, const uint8_t* x,
+                  size_t x_row_bytes, const int32_t* x_sums, int64_t n_x, float* y,
+                  int64_t y_stride) {
   const int64_t nb = n / kQK8_0;
   int64_t c = 0;
   for (; c + 8 <= n_x; c += 8) {
@@ -362,9 +363,9 @@ inline void q4_K_groups_tile(int64_t n_super, const uint8_t* packed, int64_t n_g
   }
 }
 
-void q4_K_mat_dot(int64_t n, const uint8_t* packed, int64_t n_groups, const uint8_t* x,
-                  size_t x_row_bytes, const int32_t* x_sums, int64_t n_x, float* y,
-                  int64_t y_stride) {
+void q4_K_mat_dot_pass(int64_t n, const uint8_t* packed, int64_t n_groups, const uint8_t* x,
+                       size_t x_row_bytes, const int32_t* x_sums, int64_t n_x, float* y,
+                       int64_t y_stride) {
   const int64_t n_super = n / kQK_K;
   int64_t c = 0;
   for (; c + 8 <= n_x; c += 8) {
@@ -390,6 +391,39 @@ void q4_K_mat_dot(int64_t n, const uint8_t* packed, int64_t n_groups, const uint
     default:
       break;
   }
+}
+
+// Weights in passes that fit in L2 (each pass's groups against every activation tile), so a
+// long run of groups is read from memory once, not once per tile of 8 activation rows. The
+// passes only regroup work: every output sees the same operations.
+template <typename Pass>
+inline void in_l2_passes(size_t group_bytes, const uint8_t* packed, int64_t n_groups, float* y,
+                         Pass pass) {
+  const int64_t per_pass =
+      std::max<int64_t>(1, static_cast<int64_t>((size_t{256} << 10) / group_bytes));
+  for (int64_t g0 = 0; g0 < n_groups; g0 += per_pass) {
+    pass(packed + static_cast<size_t>(g0) * group_bytes, std::min(per_pass, n_groups - g0),
+         y + g0 * kRows);
+  }
+}
+
+template <typename P>
+void mat_dot_packed(int64_t n, const uint8_t* packed, int64_t n_groups, const uint8_t* x,
+                    size_t x_row_bytes, const int32_t* x_sums, int64_t n_x, float* y,
+                    int64_t y_stride) {
+  in_l2_passes(group_bytes<P>(n), packed, n_groups, y,
+               [&](const uint8_t* p, int64_t groups, float* yp) {
+                 mat_dot_pass<P>(n, p, groups, x, x_row_bytes, x_sums, n_x, yp, y_stride);
+               });
+}
+
+void q4_K_mat_dot(int64_t n, const uint8_t* packed, int64_t n_groups, const uint8_t* x,
+                  size_t x_row_bytes, const int32_t* x_sums, int64_t n_x, float* y,
+                  int64_t y_stride) {
+  in_l2_passes(q4_K_group_bytes(n), packed, n_groups, y,
+               [&](const uint8_t* p, int64_t groups, float* yp) {
+                 q4_K_mat_dot_pass(n, p, groups, x, x_row_bytes, x_sums, n_x, yp, y_stride);
+               });
 }
 
 // The plain-row Q4_K dot with the packed kernel's arithmetic.
