@@ -12,7 +12,14 @@
 //    absolute 1e-30 for swiglu (vector exp is within ~2 ulp); scale is exact.
 #include "kernels/cpu_kernels.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
 
 #include <algorithm>
 #include <cmath>
@@ -565,6 +572,61 @@ TEST(CpuKernels, BackendIgnoresAPackedLayoutItCannotRead) {
   scalar.matmul(plain, x.data(), 2, a.data());
   scalar.matmul(packed_view, x.data(), 2, b.data());
   EXPECT_EQ(a, b);
+}
+
+// Kernel selection probes the CPU and runs instructions the probe allowed; a wrong probe (an
+// instruction set the CPU or OS does not really enable, as AMX is in some VMs) kills the
+// process with SIGILL or SIGSEGV. The selection and one call of every entry of every table run
+// in a fresh child process (the parent's tables are already built), so such a probe fails this
+// test instead of a server.
+TEST(CpuKernelsChild, DISABLED_SelectAndRunEveryEntry) {
+  const CpuKernels& selected = select_cpu_kernels();
+  std::mt19937 rng(test::kSeed + 12);
+  for (const CpuKernels* k : available_cpu_kernels()) {
+    for (TensorType type :
+         {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ4_0,
+          TensorType::kQ8_0, TensorType::kQ4_K, TensorType::kQ6_K}) {
+      const int64_t n = 256, n_rows = kPackedRowGroup + 1;
+      std::vector<uint8_t> w = random_weights(type, n * n_rows, rng);
+      if (tensor_type_traits(type)->block_elems == 1) {  // float types: random bytes hold NaNs
+        quantize_row(type, test::random_floats(n * n_rows, rng).data(), w.data(), n * n_rows);
+      }
+      MatrixView view{type, w.data(), n, n_rows, tensor_row_bytes(type, n)};
+      const AlignedBuffer<uint8_t> storage = pack_weights_for(*k, view);
+      CpuBackend backend(2, k);
+      const std::vector<float> x = test::random_floats(n * 3, rng);
+      std::vector<float> y(n_rows * 3);
+      backend.matmul(view, x.data(), 3, y.data());
+      backend.matmul(view, x.data(), 1, y.data());
+      for (float v : y) ASSERT_TRUE(std::isfinite(v)) << k->name;
+    }
+    std::vector<float> a = test::random_floats(100, rng), b = test::random_floats(100, rng);
+    k->rms_norm(a.data(), b.data(), a.data(), 100, 1e-5f);
+    k->swiglu(a.data(), b.data(), a.data(), 100);
+    k->axpy(0.5f, b.data(), a.data(), 100);
+    k->scale(0.5f, a.data(), 100);
+    ASSERT_TRUE(std::isfinite(k->dot_f32_f32(a.data(), b.data(), 100)));
+  }
+  std::printf("selected %s\n", selected.name.c_str());
+}
+
+TEST(CpuKernels, SelectionAndEveryEntryRunCleanlyInAFreshProcess) {
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0) << std::strerror(errno);
+  if (pid == 0) {
+    const int devnull = open("/dev/null", O_WRONLY);
+    if (devnull >= 0) dup2(devnull, STDOUT_FILENO);
+    execl("/proc/self/exe", "/proc/self/exe", "--gtest_also_run_disabled_tests",
+          "--gtest_filter=CpuKernelsChild.DISABLED_SelectAndRunEveryEntry", nullptr);
+    _exit(127);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_FALSE(WIFSIGNALED(status))
+      << "kernel selection killed the process with signal " << WTERMSIG(status) << " ("
+      << strsignal(WTERMSIG(status)) << ") on a CPU with: " << cpu_features().describe();
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "the child's kernel run failed (127: exec failed)";
 }
 
 TEST(CpuKernels, DispatchPicksTheBestAvailableTable) {
