@@ -93,6 +93,12 @@ class Backend {
 
   // y[t * n_rows + r] = dot(w.row(r), x[t * n_cols ...]) for t < n_tokens.
   virtual void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y) = 0;
+  // ys[i] = ws[i] x for matrices sharing one input (Q/K/V, gate/up): the results of separate
+  // matmul calls, bit for bit; a backend may convert x once and run all of them in one pass.
+  virtual void matmul_shared_input(std::span<const MatrixView* const> ws, const float* x,
+                                   int64_t n_tokens, std::span<float* const> ys) {
+    for (size_t i = 0; i < ws.size(); ++i) matmul(*ws[i], x, n_tokens, ys[i]);
+  }
   // y[t] = row ids[t] of w, as floats (embedding lookup).
   virtual void get_rows(const MatrixView& w, std::span<const int32_t> ids, float* y) = 0;
   // y = x / rms(x) * weight, per row of n floats.

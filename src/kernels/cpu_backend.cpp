@@ -52,83 +52,137 @@ void CpuBackend::reserve(int64_t max_tokens, int64_t max_cols) {
   if (act_sums_.size() < sums) act_sums_.resize(sums);
 }
 
-void CpuBackend::matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y) {
-  const auto traits = tensor_type_traits(w.type);
-  const TensorType dot_type = traits->dot_type;
-  const VecDotFn dot = kernels_->dot_for(w.type);
-  const PackedKernel* packed = w.packed != nullptr ? kernels_->packed_for(w.type) : nullptr;
-  if (packed != nullptr && packed->layout != w.packed_layout) packed = nullptr;
-  const uint8_t* act = reinterpret_cast<const uint8_t*>(x);
-  size_t act_row_bytes = static_cast<size_t>(w.n_cols) * sizeof(float);
-  const int64_t n_sums = packed != nullptr ? packed->sums_per_row(w.n_cols) : 0;
-  if (dot_type != TensorType::kF32) {
-    act_row_bytes = tensor_row_bytes(dot_type, w.n_cols);
-    const size_t needed = act_row_bytes * static_cast<size_t>(n_tokens);
-    if (act_scratch_.size() < needed) act_scratch_.resize(needed);
-    if (act_sums_.size() < static_cast<size_t>(n_tokens * n_sums)) {
-      act_sums_.resize(static_cast<size_t>(n_tokens * n_sums));
-    }
-    const QuantizeActFn quantize = kernels_->quantize_for(dot_type);
-    uint8_t* scratch = act_scratch_.data();
-    const int64_t n_cols = w.n_cols;
-    auto quantize_row = [&](int64_t t, int) {
-      quantize(x + t * n_cols, scratch + t * act_row_bytes, n_cols);
-      if (packed != nullptr) {
-        packed->act_sums(scratch + t * act_row_bytes, n_cols, act_sums_.data() + t * n_sums);
-      }
-    };
-    if (n_tokens == 1) {
-      quantize_row(0, 0);
-    } else {
-      pool_.parallel_for(n_tokens, quantize_row);
-    }
-    act = scratch;
+CpuBackend::MatmulPlan CpuBackend::plan_matmul(const MatrixView& w, float* y) const {
+  MatmulPlan plan;
+  plan.w = &w;
+  plan.y = y;
+  plan.dot = kernels_->dot_for(w.type);
+  if (w.packed != nullptr) {
+    plan.packed = kernels_->packed_for(w.type);
+    if (plan.packed != nullptr && plan.packed->layout != w.packed_layout) plan.packed = nullptr;
   }
-  if (packed != nullptr) {
+  if (plan.packed != nullptr) {
     // Row groups split across threads; each task runs every token against its groups, so a
     // task's weights are read from memory once and stay in L2 across the activation tiles.
     const int64_t n_groups = w.packed_rows / kPackedRowGroup;
-    const size_t group_bytes = packed->group_bytes(w.n_cols);
-    const int64_t chunk = std::max<int64_t>(1, n_groups / (static_cast<int64_t>(pool_.size()) * 8));
-    const int64_t n_tasks = (n_groups + chunk - 1) / chunk;
-    pool_.parallel_for(n_tasks + (w.packed_rows < w.n_rows ? 1 : 0), [&](int64_t task, int) {
-      if (task == n_tasks) {  // the rows past the last full group, plain
-        for (int64_t r = w.packed_rows; r < w.n_rows; ++r) {
-          for (int64_t t = 0; t < n_tokens; ++t) {
-            y[t * w.n_rows + r] = dot(w.n_cols, w.row(r), act + t * act_row_bytes);
-          }
+    plan.chunk = std::max<int64_t>(1, n_groups / (static_cast<int64_t>(pool_.size()) * 8));
+    plan.n_tasks = (n_groups + plan.chunk - 1) / plan.chunk + (w.packed_rows < w.n_rows ? 1 : 0);
+  } else {
+    plan.mat_dot = kernels_->mat_dot_for(w.type);
+    plan.chunk = rows_per_task(w.n_rows, pool_.size());
+    plan.n_tasks = (w.n_rows + plan.chunk - 1) / plan.chunk;
+  }
+  return plan;
+}
+
+const uint8_t* CpuBackend::prepare_activations(const MatmulPlan& plan, const float* x,
+                                               int64_t n_tokens, size_t* row_bytes) {
+  const MatrixView& w = *plan.w;
+  const TensorType dot_type = tensor_type_traits(w.type)->dot_type;
+  if (dot_type == TensorType::kF32) {
+    *row_bytes = static_cast<size_t>(w.n_cols) * sizeof(float);
+    return reinterpret_cast<const uint8_t*>(x);
+  }
+  *row_bytes = tensor_row_bytes(dot_type, w.n_cols);
+  const size_t act_row_bytes = *row_bytes;
+  const size_t needed = act_row_bytes * static_cast<size_t>(n_tokens);
+  if (act_scratch_.size() < needed) act_scratch_.resize(needed);
+  const PackedKernel* packed = plan.packed;
+  const int64_t n_sums = packed != nullptr ? packed->sums_per_row(w.n_cols) : 0;
+  if (act_sums_.size() < static_cast<size_t>(n_tokens * n_sums)) {
+    act_sums_.resize(static_cast<size_t>(n_tokens * n_sums));
+  }
+  const QuantizeActFn quantize = kernels_->quantize_for(dot_type);
+  uint8_t* scratch = act_scratch_.data();
+  const int64_t n_cols = w.n_cols;
+  auto quantize_row = [&](int64_t t, int) {
+    quantize(x + t * n_cols, scratch + t * act_row_bytes, n_cols);
+    if (packed != nullptr) {
+      packed->act_sums(scratch + t * act_row_bytes, n_cols, act_sums_.data() + t * n_sums);
+    }
+  };
+  if (n_tokens == 1) {
+    quantize_row(0, 0);
+  } else {
+    pool_.parallel_for(n_tokens, quantize_row);
+  }
+  return scratch;
+}
+
+void CpuBackend::run_matmul_task(const MatmulPlan& plan, int64_t task, const uint8_t* act,
+                                 size_t act_row_bytes, int64_t n_tokens) const {
+  const MatrixView& w = *plan.w;
+  float* y = plan.y;
+  if (plan.packed != nullptr) {
+    const int64_t n_groups = w.packed_rows / kPackedRowGroup;
+    const int64_t g0 = task * plan.chunk;
+    if (g0 >= n_groups) {  // the rows past the last full group, plain
+      for (int64_t r = w.packed_rows; r < w.n_rows; ++r) {
+        for (int64_t t = 0; t < n_tokens; ++t) {
+          y[t * w.n_rows + r] = plan.dot(w.n_cols, w.row(r), act + t * act_row_bytes);
         }
-        return;
       }
-      const int64_t g0 = task * chunk;
-      const int64_t g1 = std::min(n_groups, g0 + chunk);
-      packed->mat_dot(w.n_cols, w.packed + static_cast<size_t>(g0) * group_bytes, g1 - g0, act,
-                      act_row_bytes, act_sums_.data(), n_tokens, y + g0 * kPackedRowGroup,
-                      w.n_rows);
-    });
+      return;
+    }
+    const int64_t g1 = std::min(n_groups, g0 + plan.chunk);
+    const size_t group_bytes = plan.packed->group_bytes(w.n_cols);
+    plan.packed->mat_dot(w.n_cols, w.packed + static_cast<size_t>(g0) * group_bytes, g1 - g0, act,
+                         act_row_bytes, act_sums_.data(), n_tokens, y + g0 * kPackedRowGroup,
+                         w.n_rows);
     return;
   }
-  const MatDotFn mat_dot = kernels_->mat_dot_for(w.type);
-  const int64_t chunk = rows_per_task(w.n_rows, pool_.size());
-  const int64_t n_tasks = (w.n_rows + chunk - 1) / chunk;
-  pool_.parallel_for(n_tasks, [&](int64_t task, int) {
-    const int64_t row_begin = task * chunk;
-    const int64_t row_end = std::min(w.n_rows, row_begin + chunk);
-    for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenBlock) {
-      const int64_t t1 = std::min(n_tokens, t0 + kTokenBlock);
-      if (mat_dot != nullptr) {
-        // Bit-identical to the vec_dot loop below (the MatDotFn contract).
-        mat_dot(w.n_cols, w.row(row_begin), w.row_bytes, row_end - row_begin,
-                act + t0 * act_row_bytes, act_row_bytes, t1 - t0, y + t0 * w.n_rows + row_begin,
-                w.n_rows);
-        continue;
+  const int64_t row_begin = task * plan.chunk;
+  const int64_t row_end = std::min(w.n_rows, row_begin + plan.chunk);
+  for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenBlock) {
+    const int64_t t1 = std::min(n_tokens, t0 + kTokenBlock);
+    if (plan.mat_dot != nullptr) {
+      // Bit-identical to the vec_dot loop below (the MatDotFn contract).
+      plan.mat_dot(w.n_cols, w.row(row_begin), w.row_bytes, row_end - row_begin,
+                   act + t0 * act_row_bytes, act_row_bytes, t1 - t0, y + t0 * w.n_rows + row_begin,
+                   w.n_rows);
+      continue;
+    }
+    for (int64_t r = row_begin; r < row_end; ++r) {
+      const uint8_t* row = w.row(r);
+      for (int64_t t = t0; t < t1; ++t) {
+        y[t * w.n_rows + r] = plan.dot(w.n_cols, row, act + t * act_row_bytes);
       }
-      for (int64_t r = row_begin; r < row_end; ++r) {
-        const uint8_t* row = w.row(r);
-        for (int64_t t = t0; t < t1; ++t) {
-          y[t * w.n_rows + r] = dot(w.n_cols, row, act + t * act_row_bytes);
-        }
-      }
+    }
+  }
+}
+
+void CpuBackend::matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y) {
+  const MatmulPlan plan = plan_matmul(w, y);
+  size_t act_row_bytes = 0;
+  const uint8_t* act = prepare_activations(plan, x, n_tokens, &act_row_bytes);
+  pool_.parallel_for(plan.n_tasks, [&](int64_t task, int) {
+    run_matmul_task(plan, task, act, act_row_bytes, n_tokens);
+  });
+}
+
+void CpuBackend::matmul_shared_input(std::span<const MatrixView* const> ws, const float* x,
+                                     int64_t n_tokens, std::span<float* const> ys) {
+  plans_.clear();
+  for (size_t i = 0; i < ws.size(); ++i) plans_.push_back(plan_matmul(*ws[i], ys[i]));
+  // One conversion serves all only if they read the same activation encoding: same type and
+  // columns, and all packed or none (packed kernels also need their block sums).
+  bool shared = !plans_.empty();
+  for (const MatmulPlan& p : plans_) {
+    shared = shared && p.w->type == plans_[0].w->type && p.w->n_cols == plans_[0].w->n_cols &&
+             p.packed == plans_[0].packed;
+  }
+  if (!shared) {
+    for (size_t i = 0; i < ws.size(); ++i) matmul(*ws[i], x, n_tokens, ys[i]);
+    return;
+  }
+  size_t act_row_bytes = 0;
+  const uint8_t* act = prepare_activations(plans_[0], x, n_tokens, &act_row_bytes);
+  int64_t total_tasks = 0;
+  for (const MatmulPlan& p : plans_) total_tasks += p.n_tasks;
+  pool_.parallel_for(total_tasks, [&](int64_t task, int) {
+    for (const MatmulPlan& p : plans_) {
+      if (task < p.n_tasks) return run_matmul_task(p, task, act, act_row_bytes, n_tokens);
+      task -= p.n_tasks;
     }
   });
 }

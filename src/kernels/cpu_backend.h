@@ -30,6 +30,10 @@ class CpuBackend final : public Backend {
   void reserve(int64_t max_tokens, int64_t max_cols);
 
   void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y) override;
+  // One activation conversion and one parallel region for all the matrices when they share a
+  // type and layout (otherwise separate matmuls).
+  void matmul_shared_input(std::span<const MatrixView* const> ws, const float* x, int64_t n_tokens,
+                           std::span<float* const> ys) override;
   void get_rows(const MatrixView& w, std::span<const int32_t> ids, float* y) override;
   void rms_norm(const float* x, const float* weight, float* y, int64_t n_tokens, int64_t n,
                 float eps) override;
@@ -45,10 +49,29 @@ class CpuBackend final : public Backend {
                  float* out) override;
 
  private:
+  // One matrix's share of a matmul: its kernels and how its rows are cut into tasks.
+  struct MatmulPlan {
+    const MatrixView* w = nullptr;
+    float* y = nullptr;
+    const PackedKernel* packed = nullptr;  // non-null: the packed GEMM reads w.packed
+    VecDotFn dot = nullptr;
+    MatDotFn mat_dot = nullptr;
+    int64_t chunk = 0;    // row groups (packed) or rows (plain) per task
+    int64_t n_tasks = 0;  // including, when packed, one task for the rows past the groups
+  };
+  MatmulPlan plan_matmul(const MatrixView& w, float* y) const;
+  // Converts n_tokens rows of x to the dot type of `plan` (and the packed kernel's sums) into
+  // scratch; returns the rows and sets *row_bytes.
+  const uint8_t* prepare_activations(const MatmulPlan& plan, const float* x, int64_t n_tokens,
+                                     size_t* row_bytes);
+  void run_matmul_task(const MatmulPlan& plan, int64_t task, const uint8_t* act,
+                       size_t act_row_bytes, int64_t n_tokens) const;
+
   ThreadPool pool_;
   const CpuKernels* kernels_;
   AlignedBuffer<uint8_t> act_scratch_;
   AlignedBuffer<int32_t> act_sums_;  // per activation row and block, for packed kernels
+  std::vector<MatmulPlan> plans_;    // matmul_shared_input's, kept to avoid allocating
   struct AttentionTask {
     int32_t seq;
     int kv_head;

@@ -324,9 +324,9 @@ std::span<const float> Model::run_batch(Backend& backend, const KvStorage& kv, F
     }
     // Attention block.
     backend.rms_norm(x, L.attn_norm.data(), s.xn.data(), n, c.n_embd, c.rms_eps);
-    backend.matmul(L.wq, s.xn.data(), n, s.q.data());
-    backend.matmul(L.wk, s.xn.data(), n, s.k.data());
-    backend.matmul(L.wv, s.xn.data(), n, s.v.data());
+    const MatrixView* qkv[] = {&L.wq, &L.wk, &L.wv};
+    float* const qkv_out[] = {s.q.data(), s.k.data(), s.v.data()};
+    backend.matmul_shared_input(qkv, s.xn.data(), n, qkv_out);
     if (!L.bq.empty()) backend.add_bias(L.bq.data(), s.q.data(), n, c.q_dim());
     if (!L.bk.empty()) backend.add_bias(L.bk.data(), s.k.data(), n, c.kv_dim());
     if (!L.bv.empty()) backend.add_bias(L.bv.data(), s.v.data(), n, c.kv_dim());
@@ -338,8 +338,9 @@ std::span<const float> Model::run_batch(Backend& backend, const KvStorage& kv, F
     backend.add(s.ffn.data(), x, n * c.n_embd);
     // Feed-forward block (SwiGLU).
     backend.rms_norm(x, L.ffn_norm.data(), s.xn.data(), n, c.n_embd, c.rms_eps);
-    backend.matmul(L.w_gate, s.xn.data(), n, s.gate.data());
-    backend.matmul(L.w_up, s.xn.data(), n, s.up.data());
+    const MatrixView* gate_up[] = {&L.w_gate, &L.w_up};
+    float* const gate_up_out[] = {s.gate.data(), s.up.data()};
+    backend.matmul_shared_input(gate_up, s.xn.data(), n, gate_up_out);
     backend.swiglu(s.gate.data(), s.up.data(), s.gate.data(), n, c.n_ff);
     backend.matmul(L.w_down, s.gate.data(), n, s.ffn.data());
     backend.add(s.ffn.data(), x, n * c.n_embd);
