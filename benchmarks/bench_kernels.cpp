@@ -224,7 +224,8 @@ void register_all() {
         }
       }
     }
-    for (TensorType type : {TensorType::kQ4_0, TensorType::kQ8_0, TensorType::kQ4_K}) {
+    for (TensorType type :
+         {TensorType::kQ4_0, TensorType::kQ8_0, TensorType::kQ4_K, TensorType::kQ6_K}) {
       if (k->packed_for(type) == nullptr) continue;
       for (const Shape& shape : {kShapes[1], kShapes[2]}) {
         for (int64_t n_x : {1, 4, 16, 64}) {

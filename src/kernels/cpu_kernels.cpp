@@ -35,7 +35,6 @@ const CpuKernels* avx512_kernels() {
     // Without VNNI the AVX2 integer dot products are as fast as 512-bit maddubs chains would be
     // on the memory-bound decode path, so they stay.
     if (features.avx512vnni) {
-      detail::fill_avx512_vnni_kernels(k);
       detail::fill_avx512_packed_kernels(k);
     }
     k.name = "avx512";
@@ -95,6 +94,7 @@ const PackedKernel* CpuKernels::packed_for(TensorType weight_type) const {
   if (weight_type == TensorType::kQ4_0) k = &packed_q4_0;
   if (weight_type == TensorType::kQ8_0) k = &packed_q8_0;
   if (weight_type == TensorType::kQ4_K) k = &packed_q4_K;
+  if (weight_type == TensorType::kQ6_K) k = &packed_q6_K;
   return k != nullptr && k->layout != PackedLayout::kNone ? k : nullptr;
 }
 

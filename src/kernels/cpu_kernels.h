@@ -76,6 +76,7 @@ struct CpuKernels {
   PackedKernel packed_q4_0;
   PackedKernel packed_q8_0;
   PackedKernel packed_q4_K;
+  PackedKernel packed_q6_K;
 
   QuantizeActFn quantize_q8_0 = nullptr;
   QuantizeActFn quantize_q8_K = nullptr;
@@ -128,9 +129,7 @@ void fill_scalar_kernels(CpuKernels& k);
 void fill_avx2_kernels(CpuKernels& k);
 // Overwrites the float entries with AVX-512 F/BW/VL versions; the rest stay as they are.
 void fill_avx512_float_kernels(CpuKernels& k);
-// Overwrites the Q6_K dot with an AVX-512 VNNI version (requires avx512vnni).
-void fill_avx512_vnni_kernels(CpuKernels& k);
-// Sets the Q4_0/Q8_0/Q4_K dots and their packed GEMM (requires avx512vnni).
+// Sets the quantized dots and their packed GEMM (requires avx512vnni).
 void fill_avx512_packed_kernels(CpuKernels& k);
 }  // namespace detail
 

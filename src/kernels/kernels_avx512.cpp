@@ -2,8 +2,7 @@
 // separately by the dispatcher:
 //  - float entries (fill_avx512_float_kernels): only F/BW/VL instructions; tails use masked
 //    loads and stores, so there are no scalar remainder loops to get wrong.
-//  - the Q6_K dot (fill_avx512_vnni_kernels): adds VNNI (vpdpwssd) on top. Q4_0, Q8_0 and
-//    Q4_K have their VNNI dots and packed GEMM in packed_gemm_avx512.cpp.
+//  - the quantized dots live with their packed GEMM in packed_gemm_avx512.cpp (VNNI).
 // The quantizers and anything not listed stay AVX2. Integer sums are exact and follow the same
 // per-block split as the scalar reference; see kernels_avx2.cpp for the saturation argument,
 // which carries over unchanged (same maddubs operand ranges).
@@ -176,73 +175,6 @@ void swiglu(const float* gate, const float* up, float* y, int64_t n) {
   }
 }
 
-// ---- VNNI quantized dots ----
-
-inline float half(uint16_t h) {
-  return _cvtsh_ss(h);
-}
-
-inline __m512i concat(__m256i lo, __m256i hi) {
-  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-}
-
-inline __m256i load256(const void* p) {
-  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-}
-
-// Lane i of row r selects scale 4r + i / 8: the sub-block of 16 that 16-bit lane i of a
-// maddubs result over 64 elements covers, for the r-th 64-element group of a Q6_K block.
-alignas(64) constexpr int16_t kQ6ScaleIndex[4][32] = {
-    {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
-     2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
-    {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5,
-     6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
-    {8,  8,  8,  8,  8,  8,  8,  8,  9,  9,  9,  9,  9,  9,  9,  9,
-     10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
-    {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13,
-     14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15}};
-
-float dot_q6_K(int64_t n, const void* w, const void* x) {
-  const auto* a = static_cast<const BlockQ6_K*>(w);
-  const auto* b = static_cast<const BlockQ8_K*>(x);
-  const __m512i m4 = _mm512_set1_epi8(0x0F);
-  const __m256i m2 = _mm256_set1_epi8(3);
-  __m512 acc = _mm512_setzero_ps();
-  for (int64_t i = 0; i < n / kQK_K; ++i) {
-    const __m128i scales8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a[i].scales));
-    const __m256i scales16 = _mm256_cvtepi8_epi16(scales8);
-    // q - 32 folded out: subtract 32 * sum_k sc[k] * bsum[k] once per block.
-    const __m256i correction =
-        _mm256_slli_epi32(_mm256_madd_epi16(scales16, load256(b[i].bsums)), 5);
-    __m512i sumi = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), correction));
-    const __m512i scales512 = _mm512_castsi256_si512(scales16);
-
-    for (int h = 0; h < 2; ++h) {
-      // 64 ql bytes: low nibbles are elements 0..63 of this half, high nibbles 64..127; qh bit
-      // pairs 0..3 supply the top 2 bits of quarters 0..3.
-      const __m512i ql = _mm512_loadu_si512(a[i].ql + 64 * h);
-      const __m256i qh = load256(a[i].qh + 32 * h);
-      const __m512i top_lo =
-          concat(_mm256_and_si256(qh, m2), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2));
-      const __m512i top_hi = concat(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2),
-                                    _mm256_and_si256(_mm256_srli_epi16(qh, 6), m2));
-      const __m512i q_lo = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_slli_epi16(top_lo, 4));
-      const __m512i q_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
-                                           _mm512_slli_epi16(top_hi, 4));
-      const __m512i y_lo = _mm512_loadu_si512(b[i].qs + 128 * h);
-      const __m512i y_hi = _mm512_loadu_si512(b[i].qs + 128 * h + 64);
-      const __m512i sc_lo =
-          _mm512_permutexvar_epi16(_mm512_load_si512(kQ6ScaleIndex[2 * h]), scales512);
-      const __m512i sc_hi =
-          _mm512_permutexvar_epi16(_mm512_load_si512(kQ6ScaleIndex[2 * h + 1]), scales512);
-      sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(q_lo, y_lo), sc_lo);
-      sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(q_hi, y_hi), sc_hi);
-    }
-    acc = _mm512_fmadd_ps(_mm512_set1_ps(b[i].d * half(a[i].d)), _mm512_cvtepi32_ps(sumi), acc);
-  }
-  return _mm512_reduce_add_ps(acc);
-}
-
 }  // namespace
 
 namespace detail {
@@ -256,10 +188,6 @@ void fill_avx512_float_kernels(CpuKernels& k) {
   k.scale = scale;
   k.rms_norm = rms_norm;
   k.swiglu = swiglu;
-}
-
-void fill_avx512_vnni_kernels(CpuKernels& k) {
-  k.dot_q6_K = dot_q6_K;
 }
 
 }  // namespace detail

@@ -76,6 +76,18 @@ void pack_group(int64_t n, const uint8_t* rows, size_t row_bytes, uint8_t* out) 
   }
 }
 
+// Part `step` of `steps` of a prefetch of the `bytes` at p. A K-quant super-block is read out
+// of order (a row group's quants, scales and high bits are kilobytes apart), which the
+// hardware's stream prefetcher does not follow; fetching the super-block after next in slices
+// keeps the loads of a group ahead of the memory latency.
+inline void prefetch_lines(const uint8_t* p, int step, int steps, size_t bytes) {
+  const size_t lines = (bytes + 63) / 64;
+  const size_t per_step = (lines + steps - 1) / steps;
+  for (size_t l = step * per_step; l < std::min(lines, (step + 1) * per_step); ++l) {
+    _mm_prefetch(reinterpret_cast<const char*>(p + 64 * l), _MM_HINT_T0);
+  }
+}
+
 inline float half(uint16_t h) {
   return _cvtsh_ss(h);
 }
@@ -304,12 +316,12 @@ inline void q4_K_group_tile(int64_t n_super, const uint8_t* group, const BlockQ8
   for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
   for (int64_t s = 0; s < n_super; ++s) {
     const uint8_t* blk = group + s * kQ4KSuperBytes;
-    _mm_prefetch(reinterpret_cast<const char*>(blk + kQ4KSuperBytes), _MM_HINT_T0);
     __m512i sumi[C];
     for (int c = 0; c < C; ++c) sumi[c] = _mm512_setzero_si512();
     // Sub-block by sub-block: 2g from the low nibbles of group g's chunks, 2g + 1 from the
     // high nibbles (the chunks are read twice, the second time from L1).
     for (int sub = 0; sub < 8; ++sub) {
+      if constexpr (C < 4) prefetch_lines(blk + 2 * kQ4KSuperBytes, sub, 8, kQ4KSuperBytes);
       const int g = sub / 2;
       __m512i part[C];
       for (int c = 0; c < C; ++c) part[c] = _mm512_setzero_si512();
@@ -393,6 +405,216 @@ void q4_K_mat_dot_pass(int64_t n, const uint8_t* packed, int64_t n_groups, const
   }
 }
 
+inline __m512i concat(__m256i lo, __m256i hi) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+inline __m256i load256(const void* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+
+// ---- Q6_K ----
+// Packed group, per super-block of 256 columns (3,360 bytes, as the 16 plain blocks):
+//   [0, 32) d, fp16 per row;
+//   [32, 288) the 16 int8 sub-block scales in pairs: chunk i of 32 bytes = (scale 2i, scale
+//     2i + 1) of each row, which widen to a 16-bit pair per 32-bit lane (vpdpwssd with the
+//     activations' paired sums) or to one int32 per lane (shifts);
+//   [288, 2336) ql, 32 chunks of 64 bytes (chunk c = bytes 4c..4c+3 of each row's ql);
+//   [2336, 3360) qh, 16 chunks of 64 bytes likewise.
+// Element 128h + 32k + o (half h, quarter k, o < 32) takes its low 4 bits from ql chunk
+// 16h + 8(k % 2) + o / 4 (low nibble for k < 2, high for k >= 2) and its top 2 bits from qh
+// chunk 8h + o / 4, bits 2k..2k+1; q is that 6-bit code minus 32. Per super-block, exactly:
+//   sumi = sum_k sc_k * (code . y over sub-block k) - 32 * sum_k sc_k * (sum of y over k);
+//   acc = fma(d * d_x, float(sumi), acc).
+constexpr size_t kQ6KScales = 32, kQ6KLow = 288, kQ6KHigh = kQ6KLow + 32 * 64;
+constexpr size_t kQ6KSuperBytes = kQ6KHigh + 16 * 64;
+
+size_t q6_K_group_bytes(int64_t n) {
+  return static_cast<size_t>(n / kQK_K) * kQ6KSuperBytes;
+}
+
+void q6_K_pack_group(int64_t n, const uint8_t* rows, size_t row_bytes, uint8_t* out) {
+  for (int64_t s = 0; s < n / kQK_K; ++s, out += kQ6KSuperBytes) {
+    for (int64_t r = 0; r < kRows; ++r) {
+      const BlockQ6_K& b = reinterpret_cast<const BlockQ6_K*>(rows + r * row_bytes)[s];
+      std::memcpy(out + 2 * r, &b.d, 2);
+      for (int i = 0; i < 8; ++i) {
+        std::memcpy(out + kQ6KScales + 32 * i + 2 * r, b.scales + 2 * i, 2);
+      }
+      for (int c = 0; c < 32; ++c) std::memcpy(out + kQ6KLow + 64 * c + 4 * r, b.ql + 4 * c, 4);
+      for (int c = 0; c < 16; ++c) std::memcpy(out + kQ6KHigh + 64 * c + 4 * r, b.qh + 4 * c, 4);
+    }
+  }
+}
+
+int64_t q6_K_sums_per_row(int64_t n) {
+  return n / kQK_K * 8;
+}
+
+// Per super-block, eight 32-bit words: sums of 16 (2i, 2i + 1) as a pair of int16.
+void q6_K_act_sums(const void* x_in, int64_t n, int32_t* sums) {
+  const auto* x = static_cast<const BlockQ8_K*>(x_in);
+  for (int64_t s = 0; s < n / kQK_K; ++s) {
+    for (int i = 0; i < 8; ++i) {
+      sums[8 * s + i] = static_cast<int32_t>(
+          static_cast<uint32_t>(static_cast<uint16_t>(x[s].bsums[2 * i])) |
+          (static_cast<uint32_t>(static_cast<uint16_t>(x[s].bsums[2 * i + 1])) << 16));
+    }
+  }
+}
+
+template <int C>
+inline void q6_K_group_tile(int64_t n_super, const uint8_t* group, const BlockQ8_K* const* x,
+                            const int32_t* const* sums, float* y, int64_t y_stride) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F), low2 = _mm512_set1_epi8(3);
+  __m512 acc[C];
+  for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
+  for (int64_t s = 0; s < n_super; ++s) {
+    const uint8_t* blk = group + s * kQ6KSuperBytes;
+    __m512i sumi[C];
+    for (int c = 0; c < C; ++c) sumi[c] = _mm512_setzero_si512();
+      // Unrolled so that every shift count and offset below is a constant.
+#pragma GCC unroll 16
+    for (int sub = 0; sub < 16; ++sub) {  // sub-blocks of 16: half h, quarter k, part of 2
+      if constexpr (C < 4) prefetch_lines(blk + 4 * kQ6KSuperBytes, sub, 16, kQ6KSuperBytes);
+      const int h = sub / 8, k = (sub / 2) % 4, o0 = 16 * (sub % 2);
+      __m512i part[C];
+      for (int c = 0; c < C; ++c) part[c] = _mm512_setzero_si512();
+      for (int j = 0; j < 4; ++j) {
+        const int o = o0 + 4 * j;
+        const __m512i ql = _mm512_loadu_si512(blk + kQ6KLow + 64 * (16 * h + 8 * (k % 2) + o / 4));
+        const __m512i qh = _mm512_loadu_si512(blk + kQ6KHigh + 64 * (8 * h + o / 4));
+        const __m512i lo =
+            k < 2 ? _mm512_and_si512(ql, low4) : _mm512_and_si512(_mm512_srli_epi16(ql, 4), low4);
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(qh, 2 * k), low2);
+        const __m512i q = _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4));
+        for (int c = 0; c < C; ++c) {
+          part[c] = _mm512_dpbusd_epi32(part[c], q, broadcast4(x[c][s].qs + 128 * h + 32 * k + o));
+        }
+      }
+      // Scale `sub` of each row, sign-extended from its byte of the pair.
+      const __m512i pair = _mm512_cvtepi8_epi16(load256(blk + kQ6KScales + 32 * (sub / 2)));
+      const __m512i sc = sub % 2 == 0 ? _mm512_srai_epi32(_mm512_slli_epi32(pair, 16), 16)
+                                      : _mm512_srai_epi32(pair, 16);
+      for (int c = 0; c < C; ++c)
+        sumi[c] = _mm512_add_epi32(sumi[c], _mm512_mullo_epi32(part[c], sc));
+    }
+    const __m512 dw = _mm512_cvtph_ps(load256(blk));
+    for (int c = 0; c < C; ++c) {
+      __m512i corr = _mm512_setzero_si512();
+      for (int i = 0; i < 8; ++i) {
+        corr = _mm512_dpwssd_epi32(corr, _mm512_cvtepi8_epi16(load256(blk + kQ6KScales + 32 * i)),
+                                   _mm512_set1_epi32(sums[c][8 * s + i]));
+      }
+      const __m512i total = _mm512_sub_epi32(sumi[c], _mm512_slli_epi32(corr, 5));
+      acc[c] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(x[c][s].d)),
+                               _mm512_cvtepi32_ps(total), acc[c]);
+    }
+  }
+  for (int c = 0; c < C; ++c) _mm512_storeu_ps(y + c * y_stride, acc[c]);
+}
+
+template <int C>
+inline void q6_K_groups_tile(int64_t n_super, const uint8_t* packed, int64_t n_groups,
+                             const uint8_t* x, size_t x_row_bytes, const int32_t* x_sums, float* y,
+                             int64_t y_stride) {
+  const BlockQ8_K* xs[C];
+  const int32_t* sums[C];
+  for (int c = 0; c < C; ++c) {
+    xs[c] = reinterpret_cast<const BlockQ8_K*>(x + c * x_row_bytes);
+    sums[c] = x_sums + c * n_super * 8;
+  }
+  for (int64_t g = 0; g < n_groups; ++g) {
+    q6_K_group_tile<C>(n_super, packed + g * n_super * kQ6KSuperBytes, xs, sums, y + g * kRows,
+                       y_stride);
+  }
+}
+
+void q6_K_mat_dot_pass(int64_t n, const uint8_t* packed, int64_t n_groups, const uint8_t* x,
+                       size_t x_row_bytes, const int32_t* x_sums, int64_t n_x, float* y,
+                       int64_t y_stride) {
+  const int64_t n_super = n / kQK_K;
+  int64_t c = 0;
+  for (; c + 8 <= n_x; c += 8) {
+    q6_K_groups_tile<8>(n_super, packed, n_groups, x + c * x_row_bytes, x_row_bytes,
+                        x_sums + c * n_super * 8, y + c * y_stride, y_stride);
+  }
+  const uint8_t* xc = x + c * x_row_bytes;
+  const int32_t* sc = x_sums + c * n_super * 8;
+  float* yc = y + c * y_stride;
+  switch (n_x - c) {
+#define IG_TILE(k)                                                                     \
+  case k:                                                                              \
+    q6_K_groups_tile<k>(n_super, packed, n_groups, xc, x_row_bytes, sc, yc, y_stride); \
+    break;
+    IG_TILE(1)
+    IG_TILE(2)
+    IG_TILE(3)
+    IG_TILE(4)
+    IG_TILE(5)
+    IG_TILE(6)
+    IG_TILE(7)
+#undef IG_TILE
+    default:
+      break;
+  }
+}
+
+// The plain-row Q6_K dot, with the packed kernel's arithmetic (an exact integer per
+// super-block, then one fma).
+// Lane i of row r selects scale 4r + i / 8: the sub-block of 16 that 16-bit lane i of a
+// maddubs result over 64 elements covers, for the r-th 64-element group of a Q6_K block.
+alignas(64) constexpr int16_t kQ6ScaleIndex[4][32] = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+     2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+    {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5,
+     6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
+    {8,  8,  8,  8,  8,  8,  8,  8,  9,  9,  9,  9,  9,  9,  9,  9,
+     10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
+    {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13,
+     14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15}};
+
+float dot_q6_K(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockQ6_K*>(w);
+  const auto* b = static_cast<const BlockQ8_K*>(x);
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const __m256i m2 = _mm256_set1_epi8(3);
+  float acc = 0;
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    const __m128i scales8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a[i].scales));
+    const __m256i scales16 = _mm256_cvtepi8_epi16(scales8);
+    // q - 32 folded out: subtract 32 * sum_k sc[k] * bsum[k] once per block.
+    const __m256i correction =
+        _mm256_slli_epi32(_mm256_madd_epi16(scales16, load256(b[i].bsums)), 5);
+    __m512i sumi = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), correction));
+    const __m512i scales512 = _mm512_castsi256_si512(scales16);
+
+    for (int h = 0; h < 2; ++h) {
+      // 64 ql bytes: low nibbles are elements 0..63 of this half, high nibbles 64..127; qh bit
+      // pairs 0..3 supply the top 2 bits of quarters 0..3.
+      const __m512i ql = _mm512_loadu_si512(a[i].ql + 64 * h);
+      const __m256i qh = load256(a[i].qh + 32 * h);
+      const __m512i top_lo =
+          concat(_mm256_and_si256(qh, m2), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2));
+      const __m512i top_hi = concat(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2),
+                                    _mm256_and_si256(_mm256_srli_epi16(qh, 6), m2));
+      const __m512i q_lo = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_slli_epi16(top_lo, 4));
+      const __m512i q_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                           _mm512_slli_epi16(top_hi, 4));
+      const __m512i y_lo = _mm512_loadu_si512(b[i].qs + 128 * h);
+      const __m512i y_hi = _mm512_loadu_si512(b[i].qs + 128 * h + 64);
+      const __m512i sc_lo =
+          _mm512_permutexvar_epi16(_mm512_load_si512(kQ6ScaleIndex[2 * h]), scales512);
+      const __m512i sc_hi =
+          _mm512_permutexvar_epi16(_mm512_load_si512(kQ6ScaleIndex[2 * h + 1]), scales512);
+      sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(q_lo, y_lo), sc_lo);
+      sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(q_hi, y_hi), sc_hi);
+    }
+    acc = std::fma(half(a[i].d) * b[i].d, static_cast<float>(_mm512_reduce_add_epi32(sumi)), acc);
+  }
+  return acc;
+}
+
 // Weights in passes that fit in L2 (each pass's groups against every activation tile), so a
 // long run of groups is read from memory once, not once per tile of 8 activation rows. The
 // passes only regroup work: every output sees the same operations.
@@ -423,6 +645,15 @@ void q4_K_mat_dot(int64_t n, const uint8_t* packed, int64_t n_groups, const uint
   in_l2_passes(q4_K_group_bytes(n), packed, n_groups, y,
                [&](const uint8_t* p, int64_t groups, float* yp) {
                  q4_K_mat_dot_pass(n, p, groups, x, x_row_bytes, x_sums, n_x, yp, y_stride);
+               });
+}
+
+void q6_K_mat_dot(int64_t n, const uint8_t* packed, int64_t n_groups, const uint8_t* x,
+                  size_t x_row_bytes, const int32_t* x_sums, int64_t n_x, float* y,
+                  int64_t y_stride) {
+  in_l2_passes(q6_K_group_bytes(n), packed, n_groups, y,
+               [&](const uint8_t* p, int64_t groups, float* yp) {
+                 q6_K_mat_dot_pass(n, p, groups, x, x_row_bytes, x_sums, n_x, yp, y_stride);
                });
 }
 
@@ -463,6 +694,7 @@ void fill_avx512_packed_kernels(CpuKernels& k) {
   k.mat_dot_q4_0 = nullptr;
   k.mat_dot_q8_0 = nullptr;
   k.dot_q4_K = dot_q4_K;
+  k.dot_q6_K = dot_q6_K;
   k.packed_q4_0 = {PackedLayout::kRowGroup16,
                    group_bytes<Q4_0Packing>,
                    pack_group<Q4_0Packing>,
@@ -477,6 +709,8 @@ void fill_avx512_packed_kernels(CpuKernels& k) {
                    mat_dot_packed<Q8_0Packing>};
   k.packed_q4_K = {PackedLayout::kRowGroup16, q4_K_group_bytes, q4_K_pack_group,
                    q4_K_sums_per_row,         q4_K_act_sums,    q4_K_mat_dot};
+  k.packed_q6_K = {PackedLayout::kRowGroup16, q6_K_group_bytes, q6_K_pack_group,
+                   q6_K_sums_per_row,         q6_K_act_sums,    q6_K_mat_dot};
 }
 
 }  // namespace detail
