@@ -35,6 +35,18 @@ namespace {
 constexpr int64_t kRows = kPackedRowGroup;
 constexpr size_t kScaleBytes = kRows * sizeof(uint16_t);
 
+// Part `step` of `steps` of a prefetch of the `bytes` at p. A K-quant super-block is read out
+// of order (a row group's quants, scales and high bits are kilobytes apart), which the
+// hardware's stream prefetcher does not follow; fetching the super-block after next in slices
+// keeps the loads of a group ahead of the memory latency.
+inline void prefetch_lines(const uint8_t* p, int step, int steps, size_t bytes) {
+  const size_t lines = (bytes + 63) / 64;
+  const size_t per_step = (lines + steps - 1) / steps;
+  for (size_t l = step * per_step; l < std::min(lines, (step + 1) * per_step); ++l) {
+    _mm_prefetch(reinterpret_cast<const char*>(p + 64 * l), _MM_HINT_T0);
+  }
+}
+
 struct Q4_0Packing {
   static constexpr int kChunks = 4;
   static constexpr int32_t kOffset = 8;
@@ -73,18 +85,6 @@ void pack_group(int64_t n, const uint8_t* rows, size_t row_bytes, uint8_t* out) 
         std::memcpy(out + kScaleBytes + 64 * j + 4 * r, &four, 4);
       }
     }
-  }
-}
-
-// Part `step` of `steps` of a prefetch of the `bytes` at p. A K-quant super-block is read out
-// of order (a row group's quants, scales and high bits are kilobytes apart), which the
-// hardware's stream prefetcher does not follow; fetching the super-block after next in slices
-// keeps the loads of a group ahead of the memory latency.
-inline void prefetch_lines(const uint8_t* p, int step, int steps, size_t bytes) {
-  const size_t lines = (bytes + 63) / 64;
-  const size_t per_step = (lines + steps - 1) / steps;
-  for (size_t l = step * per_step; l < std::min(lines, (step + 1) * per_step); ++l) {
-    _mm_prefetch(reinterpret_cast<const char*>(p + 64 * l), _MM_HINT_T0);
   }
 }
 
@@ -131,9 +131,10 @@ inline void group_tile(int64_t nb, const uint8_t* group, const BlockQ8_0* const*
   for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = group + b * block_bytes<P>();
-    // The next block of this group: the stream is sequential, but a prefetch a block ahead
-    // keeps the loads of the scales and first chunk from waiting on the prefetcher.
-    _mm_prefetch(reinterpret_cast<const char*>(blk + 4 * block_bytes<P>()), _MM_HINT_T0);
+    // Decode tiles (few activation rows) are memory-bound: every line of the block 8 ahead is
+    // requested, so more misses are in flight than the stream prefetcher alone keeps. Wider
+    // tiles find their weights in L2 after the first pass and skip it.
+    if constexpr (C < 4) prefetch_lines(blk + 8 * block_bytes<P>(), 0, 1, block_bytes<P>());
     __m512i isum[C];
     for (int c = 0; c < C; ++c) isum[c] = _mm512_set1_epi32(-P::kOffset * sums[c][b]);
     if constexpr (P::kChunks == 4) {
