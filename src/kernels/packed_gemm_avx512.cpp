@@ -467,7 +467,7 @@ void q6_K_act_sums(const void* x_in, int64_t n, int32_t* sums) {
 template <int C>
 inline void q6_K_group_tile(int64_t n_super, const uint8_t* group, const BlockQ8_K* const* x,
                             const int32_t* const* sums, float* y, int64_t y_stride) {
-  const __m512i low4 = _mm512_set1_epi8(0x0F), low2 = _mm512_set1_epi8(3);
+  const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
   __m512 acc[C];
   for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
   for (int64_t s = 0; s < n_super; ++s) {
@@ -485,10 +485,16 @@ inline void q6_K_group_tile(int64_t n_super, const uint8_t* group, const BlockQ8
         const int o = o0 + 4 * j;
         const __m512i ql = _mm512_loadu_si512(blk + kQ6KLow + 64 * (16 * h + 8 * (k % 2) + o / 4));
         const __m512i qh = _mm512_loadu_si512(blk + kQ6KHigh + 64 * (8 * h + o / 4));
-        const __m512i lo =
-            k < 2 ? _mm512_and_si512(ql, low4) : _mm512_and_si512(_mm512_srli_epi16(ql, 4), low4);
-        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(qh, 2 * k), low2);
-        const __m512i q = _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4));
+        // Bits 2k, 2k+1 of qh moved to bits 4, 5 (16-bit shifts: what crosses a byte boundary
+        // is masked off), then one bit-select takes bits 0..3 from the nibble source.
+        const __m512i lo_source = k < 2 ? ql : _mm512_srli_epi16(ql, 4);
+        const __m512i top_source = k == 0   ? _mm512_slli_epi16(qh, 4)
+                                   : k == 1 ? _mm512_slli_epi16(qh, 2)
+                                   : k == 2 ? qh
+                                            : _mm512_srli_epi16(qh, 2);
+        const __m512i top = _mm512_and_si512(top_source, bits45);
+        // 0xE4: low4 ? lo_source : top, per bit.
+        const __m512i q = _mm512_ternarylogic_epi32(lo_source, top, low4, 0xE4);
         for (int c = 0; c < C; ++c) {
           part[c] = _mm512_dpbusd_epi32(part[c], q, broadcast4(x[c][s].qs + 128 * h + 32 * k + o));
         }
