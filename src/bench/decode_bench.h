@@ -32,6 +32,7 @@ struct DecodeBenchResult {
   double memory_bandwidth = 0;    // bytes/s, measured
   size_t memory_probe_bytes = 0;  // the probe's buffer
   double peak_gflops = 0;         // fp32 FMA, measured
+  double peak_int8_gops = 0;      // int8 vpdpbusd, measured (0 without VNNI)
   double bandwidth_ratio() const {
     return memory_bandwidth > 0 ? decode_bytes_per_second / memory_bandwidth : 0;
   }

@@ -30,4 +30,8 @@ BandwidthResult measure_read_bandwidth(ThreadPool& pool, size_t buffer_bytes = 0
 // Peak fp32 GFLOP/s from register-resident FMA chains on every pool thread.
 double measure_peak_gflops(ThreadPool& pool);
 
+// Peak int8 GOP/s (a multiply-add is 2 ops) from register-resident vpdpbusd chains on every
+// pool thread: the bound of the packed integer GEMM; 0 without AVX-512 VNNI.
+double measure_peak_int8_gops(ThreadPool& pool);
+
 }  // namespace infergrid
