@@ -532,6 +532,15 @@ const GgufValue* GgufFile::find(std::string_view key) const {
   return it == metadata_index_.end() ? nullptr : &metadata_[it->second].second;
 }
 
+void GgufFile::release_pages(const uint8_t* p, size_t n) const {
+  if (!owns_mapping_ || p < base_ || p + n > base_ + size_) return;
+  // Only whole pages inside the range: the pages at its ends may hold other tensors' bytes.
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 const GgufTensorInfo* GgufFile::find_tensor(std::string_view name) const {
   auto it = tensor_index_.find(name);
   return it == tensor_index_.end() ? nullptr : &tensors_[it->second];

@@ -91,7 +91,9 @@ class GgufFile {
   size_t file_size() const { return size_; }
   uint64_t data_offset() const { return data_offset_; }
   // The header, metadata and tensor infos: every byte before the data section.
-  std::span<const uint8_t> header_bytes() const { return {base_, static_cast<size_t>(data_offset_)}; }
+  std::span<const uint8_t> header_bytes() const {
+    return {base_, static_cast<size_t>(data_offset_)};
+  }
 
   const std::vector<std::pair<std::string, GgufValue>>& metadata() const { return metadata_; }
   const GgufValue* find(std::string_view key) const;
@@ -108,6 +110,11 @@ class GgufFile {
 
   const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
   const GgufTensorInfo* find_tensor(std::string_view name) const;
+
+  // Tells the kernel that the file pages of [p, p + n) will rarely be read again (a copy of
+  // them was made, e.g. repacked weights), so they leave this process's resident set. Reads
+  // of them stay valid (they fault back in from the file). No-op for in-memory files.
+  void release_pages(const uint8_t* p, size_t n) const;
 
  private:
   GgufFile() = default;

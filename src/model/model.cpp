@@ -156,14 +156,22 @@ Status Model::load_weights() {
 
 void Model::pack_weights() {
   const CpuKernels& kernels = select_cpu_kernels();
-  auto pack = [&](MatrixView& m) {
+  auto pack = [&](MatrixView& m, bool release_plain) {
     AlignedBuffer<uint8_t> storage = pack_weights_for(kernels, m);
-    if (storage.size() > 0) packed_storage_.push_back(std::move(storage));
+    if (storage.size() == 0) return;
+    packed_storage_.push_back(std::move(storage));
+    // The packed rows are read from the copy from now on: their file pages need not stay
+    // resident beside it (the memory of the weights would count twice).
+    if (release_plain)
+      file_->release_pages(m.data, static_cast<size_t>(m.packed_rows) * m.row_bytes);
   };
-  // token_embd stays plain: it is read by row (get_rows); a tied output is packed as output.
-  pack(weights_.output);
+  // token_embd stays plain: it is read by row (get_rows); a tied output is packed as output,
+  // and its plain rows stay resident for the lookups.
+  pack(weights_.output, !weights_.output_tied);
   for (LayerWeights& L : weights_.layers) {
-    for (MatrixView* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) pack(*m);
+    for (MatrixView* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
+      pack(*m, true);
+    }
   }
 }
 
