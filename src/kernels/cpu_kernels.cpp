@@ -84,6 +84,10 @@ MatDotFn CpuKernels::mat_dot_for(TensorType weight_type) const {
       return mat_dot_q4_0;
     case TensorType::kQ8_0:
       return mat_dot_q8_0;
+    case TensorType::kQ4_K:
+      return mat_dot_q4_K;
+    case TensorType::kQ6_K:
+      return mat_dot_q6_K;
     default:
       return nullptr;
   }

@@ -71,6 +71,8 @@ struct CpuKernels {
   // the vec_dot, which gives the same results).
   MatDotFn mat_dot_q4_0 = nullptr;
   MatDotFn mat_dot_q8_0 = nullptr;
+  MatDotFn mat_dot_q4_K = nullptr;
+  MatDotFn mat_dot_q6_K = nullptr;
 
   // Integer GEMM on repacked weights (layout kNone: the table has none for that type).
   PackedKernel packed_q4_0;

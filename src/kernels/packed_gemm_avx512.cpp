@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "kernels/cpu_kernels.h"
 #include "kernels/quant.h"
@@ -689,6 +690,41 @@ float dot_q4_K(int64_t n, const void* w, const void* x_in) {
   return acc;
 }
 
+// Plain rows through the packed kernels: for 4 activation rows or more, each full group of 16
+// rows is packed into a per-thread buffer and run as one packed group, so a matrix that was not repacked at load
+// still gets the GEMM (and exactly its results); rows past the last full group take the plain
+// dot, which has the same arithmetic. The buffers grow once per thread, then are reused.
+template <size_t (*GroupBytes)(int64_t), void (*Pack)(int64_t, const uint8_t*, size_t, uint8_t*),
+          int64_t (*SumsPerRow)(int64_t), void (*ActSums)(const void*, int64_t, int32_t*),
+          void (*MatDot)(int64_t, const uint8_t*, int64_t, const uint8_t*, size_t, const int32_t*,
+                         int64_t, float*, int64_t),
+          float (*Dot)(int64_t, const void*, const void*)>
+void plain_mat_dot(int64_t n, const void* w_in, size_t w_row_bytes, int64_t n_w, const void* x_in,
+                   size_t x_row_bytes, int64_t n_x, float* y, int64_t y_stride) {
+  thread_local std::vector<uint8_t> group;
+  thread_local std::vector<int32_t> sums;
+  const auto* w = static_cast<const uint8_t*>(w_in);
+  const auto* x = static_cast<const uint8_t*>(x_in);
+  int64_t r = 0;
+  // Packing costs about what one activation row's pass does: with fewer than 4 rows (decode)
+  // it does not pay, and the plain dots run instead.
+  if (n_w >= kRows && n_x >= 4) {
+    const int64_t per_row = SumsPerRow(n);
+    if (sums.size() < static_cast<size_t>(n_x * per_row)) sums.resize(n_x * per_row);
+    for (int64_t c = 0; c < n_x; ++c) ActSums(x + c * x_row_bytes, n, sums.data() + c * per_row);
+    if (group.size() < GroupBytes(n)) group.resize(GroupBytes(n));
+    for (; r + kRows <= n_w; r += kRows) {
+      Pack(n, w + r * w_row_bytes, w_row_bytes, group.data());
+      MatDot(n, group.data(), 1, x, x_row_bytes, sums.data(), n_x, y + r, y_stride);
+    }
+  }
+  for (; r < n_w; ++r) {
+    for (int64_t c = 0; c < n_x; ++c) {
+      y[c * y_stride + r] = Dot(n, w + r * w_row_bytes, x + c * x_row_bytes);
+    }
+  }
+}
+
 }  // namespace
 
 namespace detail {
@@ -696,12 +732,19 @@ namespace detail {
 void fill_avx512_packed_kernels(CpuKernels& k) {
   k.dot_q4_0 = dot_q4_0;
   k.dot_q8_0 = dot_q8_0;
-  // The plain tiles inherited from the AVX2 table follow a different float order; plain rows
-  // here go through the dots above, packed rows through the GEMM.
-  k.mat_dot_q4_0 = nullptr;
-  k.mat_dot_q8_0 = nullptr;
   k.dot_q4_K = dot_q4_K;
   k.dot_q6_K = dot_q6_K;
+  // Replaces the AVX2 tiles inherited from below, whose float order differs from these dots.
+  k.mat_dot_q4_0 =
+      plain_mat_dot<group_bytes<Q4_0Packing>, pack_group<Q4_0Packing>, q8_0_sums_per_row,
+                    act_sums_q8_0, mat_dot_packed<Q4_0Packing>, dot_q4_0>;
+  k.mat_dot_q8_0 =
+      plain_mat_dot<group_bytes<Q8_0Packing>, pack_group<Q8_0Packing>, q8_0_sums_per_row,
+                    act_sums_q8_0, mat_dot_packed<Q8_0Packing>, dot_q8_0>;
+  k.mat_dot_q4_K = plain_mat_dot<q4_K_group_bytes, q4_K_pack_group, q4_K_sums_per_row,
+                                 q4_K_act_sums, q4_K_mat_dot, dot_q4_K>;
+  k.mat_dot_q6_K = plain_mat_dot<q6_K_group_bytes, q6_K_pack_group, q6_K_sums_per_row,
+                                 q6_K_act_sums, q6_K_mat_dot, dot_q6_K>;
   k.packed_q4_0 = {PackedLayout::kRowGroup16,
                    group_bytes<Q4_0Packing>,
                    pack_group<Q4_0Packing>,

@@ -432,7 +432,7 @@ INSTANTIATE_TEST_SUITE_P(Tables, FloatOps, testing::Values("avx2", "avx512"),
 TEST(CpuKernels, MatDotTilesMatchVecDotExactly) {
   std::mt19937 rng(test::kSeed + 8);
   for (const CpuKernels* k : available_cpu_kernels()) {
-    for (TensorType type : {TensorType::kQ4_0, TensorType::kQ8_0}) {
+    for (TensorType type : kQuantTypes) {
       const MatDotFn mat_dot = k->mat_dot_for(type);
       if (mat_dot == nullptr) continue;
       const VecDotFn dot = k->dot_for(type);
@@ -440,7 +440,7 @@ TEST(CpuKernels, MatDotTilesMatchVecDotExactly) {
       for (int64_t blocks : {1, 2, 3, 17}) {
         const int64_t n = blocks * tensor_type_traits(type)->block_elems;
         const size_t w_row = tensor_row_bytes(type, n), x_row = tensor_row_bytes(dot_type, n);
-        for (int64_t n_w : {1, 2, 3, 4, 5, 7, 9}) {
+        for (int64_t n_w : {1, 2, 3, 4, 5, 7, 9, 16, 33}) {
           for (int64_t n_x : {1, 2, 3, 4, 5, 6, 9}) {
             const std::vector<uint8_t> w = random_weights(type, n * n_w, rng);
             const std::vector<uint8_t> x = activations(type, test::random_floats(n * n_x, rng));
