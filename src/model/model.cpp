@@ -213,12 +213,18 @@ std::string Model::describe() const {
   }
   std::string type_list;
   for (const auto& t : types) type_list += (type_list.empty() ? "" : "+") + t;
+  size_t packed_bytes = 0;
+  for (const AlignedBuffer<uint8_t>& b : packed_storage_) packed_bytes += b.size();
+  const std::string packed =
+      packed_bytes > 0
+          ? fmt::format(", {:.1f} MiB repacked for the CPU GEMM", packed_bytes / 1048576.0)
+          : "";
   return fmt::format(
       "{} '{}': {} layers, n_embd {}, heads {}/{} (kv), head_dim {}, n_ff {}, "
-      "vocab {}, weights {} ({:.1f} MiB per token){}",
+      "vocab {}, weights {} ({:.1f} MiB per token){}{}",
       c.arch_name, c.model_name, c.n_layer, c.n_embd, c.n_head, c.n_head_kv, c.head_dim, c.n_ff,
       c.n_vocab, type_list, weight_bytes_per_token() / 1048576.0,
-      weights_.output_tied ? ", tied output" : "");
+      weights_.output_tied ? ", tied output" : "", packed);
 }
 
 Result<std::span<const float>> Model::forward(Backend& backend, KvCache& cache,
