@@ -1,8 +1,9 @@
-// Integer GEMM for Q4_0 and Q8_0 weights on AVX-512 VNNI, over the row-group layout of
-// cpu_kernels.h (PackedLayout::kRowGroup16), and the plain-row dots that give the same bits.
+// Integer GEMM for Q4_0, Q8_0, Q4_K and Q6_K weights on AVX-512 VNNI, over the row-group
+// layout of cpu_kernels.h (PackedLayout::kRowGroup16), and the plain-row dots and tiles of the
+// AVX-512 table, which give the same bits. The K-quant layouts are described with their code.
 //
-// Packed group, per block b of 32 columns (Q4_0: 288 bytes, Q8_0: 544 bytes, the same as the
-// 16 plain blocks they replace):
+// Q4_0 / Q8_0 packed group, per block b of 32 columns (Q4_0: 288 bytes, Q8_0: 544 bytes, the same
+// as the 16 plain blocks they replace):
 //   16 x fp16 row scales, then chunks of 64 bytes: chunk j holds bytes 4j..4j+3 of each row's
 //   quants (row r at 4r). Q4_0 keeps its nibble packing (low nibbles: columns 4j..4j+3, high
 //   nibbles: 16+4j..16+4j+3), so 4 chunks; Q8_0 stores w + 128 as an unsigned byte, 8 chunks.
@@ -36,10 +37,10 @@ namespace {
 constexpr int64_t kRows = kPackedRowGroup;
 constexpr size_t kScaleBytes = kRows * sizeof(uint16_t);
 
-// Part `step` of `steps` of a prefetch of the `bytes` at p. A K-quant super-block is read out
-// of order (a row group's quants, scales and high bits are kilobytes apart), which the
-// hardware's stream prefetcher does not follow; fetching the super-block after next in slices
-// keeps the loads of a group ahead of the memory latency.
+// Part `step` of `steps` of a prefetch of the `bytes` at p (all of it: steps = 1). The stream
+// prefetcher alone keeps too few misses in flight for these loops, and a K-quant super-block is
+// read out of order (its quants, scales and high bits are kilobytes apart), which it does not
+// follow; the tiles request a block or super-block ahead, in slices spread over their work.
 inline void prefetch_lines(const uint8_t* p, int step, int steps, size_t bytes) {
   const size_t lines = (bytes + 63) / 64;
   const size_t per_step = (lines + steps - 1) / steps;
@@ -99,8 +100,8 @@ inline __m512i broadcast4(const int8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
-// Activation column byte offset of chunk j's four values: Q4_0 low nibbles cover columns
-// 4j.., high nibbles 16 + 4j..; Q8_0 chunk j covers 4j...
+// One block's integers into acc[c]. Q4_0 chunk j: low nibbles are columns 4j.., high nibbles
+// 16 + 4j..; Q8_0 chunk j: columns 4j...
 template <typename P, int C>
 inline void block_q4_0(const uint8_t* blk, const BlockQ8_0* const* x, int64_t b, __m512i* acc) {
   const __m512i low4 = _mm512_set1_epi8(0x0F);
@@ -691,9 +692,10 @@ float dot_q4_K(int64_t n, const void* w, const void* x_in) {
 }
 
 // Plain rows through the packed kernels: for 4 activation rows or more, each full group of 16
-// rows is packed into a per-thread buffer and run as one packed group, so a matrix that was not repacked at load
-// still gets the GEMM (and exactly its results); rows past the last full group take the plain
-// dot, which has the same arithmetic. The buffers grow once per thread, then are reused.
+// rows is packed into a per-thread buffer and run as one packed group, so a matrix that was not
+// repacked at load still gets the GEMM (and exactly its results); rows past the last full group
+// take the plain dot, which has the same arithmetic. The buffers grow once per thread, then are
+// reused.
 template <size_t (*GroupBytes)(int64_t), void (*Pack)(int64_t, const uint8_t*, size_t, uint8_t*),
           int64_t (*SumsPerRow)(int64_t), void (*ActSums)(const void*, int64_t, int32_t*),
           void (*MatDot)(int64_t, const uint8_t*, int64_t, const uint8_t*, size_t, const int32_t*,
