@@ -69,11 +69,6 @@ constexpr size_t block_bytes() {
 }
 
 template <typename P>
-size_t group_bytes(int64_t n) {
-  return static_cast<size_t>(n / kQK8_0) * block_bytes<P>();
-}
-
-template <typename P>
 void pack_group(int64_t n, const uint8_t* rows, size_t row_bytes, uint8_t* out) {
   const int64_t nb = n / kQK8_0;
   for (int64_t b = 0; b < nb; ++b, out += block_bytes<P>()) {
@@ -153,54 +148,6 @@ inline void group_tile(int64_t nb, const uint8_t* group, const BlockQ8_0* const*
   for (int c = 0; c < C; ++c) _mm512_storeu_ps(y + c * y_stride, acc[c]);
 }
 
-template <typename P, int C>
-inline void groups_tile(int64_t nb, const uint8_t* packed, int64_t n_groups, const uint8_t* x,
-                        size_t x_row_bytes, const int32_t* x_sums, float* y, int64_t y_stride) {
-  const BlockQ8_0* xs[C];
-  const int32_t* sums[C];
-  for (int c = 0; c < C; ++c) {
-    xs[c] = reinterpret_cast<const BlockQ8_0*>(x + c * x_row_bytes);
-    sums[c] = x_sums + c * nb;
-  }
-  for (int64_t g = 0; g < n_groups; ++g) {
-    group_tile<P, C>(nb, packed + g * nb * block_bytes<P>(), xs, sums, y + g * kRows, y_stride);
-  }
-}
-
-// Activations in tiles of 8 (16 float and up to 8 integer accumulators stay in registers), the
-// remainder in one smaller tile. Within a tile, groups are walked in order so a tile's weights
-// stream once per 8 activation rows.
-template <typename P>
-void mat_dot_pass(int64_t n, const uint8_t* packed, int64_t n_groups, const uint8_t* x,
-                  size_t x_row_bytes, const int32_t* x_sums, int64_t n_x, float* y,
-                  int64_t y_stride) {
-  const int64_t nb = n / kQK8_0;
-  int64_t c = 0;
-  for (; c + 8 <= n_x; c += 8) {
-    groups_tile<P, 8>(nb, packed, n_groups, x + c * x_row_bytes, x_row_bytes, x_sums + c * nb,
-                      y + c * y_stride, y_stride);
-  }
-  const uint8_t* xc = x + c * x_row_bytes;
-  const int32_t* sc = x_sums + c * nb;
-  float* yc = y + c * y_stride;
-  switch (n_x - c) {
-#define IG_TILE(k)                                                              \
-  case k:                                                                       \
-    groups_tile<P, k>(nb, packed, n_groups, xc, x_row_bytes, sc, yc, y_stride); \
-    break;
-    IG_TILE(1)
-    IG_TILE(2)
-    IG_TILE(3)
-    IG_TILE(4)
-    IG_TILE(5)
-    IG_TILE(6)
-    IG_TILE(7)
-#undef IG_TILE
-    default:
-      break;
-  }
-}
-
 // Exact integer sum of 32 products of unsigned u with signed s.
 inline int32_t dot32_u8_s8(__m256i u, __m256i s) {
   const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
@@ -245,10 +192,6 @@ float dot_q8_0(int64_t n, const void* w, const void* x_in) {
   return acc;
 }
 
-int64_t q8_0_sums_per_row(int64_t n) {
-  return n / kQK8_0;
-}
-
 void act_sums_q8_0(const void* x_in, int64_t n, int32_t* sums) {
   const auto* x = static_cast<const BlockQ8_0*>(x_in);
   for (int64_t b = 0; b < n / kQK8_0; ++b) sums[b] = block_sum(x[b]);
@@ -269,10 +212,6 @@ void act_sums_q8_0(const void* x_in, int64_t n, int32_t* sums) {
 constexpr size_t kQ4KScales = 64, kQ4KMins = 192, kQ4KQuants = 320;
 constexpr size_t kQ4KSuperBytes = kQ4KQuants + 32 * 64;
 
-size_t q4_K_group_bytes(int64_t n) {
-  return static_cast<size_t>(n / kQK_K) * kQ4KSuperBytes;
-}
-
 void q4_K_pack_group(int64_t n, const uint8_t* rows, size_t row_bytes, uint8_t* out) {
   for (int64_t s = 0; s < n / kQK_K; ++s, out += kQ4KSuperBytes) {
     for (int64_t r = 0; r < kRows; ++r) {
@@ -290,10 +229,6 @@ void q4_K_pack_group(int64_t n, const uint8_t* rows, size_t row_bytes, uint8_t* 
       }
     }
   }
-}
-
-int64_t q4_K_sums_per_row(int64_t n) {
-  return n / kQK_K * 4;
 }
 
 // Per super-block, four 32-bit words: sub-block sums (2i, 2i+1) as a pair of int16 (each at
@@ -362,52 +297,6 @@ inline void q4_K_group_tile(int64_t n_super, const uint8_t* group, const BlockQ8
   for (int c = 0; c < C; ++c) _mm512_storeu_ps(y + c * y_stride, acc[c]);
 }
 
-template <int C>
-inline void q4_K_groups_tile(int64_t n_super, const uint8_t* packed, int64_t n_groups,
-                             const uint8_t* x, size_t x_row_bytes, const int32_t* x_sums, float* y,
-                             int64_t y_stride) {
-  const BlockQ8_K* xs[C];
-  const int32_t* sums[C];
-  for (int c = 0; c < C; ++c) {
-    xs[c] = reinterpret_cast<const BlockQ8_K*>(x + c * x_row_bytes);
-    sums[c] = x_sums + c * n_super * 4;
-  }
-  for (int64_t g = 0; g < n_groups; ++g) {
-    q4_K_group_tile<C>(n_super, packed + g * n_super * kQ4KSuperBytes, xs, sums, y + g * kRows,
-                       y_stride);
-  }
-}
-
-void q4_K_mat_dot_pass(int64_t n, const uint8_t* packed, int64_t n_groups, const uint8_t* x,
-                       size_t x_row_bytes, const int32_t* x_sums, int64_t n_x, float* y,
-                       int64_t y_stride) {
-  const int64_t n_super = n / kQK_K;
-  int64_t c = 0;
-  for (; c + 8 <= n_x; c += 8) {
-    q4_K_groups_tile<8>(n_super, packed, n_groups, x + c * x_row_bytes, x_row_bytes,
-                        x_sums + c * n_super * 4, y + c * y_stride, y_stride);
-  }
-  const uint8_t* xc = x + c * x_row_bytes;
-  const int32_t* sc = x_sums + c * n_super * 4;
-  float* yc = y + c * y_stride;
-  switch (n_x - c) {
-#define IG_TILE(k)                                                                     \
-  case k:                                                                              \
-    q4_K_groups_tile<k>(n_super, packed, n_groups, xc, x_row_bytes, sc, yc, y_stride); \
-    break;
-    IG_TILE(1)
-    IG_TILE(2)
-    IG_TILE(3)
-    IG_TILE(4)
-    IG_TILE(5)
-    IG_TILE(6)
-    IG_TILE(7)
-#undef IG_TILE
-    default:
-      break;
-  }
-}
-
 inline __m512i concat(__m256i lo, __m256i hi) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
@@ -432,10 +321,6 @@ inline __m256i load256(const void* p) {
 constexpr size_t kQ6KScales = 32, kQ6KLow = 288, kQ6KHigh = kQ6KLow + 32 * 64;
 constexpr size_t kQ6KSuperBytes = kQ6KHigh + 16 * 64;
 
-size_t q6_K_group_bytes(int64_t n) {
-  return static_cast<size_t>(n / kQK_K) * kQ6KSuperBytes;
-}
-
 void q6_K_pack_group(int64_t n, const uint8_t* rows, size_t row_bytes, uint8_t* out) {
   for (int64_t s = 0; s < n / kQK_K; ++s, out += kQ6KSuperBytes) {
     for (int64_t r = 0; r < kRows; ++r) {
@@ -448,10 +333,6 @@ void q6_K_pack_group(int64_t n, const uint8_t* rows, size_t row_bytes, uint8_t* 
       for (int c = 0; c < 16; ++c) std::memcpy(out + kQ6KHigh + 64 * c + 4 * r, b.qh + 4 * c, 4);
     }
   }
-}
-
-int64_t q6_K_sums_per_row(int64_t n) {
-  return n / kQK_K * 8;
 }
 
 // Per super-block, eight 32-bit words: sums of 16 (2i, 2i + 1) as a pair of int16.
@@ -523,52 +404,6 @@ inline void q6_K_group_tile(int64_t n_super, const uint8_t* group, const BlockQ8
   for (int c = 0; c < C; ++c) _mm512_storeu_ps(y + c * y_stride, acc[c]);
 }
 
-template <int C>
-inline void q6_K_groups_tile(int64_t n_super, const uint8_t* packed, int64_t n_groups,
-                             const uint8_t* x, size_t x_row_bytes, const int32_t* x_sums, float* y,
-                             int64_t y_stride) {
-  const BlockQ8_K* xs[C];
-  const int32_t* sums[C];
-  for (int c = 0; c < C; ++c) {
-    xs[c] = reinterpret_cast<const BlockQ8_K*>(x + c * x_row_bytes);
-    sums[c] = x_sums + c * n_super * 8;
-  }
-  for (int64_t g = 0; g < n_groups; ++g) {
-    q6_K_group_tile<C>(n_super, packed + g * n_super * kQ6KSuperBytes, xs, sums, y + g * kRows,
-                       y_stride);
-  }
-}
-
-void q6_K_mat_dot_pass(int64_t n, const uint8_t* packed, int64_t n_groups, const uint8_t* x,
-                       size_t x_row_bytes, const int32_t* x_sums, int64_t n_x, float* y,
-                       int64_t y_stride) {
-  const int64_t n_super = n / kQK_K;
-  int64_t c = 0;
-  for (; c + 8 <= n_x; c += 8) {
-    q6_K_groups_tile<8>(n_super, packed, n_groups, x + c * x_row_bytes, x_row_bytes,
-                        x_sums + c * n_super * 8, y + c * y_stride, y_stride);
-  }
-  const uint8_t* xc = x + c * x_row_bytes;
-  const int32_t* sc = x_sums + c * n_super * 8;
-  float* yc = y + c * y_stride;
-  switch (n_x - c) {
-#define IG_TILE(k)                                                                     \
-  case k:                                                                              \
-    q6_K_groups_tile<k>(n_super, packed, n_groups, xc, x_row_bytes, sc, yc, y_stride); \
-    break;
-    IG_TILE(1)
-    IG_TILE(2)
-    IG_TILE(3)
-    IG_TILE(4)
-    IG_TILE(5)
-    IG_TILE(6)
-    IG_TILE(7)
-#undef IG_TILE
-    default:
-      break;
-  }
-}
-
 // The plain-row Q6_K dot, with the packed kernel's arithmetic (an exact integer per
 // super-block, then one fma).
 // Lane i of row r selects scale 4r + i / 8: the sub-block of 16 that 16-bit lane i of a
@@ -624,6 +459,111 @@ float dot_q6_K(int64_t n, const void* w, const void* x) {
   return acc;
 }
 
+// ---- The shared driver ----
+// Each kind names its activation block and, per unit (a block or a super-block), its columns,
+// packed bytes (for a group of 16 rows) and activation sums, and its tile: one row group
+// against C activation rows.
+struct Q4_0Kind {
+  using Act = BlockQ8_0;
+  static constexpr int64_t kCols = kQK8_0, kSums = 1;
+  static constexpr size_t kBytes = block_bytes<Q4_0Packing>();
+  template <int C>
+  static void tile(int64_t units, const uint8_t* g, const Act* const* x, const int32_t* const* s,
+                   float* y, int64_t y_stride) {
+    group_tile<Q4_0Packing, C>(units, g, x, s, y, y_stride);
+  }
+};
+
+struct Q8_0Kind {
+  using Act = BlockQ8_0;
+  static constexpr int64_t kCols = kQK8_0, kSums = 1;
+  static constexpr size_t kBytes = block_bytes<Q8_0Packing>();
+  template <int C>
+  static void tile(int64_t units, const uint8_t* g, const Act* const* x, const int32_t* const* s,
+                   float* y, int64_t y_stride) {
+    group_tile<Q8_0Packing, C>(units, g, x, s, y, y_stride);
+  }
+};
+
+struct Q4_KKind {
+  using Act = BlockQ8_K;
+  static constexpr int64_t kCols = kQK_K, kSums = 4;
+  static constexpr size_t kBytes = kQ4KSuperBytes;
+  template <int C>
+  static void tile(int64_t units, const uint8_t* g, const Act* const* x, const int32_t* const* s,
+                   float* y, int64_t y_stride) {
+    q4_K_group_tile<C>(units, g, x, s, y, y_stride);
+  }
+};
+
+struct Q6_KKind {
+  using Act = BlockQ8_K;
+  static constexpr int64_t kCols = kQK_K, kSums = 8;
+  static constexpr size_t kBytes = kQ6KSuperBytes;
+  template <int C>
+  static void tile(int64_t units, const uint8_t* g, const Act* const* x, const int32_t* const* s,
+                   float* y, int64_t y_stride) {
+    q6_K_group_tile<C>(units, g, x, s, y, y_stride);
+  }
+};
+
+template <typename K>
+size_t group_bytes(int64_t n) {
+  return static_cast<size_t>(n / K::kCols) * K::kBytes;
+}
+
+template <typename K>
+int64_t sums_per_row(int64_t n) {
+  return n / K::kCols * K::kSums;
+}
+
+template <typename K, int C>
+inline void groups_tile(int64_t units, const uint8_t* packed, int64_t n_groups, const uint8_t* x,
+                        size_t x_row_bytes, const int32_t* x_sums, float* y, int64_t y_stride) {
+  const typename K::Act* xs[C];
+  const int32_t* sums[C];
+  for (int c = 0; c < C; ++c) {
+    xs[c] = reinterpret_cast<const typename K::Act*>(x + c * x_row_bytes);
+    sums[c] = x_sums + c * units * K::kSums;
+  }
+  for (int64_t g = 0; g < n_groups; ++g) {
+    K::template tile<C>(units, packed + g * units * K::kBytes, xs, sums, y + g * kRows, y_stride);
+  }
+}
+
+// Activations in tiles of 8 (up to 8 float and 16 integer accumulators stay in registers), the
+// remainder in one smaller tile; within a tile, the groups in order.
+template <typename K>
+void mat_dot_pass(int64_t n, const uint8_t* packed, int64_t n_groups, const uint8_t* x,
+                  size_t x_row_bytes, const int32_t* x_sums, int64_t n_x, float* y,
+                  int64_t y_stride) {
+  const int64_t units = n / K::kCols, per_row = units * K::kSums;
+  int64_t c = 0;
+  for (; c + 8 <= n_x; c += 8) {
+    groups_tile<K, 8>(units, packed, n_groups, x + c * x_row_bytes, x_row_bytes,
+                      x_sums + c * per_row, y + c * y_stride, y_stride);
+  }
+  const uint8_t* xc = x + c * x_row_bytes;
+  const int32_t* sc = x_sums + c * per_row;
+  float* yc = y + c * y_stride;
+  switch (n_x - c) {
+#define IG_TILE(k)                                                                 \
+  case k:                                                                          \
+    groups_tile<K, k>(units, packed, n_groups, xc, x_row_bytes, sc, yc, y_stride); \
+    break;
+    IG_TILE(1)
+    IG_TILE(2)
+    IG_TILE(3)
+    IG_TILE(4)
+    IG_TILE(5)
+    IG_TILE(6)
+    IG_TILE(7)
+#undef IG_TILE
+    default:
+      break;
+  }
+}
+
 // Weights in passes that fit in L2 (each pass's groups against every activation tile), so a
 // long run of groups is read from memory once, not once per tile of 8 activation rows. The
 // passes only regroup work: every output sees the same operations.
@@ -638,31 +578,13 @@ inline void in_l2_passes(size_t group_bytes, const uint8_t* packed, int64_t n_gr
   }
 }
 
-template <typename P>
-void mat_dot_packed(int64_t n, const uint8_t* packed, int64_t n_groups, const uint8_t* x,
+template <typename K>
+void packed_mat_dot(int64_t n, const uint8_t* packed, int64_t n_groups, const uint8_t* x,
                     size_t x_row_bytes, const int32_t* x_sums, int64_t n_x, float* y,
                     int64_t y_stride) {
-  in_l2_passes(group_bytes<P>(n), packed, n_groups, y,
+  in_l2_passes(group_bytes<K>(n), packed, n_groups, y,
                [&](const uint8_t* p, int64_t groups, float* yp) {
-                 mat_dot_pass<P>(n, p, groups, x, x_row_bytes, x_sums, n_x, yp, y_stride);
-               });
-}
-
-void q4_K_mat_dot(int64_t n, const uint8_t* packed, int64_t n_groups, const uint8_t* x,
-                  size_t x_row_bytes, const int32_t* x_sums, int64_t n_x, float* y,
-                  int64_t y_stride) {
-  in_l2_passes(q4_K_group_bytes(n), packed, n_groups, y,
-               [&](const uint8_t* p, int64_t groups, float* yp) {
-                 q4_K_mat_dot_pass(n, p, groups, x, x_row_bytes, x_sums, n_x, yp, y_stride);
-               });
-}
-
-void q6_K_mat_dot(int64_t n, const uint8_t* packed, int64_t n_groups, const uint8_t* x,
-                  size_t x_row_bytes, const int32_t* x_sums, int64_t n_x, float* y,
-                  int64_t y_stride) {
-  in_l2_passes(q6_K_group_bytes(n), packed, n_groups, y,
-               [&](const uint8_t* p, int64_t groups, float* yp) {
-                 q6_K_mat_dot_pass(n, p, groups, x, x_row_bytes, x_sums, n_x, yp, y_stride);
+                 mat_dot_pass<K>(n, p, groups, x, x_row_bytes, x_sums, n_x, yp, y_stride);
                });
 }
 
@@ -696,10 +618,8 @@ float dot_q4_K(int64_t n, const void* w, const void* x_in) {
 // repacked at load still gets the GEMM (and exactly its results); rows past the last full group
 // take the plain dot, which has the same arithmetic. The buffers grow once per thread, then are
 // reused.
-template <size_t (*GroupBytes)(int64_t), void (*Pack)(int64_t, const uint8_t*, size_t, uint8_t*),
-          int64_t (*SumsPerRow)(int64_t), void (*ActSums)(const void*, int64_t, int32_t*),
-          void (*MatDot)(int64_t, const uint8_t*, int64_t, const uint8_t*, size_t, const int32_t*,
-                         int64_t, float*, int64_t),
+template <typename K, void (*Pack)(int64_t, const uint8_t*, size_t, uint8_t*),
+          void (*ActSums)(const void*, int64_t, int32_t*),
           float (*Dot)(int64_t, const void*, const void*)>
 void plain_mat_dot(int64_t n, const void* w_in, size_t w_row_bytes, int64_t n_w, const void* x_in,
                    size_t x_row_bytes, int64_t n_x, float* y, int64_t y_stride) {
@@ -711,13 +631,13 @@ void plain_mat_dot(int64_t n, const void* w_in, size_t w_row_bytes, int64_t n_w,
   // Packing costs about what one activation row's pass does: with fewer than 4 rows (decode)
   // it does not pay, and the plain dots run instead.
   if (n_w >= kRows && n_x >= 4) {
-    const int64_t per_row = SumsPerRow(n);
+    const int64_t per_row = sums_per_row<K>(n);
     if (sums.size() < static_cast<size_t>(n_x * per_row)) sums.resize(n_x * per_row);
     for (int64_t c = 0; c < n_x; ++c) ActSums(x + c * x_row_bytes, n, sums.data() + c * per_row);
-    if (group.size() < GroupBytes(n)) group.resize(GroupBytes(n));
+    if (group.size() < group_bytes<K>(n)) group.resize(group_bytes<K>(n));
     for (; r + kRows <= n_w; r += kRows) {
       Pack(n, w + r * w_row_bytes, w_row_bytes, group.data());
-      MatDot(n, group.data(), 1, x, x_row_bytes, sums.data(), n_x, y + r, y_stride);
+      packed_mat_dot<K>(n, group.data(), 1, x, x_row_bytes, sums.data(), n_x, y + r, y_stride);
     }
   }
   for (; r < n_w; ++r) {
@@ -737,32 +657,18 @@ void fill_avx512_packed_kernels(CpuKernels& k) {
   k.dot_q4_K = dot_q4_K;
   k.dot_q6_K = dot_q6_K;
   // Replaces the AVX2 tiles inherited from below, whose float order differs from these dots.
-  k.mat_dot_q4_0 =
-      plain_mat_dot<group_bytes<Q4_0Packing>, pack_group<Q4_0Packing>, q8_0_sums_per_row,
-                    act_sums_q8_0, mat_dot_packed<Q4_0Packing>, dot_q4_0>;
-  k.mat_dot_q8_0 =
-      plain_mat_dot<group_bytes<Q8_0Packing>, pack_group<Q8_0Packing>, q8_0_sums_per_row,
-                    act_sums_q8_0, mat_dot_packed<Q8_0Packing>, dot_q8_0>;
-  k.mat_dot_q4_K = plain_mat_dot<q4_K_group_bytes, q4_K_pack_group, q4_K_sums_per_row,
-                                 q4_K_act_sums, q4_K_mat_dot, dot_q4_K>;
-  k.mat_dot_q6_K = plain_mat_dot<q6_K_group_bytes, q6_K_pack_group, q6_K_sums_per_row,
-                                 q6_K_act_sums, q6_K_mat_dot, dot_q6_K>;
-  k.packed_q4_0 = {PackedLayout::kRowGroup16,
-                   group_bytes<Q4_0Packing>,
-                   pack_group<Q4_0Packing>,
-                   q8_0_sums_per_row,
-                   act_sums_q8_0,
-                   mat_dot_packed<Q4_0Packing>};
-  k.packed_q8_0 = {PackedLayout::kRowGroup16,
-                   group_bytes<Q8_0Packing>,
-                   pack_group<Q8_0Packing>,
-                   q8_0_sums_per_row,
-                   act_sums_q8_0,
-                   mat_dot_packed<Q8_0Packing>};
-  k.packed_q4_K = {PackedLayout::kRowGroup16, q4_K_group_bytes, q4_K_pack_group,
-                   q4_K_sums_per_row,         q4_K_act_sums,    q4_K_mat_dot};
-  k.packed_q6_K = {PackedLayout::kRowGroup16, q6_K_group_bytes, q6_K_pack_group,
-                   q6_K_sums_per_row,         q6_K_act_sums,    q6_K_mat_dot};
+  k.mat_dot_q4_0 = plain_mat_dot<Q4_0Kind, pack_group<Q4_0Packing>, act_sums_q8_0, dot_q4_0>;
+  k.mat_dot_q8_0 = plain_mat_dot<Q8_0Kind, pack_group<Q8_0Packing>, act_sums_q8_0, dot_q8_0>;
+  k.mat_dot_q4_K = plain_mat_dot<Q4_KKind, q4_K_pack_group, q4_K_act_sums, dot_q4_K>;
+  k.mat_dot_q6_K = plain_mat_dot<Q6_KKind, q6_K_pack_group, q6_K_act_sums, dot_q6_K>;
+  k.packed_q4_0 = {PackedLayout::kRowGroup16, group_bytes<Q4_0Kind>, pack_group<Q4_0Packing>,
+                   sums_per_row<Q4_0Kind>,    act_sums_q8_0,         packed_mat_dot<Q4_0Kind>};
+  k.packed_q8_0 = {PackedLayout::kRowGroup16, group_bytes<Q8_0Kind>, pack_group<Q8_0Packing>,
+                   sums_per_row<Q8_0Kind>,    act_sums_q8_0,         packed_mat_dot<Q8_0Kind>};
+  k.packed_q4_K = {PackedLayout::kRowGroup16, group_bytes<Q4_KKind>, q4_K_pack_group,
+                   sums_per_row<Q4_KKind>,    q4_K_act_sums,         packed_mat_dot<Q4_KKind>};
+  k.packed_q6_K = {PackedLayout::kRowGroup16, group_bytes<Q6_KKind>, q6_K_pack_group,
+                   sums_per_row<Q6_KKind>,    q6_K_act_sums,         packed_mat_dot<Q6_KKind>};
 }
 
 }  // namespace detail
