@@ -93,20 +93,21 @@ ForwardScratch::ForwardScratch(const ModelConfig& c, int max_tokens_in, int max_
   logit_rows.reserve(t);
 }
 
-Result<std::unique_ptr<Model>> Model::load(const std::string& path) {
+Result<std::unique_ptr<Model>> Model::load(const std::string& path, WeightPacking packing) {
   IG_ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> file, GgufFile::open(path));
-  auto model = from_gguf(std::move(file));
+  auto model = from_gguf(std::move(file), packing);
   if (!model.is_ok()) return model.status().with_context(path);
   return model;
 }
 
-Result<std::unique_ptr<Model>> Model::from_gguf(std::unique_ptr<GgufFile> file) {
+Result<std::unique_ptr<Model>> Model::from_gguf(std::unique_ptr<GgufFile> file,
+                                                WeightPacking packing) {
   std::unique_ptr<Model> model(new Model());
   model->file_ = std::move(file);
   IG_ASSIGN_OR_RETURN(model->config_, ModelConfig::from_gguf(*model->file_));
   IG_RETURN_IF_ERROR(model->load_weights());
   model->fingerprint_ = model->compute_fingerprint();
-  if (weight_repacking_enabled()) model->pack_weights();
+  if (packing == WeightPacking::kDefault && weight_repacking_enabled()) model->pack_weights();
   return model;
 }
 
@@ -203,6 +204,12 @@ size_t Model::weight_bytes_per_token() const {
   return bytes;
 }
 
+size_t Model::packed_bytes() const {
+  size_t bytes = 0;
+  for (const AlignedBuffer<uint8_t>& b : packed_storage_) bytes += b.size();
+  return bytes;
+}
+
 std::string Model::describe() const {
   const ModelConfig& c = config_;
   std::set<std::string> types;
@@ -213,11 +220,9 @@ std::string Model::describe() const {
   }
   std::string type_list;
   for (const auto& t : types) type_list += (type_list.empty() ? "" : "+") + t;
-  size_t packed_bytes = 0;
-  for (const AlignedBuffer<uint8_t>& b : packed_storage_) packed_bytes += b.size();
   const std::string packed =
-      packed_bytes > 0
-          ? fmt::format(", {:.1f} MiB repacked for the CPU GEMM", packed_bytes / 1048576.0)
+      packed_bytes() > 0
+          ? fmt::format(", {:.1f} MiB repacked for the CPU GEMM", packed_bytes() / 1048576.0)
           : "";
   return fmt::format(
       "{} '{}': {} layers, n_embd {}, heads {}/{} (kv), head_dim {}, n_ff {}, "

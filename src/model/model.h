@@ -97,9 +97,16 @@ struct BatchSequence {
 
 class Model {
  public:
-  static Result<std::unique_ptr<Model>> load(const std::string& path);
+  // kDefault repacks the matrices for this CPU's kernels (kernels/packed_weights.h) unless
+  // INFERGRID_REPACK=0 is set; kOff keeps only the file's layout. Results are the same bits.
+  enum class WeightPacking { kDefault, kOff };
+  static Result<std::unique_ptr<Model>> load(const std::string& path,
+                                             WeightPacking packing = WeightPacking::kDefault);
   // Takes over an already-opened file (used by tests that build files in memory).
-  static Result<std::unique_ptr<Model>> from_gguf(std::unique_ptr<GgufFile> file);
+  static Result<std::unique_ptr<Model>> from_gguf(std::unique_ptr<GgufFile> file,
+                                                  WeightPacking packing = WeightPacking::kDefault);
+  // Bytes of the repacked copies of the weights (0 when none were made).
+  size_t packed_bytes() const;
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }

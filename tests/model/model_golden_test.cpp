@@ -8,6 +8,7 @@
 #include <ostream>
 
 #include "kernels/cpu_backend.h"
+#include "kernels/packed_weights.h"
 #include "model/golden_data.h"
 #include "model/model.h"
 #include "model/naive_model.h"
@@ -64,7 +65,9 @@ struct GoldenCase {
 
 // Without this gtest prints the struct's bytes (a pointer among them) into the test's CTest
 // name, which then changes with every build.
-void PrintTo(const GoldenCase& c, std::ostream* os) { *os << c.name; }
+void PrintTo(const GoldenCase& c, std::ostream* os) {
+  *os << c.name;
+}
 
 class ModelGolden : public ::testing::TestWithParam<GoldenCase> {};
 
@@ -115,6 +118,47 @@ TEST_P(ModelGolden, MatchesLlamaCppLogits) {
     // The naive model uses float activations; ours quantizes them to 8 bits like llama.cpp.
     EXPECT_GE(n.worst_cosine, c.min_cosine);
   }
+}
+
+// The weights repacked for this CPU's GEMM and the file's own layout give the same bits: a
+// prompt in one batch (the GEMM's wide tiles, fused Q/K/V and gate/up) and decode steps (its
+// one-row tiles). Where the CPU has a packed kernel for the model's types, the repacked copy
+// must exist, so this cannot pass by comparing two plain models.
+TEST_P(ModelGolden, RepackedWeightsGiveTheSameBitsAsTheFileLayout) {
+  const GoldenCase& c = GetParam();
+  if (golden_dir().empty()) GTEST_SKIP() << "../shared/golden not present; golden tests skipped";
+  auto golden = load_golden(c.name);
+  ASSERT_TRUE(golden.has_value()) << "missing golden data for " << c.name;
+  auto packed = Model::load(golden_model_path(c.name));
+  auto plain = Model::load(golden_model_path(c.name), Model::WeightPacking::kOff);
+  ASSERT_TRUE(packed.is_ok() && plain.is_ok());
+  EXPECT_EQ((*plain)->packed_bytes(), 0u);
+  const TensorType type = (*packed)->weights().layers[0].w_up.type;
+  if (select_cpu_kernels().packed_for(type) != nullptr && weight_repacking_enabled()) {
+    EXPECT_GT((*packed)->packed_bytes(), 0u) << "no weights were repacked";
+  }
+  const std::vector<int32_t> tokens = golden->all_tokens();
+  const size_t n_prompt = golden->prompt_tokens.size();
+  auto run = [&](const Model& model) {
+    CpuBackend backend(2);
+    KvCache cache(model.config(), static_cast<int>(tokens.size()));
+    ForwardScratch scratch(model.config(), static_cast<int>(tokens.size()));
+    std::vector<float> out;
+    auto prompt = model.forward(backend, cache, scratch, std::span(tokens).first(n_prompt), 0,
+                                Model::Logits::kAll);
+    EXPECT_TRUE(prompt.is_ok());
+    if (prompt.is_ok()) out.assign(prompt->begin(), prompt->end());
+    for (size_t i = n_prompt; i < tokens.size(); ++i) {
+      auto step = model.forward(backend, cache, scratch, std::span(tokens).subspan(i, 1),
+                                static_cast<int>(i), Model::Logits::kLast);
+      EXPECT_TRUE(step.is_ok());
+      if (step.is_ok()) out.insert(out.end(), step->begin(), step->end());
+    }
+    return out;
+  };
+  const std::vector<float> a = run(**packed), b = run(**plain);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], b[i]) << c.name << " logit " << i;
 }
 
 INSTANTIATE_TEST_SUITE_P(AllGoldenModels, ModelGolden,
