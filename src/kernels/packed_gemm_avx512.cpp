@@ -97,7 +97,7 @@ inline __m512i broadcast4(const int8_t* p) {
 
 // One block's integers into acc[c]. Q4_0 chunk j: low nibbles are columns 4j.., high nibbles
 // 16 + 4j..; Q8_0 chunk j: columns 4j...
-template <typename P, int C>
+template <int C>
 inline void block_q4_0(const uint8_t* blk, const BlockQ8_0* const* x, int64_t b, __m512i* acc) {
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   for (int j = 0; j < 4; ++j) {
@@ -111,7 +111,7 @@ inline void block_q4_0(const uint8_t* blk, const BlockQ8_0* const* x, int64_t b,
   }
 }
 
-template <typename P, int C>
+template <int C>
 inline void block_q8_0(const uint8_t* blk, const BlockQ8_0* const* x, int64_t b, __m512i* acc) {
   for (int j = 0; j < 8; ++j) {
     const __m512i w = _mm512_loadu_si512(blk + kScaleBytes + 64 * j);
@@ -135,9 +135,9 @@ inline void group_tile(int64_t nb, const uint8_t* group, const BlockQ8_0* const*
     __m512i isum[C];
     for (int c = 0; c < C; ++c) isum[c] = _mm512_set1_epi32(-P::kOffset * sums[c][b]);
     if constexpr (P::kChunks == 4) {
-      block_q4_0<P, C>(blk, x, b, isum);
+      block_q4_0<C>(blk, x, b, isum);
     } else {
-      block_q8_0<P, C>(blk, x, b, isum);
+      block_q8_0<C>(blk, x, b, isum);
     }
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
     for (int c = 0; c < C; ++c) {
@@ -463,27 +463,19 @@ float dot_q6_K(int64_t n, const void* w, const void* x) {
 // Each kind names its activation block and, per unit (a block or a super-block), its columns,
 // packed bytes (for a group of 16 rows) and activation sums, and its tile: one row group
 // against C activation rows.
-struct Q4_0Kind {
+template <typename P>  // Q4_0Packing or Q8_0Packing
+struct BlockKind {
   using Act = BlockQ8_0;
   static constexpr int64_t kCols = kQK8_0, kSums = 1;
-  static constexpr size_t kBytes = block_bytes<Q4_0Packing>();
+  static constexpr size_t kBytes = block_bytes<P>();
   template <int C>
   static void tile(int64_t units, const uint8_t* g, const Act* const* x, const int32_t* const* s,
                    float* y, int64_t y_stride) {
-    group_tile<Q4_0Packing, C>(units, g, x, s, y, y_stride);
+    group_tile<P, C>(units, g, x, s, y, y_stride);
   }
 };
-
-struct Q8_0Kind {
-  using Act = BlockQ8_0;
-  static constexpr int64_t kCols = kQK8_0, kSums = 1;
-  static constexpr size_t kBytes = block_bytes<Q8_0Packing>();
-  template <int C>
-  static void tile(int64_t units, const uint8_t* g, const Act* const* x, const int32_t* const* s,
-                   float* y, int64_t y_stride) {
-    group_tile<Q8_0Packing, C>(units, g, x, s, y, y_stride);
-  }
-};
+using Q4_0Kind = BlockKind<Q4_0Packing>;
+using Q8_0Kind = BlockKind<Q8_0Packing>;
 
 struct Q4_KKind {
   using Act = BlockQ8_K;
