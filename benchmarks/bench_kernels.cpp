@@ -16,6 +16,7 @@
 #include "core/aligned_buffer.h"
 #include "core/fp16.h"
 #include "kernels/cpu_kernels.h"
+#include "kernels/packed_weights.h"
 #include "kernels/quant.h"
 
 namespace infergrid {
@@ -115,12 +116,9 @@ void bench_dot(benchmark::State& state, const CpuKernels* k, TensorType type, in
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(row_bytes) * rows);
 }
 
-// The tiled dot over a whole matrix and n_x activation rows, as matmul calls it: weight GB/s
-// (each weight byte read once per call) and GFLOP/s (2 * rows * cols * n_x per call).
-void bench_mat_dot(benchmark::State& state, const CpuKernels* k, TensorType type, int64_t rows,
-                   int64_t cols, int64_t n_x) {
-  const size_t row_bytes = tensor_row_bytes(type, cols);
-  const AlignedBuffer<uint8_t>& w = cached_weights(type, rows, cols);
+// n_x random activation rows of `cols`, quantized by k to the dot type of `type`.
+AlignedBuffer<uint8_t> quantized_activations(const CpuKernels* k, TensorType type, int64_t cols,
+                                             int64_t n_x) {
   FastRng rng;
   std::vector<float> xf(static_cast<size_t>(cols * n_x));
   for (float& v : xf) v = rng.uniform() - 0.5f;
@@ -130,53 +128,58 @@ void bench_mat_dot(benchmark::State& state, const CpuKernels* k, TensorType type
   for (int64_t c = 0; c < n_x; ++c) {
     k->quantize_for(dot_type)(xf.data() + c * cols, x.data() + c * x_row_bytes, cols);
   }
+  return x;
+}
+
+// Weight GB/s (each weight byte read once per call) and GFLOP/s (2 * rows * cols * n_x per call).
+void set_matrix_counters(benchmark::State& state, TensorType type, int64_t rows, int64_t cols,
+                         int64_t n_x) {
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(tensor_row_bytes(type, cols)) *
+                          rows);
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * 2.0 * static_cast<double>(rows * cols * n_x),
+      benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+}
+
+// The tiled dot over a whole matrix and n_x activation rows, as matmul calls it.
+void bench_mat_dot(benchmark::State& state, const CpuKernels* k, TensorType type, int64_t rows,
+                   int64_t cols, int64_t n_x) {
+  const size_t row_bytes = tensor_row_bytes(type, cols);
+  const AlignedBuffer<uint8_t>& w = cached_weights(type, rows, cols);
+  const AlignedBuffer<uint8_t> x = quantized_activations(k, type, cols, n_x);
+  const size_t x_row_bytes = x.size() / static_cast<size_t>(n_x);
   std::vector<float> y(static_cast<size_t>(rows * n_x));
   const MatDotFn mat_dot = k->mat_dot_for(type);
   for (auto _ : state) {
     mat_dot(cols, w.data(), row_bytes, rows, x.data(), x_row_bytes, n_x, y.data(), rows);
     benchmark::ClobberMemory();
   }
-  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(row_bytes) * rows);
-  state.counters["GFLOP/s"] = benchmark::Counter(
-      static_cast<double>(state.iterations()) * 2.0 * static_cast<double>(rows * cols * n_x),
-      benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  set_matrix_counters(state, type, rows, cols, n_x);
 }
 
 // The packed integer GEMM over the same matrix (packed once, outside the timing), as matmul
-// calls it for a packed view: weight GB/s of the plain bytes it replaces, and GFLOP/s.
+// calls it for a packed view; bytes are those of the plain rows it replaces.
 void bench_packed(benchmark::State& state, const CpuKernels* k, TensorType type, int64_t rows,
                   int64_t cols, int64_t n_x) {
   const PackedKernel& packed = *k->packed_for(type);
-  const size_t row_bytes = tensor_row_bytes(type, cols);
   const AlignedBuffer<uint8_t>& w = cached_weights(type, rows, cols);
-  const int64_t n_groups = rows / kPackedRowGroup;
-  AlignedBuffer<uint8_t> p(packed.group_bytes(cols) * static_cast<size_t>(n_groups));
-  for (int64_t g = 0; g < n_groups; ++g) {
-    packed.pack_group(cols, w.data() + g * kPackedRowGroup * row_bytes, row_bytes,
-                      p.data() + g * packed.group_bytes(cols));
-  }
-  FastRng rng;
-  std::vector<float> xf(static_cast<size_t>(cols * n_x));
-  for (float& v : xf) v = rng.uniform() - 0.5f;
-  const TensorType dot_type = tensor_type_traits(type)->dot_type;
-  const size_t x_row_bytes = tensor_row_bytes(dot_type, cols);
-  AlignedBuffer<uint8_t> x(x_row_bytes * static_cast<size_t>(n_x));
+  MatrixView view{type, w.data(), cols, rows, tensor_row_bytes(type, cols)};
+  const AlignedBuffer<uint8_t> storage = pack_weights_for(*k, view);
+  const AlignedBuffer<uint8_t> x = quantized_activations(k, type, cols, n_x);
+  const size_t x_row_bytes = x.size() / static_cast<size_t>(n_x);
   const int64_t per_row = packed.sums_per_row(cols);
   std::vector<int32_t> sums(static_cast<size_t>(per_row * n_x));
   for (int64_t c = 0; c < n_x; ++c) {
-    k->quantize_for(dot_type)(xf.data() + c * cols, x.data() + c * x_row_bytes, cols);
     packed.act_sums(x.data() + c * x_row_bytes, cols, sums.data() + c * per_row);
   }
   std::vector<float> y(static_cast<size_t>(rows * n_x));
+  const int64_t n_groups = view.packed_rows / kPackedRowGroup;
   for (auto _ : state) {
-    packed.mat_dot(cols, p.data(), n_groups, x.data(), x_row_bytes, sums.data(), n_x, y.data(),
+    packed.mat_dot(cols, view.packed, n_groups, x.data(), x_row_bytes, sums.data(), n_x, y.data(),
                    rows);
     benchmark::ClobberMemory();
   }
-  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(row_bytes) * rows);
-  state.counters["GFLOP/s"] = benchmark::Counter(
-      static_cast<double>(state.iterations()) * 2.0 * static_cast<double>(rows * cols * n_x),
-      benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  set_matrix_counters(state, type, rows, cols, n_x);
 }
 
 void bench_quantize(benchmark::State& state, const CpuKernels* k, TensorType dot_type) {
