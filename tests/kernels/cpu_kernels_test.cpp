@@ -426,6 +426,32 @@ INSTANTIATE_TEST_SUITE_P(Tables, SimdKernels, testing::Values("avx2", "avx512"),
 INSTANTIATE_TEST_SUITE_P(Tables, FloatOps, testing::Values("avx2", "avx512"),
                          [](const auto& info) { return info.param; });
 
+// y (n_x rows of y_stride) holds, at (c, r) for r < n_w, exactly dot(row r of w, row c of x),
+// and kSentinel past n_w (nothing written outside the tile).
+testing::AssertionResult tile_matches_vec_dot(const std::vector<float>& y, int64_t y_stride,
+                                              int64_t n_w, int64_t n_x, VecDotFn dot, int64_t n,
+                                              const uint8_t* w, size_t w_row, const uint8_t* x,
+                                              size_t x_row) {
+  for (int64_t c = 0; c < n_x; ++c) {
+    for (int64_t r = 0; r < y_stride; ++r) {
+      const float got = y[c * y_stride + r];
+      if (r >= n_w) {
+        if (got != kSentinel) {
+          return testing::AssertionFailure()
+                 << "wrote outside the tile at (" << r << "," << c << ")";
+        }
+        continue;
+      }
+      const float want = dot(n, w + r * w_row, x + c * x_row);
+      if (got != want) {
+        return testing::AssertionFailure()
+               << "at (" << r << "," << c << "): " << got << " != vec_dot " << want;
+      }
+    }
+  }
+  return testing::AssertionSuccess();
+}
+
 // Every tile shape (decode 4x1 tiles, prefill 2xC tiles, and every remainder) must give each
 // output bit for bit as the same table's vec_dot does: the model's batched and one-token paths
 // rely on it. The vec_dot itself is checked against the scalar reference above.
@@ -447,19 +473,10 @@ TEST(CpuKernels, MatDotTilesMatchVecDotExactly) {
             const int64_t y_stride = n_w + 3;
             std::vector<float> y(static_cast<size_t>(y_stride * n_x), kSentinel);
             mat_dot(n, w.data(), w_row, n_w, x.data(), x_row, n_x, y.data(), y_stride);
-            for (int64_t c = 0; c < n_x; ++c) {
-              for (int64_t r = 0; r < y_stride; ++r) {
-                const float got = y[c * y_stride + r];
-                if (r >= n_w) {
-                  ASSERT_EQ(got, kSentinel) << "wrote outside the tile";
-                  continue;
-                }
-                const float want = dot(n, w.data() + r * w_row, x.data() + c * x_row);
-                ASSERT_EQ(got, want)
-                    << k->name << " " << tensor_type_traits(type)->name << " n=" << n << " tile "
-                    << n_w << "x" << n_x << " at (" << r << "," << c << ")";
-              }
-            }
+            ASSERT_TRUE(tile_matches_vec_dot(y, y_stride, n_w, n_x, dot, n, w.data(), w_row,
+                                             x.data(), x_row))
+                << k->name << " " << tensor_type_traits(type)->name << " n=" << n << " tile " << n_w
+                << "x" << n_x;
           }
         }
       }
@@ -504,18 +521,10 @@ TEST(CpuKernels, PackedGemmMatchesPlainDotExactly) {
             std::vector<float> y(static_cast<size_t>(y_stride * n_x), kSentinel);
             packed->mat_dot(n, view.packed, n_groups, x.data(), x_row, sums.data(), n_x, y.data(),
                             y_stride);
-            for (int64_t c = 0; c < n_x; ++c) {
-              for (int64_t r = 0; r < y_stride; ++r) {
-                const float got = y[c * y_stride + r];
-                if (r >= n_w) {
-                  ASSERT_EQ(got, kSentinel) << "wrote outside the tile";
-                  continue;
-                }
-                ASSERT_EQ(got, dot(n, w.data() + r * w_row, x.data() + c * x_row))
-                    << k->name << " " << tensor_type_traits(type)->name << " n=" << n << " groups "
-                    << n_groups << " x " << n_x << " at (" << r << "," << c << ")";
-              }
-            }
+            ASSERT_TRUE(tile_matches_vec_dot(y, y_stride, n_w, n_x, dot, n, w.data(), w_row,
+                                             x.data(), x_row))
+                << k->name << " " << tensor_type_traits(type)->name << " n=" << n << " groups "
+                << n_groups << " x " << n_x;
           }
         }
       }
