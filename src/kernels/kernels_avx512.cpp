@@ -10,16 +10,10 @@
 // bf16 weights are widened to f32 and FMA'd rather than fed to vdpbf16ps: that instruction
 // needs both operands in bf16, and rounding the f32 activations to bf16 would lose ~3 decimal
 // digits for no speed gain on a memory-bound loop.
-// GCC 12's AVX-512 headers self-initialise their "undefined" vectors and then warn about it
-// from inside the header (GCC bug 105593, fixed in 13); the pragma covers only the header lines.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
 
 #include <cmath>
 
+#include "kernels/avx512_intrinsics.h"
 #include "kernels/cpu_kernels.h"
 #include "kernels/quant.h"
 

@@ -16,17 +16,13 @@
 //   acc = fma(d_w * d_x, float(exact block integer), acc), from acc = 0,
 // which the plain-row dots below reproduce exactly, so a matrix gives the same bits packed or
 // plain, in a tile of any shape, batched or alone.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
 
+#include "kernels/avx512_intrinsics.h"
 #include "kernels/cpu_kernels.h"
 #include "kernels/quant.h"
 
