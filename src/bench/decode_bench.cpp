@@ -35,7 +35,7 @@ Result<DecodeBenchResult> run_decode_bench(const Model& model, CpuBackend& backe
   r.prompt_tokens = o.prompt_tokens;
   r.gen_tokens = o.gen_tokens;
   const int context = o.prompt_tokens + o.gen_tokens + 1;
-  KvCache cache(c, context);
+  KvCache cache(c, context, o.kv_type);
   ForwardScratch scratch(c, std::min(o.batch_tokens, o.prompt_tokens));
   backend.reserve(scratch.max_tokens, std::max(c.n_ff, c.n_embd));
 
@@ -65,7 +65,8 @@ Result<DecodeBenchResult> run_decode_bench(const Model& model, CpuBackend& backe
   r.decode_tokens_per_second = o.gen_tokens / best_decode;
   r.weight_bytes_per_token = static_cast<double>(model.weight_bytes_per_token());
   const double mean_context = o.prompt_tokens + o.gen_tokens / 2.0;
-  r.kv_bytes_per_token = 2.0 * c.n_layer * c.kv_dim() * sizeof(float) * mean_context;
+  r.kv_bytes_per_token =
+      2.0 * c.n_layer * c.kv_dim() * static_cast<double>(kv_type_bytes(o.kv_type)) * mean_context;
   r.decode_bytes_per_second =
       (r.weight_bytes_per_token + r.kv_bytes_per_token) * r.decode_tokens_per_second;
   if (o.measure_machine) {

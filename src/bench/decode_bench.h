@@ -16,6 +16,7 @@ struct DecodeBenchOptions {
   int batch_tokens = 256;  // prompt tokens per forward pass
   int repetitions = 2;     // best of
   bool measure_machine = true;
+  KvType kv_type = kDefaultKvType;
 };
 
 struct DecodeBenchResult {

@@ -62,6 +62,7 @@ SchedulerOptions scheduler_options(const Model& model, const EngineBenchOptions&
   s.max_running = max_running;
   s.max_context = std::max(model.config().n_ctx_train, tokens_needed + 64);
   s.n_blocks = tokens_needed / s.block_size + max_running + 16;
+  s.kv_type = o.kv_type;
   return s;
 }
 
@@ -250,12 +251,13 @@ Status bench_tier_codec(const Model& model, const Tokenizer& tokenizer, Backend&
       o.codec_prompts, o.codec_prompt_tokens, o.codec_generate);
   text += fmt::format("  {:>5} {:>10} {:>12} {:>14} {:>16} {:>16} {:>12}\n", "codec", "bytes/blk",
                       "tier tokens", "1st tok same", "tokens same", "max |dlogp| ", "mean |dlogp|");
-  for (const KvCodec codec : {KvCodec::kF32, KvCodec::kInt8}) {
+  for (const KvCodec codec : {KvCodec::kNative, KvCodec::kInt8}) {
     const int tokens_needed = o.codec_prompt_tokens + o.codec_generate + 16;
     auto opts = scheduler_options(model, o, tokens_needed * 2, 1);
     opts.tier_codec = codec;
-    const uint64_t tag = Scheduler::kv_layout_tag(model, opts.block_size, codec);
-    const size_t tier_block = Scheduler::tier_block_bytes(model.config(), opts.block_size, codec);
+    const uint64_t tag = Scheduler::kv_layout_tag(model, opts.block_size, opts.kv_type, codec);
+    const size_t tier_block =
+        Scheduler::tier_block_bytes(model.config(), opts.block_size, opts.kv_type, codec);
     const std::string name = fmt::format("codecbench{}", ::getpid());
     ShmTier::unlink(name, tag);
     const uint64_t blocks_needed =

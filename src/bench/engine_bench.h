@@ -35,6 +35,7 @@ struct EngineBenchOptions {
   int codec_prompts = 16;
   int codec_prompt_tokens = 512;
   int codec_generate = 32;
+  KvType kv_type = kDefaultKvType;
 };
 
 struct EngineBenchReport {

@@ -83,13 +83,15 @@ Result<std::string> run_tier_bench(const TierBenchOptions& o) {
     // The int8 codec: a quarter of the bytes cross the tier, then are decoded to f32. Counted
     // in f32 bytes delivered, so the figure compares with the f32 row and with memcpy.
     const size_t block_floats = o.block_bytes / sizeof(float);
-    const KvBlockCodec codec(KvCodec::kInt8, block_floats, kInt8BenchGroup);
+    const KvBlockCodec codec(KvCodec::kInt8, KvType::kF32, block_floats, kInt8BenchGroup);
     std::vector<float> block(block_floats);
+    const std::span<uint8_t> block_bytes(reinterpret_cast<uint8_t*>(block.data()),
+                                         block.size() * sizeof(float));
     std::mt19937 rng(5);
     std::normal_distribution<float> normal(0.0f, 2.0f);
     for (auto& x : block) x = normal(rng);
     std::vector<uint8_t> encoded(codec.encoded_bytes());
-    codec.encode(block, encoded);
+    codec.encode(block_bytes, encoded);
     IG_ASSIGN_OR_RETURN(auto int8_tier,
                         ShmTier::open(name, (codec.encoded_bytes() + 1024) * o.blocks * 9 / 8,
                                       0xB37C8, o.block_tokens, codec.encoded_bytes()));
@@ -102,7 +104,7 @@ Result<std::string> run_tier_bench(const TierBenchOptions& o) {
       tokens[0] = i;
       IG_ASSIGN_OR_RETURN(bool hit, int8_tier->get(static_cast<uint64_t>(i + 1), tokens, encoded));
       if (!hit) return Status(StatusCode::kInternal, "DRAM tier lost a block during the bench");
-      codec.decode(encoded, block);
+      codec.decode(encoded, block_bytes);
     }
     const double int8_loads = static_cast<double>(total) / seconds_since(t0) / 1e9;
     ShmTier::unlink(name, 0xB37C8);

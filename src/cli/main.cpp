@@ -9,6 +9,7 @@
 #include "bench/tier_bench.h"
 #include "cli/bench_serve_cmd.h"
 #include "cli/default_model.h"
+#include "cli/kv_cache_type_option.h"
 #include "cli/serve_cmd.h"
 #include "core/cpu_features.h"
 #include "core/logging.h"
@@ -36,6 +37,7 @@ struct GenerateArgs {
   int batch_size = 256;
   bool greedy = false;
   bool stats = true;
+  KvType kv_cache_type = kDefaultKvType;
   SamplingParams sampling;
 };
 
@@ -53,7 +55,7 @@ int run_generate(const GenerateArgs& args) {
   const int ctx = std::min(args.ctx_size, (*model)->config().n_ctx_train);
   backend.reserve(std::min(args.batch_size, ctx),
                   std::max((*model)->config().n_ff, (*model)->config().n_embd));
-  Generator generator(**model, **tokenizer, backend, ctx, args.batch_size);
+  Generator generator(**model, **tokenizer, backend, ctx, args.batch_size, args.kv_cache_type);
   GenerateOptions options;
   options.max_tokens = args.max_tokens;
   options.sampling = args.greedy ? SamplingParams::greedy() : args.sampling;
@@ -164,6 +166,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   generate->add_option("-s,--seed", gen.sampling.seed, "Random seed")->capture_default_str();
   generate->add_flag("--greedy", gen.greedy, "Greedy decoding (same as --temp 0)");
+  add_kv_cache_type_option(*generate, gen.kv_cache_type);
   generate->add_flag("!--no-stats", gen.stats, "Do not print timing statistics to stderr");
 
   // model synth / inspect
@@ -219,6 +222,7 @@ int main(int argc, char** argv) {
   decode_cmd->add_option("--batch-size", bench_options.batch_tokens)->capture_default_str();
   decode_cmd->add_option("--repetitions", bench_options.repetitions)->capture_default_str();
   decode_cmd->add_option("-t,--threads", bench_threads);
+  add_kv_cache_type_option(*decode_cmd, bench_options.kv_type);
   decode_cmd->add_flag("--json", bench_json, "Print JSON instead of text");
 
   EngineBenchOptions engine_bench;
@@ -246,6 +250,7 @@ int main(int argc, char** argv) {
   engine_cmd->add_option("--max-batch-tokens", engine_bench.max_batch_tokens)
       ->capture_default_str();
   engine_cmd->add_option("-t,--threads", bench_threads);
+  add_kv_cache_type_option(*engine_cmd, engine_bench.kv_type);
   engine_cmd->add_flag("--json", bench_json, "Print JSON instead of text");
 
   TierBenchOptions tier_bench;

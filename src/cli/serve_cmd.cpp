@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/default_model.h"
+#include "cli/kv_cache_type_option.h"
 #include "core/cpu_features.h"
 #include "engine/engine.h"
 #include "engine/kv_pool.h"
@@ -44,7 +45,8 @@ struct ServeArgs {
   std::string kv_dram_bytes;
   std::string kv_dram_name = "default";
   std::string kv_disk_bytes = "16GiB";
-  std::string kv_tier_codec = "f32";
+  std::string kv_tier_codec = "native";
+  KvType kv_cache_type = kDefaultKvType;
   int max_connections = 0;
   int idle_timeout_s = 120;
   int write_timeout_s = 30;
@@ -128,8 +130,10 @@ int run() {
   }
 
   // CLI11 has checked the name against the same list.
-  s.tier_codec = parse_kv_codec(args.kv_tier_codec).value_or(KvCodec::kF32);
-  const uint64_t tier_layout = Scheduler::kv_layout_tag(**model, s.block_size, s.tier_codec);
+  s.tier_codec = parse_kv_codec(args.kv_tier_codec).value_or(KvCodec::kNative);
+  s.kv_type = args.kv_cache_type;
+  const uint64_t tier_layout =
+      Scheduler::kv_layout_tag(**model, s.block_size, s.kv_type, s.tier_codec);
   if (!args.kv_disk_dir.empty()) {
     size_t disk_bytes = 0;
     if (!parse_bytes(args.kv_disk_bytes, disk_bytes)) {
@@ -150,9 +154,9 @@ int run() {
       return fail(make_error(StatusCode::kInvalidArgument, "--kv-dram-bytes '{}' is not a size",
                              args.kv_dram_bytes));
     }
-    auto tier =
-        ShmTier::open(args.kv_dram_name, dram_bytes, tier_layout, s.block_size,
-                      Scheduler::tier_block_bytes((*model)->config(), s.block_size, s.tier_codec));
+    auto tier = ShmTier::open(
+        args.kv_dram_name, dram_bytes, tier_layout, s.block_size,
+        Scheduler::tier_block_bytes((*model)->config(), s.block_size, s.kv_type, s.tier_codec));
     if (!tier.is_ok()) return fail(tier.status());
     spdlog::info("KV DRAM tier {}: {} slots, {} blocks present", (*tier)->segment_name(),
                  (*tier)->n_slots(), (*tier)->stats().blocks);
@@ -200,9 +204,9 @@ int run() {
   spdlog::info("backend {} (cpu: {}); chat template {}", backend.name(), cpu_features().describe(),
                chat->name());
   spdlog::info(
-      "KV cache {} blocks x {} tokens ({:.1f} MiB), context {}, batch {} tokens, up to {} "
+      "KV cache {} blocks x {} tokens of {} ({:.1f} MiB), context {}, batch {} tokens, up to {} "
       "running, prefix cache {}, chunked prefill {}",
-      stats.blocks_total, s.block_size,
+      stats.blocks_total, s.block_size, kv_type_name(s.kv_type),
       static_cast<double>(stats.blocks_total) * stats.block_bytes / 1048576.0,
       (*engine)->max_context(), s.max_batch_tokens, s.max_running, s.prefix_caching ? "on" : "off",
       s.chunked_prefill ? "on" : "off");
@@ -232,6 +236,7 @@ CLI::App* add_serve_command(CLI::App& app) {
                       "Context length per request (default: the model's)");
   command->add_option("--kv-cache-bytes", args.kv_cache_bytes,
                       "KV cache pool size, e.g. 4GiB (default: 40% of free memory, at most 8GiB)");
+  add_kv_cache_type_option(*command, args.kv_cache_type);
   command->add_option("--block-size", args.block_size, "Tokens per KV block")
       ->capture_default_str();
   command
@@ -263,9 +268,10 @@ CLI::App* add_serve_command(CLI::App& app) {
       ->capture_default_str();
   command
       ->add_option("--kv-tier-codec", args.kv_tier_codec,
-                   "How the DRAM and SSD tiers store KV: f32 (exact) or int8 (per-head scales, "
-                   "3.6-3.9x more blocks per byte, small accuracy change; see docs/BENCHMARKS.md)")
-      ->check(CLI::IsMember({"f32", "int8"}))
+                   "How the DRAM and SSD tiers store KV: native (the KV cache type's bytes, "
+                   "exact) or int8 (per-head scales, 1.9x (f16) to 3.9x (f32) more blocks per "
+                   "byte, small accuracy change; see docs/BENCHMARKS.md)")
+      ->check(CLI::IsMember({"native", "int8"}))
       ->capture_default_str();
   command
       ->add_option("--shutdown-grace-ms", args.shutdown_grace_ms,

@@ -26,8 +26,9 @@ size_t available_memory_bytes() {
 
 }  // namespace
 
-size_t default_kv_cache_bytes(const ModelConfig& config, int block_size, int max_context) {
-  const size_t block = KvPool::block_bytes(config, block_size);
+size_t default_kv_cache_bytes(const ModelConfig& config, int block_size, int max_context,
+                              KvType kv_type) {
+  const size_t block = KvPool::block_bytes(config, block_size, kv_type);
   const size_t one_context = (static_cast<size_t>(max_context) + block_size) / block_size * block;
   size_t bytes = std::min(available_memory_bytes() / 10 * 4, size_t{8} << 30);
   return std::max(bytes, one_context);
@@ -46,11 +47,12 @@ Result<std::unique_ptr<Engine>> Engine::create(const Model& model, const Tokeniz
   }
   if (s.max_context <= 0) s.max_context = std::max(1, model.config().n_ctx_train);
   if (s.n_blocks <= 0) {
-    const size_t bytes = options.kv_cache_bytes > 0
-                             ? options.kv_cache_bytes
-                             : default_kv_cache_bytes(model.config(), s.block_size, s.max_context);
-    s.n_blocks = static_cast<int>(
-        std::min<size_t>(bytes / KvPool::block_bytes(model.config(), s.block_size), 1 << 30));
+    const size_t bytes =
+        options.kv_cache_bytes > 0
+            ? options.kv_cache_bytes
+            : default_kv_cache_bytes(model.config(), s.block_size, s.max_context, s.kv_type);
+    s.n_blocks = static_cast<int>(std::min<size_t>(
+        bytes / KvPool::block_bytes(model.config(), s.block_size, s.kv_type), 1 << 30));
   }
   // One request can never hold more positions than the pool has: say so rather than accept a
   // context that ends in a cut-off.
@@ -59,24 +61,26 @@ Result<std::unique_ptr<Engine>> Engine::create(const Model& model, const Tokeniz
   if (s.n_blocks < 2) {
     return make_error(StatusCode::kInvalidArgument,
                       "the KV cache holds {} blocks of {} bytes; it needs at least 2", s.n_blocks,
-                      KvPool::block_bytes(model.config(), s.block_size));
+                      KvPool::block_bytes(model.config(), s.block_size, s.kv_type));
   }
   // A tier opened for another layout would refuse every block (and log each refusal).
-  const uint64_t tier_layout = Scheduler::kv_layout_tag(model, s.block_size, s.tier_codec);
+  const uint64_t tier_layout =
+      Scheduler::kv_layout_tag(model, s.block_size, s.kv_type, s.tier_codec);
   if (s.dram_tier &&
       (s.dram_tier->layout_tag() != tier_layout ||
        s.dram_tier->payload_bytes() !=
-           Scheduler::tier_block_bytes(model.config(), s.block_size, s.tier_codec))) {
+           Scheduler::tier_block_bytes(model.config(), s.block_size, s.kv_type, s.tier_codec))) {
     return make_error(StatusCode::kInvalidArgument,
-                      "the DRAM tier {} was opened for another model, block size or tier codec "
-                      "(this engine: block size {}, codec {})",
-                      s.dram_tier->segment_name(), s.block_size, kv_codec_name(s.tier_codec));
+                      "the DRAM tier {} was opened for another model, block size, KV cache type "
+                      "or tier codec (this engine: block size {}, KV {}, codec {})",
+                      s.dram_tier->segment_name(), s.block_size, kv_type_name(s.kv_type),
+                      kv_codec_name(s.tier_codec));
   }
   if (s.disk_tier && s.disk_tier->layout_tag() != tier_layout) {
     return make_error(StatusCode::kInvalidArgument,
-                      "the disk tier was opened for another model, block size or tier codec "
-                      "(this engine: block size {}, codec {})",
-                      s.block_size, kv_codec_name(s.tier_codec));
+                      "the disk tier was opened for another model, block size, KV cache type or "
+                      "tier codec (this engine: block size {}, KV {}, codec {})",
+                      s.block_size, kv_type_name(s.kv_type), kv_codec_name(s.tier_codec));
   }
   return std::unique_ptr<Engine>(new Engine(model, tokenizer, backend, options));
 }
@@ -150,7 +154,8 @@ void Engine::publish_stats() {
   fresh.blocks_in_use = b.n_in_use();
   fresh.blocks_cached = b.n_cached();
   fresh.blocks_free = b.n_free();
-  fresh.block_bytes = KvPool::block_bytes(model_.config(), b.block_size());
+  fresh.block_bytes =
+      KvPool::block_bytes(model_.config(), b.block_size(), scheduler_options_.kv_type);
   fresh.counters = scheduler_->counters();
   if (const auto& tier = scheduler_->options().disk_tier) {
     fresh.has_disk_tier = true;

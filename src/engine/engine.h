@@ -49,7 +49,8 @@ struct EngineStats {
 };
 
 // 40% of available memory, at most 8 GiB, at least one full context.
-size_t default_kv_cache_bytes(const ModelConfig& config, int block_size, int max_context);
+size_t default_kv_cache_bytes(const ModelConfig& config, int block_size, int max_context,
+                              KvType kv_type);
 
 class Engine {
  public:

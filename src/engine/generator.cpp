@@ -24,11 +24,11 @@ size_t complete_utf8_prefix(std::string_view bytes) {
 }
 
 Generator::Generator(const Model& model, const Tokenizer& tokenizer, Backend& backend,
-                     int max_context, int max_batch_tokens)
+                     int max_context, int max_batch_tokens, KvType kv_type)
     : model_(model),
       tokenizer_(tokenizer),
       backend_(backend),
-      cache_(model.config(), max_context),
+      cache_(model.config(), max_context, kv_type),
       scratch_(model.config(), std::min(max_batch_tokens, max_context)) {
   history_.reserve(static_cast<size_t>(max_context));
 }

@@ -39,7 +39,7 @@ class Generator {
  public:
   // max_context: positions the KV cache holds; max_batch_tokens: prompt tokens per forward.
   Generator(const Model& model, const Tokenizer& tokenizer, Backend& backend, int max_context,
-            int max_batch_tokens = 256);
+            int max_batch_tokens = 256, KvType kv_type = kDefaultKvType);
 
   // Called with each generated token id; return false to stop.
   using TokenCallback = std::function<bool(int32_t token)>;

@@ -102,9 +102,10 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, Backend& ba
       options_(options),
       max_context_(options.max_context > 0 ? options.max_context
                                            : std::max(1, model.config().n_ctx_train)),
-      pool_(model.config(), options.block_size, options.n_blocks),
+      pool_(model.config(), options.block_size, options.n_blocks, options.kv_type),
       blocks_(options.n_blocks, options.block_size, model.fingerprint(), options.prefix_caching),
-      tier_codec_(tier_block_codec(model.config(), options.block_size, options.tier_codec)),
+      tier_codec_(tier_block_codec(model.config(), options.block_size, options.kv_type,
+                                   options.tier_codec)),
       scratch_(model.config(), options.max_batch_tokens,
                std::min(options.max_batch_tokens, options.max_running)) {
   const auto writer_into = [&](const char* name, auto tier) {
@@ -159,30 +160,35 @@ Scheduler::~Scheduler() {
   disk_writer_.reset();
 }
 
-uint64_t Scheduler::kv_layout_tag(const Model& model, int block_size, KvCodec codec) {
+uint64_t Scheduler::kv_layout_tag(const Model& model, int block_size, KvType kv_type,
+                                  KvCodec codec) {
   const ModelConfig& c = model.config();
-  // Model fingerprint, block size and the pool's layout and element type (f32). The int8
-  // codec appends its own fields, so the f32 tag stays what tiers written before it hold.
-  const int32_t shape[] = {block_size, c.n_layer, c.kv_dim(), 2,
-                           static_cast<int32_t>(sizeof(float))};
+  // Model fingerprint, block size and the pool's layout and element type. The f32 tag is the
+  // one tiers written before 16-bit pools hold; f16 and bf16 (both two bytes) add their type.
+  // An int8 block's bytes do not depend on the engine type it was encoded from, so every
+  // engine type shares the int8 tag.
+  const int32_t f32_shape[] = {block_size, c.n_layer, c.kv_dim(), 2,
+                               static_cast<int32_t>(sizeof(float))};
+  const int32_t half_shape[] = {block_size, c.n_layer, c.kv_dim(),
+                                2,          2,         0x160 + static_cast<int32_t>(kv_type)};
   const int32_t int8_shape[] = {block_size, c.n_layer, c.kv_dim(), 2, 1, c.head_dim, 0x18};
   if (codec == KvCodec::kInt8) return block_key(kRootBlockKey, int8_shape, model.fingerprint());
-  return block_key(kRootBlockKey, shape, model.fingerprint());
+  if (kv_type == KvType::kF32) return block_key(kRootBlockKey, f32_shape, model.fingerprint());
+  return block_key(kRootBlockKey, half_shape, model.fingerprint());
 }
 
-KvBlockCodec Scheduler::tier_block_codec(const ModelConfig& config, int block_size, KvCodec codec) {
+KvBlockCodec Scheduler::tier_block_codec(const ModelConfig& config, int block_size, KvType kv_type,
+                                         KvCodec codec) {
   // One scale per head of one token's K or V in one layer.
-  return KvBlockCodec(codec, KvPool::block_bytes(config, block_size) / sizeof(float),
+  return KvBlockCodec(codec, kv_type, KvPool::block_elements(config, block_size),
                       static_cast<size_t>(config.head_dim));
 }
 
 std::span<const uint8_t> Scheduler::tier_payload(std::span<const uint8_t> engine_block,
                                                  std::vector<uint8_t>& scratch) const {
-  if (tier_codec_.codec() == KvCodec::kF32) return engine_block;
+  if (tier_codec_.codec() == KvCodec::kNative) return engine_block;
   scratch.resize(tier_codec_.encoded_bytes());
-  tier_codec_.encode(
-      {reinterpret_cast<const float*>(engine_block.data()), engine_block.size() / sizeof(float)},
-      scratch);
+  tier_codec_.encode(engine_block, scratch);
   return scratch;
 }
 
@@ -202,9 +208,7 @@ void Scheduler::persist_cached() {
 
 void Scheduler::on_block_evicted(int32_t block, uint64_t key, uint64_t parent_key,
                                  std::span<const int32_t> tokens) {
-  const auto data = pool_.block(block);
-  const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(data.data()),
-                                       data.size_bytes());
+  const std::span<const uint8_t> bytes = pool_.block(block);
   if (persisting_ && options_.disk_tier) {
     // Shutdown: straight to the disk (the DRAM tier does not survive a reboot). A failure
     // only means a later miss.
@@ -227,9 +231,9 @@ void Scheduler::on_block_evicted(int32_t block, uint64_t key, uint64_t parent_ke
 // Runs on the loader's thread: touches only the tiers (thread-safe) and dest.
 bool Scheduler::load_from_tiers(uint64_t key, std::span<const int32_t> tokens,
                                 std::span<uint8_t> bytes) {
-  const bool f32 = tier_codec_.codec() == KvCodec::kF32;
-  if (!f32) load_scratch_.resize(tier_codec_.encoded_bytes());
-  const std::span<uint8_t> stored = f32 ? bytes : std::span<uint8_t>(load_scratch_);
+  const bool native = tier_codec_.codec() == KvCodec::kNative;
+  if (!native) load_scratch_.resize(tier_codec_.encoded_bytes());
+  const std::span<uint8_t> stored = native ? bytes : std::span<uint8_t>(load_scratch_);
   const auto loaded = [&](auto& tier) {
     if (!tier.contains(key)) return false;
     auto got = tier.get(key, tokens, stored);
@@ -240,10 +244,7 @@ bool Scheduler::load_from_tiers(uint64_t key, std::span<const int32_t> tokens,
     return false;
   }
   // Decoded only after the checksum of the stored bytes passed.
-  if (!f32) {
-    tier_codec_.decode(stored,
-                       {reinterpret_cast<float*>(bytes.data()), bytes.size() / sizeof(float)});
-  }
+  if (!native) tier_codec_.decode(stored, bytes);
   return true;
 }
 
@@ -419,8 +420,7 @@ bool Scheduler::start_tier_load(Sequence& seq) {
     auto block = blocks_.allocate();
     if (!block) break;
     seq.load_blocks.push_back(*block);
-    const auto data = pool_.block(*block);
-    job->dest.emplace_back(reinterpret_cast<uint8_t*>(data.data()), data.size_bytes());
+    job->dest.push_back(pool_.block(*block));
   }
   if (seq.load_blocks.empty()) return false;
   const auto first = seq.tokens.begin() + static_cast<ptrdiff_t>(seq.n_committed) * bs;
@@ -730,9 +730,7 @@ void Scheduler::after_compute(Sequence& seq, int n_tokens, const float* logits) 
     // Write-through to the shared DRAM tier, so other processes can serve this prefix. No
     // lookup first: that would take the cross-process lock on the step thread.
     if (dram_writer_ && committed.in_tree && committed.block == block) {
-      const auto data = pool_.block(block);
-      dram_writer_->enqueue(committed.key, seq.last_key, block_tokens,
-                            {reinterpret_cast<const uint8_t*>(data.data()), data.size_bytes()},
+      dram_writer_->enqueue(committed.key, seq.last_key, block_tokens, pool_.block(block),
                             /*engine_block=*/true);
     }
     seq.last_key = committed.key;

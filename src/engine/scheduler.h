@@ -46,6 +46,8 @@ struct SchedulerOptions {
   int max_context = 0;         // positions per sequence; 0 = the model's training context
   bool prefix_caching = true;
   bool chunked_prefill = true;
+  // The element type of the KV pool (--kv-cache-type).
+  KvType kv_type = kDefaultKvType;
   // The SSD tier below the prefix cache (needs prefix_caching): evicted blocks are written to
   // it in the background, and prefix matches continue into it. Null: no tier.
   std::shared_ptr<DiskTier> disk_tier;
@@ -55,8 +57,8 @@ struct SchedulerOptions {
   std::shared_ptr<ShmTier> dram_tier;
   // How blocks are stored in both tiers: kInt8 keeps 3.6-3.9x more blocks per byte at a small,
   // measured accuracy cost (docs/BENCHMARKS.md). The tiers must be opened with
-  // Scheduler::kv_layout_tag and tier_block_bytes for this codec.
-  KvCodec tier_codec = KvCodec::kF32;
+  // Scheduler::kv_layout_tag and tier_block_bytes for this codec and kv_type.
+  KvCodec tier_codec = KvCodec::kNative;
   size_t disk_write_queue_bytes = size_t{256} << 20;  // per tier writer
   // How long one step waits, in all, for tier loads to finish before it computes; loads that
   // take longer go on in the background while the step computes the other sequences, and their
@@ -107,11 +109,13 @@ class Scheduler {
   const BlockManager& blocks() const { return blocks_; }
   const SchedulerOptions& options() const { return options_; }
   // What a stored block's bytes mean: tiers only match blocks with the same tag.
-  static uint64_t kv_layout_tag(const Model& model, int block_size, KvCodec codec = KvCodec::kF32);
+  static uint64_t kv_layout_tag(const Model& model, int block_size, KvType kv_type, KvCodec codec);
   // The codec of one block in the tiers, and the bytes it stores per block.
-  static KvBlockCodec tier_block_codec(const ModelConfig& config, int block_size, KvCodec codec);
-  static size_t tier_block_bytes(const ModelConfig& config, int block_size, KvCodec codec) {
-    return tier_block_codec(config, block_size, codec).encoded_bytes();
+  static KvBlockCodec tier_block_codec(const ModelConfig& config, int block_size, KvType kv_type,
+                                       KvCodec codec);
+  static size_t tier_block_bytes(const ModelConfig& config, int block_size, KvType kv_type,
+                                 KvCodec codec) {
+    return tier_block_codec(config, block_size, kv_type, codec).encoded_bytes();
   }
   // Waits until evicted blocks queued for the disk tier are written.
   void flush_tiers();

@@ -11,6 +11,7 @@
 #include <span>
 #include <string>
 
+#include "core/kv_type.h"
 #include "kernels/tensor_type.h"
 
 namespace infergrid {
@@ -53,21 +54,25 @@ struct RopeParams {
 
 // One sequence's keys and values for one layer, in blocks of block_size positions: position
 // p lives in block block_table[p / block_size], slot p % block_size, and its K row starts at
-// k + block * block_stride + slot * row_stride (V likewise from v). A contiguous cache is one
-// block holding every position. Rows hold n_kv_heads * head_dim floats.
+// element k + block * block_stride + slot * row_stride (V likewise from v). A contiguous cache
+// is one block holding every position. Rows hold n_kv_heads * head_dim elements of `type`;
+// strides count elements.
 struct KvLayerView {
-  float* k = nullptr;
-  float* v = nullptr;
-  int64_t row_stride = 0;    // floats between consecutive slots of a block
-  int64_t block_stride = 0;  // floats between consecutive blocks of the pool
+  void* k = nullptr;
+  void* v = nullptr;
+  int64_t row_stride = 0;    // elements between consecutive slots of a block
+  int64_t block_stride = 0;  // elements between consecutive blocks of the pool
   int block_size = 0;
   const int32_t* block_table = nullptr;
+  KvType type = KvType::kF32;
 
-  int64_t offset(int64_t position) const {
-    return block_table[position / block_size] * block_stride + (position % block_size) * row_stride;
+  int64_t offset_bytes(int64_t position) const {
+    return (block_table[position / block_size] * block_stride +
+            (position % block_size) * row_stride) *
+           static_cast<int64_t>(kv_type_bytes(type));
   }
-  float* k_row(int64_t position) const { return k + offset(position); }
-  float* v_row(int64_t position) const { return v + offset(position); }
+  void* k_row(int64_t position) const { return static_cast<char*>(k) + offset_bytes(position); }
+  void* v_row(int64_t position) const { return static_cast<char*>(v) + offset_bytes(position); }
 };
 
 // One sequence's slice of a batch: its tokens are rows first_token..first_token+n_tokens-1 of
@@ -114,8 +119,8 @@ class Backend {
   virtual void add(const float* x, float* y, int64_t n) = 0;
   // Adds bias (n) to each of n_tokens rows of y.
   virtual void add_bias(const float* bias, float* y, int64_t n_tokens, int64_t n) = 0;
-  // Writes the rows of new keys and values (n_kv_dim floats each, one per batch token) into
-  // the cache slots of their sequences at positions[t].
+  // Writes the rows of new keys and values (kv_dim floats each, one per batch token) into
+  // the cache slots of their sequences at positions[t], rounded to the cache's element type.
   virtual void store_kv(const float* k, const float* v, int64_t kv_dim,
                         std::span<const int32_t> positions,
                         std::span<const AttentionSequence> seqs) = 0;

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <numbers>
 
+#include "core/fp16_rows.h"
 #include "kernels/quant.h"
 
 namespace infergrid {
@@ -273,11 +274,11 @@ void CpuBackend::add_bias(const float* bias, float* y, int64_t n_tokens, int64_t
 void CpuBackend::store_kv(const float* k, const float* v, int64_t kv_dim,
                           std::span<const int32_t> positions,
                           std::span<const AttentionSequence> seqs) {
-  const size_t row_bytes = static_cast<size_t>(kv_dim) * sizeof(float);
+  const auto n = static_cast<size_t>(kv_dim);
   for (const AttentionSequence& s : seqs) {
     for (int64_t t = s.first_token; t < s.first_token + s.n_tokens; ++t) {
-      std::memcpy(s.kv.k_row(positions[t]), k + t * kv_dim, row_bytes);
-      std::memcpy(s.kv.v_row(positions[t]), v + t * kv_dim, row_bytes);
+      f32_to_kv_row(k + t * kv_dim, s.kv.k_row(positions[t]), s.kv.type, n);
+      f32_to_kv_row(v + t * kv_dim, s.kv.v_row(positions[t]), s.kv.type, n);
     }
   }
 }
@@ -322,7 +323,9 @@ void CpuBackend::attention(const float* q, std::span<const int32_t> positions,
   pool_.parallel_for(static_cast<int64_t>(attn_tasks_.size()), [&](int64_t task_index, int thread) {
     const AttentionTask& task = attn_tasks_[static_cast<size_t>(task_index)];
     const KvLayerView& kv = seqs[static_cast<size_t>(task.seq)].kv;
-    const int64_t head_offset = static_cast<int64_t>(task.kv_head) * p.head_dim;
+    const AttentionTileFn attention_tile = kernels_->attention_tile_for(kv.type);
+    const int64_t head_offset_bytes = static_cast<int64_t>(task.kv_head) * p.head_dim *
+                                      static_cast<int64_t>(kv_type_bytes(kv.type));
     const int n_rows = static_cast<int>(task.n_tokens * group);
     float* acc = attn_scratch_.data() + per_thread * thread;  // n_rows x head_dim
     float* row_max = acc + max_rows * p.head_dim;
@@ -339,20 +342,20 @@ void CpuBackend::attention(const float* q, std::span<const int32_t> positions,
       q_rows[r] = q + t * q_row + static_cast<int64_t>(h) * p.head_dim;
       last_position = std::max<int64_t>(last_position, positions[t]);
     }
-    const float* k_rows[kMaxAttentionTileKeys];
-    const float* v_rows[kMaxAttentionTileKeys];
+    const void* k_rows[kMaxAttentionTileKeys];
+    const void* v_rows[kMaxAttentionTileKeys];
     for (int64_t k0 = 0; k0 <= last_position; k0 += key_tile) {
       const int64_t k1 = std::min(k0 + key_tile, last_position + 1);
       for (int64_t j = k0; j < k1; ++j) {
-        k_rows[j - k0] = kv.k_row(j) + head_offset;
-        v_rows[j - k0] = kv.v_row(j) + head_offset;
+        k_rows[j - k0] = static_cast<const char*>(kv.k_row(j)) + head_offset_bytes;
+        v_rows[j - k0] = static_cast<const char*>(kv.v_row(j)) + head_offset_bytes;
       }
       for (int r = 0; r < n_rows; ++r) {
         const int64_t t = task.first_token + r / group;
         row_keys[r] = static_cast<int>(std::clamp<int64_t>(positions[t] + 1 - k0, 0, k1 - k0));
       }
-      kernels_->attention_tile(q_rows, row_keys, n_rows, k_rows, v_rows, static_cast<int>(k1 - k0),
-                               p.head_dim, p.scale, acc, row_max, row_sum);
+      attention_tile(q_rows, row_keys, n_rows, k_rows, v_rows, static_cast<int>(k1 - k0),
+                     p.head_dim, p.scale, acc, row_max, row_sum);
     }
     for (int r = 0; r < n_rows; ++r) {
       const int64_t t = task.first_token + r / group;

@@ -102,6 +102,18 @@ const PackedKernel* CpuKernels::packed_for(TensorType weight_type) const {
   return k != nullptr && k->layout != PackedLayout::kNone ? k : nullptr;
 }
 
+AttentionTileFn CpuKernels::attention_tile_for(KvType type) const {
+  switch (type) {
+    case KvType::kF32:
+      return attention_tile_f32;
+    case KvType::kF16:
+      return attention_tile_f16;
+    case KvType::kBF16:
+      return attention_tile_bf16;
+  }
+  return nullptr;
+}
+
 QuantizeActFn CpuKernels::quantize_for(TensorType dot_type) const {
   switch (dot_type) {
     case TensorType::kQ8_0:

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/kv_type.h"
 #include "kernels/tensor_type.h"
 
 namespace infergrid {
@@ -28,6 +29,12 @@ using MatDotFn = void (*)(int64_t n, const void* w, size_t w_row_bytes, int64_t 
                           size_t x_row_bytes, int64_t n_x, float* y, int64_t y_stride);
 
 inline constexpr int kMaxAttentionTileKeys = 64;
+
+// See CpuKernels::attention_tile_*.
+using AttentionTileFn = void (*)(const float* const* q_rows, const int* row_keys, int n_rows,
+                                 const void* const* k_rows, const void* const* v_rows, int n_keys,
+                                 int head_dim, float scale, float* acc, float* row_max,
+                                 float* row_sum);
 
 // Weights repacked once at load for a table's integer GEMM (ggml's "extra buffer" idea): rows
 // in groups of kPackedRowGroup, and within a group, block by block, the group's 16 block scales
@@ -100,11 +107,14 @@ struct CpuKernels {
   // batch and alone gets the same bits.
   // Weights below e^-64 are dropped: they cannot move a sum that holds e^0 = 1, and skipping
   // them keeps denormal products (which stall x86 FPUs) out of the loop.
-  void (*attention_tile)(const float* const* q_rows, const int* row_keys, int n_rows,
-                         const float* const* k_rows, const float* const* v_rows, int n_keys,
-                         int head_dim, float scale, float* acc, float* row_max,
-                         float* row_sum) = nullptr;
+  // K and V rows hold head_dim elements of the cache's KvType: one entry per type, the same
+  // arithmetic on the rows' values widened to f32 (exact), so a cache type changes only what
+  // was stored, never how it is attended.
+  AttentionTileFn attention_tile_f32 = nullptr;
+  AttentionTileFn attention_tile_f16 = nullptr;
+  AttentionTileFn attention_tile_bf16 = nullptr;
 
+  AttentionTileFn attention_tile_for(KvType type) const;
   VecDotFn dot_for(TensorType weight_type) const;
   MatDotFn mat_dot_for(TensorType weight_type) const;  // nullptr when the type has none
   // nullptr when the table has no packed kernel for the type.

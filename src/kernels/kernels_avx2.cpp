@@ -507,19 +507,43 @@ void swiglu(const float* gate, const float* up, float* y, int64_t n) {
   for (; i < n; ++i) y[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+// K/V elements of each cache type, widened to f32 (exactly) eight or one at a time.
+struct F32Elements {
+  using Stored = float;
+  static __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+  static float at(const float* p, int i) { return p[i]; }
+};
+struct F16Elements {
+  using Stored = uint16_t;
+  static __m256 load8(const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static float at(const uint16_t* p, int i) { return _cvtsh_ss(p[i]); }
+};
+struct BF16Elements {
+  using Stored = uint16_t;
+  static __m256 load8(const uint16_t* p) {
+    const __m256i wide =
+        _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+  }
+  static float at(const uint16_t* p, int i) { return bf16_to_fp32(p[i]); }
+};
+
 // Scores of query rows qa and qb against four keys: sa[t] = dot(qa, k[t]), sb[t] = dot(qb, k[t]).
 // Each score is the same sum whether its row is computed here or in scores_1x4: the FMA chain
 // over the dims and the reduction tree (pairs, then pairs of pairs, then the two 128-bit halves)
 // are lane-for-lane the same, and the tails are explicit FMAs (left to the compiler, a * b + c
 // may be contracted in one function and not the other).
-inline void scores_2x4(const float* qa, const float* qb, const float* const* k, int head_dim,
-                       float* sa, float* sb) {
+template <typename E>
+inline void scores_2x4(const float* qa, const float* qb, const typename E::Stored* const* k,
+                       int head_dim, float* sa, float* sb) {
   const int n8 = head_dim & ~7;
   __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
   for (int i = 0; i < n8; i += 8) {
     const __m256 qav = _mm256_loadu_ps(qa + i), qbv = _mm256_loadu_ps(qb + i);
-    const __m256 k0 = _mm256_loadu_ps(k[0] + i), k1 = _mm256_loadu_ps(k[1] + i),
-                 k2 = _mm256_loadu_ps(k[2] + i), k3 = _mm256_loadu_ps(k[3] + i);
+    const __m256 k0 = E::load8(k[0] + i), k1 = E::load8(k[1] + i), k2 = E::load8(k[2] + i),
+                 k3 = E::load8(k[3] + i);
     a0 = _mm256_fmadd_ps(qav, k0, a0);
     a1 = _mm256_fmadd_ps(qav, k1, a1);
     a2 = _mm256_fmadd_ps(qav, k2, a2);
@@ -537,26 +561,28 @@ inline void scores_2x4(const float* qa, const float* qb, const float* const* k, 
   _mm_storeu_ps(sb, _mm256_extractf128_ps(sum, 1));
   for (int i = n8; i < head_dim; ++i) {
     for (int t = 0; t < 4; ++t) {
-      sa[t] = std::fma(qa[i], k[t][i], sa[t]);
-      sb[t] = std::fma(qb[i], k[t][i], sb[t]);
+      const float kv = E::at(k[t], i);
+      sa[t] = std::fma(qa[i], kv, sa[t]);
+      sb[t] = std::fma(qb[i], kv, sb[t]);
     }
   }
 }
 
-inline void scores_1x4(const float* q, const float* const* k, int head_dim, float* s) {
+template <typename E>
+inline void scores_1x4(const float* q, const typename E::Stored* const* k, int head_dim, float* s) {
   const int n8 = head_dim & ~7;
   __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   for (int i = 0; i < n8; i += 8) {
     const __m256 qv = _mm256_loadu_ps(q + i);
-    a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[0] + i), a0);
-    a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[1] + i), a1);
-    a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[2] + i), a2);
-    a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[3] + i), a3);
+    a0 = _mm256_fmadd_ps(qv, E::load8(k[0] + i), a0);
+    a1 = _mm256_fmadd_ps(qv, E::load8(k[1] + i), a1);
+    a2 = _mm256_fmadd_ps(qv, E::load8(k[2] + i), a2);
+    a3 = _mm256_fmadd_ps(qv, E::load8(k[3] + i), a3);
   }
   const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
   _mm_storeu_ps(s, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
   for (int i = n8; i < head_dim; ++i) {
-    for (int t = 0; t < 4; ++t) s[t] = std::fma(q[i], k[t][i], s[t]);
+    for (int t = 0; t < 4; ++t) s[t] = std::fma(q[i], E::at(k[t], i), s[t]);
   }
 }
 
@@ -603,8 +629,10 @@ inline void online_softmax_row(float* scores, int n_visible, int n_keys8, float 
 // acc_a += sum_{j < keys_a} wa[j] v_j and acc_b likewise. Both rows share each V load while
 // both need it; every accumulator lane sees its own keys in ascending order in one FMA chain,
 // so pairing rows (or not, acc_b == nullptr) changes none of their bits.
+template <typename E>
 inline void weighted_values_2(const float* wa, int keys_a, float* acc_a, const float* wb,
-                              int keys_b, float* acc_b, const float* const* v_rows, int head_dim) {
+                              int keys_b, float* acc_b, const typename E::Stored* const* v_rows,
+                              int head_dim) {
   const int shared = acc_b ? std::min(keys_a, keys_b) : 0;
   int i = 0;
   for (; i + 32 <= head_dim; i += 32) {
@@ -615,9 +643,9 @@ inline void weighted_values_2(const float* wa, int keys_a, float* acc_a, const f
       __m256 b0 = _mm256_loadu_ps(acc_b + i), b1 = _mm256_loadu_ps(acc_b + i + 8),
              b2 = _mm256_loadu_ps(acc_b + i + 16), b3 = _mm256_loadu_ps(acc_b + i + 24);
       for (; j < shared; ++j) {
-        const float* v = v_rows[j] + i;
-        const __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8),
-                     v2 = _mm256_loadu_ps(v + 16), v3 = _mm256_loadu_ps(v + 24);
+        const auto* v = v_rows[j] + i;
+        const __m256 v0 = E::load8(v), v1 = E::load8(v + 8), v2 = E::load8(v + 16),
+                     v3 = E::load8(v + 24);
         const __m256 xa = _mm256_set1_ps(wa[j]), xb = _mm256_set1_ps(wb[j]);
         a0 = _mm256_fmadd_ps(xa, v0, a0);
         a1 = _mm256_fmadd_ps(xa, v1, a1);
@@ -629,12 +657,12 @@ inline void weighted_values_2(const float* wa, int keys_a, float* acc_a, const f
         b3 = _mm256_fmadd_ps(xb, v3, b3);
       }
       for (int jb = j; jb < keys_b; ++jb) {
-        const float* v = v_rows[jb] + i;
+        const auto* v = v_rows[jb] + i;
         const __m256 xb = _mm256_set1_ps(wb[jb]);
-        b0 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(v), b0);
-        b1 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(v + 8), b1);
-        b2 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(v + 16), b2);
-        b3 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(v + 24), b3);
+        b0 = _mm256_fmadd_ps(xb, E::load8(v), b0);
+        b1 = _mm256_fmadd_ps(xb, E::load8(v + 8), b1);
+        b2 = _mm256_fmadd_ps(xb, E::load8(v + 16), b2);
+        b3 = _mm256_fmadd_ps(xb, E::load8(v + 24), b3);
       }
       _mm256_storeu_ps(acc_b + i, b0);
       _mm256_storeu_ps(acc_b + i + 8, b1);
@@ -642,12 +670,12 @@ inline void weighted_values_2(const float* wa, int keys_a, float* acc_a, const f
       _mm256_storeu_ps(acc_b + i + 24, b3);
     }
     for (; j < keys_a; ++j) {
-      const float* v = v_rows[j] + i;
+      const auto* v = v_rows[j] + i;
       const __m256 xa = _mm256_set1_ps(wa[j]);
-      a0 = _mm256_fmadd_ps(xa, _mm256_loadu_ps(v), a0);
-      a1 = _mm256_fmadd_ps(xa, _mm256_loadu_ps(v + 8), a1);
-      a2 = _mm256_fmadd_ps(xa, _mm256_loadu_ps(v + 16), a2);
-      a3 = _mm256_fmadd_ps(xa, _mm256_loadu_ps(v + 24), a3);
+      a0 = _mm256_fmadd_ps(xa, E::load8(v), a0);
+      a1 = _mm256_fmadd_ps(xa, E::load8(v + 8), a1);
+      a2 = _mm256_fmadd_ps(xa, E::load8(v + 16), a2);
+      a3 = _mm256_fmadd_ps(xa, E::load8(v + 24), a3);
     }
     _mm256_storeu_ps(acc_a + i, a0);
     _mm256_storeu_ps(acc_a + i + 8, a1);
@@ -662,25 +690,30 @@ inline void weighted_values_2(const float* wa, int keys_a, float* acc_a, const f
     for (; c + 8 <= head_dim; c += 8) {
       __m256 a = _mm256_loadu_ps(acc + c);
       for (int j = 0; j < keys; ++j) {
-        a = _mm256_fmadd_ps(_mm256_set1_ps(w[j]), _mm256_loadu_ps(v_rows[j] + c), a);
+        a = _mm256_fmadd_ps(_mm256_set1_ps(w[j]), E::load8(v_rows[j] + c), a);
       }
       _mm256_storeu_ps(acc + c, a);
     }
     for (; c < head_dim; ++c) {
-      for (int j = 0; j < keys; ++j) acc[c] = std::fma(w[j], v_rows[j][c], acc[c]);
+      for (int j = 0; j < keys; ++j) acc[c] = std::fma(w[j], E::at(v_rows[j], c), acc[c]);
     }
   }
 }
 
+template <typename E>
 void attention_tile(const float* const* q_rows, const int* row_keys, int n_rows,
-                    const float* const* k_rows, const float* const* v_rows, int n_keys,
-                    int head_dim, float scale, float* acc, float* row_max, float* row_sum) {
+                    const void* const* k_rows, const void* const* v_rows, int n_keys, int head_dim,
+                    float scale, float* acc, float* row_max, float* row_sum) {
+  using Stored = typename E::Stored;
   // Keys are scored four at a time; the last group is padded with the first key (its scores
   // are hidden like any key past a row's end).
   const int n_keys4 = (n_keys + 3) & ~3;
   const int n_keys8 = (n_keys + 7) & ~7;
-  const float* keys[kMaxAttentionTileKeys];
-  for (int j = 0; j < n_keys4; ++j) keys[j] = k_rows[j < n_keys ? j : 0];
+  const Stored* keys[kMaxAttentionTileKeys];
+  const Stored* values[kMaxAttentionTileKeys];
+  for (int j = 0; j < n_keys4; ++j)
+    keys[j] = static_cast<const Stored*>(k_rows[j < n_keys ? j : 0]);
+  for (int j = 0; j < n_keys; ++j) values[j] = static_cast<const Stored*>(v_rows[j]);
   alignas(32) float wa[kMaxAttentionTileKeys], wb[kMaxAttentionTileKeys];
   int r = 0;
   // Rows two at a time (each K and V row loaded once for both); rows that see no key skipped.
@@ -695,16 +728,16 @@ void attention_tile(const float* const* q_rows, const int* row_keys, int n_rows,
     const int scored = (std::max(keys_a, keys_b) + 3) & ~3;
     for (int j = 0; j < scored; j += 4) {
       if (b >= 0) {
-        scores_2x4(q_rows[a], q_rows[b], keys + j, head_dim, wa + j, wb + j);
+        scores_2x4<E>(q_rows[a], q_rows[b], keys + j, head_dim, wa + j, wb + j);
       } else {
-        scores_1x4(q_rows[a], keys + j, head_dim, wa + j);
+        scores_1x4<E>(q_rows[a], keys + j, head_dim, wa + j);
       }
     }
     online_softmax_row(wa, keys_a, n_keys8, scale, acc_a, head_dim, &row_max[a], &row_sum[a]);
     if (b >= 0) {
       online_softmax_row(wb, keys_b, n_keys8, scale, acc_b, head_dim, &row_max[b], &row_sum[b]);
     }
-    weighted_values_2(wa, keys_a, acc_a, wb, keys_b, acc_b, v_rows, head_dim);
+    weighted_values_2<E>(wa, keys_a, acc_a, wb, keys_b, acc_b, values, head_dim);
   }
 }
 
@@ -730,7 +763,9 @@ void fill_avx2_kernels(CpuKernels& k) {
   k.scale = scale_f32;
   k.rms_norm = rms_norm;
   k.swiglu = swiglu;
-  k.attention_tile = attention_tile;
+  k.attention_tile_f32 = attention_tile<F32Elements>;
+  k.attention_tile_f16 = attention_tile<F16Elements>;
+  k.attention_tile_bf16 = attention_tile<BF16Elements>;
 }
 
 }  // namespace detail

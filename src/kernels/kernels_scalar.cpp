@@ -155,13 +155,31 @@ void swiglu(const float* gate, const float* up, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
-void attention_row(const float* q, const float* const* k_rows, const float* const* v_rows,
-                   int n_keys, int head_dim, float scale, float* acc, float* row_max,
-                   float* row_sum) {
+// What a K or V element of each cache type is as a float (exact for every type).
+struct F32Element {
+  using Stored = float;
+  static float value(float x) { return x; }
+};
+struct F16Element {
+  using Stored = uint16_t;
+  static float value(uint16_t x) { return fp16_to_fp32(x); }
+};
+struct BF16Element {
+  using Stored = uint16_t;
+  static float value(uint16_t x) { return bf16_to_fp32(x); }
+};
+
+template <typename E>
+void attention_row(const float* q, const void* const* k_rows, const void* const* v_rows, int n_keys,
+                   int head_dim, float scale, float* acc, float* row_max, float* row_sum) {
+  using Stored = typename E::Stored;
   float scores[kMaxAttentionTileKeys];
   float tile_max = -INFINITY;
   for (int j = 0; j < n_keys; ++j) {
-    scores[j] = dot_f32_f32(q, k_rows[j], head_dim) * scale;
+    const auto* k = static_cast<const Stored*>(k_rows[j]);
+    float dot = 0;
+    for (int i = 0; i < head_dim; ++i) dot += q[i] * E::value(k[i]);
+    scores[j] = dot * scale;
     tile_max = std::max(tile_max, scores[j]);
   }
   const float new_max = std::max(*row_max, tile_max);
@@ -176,17 +194,19 @@ void attention_row(const float* q, const float* const* k_rows, const float* cons
     if (d < -64.0f) continue;
     const float e = std::exp(d);
     *row_sum += e;
-    for (int i = 0; i < head_dim; ++i) acc[i] += e * v_rows[j][i];
+    const auto* v = static_cast<const Stored*>(v_rows[j]);
+    for (int i = 0; i < head_dim; ++i) acc[i] += e * E::value(v[i]);
   }
 }
 
+template <typename E>
 void attention_tile(const float* const* q_rows, const int* row_keys, int n_rows,
-                    const float* const* k_rows, const float* const* v_rows, int /*n_keys*/,
+                    const void* const* k_rows, const void* const* v_rows, int /*n_keys*/,
                     int head_dim, float scale, float* acc, float* row_max, float* row_sum) {
   for (int r = 0; r < n_rows; ++r) {
     if (row_keys[r] == 0) continue;
-    attention_row(q_rows[r], k_rows, v_rows, row_keys[r], head_dim, scale,
-                  acc + static_cast<int64_t>(r) * head_dim, &row_max[r], &row_sum[r]);
+    attention_row<E>(q_rows[r], k_rows, v_rows, row_keys[r], head_dim, scale,
+                     acc + static_cast<int64_t>(r) * head_dim, &row_max[r], &row_sum[r]);
   }
 }
 
@@ -212,7 +232,9 @@ void fill_scalar_kernels(CpuKernels& k) {
   k.scale = scale;
   k.rms_norm = rms_norm;
   k.swiglu = swiglu;
-  k.attention_tile = attention_tile;
+  k.attention_tile_f32 = attention_tile<F32Element>;
+  k.attention_tile_f16 = attention_tile<F16Element>;
+  k.attention_tile_bf16 = attention_tile<BF16Element>;
 }
 
 }  // namespace detail

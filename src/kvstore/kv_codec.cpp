@@ -5,33 +5,35 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
 
 #include "core/cpu_features.h"
+#include "core/fp16_rows.h"
 
 namespace infergrid {
 
 std::string_view kv_codec_name(KvCodec codec) {
-  return codec == KvCodec::kInt8 ? "int8" : "f32";
+  return codec == KvCodec::kInt8 ? "int8" : "native";
 }
 
 std::optional<KvCodec> parse_kv_codec(std::string_view name) {
-  if (name == "f32") return KvCodec::kF32;
+  if (name == "native") return KvCodec::kNative;
   if (name == "int8") return KvCodec::kInt8;
   return std::nullopt;
 }
 
-KvBlockCodec::KvBlockCodec(KvCodec codec, size_t block_floats, size_t group)
-    : codec_(codec), block_floats_(block_floats), group_(group) {
-  assert(group_ > 0 && block_floats_ % group_ == 0);
+KvBlockCodec::KvBlockCodec(KvCodec codec, KvType engine_type, size_t block_elements, size_t group)
+    : codec_(codec), engine_type_(engine_type), block_elements_(block_elements), group_(group) {
+  assert(group_ > 0 && block_elements_ % group_ == 0);
 }
 
 size_t KvBlockCodec::encoded_bytes() const {
-  if (codec_ == KvCodec::kF32) return block_floats_ * sizeof(float);
-  return block_floats_ / group_ * sizeof(float) + block_floats_;
+  if (codec_ == KvCodec::kNative) return engine_bytes();
+  return block_elements_ / group_ * sizeof(float) + block_elements_;
 }
 
 namespace {
@@ -131,45 +133,58 @@ QuantizeGroupFn best_quantize_group() {
 
 }  // namespace
 
-void KvBlockCodec::encode(std::span<const float> src, std::span<uint8_t> dest) const {
-  encode_with(src, dest, best_quantize_group());
+void KvBlockCodec::encode(std::span<const uint8_t> engine_block, std::span<uint8_t> dest) const {
+  encode_with(engine_block, dest, best_quantize_group());
 }
 
-void KvBlockCodec::encode_scalar_for_testing(std::span<const float> src,
+void KvBlockCodec::encode_scalar_for_testing(std::span<const uint8_t> engine_block,
                                              std::span<uint8_t> dest) const {
-  encode_with(src, dest, quantize_group_scalar);
+  encode_with(engine_block, dest, quantize_group_scalar);
 }
 
-void KvBlockCodec::encode_with(std::span<const float> src, std::span<uint8_t> dest,
+void KvBlockCodec::encode_with(std::span<const uint8_t> engine_block, std::span<uint8_t> dest,
                                float (*quantize_group)(const float*, size_t, int8_t*)) const {
-  assert(src.size() == block_floats_ && dest.size() == encoded_bytes());
-  if (codec_ == KvCodec::kF32) {
-    std::memcpy(dest.data(), src.data(), dest.size());
+  assert(engine_block.size() == engine_bytes() && dest.size() == encoded_bytes());
+  if (codec_ == KvCodec::kNative) {
+    std::memcpy(dest.data(), engine_block.data(), dest.size());
     return;
   }
-  const size_t n_groups = block_floats_ / group_;
+  const size_t n_groups = block_elements_ / group_;
+  const size_t element_bytes = kv_type_bytes(engine_type_);
   auto* values = reinterpret_cast<int8_t*>(dest.data() + n_groups * sizeof(float));
+  // 16-bit engine elements are widened one group at a time (a head: small, stays in L1).
+  std::vector<float> widened(engine_type_ == KvType::kF32 ? 0 : group_);
   for (size_t g = 0; g < n_groups; ++g) {
-    const float scale = quantize_group(src.data() + g * group_, group_, values + g * group_);
+    const uint8_t* group = engine_block.data() + g * group_ * element_bytes;
+    const float* x = reinterpret_cast<const float*>(group);
+    if (!widened.empty()) {
+      kv_to_f32_row(group, engine_type_, widened.data(), group_);
+      x = widened.data();
+    }
+    const float scale = quantize_group(x, group_, values + g * group_);
     std::memcpy(dest.data() + g * sizeof(float), &scale, sizeof(float));
   }
 }
 
-// The loop is written so the compiler vectorizes it (no branches, no calls per element).
-void KvBlockCodec::decode(std::span<const uint8_t> src, std::span<float> dest) const {
-  assert(src.size() == encoded_bytes() && dest.size() == block_floats_);
-  if (codec_ == KvCodec::kF32) {
-    std::memcpy(dest.data(), src.data(), src.size());
+// The f32 loop is written so the compiler vectorizes it (no branches, no calls per element).
+void KvBlockCodec::decode(std::span<const uint8_t> src, std::span<uint8_t> engine_block) const {
+  assert(src.size() == encoded_bytes() && engine_block.size() == engine_bytes());
+  if (codec_ == KvCodec::kNative) {
+    std::memcpy(engine_block.data(), src.data(), src.size());
     return;
   }
-  const size_t n_groups = block_floats_ / group_;
+  const size_t n_groups = block_elements_ / group_;
+  const size_t element_bytes = kv_type_bytes(engine_type_);
   const auto* values = reinterpret_cast<const int8_t*>(src.data() + n_groups * sizeof(float));
+  std::vector<float> narrowed(engine_type_ == KvType::kF32 ? 0 : group_);
   for (size_t g = 0; g < n_groups; ++g) {
     float scale;
     std::memcpy(&scale, src.data() + g * sizeof(float), sizeof(float));
     const int8_t* q = values + g * group_;
-    float* y = dest.data() + g * group_;
+    uint8_t* group = engine_block.data() + g * group_ * element_bytes;
+    float* y = narrowed.empty() ? reinterpret_cast<float*>(group) : narrowed.data();
     for (size_t i = 0; i < group_; ++i) y[i] = static_cast<float>(q[i]) * scale;
+    if (!narrowed.empty()) f32_to_kv_row(y, group, engine_type_, group_);
   }
 }
 

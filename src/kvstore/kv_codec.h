@@ -1,17 +1,18 @@
 // KvBlockCodec: the byte format of an engine KV block in the tiers below engine memory.
 //
-// kF32 stores the engine's floats as they are. kInt8 stores each group of `group` consecutive
-// floats (one attention head of one token's K or V in one layer) as int8 with its own f32
-// scale: symmetric, scale = max|x| / 127, rounded half to even, so every value decodes to
-// within scale/2 of what was stored. A group holding a non-finite value, or whose values are
-// all below 1e-30 in magnitude, is stored as zeros. A scale
-// per head rather than one per block keeps a single outlier head from flattening the rest of the
-// block to zero. Encoded layout: all scales (f32, in group order), then all int8 values (in the
-// engine's order), so a block is one contiguous span.
+// kNative stores the engine's elements (f32, f16 or bf16: the pool's KvType) as they are. kInt8
+// stores each group of `group` consecutive elements (one attention head of one token's K or V
+// in one layer) as int8 with its own f32 scale: symmetric, scale = max|x| / 127, rounded half
+// to even, so every value decodes to within scale/2 of what was stored (then rounded to the
+// engine's type). A group holding a non-finite value, or whose values are all below 1e-30 in
+// magnitude, is stored as zeros. A scale per head rather than one per block keeps a single
+// outlier head from flattening the rest of the block to zero. Encoded layout: all scales (f32,
+// in group order), then all int8 values (in the engine's order), so a block is one contiguous
+// span.
 //
 // Invariants: encoded_bytes() is a pure function of the geometry, so a tier sized for it never
-// sees a block of another size; the codec is part of the tier's layout tag (see
-// Scheduler::kv_layout_tag), so int8 and f32 blocks never meet in one tier.
+// sees a block of another size; the codec and the engine type are part of the tier's layout
+// tag (see Scheduler::kv_layout_tag), so blocks of different formats never meet in one tier.
 #pragma once
 
 #include <cstddef>
@@ -20,33 +21,40 @@
 #include <span>
 #include <string_view>
 
+#include "core/kv_type.h"
+
 namespace infergrid {
 
-enum class KvCodec : uint8_t { kF32 = 0, kInt8 = 1 };
+enum class KvCodec : uint8_t { kNative = 0, kInt8 = 1 };
 
 std::string_view kv_codec_name(KvCodec codec);
-std::optional<KvCodec> parse_kv_codec(std::string_view name);  // "f32" | "int8"
+std::optional<KvCodec> parse_kv_codec(std::string_view name);  // "native" | "int8"
 
 class KvBlockCodec {
  public:
-  // A block is block_floats floats cut into groups of `group` floats (block_floats % group == 0).
-  KvBlockCodec(KvCodec codec, size_t block_floats, size_t group);
+  // An engine block is block_elements elements of engine_type, cut into groups of `group`
+  // elements (block_elements % group == 0).
+  KvBlockCodec(KvCodec codec, KvType engine_type, size_t block_elements, size_t group);
 
   KvCodec codec() const { return codec_; }
-  size_t block_floats() const { return block_floats_; }
+  KvType engine_type() const { return engine_type_; }
+  size_t block_elements() const { return block_elements_; }
+  size_t engine_bytes() const { return block_elements_ * kv_type_bytes(engine_type_); }
   size_t encoded_bytes() const;
-  // dest.size() == encoded_bytes(); src.size() == block_floats().
-  void encode(std::span<const float> src, std::span<uint8_t> dest) const;
-  void decode(std::span<const uint8_t> src, std::span<float> dest) const;
+  // engine_block.size() == engine_bytes(); dest.size() == encoded_bytes().
+  void encode(std::span<const uint8_t> engine_block, std::span<uint8_t> dest) const;
+  void decode(std::span<const uint8_t> src, std::span<uint8_t> engine_block) const;
   // The plain reference the vector encoder is tested against (same bytes).
-  void encode_scalar_for_testing(std::span<const float> src, std::span<uint8_t> dest) const;
+  void encode_scalar_for_testing(std::span<const uint8_t> engine_block,
+                                 std::span<uint8_t> dest) const;
 
  private:
-  void encode_with(std::span<const float> src, std::span<uint8_t> dest,
+  void encode_with(std::span<const uint8_t> engine_block, std::span<uint8_t> dest,
                    float (*quantize_group)(const float*, size_t, int8_t*)) const;
 
   KvCodec codec_;
-  size_t block_floats_;
+  KvType engine_type_;
+  size_t block_elements_;
   size_t group_;
 };
 

@@ -61,16 +61,19 @@ Result<std::vector<float>> vector(const GgufFile& file, const std::string& name,
 
 }  // namespace
 
-KvCache::KvCache(const ModelConfig& config, int max_positions)
-    : max_positions_(max_positions), n_layer_(config.n_layer), kv_dim_(config.kv_dim()) {
-  const size_t n = static_cast<size_t>(n_layer_) * max_positions_ * kv_dim_;
+KvCache::KvCache(const ModelConfig& config, int max_positions, KvType type)
+    : max_positions_(max_positions),
+      n_layer_(config.n_layer),
+      kv_dim_(config.kv_dim()),
+      type_(type) {
+  const size_t n = static_cast<size_t>(n_layer_) * max_positions_ * kv_dim_ * kv_type_bytes(type);
   k_.resize(n);
   v_.resize(n);
 }
 
 KvStorage KvCache::storage() {
   const int64_t layer_stride = static_cast<int64_t>(max_positions_) * kv_dim_;
-  return {k_.data(), v_.data(), layer_stride, 0, kv_dim_, max_positions_};
+  return {k_.data(), v_.data(), layer_stride, 0, kv_dim_, max_positions_, type_};
 }
 
 ForwardScratch::ForwardScratch(const ModelConfig& c, int max_tokens_in, int max_logit_rows_in)

@@ -36,42 +36,48 @@ struct ModelWeights {
   std::vector<float> rope_freq_factors;  // empty unless rope_freqs.weight is present
 };
 
-// Where a forward pass finds K/V storage: for layer l, K rows start at k_base + l * layer_stride
-// and V rows at v_base + l * layer_stride, then blocks and slots as in KvLayerView.
+// Where a forward pass finds K/V storage: for layer l, K rows start at element
+// k_base + l * layer_stride and V rows at v_base + l * layer_stride, then blocks and slots as in
+// KvLayerView (strides count elements of `type`).
 struct KvStorage {
-  float* k_base = nullptr;
-  float* v_base = nullptr;
+  void* k_base = nullptr;
+  void* v_base = nullptr;
   int64_t layer_stride = 0;
   int64_t block_stride = 0;
   int64_t row_stride = 0;
   int block_size = 0;
+  KvType type = KvType::kF32;
 
   KvLayerView layer(int l, const int32_t* block_table) const {
-    return {k_base + l * layer_stride,
-            v_base + l * layer_stride,
+    const int64_t offset = l * layer_stride * static_cast<int64_t>(kv_type_bytes(type));
+    return {static_cast<char*>(k_base) + offset,
+            static_cast<char*>(v_base) + offset,
             row_stride,
             block_stride,
             block_size,
-            block_table};
+            block_table,
+            type};
   }
 };
 
-// One sequence's KV cache, contiguous per layer: K and V rows of kv_dim floats per position.
+// One sequence's KV cache, contiguous per layer: K and V rows of kv_dim elements per position.
 // In KvStorage terms it is a single block of max_positions slots.
 class KvCache {
  public:
-  KvCache(const ModelConfig& config, int max_positions);
+  KvCache(const ModelConfig& config, int max_positions, KvType type);
   int max_positions() const { return max_positions_; }
+  KvType type() const { return type_; }
   KvStorage storage();
   static constexpr int32_t kBlockTable[1] = {0};
-  size_t bytes() const { return (k_.size() + v_.size()) * sizeof(float); }
+  size_t bytes() const { return k_.size() + v_.size(); }
 
  private:
   int max_positions_;
   int n_layer_;
   int kv_dim_;
-  AlignedBuffer<float> k_;  // [layer][position][kv_dim]
-  AlignedBuffer<float> v_;
+  KvType type_;
+  AlignedBuffer<uint8_t> k_;  // [layer][position][kv_dim]
+  AlignedBuffer<uint8_t> v_;
 };
 
 // Activation buffers for a forward pass over up to max_tokens tokens at once, producing logits

@@ -102,6 +102,9 @@ std::string ServerMetrics::render(const EngineStats& e) const {
   gauge(out, "infergrid_num_requests_running", "Requests in the running batch", e.running);
   gauge(out, "infergrid_num_requests_waiting", "Requests waiting for admission", e.waiting);
   gauge(out, "infergrid_kv_blocks_total", "KV cache blocks in the pool", e.blocks_total);
+  gauge(out, "infergrid_kv_block_bytes",
+        "Bytes of one KV block (K and V of every layer, in the KV cache type)",
+        static_cast<double>(e.block_bytes));
   gauge(out, "infergrid_kv_blocks_used", "KV cache blocks held by requests", e.blocks_in_use);
   gauge(out, "infergrid_kv_blocks_free", "KV cache blocks neither held nor cached", e.blocks_free);
   gauge(out, "infergrid_kv_blocks_cached", "KV cache blocks in the prefix cache", e.blocks_cached);

@@ -54,9 +54,10 @@ class SchedulerTest : public ::testing::Test {
 
   // The simple path: one sequence, contiguous cache, token by token.
   std::vector<int32_t> reference(const std::vector<int32_t>& p, int max_tokens,
-                                 const SamplingParams& sampling = SamplingParams::greedy()) {
+                                 const SamplingParams& sampling = SamplingParams::greedy(),
+                                 KvType kv_type = kDefaultKvType) {
     CpuBackend backend(1);
-    Generator generator(*model_, *tokenizer_, backend, 1024, 64);
+    Generator generator(*model_, *tokenizer_, backend, 1024, 64, kv_type);
     GenerateOptions o;
     o.max_tokens = max_tokens;
     o.sampling = sampling;
@@ -116,10 +117,10 @@ class SchedulerTest : public ::testing::Test {
 
   // A DRAM tier segment of this model's layout, created afresh (a leftover one is removed).
   std::shared_ptr<ShmTier> fresh_dram_tier(const std::string& name, uint64_t capacity_bytes) {
-    const uint64_t tag = Scheduler::kv_layout_tag(*model_, 16);
+    const uint64_t tag = Scheduler::kv_layout_tag(*model_, 16, kDefaultKvType, KvCodec::kNative);
     ShmTier::unlink(name, tag);
-    auto tier =
-        ShmTier::open(name, capacity_bytes, tag, 16, KvPool::block_bytes(model_->config(), 16));
+    auto tier = ShmTier::open(name, capacity_bytes, tag, 16,
+                              KvPool::block_bytes(model_->config(), 16, kDefaultKvType));
     EXPECT_TRUE(tier.is_ok()) << tier.status().to_string();
     return tier.is_ok() ? std::shared_ptr<ShmTier>(std::move(tier).value()) : nullptr;
   }
@@ -180,6 +181,8 @@ TEST_F(SchedulerTest, AloneMatchesTheSimplePath) {
   }
 }
 
+// For every KV cache type: the pool and the simple path's contiguous cache round the same
+// values the same way.
 TEST_F(SchedulerTest, BatchedAndChunkedMatchTheSimplePath) {
   CpuBackend backend(2);
   const std::vector<int> lengths = {3, 70, 16, 33, 1, 120, 9, 48};
@@ -189,14 +192,23 @@ TEST_F(SchedulerTest, BatchedAndChunkedMatchTheSimplePath) {
     prompts.push_back(prompt(lengths[i], 100 + i));
     requests.push_back(request(prompts.back(), 20 + static_cast<int>(i)));
   }
-  for (int budget : {8, 37, 512}) {  // small budgets chunk the prompts across many steps
-    Scheduler s(*model_, *tokenizer_, backend, options(256, budget));
-    auto out = run_all(s, requests);
+  for (const KvType kv_type : {KvType::kF16, KvType::kBF16, KvType::kF32}) {
+    std::vector<std::vector<int32_t>> want;
     for (size_t i = 0; i < prompts.size(); ++i) {
-      EXPECT_EQ(out[i + 1].tokens, reference(prompts[i], 20 + static_cast<int>(i)))
-          << "request " << i << " budget " << budget;
+      want.push_back(
+          reference(prompts[i], 20 + static_cast<int>(i), SamplingParams::greedy(), kv_type));
     }
-    expect_pool_empty(s);
+    for (int budget : {8, 37, 512}) {  // small budgets chunk the prompts across many steps
+      auto o = options(256, budget);
+      o.kv_type = kv_type;
+      Scheduler s(*model_, *tokenizer_, backend, o);
+      auto out = run_all(s, requests);
+      for (size_t i = 0; i < prompts.size(); ++i) {
+        EXPECT_EQ(out[i + 1].tokens, want[i])
+            << "request " << i << " budget " << budget << " kv " << kv_type_name(kv_type);
+      }
+      expect_pool_empty(s);
+    }
   }
 }
 
@@ -472,7 +484,7 @@ TEST_F(SchedulerTest, RandomizedStressLeavesNoBlocksBehind) {
 // cancellation and preemption around them leave the pool whole and the outputs unchanged.
 TEST_F(SchedulerTest, RandomizedStressWithBackgroundTierLoads) {
   const std::string name = "schedstress" + std::to_string(::getpid());
-  const uint64_t tag = Scheduler::kv_layout_tag(*model_, 16);
+  const uint64_t tag = Scheduler::kv_layout_tag(*model_, 16, kDefaultKvType, KvCodec::kNative);
   auto o = options(24, 48);
   o.tier_load_wait_us = 0;
   o.dram_tier = fresh_dram_tier(name, 4 << 20);
@@ -489,7 +501,7 @@ TEST_F(SchedulerTest, DiskTierServesEvictedPrefixesAfterRestartAndSurvivesCorrup
   const auto dir = std::filesystem::temp_directory_path() /
                    ("infergrid_scheduler_disk_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
-  const uint64_t tag = Scheduler::kv_layout_tag(*model_, 16);
+  const uint64_t tag = Scheduler::kv_layout_tag(*model_, 16, kDefaultKvType, KvCodec::kNative);
   auto open_tier = [&] {
     auto tier = std::make_shared<DiskTier>(dir, 64 << 20, tag, 16);
     EXPECT_TRUE(tier->open().is_ok());
@@ -543,8 +555,8 @@ TEST_F(SchedulerTest, DiskTierServesEvictedPrefixesAfterRestartAndSurvivesCorrup
 TEST_F(SchedulerTest, SharedDramTierServesAnotherEnginesPrefixAndSpillsToDisk) {
   CpuBackend backend(2);
   const std::string name = "sched" + std::to_string(::getpid());
-  const uint64_t tag = Scheduler::kv_layout_tag(*model_, 16);
-  const size_t block_bytes = KvPool::block_bytes(model_->config(), 16);
+  const uint64_t tag = Scheduler::kv_layout_tag(*model_, 16, kDefaultKvType, KvCodec::kNative);
+  const size_t block_bytes = KvPool::block_bytes(model_->config(), 16, kDefaultKvType);
   const auto dir = std::filesystem::temp_directory_path() /
                    ("infergrid_scheduler_dram_disk_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
@@ -608,15 +620,20 @@ TEST_F(SchedulerTest, SharedDramTierServesAnotherEnginesPrefixAndSpillsToDisk) {
 
 // With int8 tiers a prefix comes back from DRAM, and from the disk after a restart, close to
 // but not equal to the computed one: the first token's log-probabilities move by a small,
-// bounded amount. int8 and f32 blocks never meet, and damaged int8 blocks are dropped.
-TEST_F(SchedulerTest, Int8TiersServePrefixesCloseToComputedAndNeverMixWithF32) {
+// bounded amount. int8 and native blocks never meet, and damaged int8 blocks are dropped.
+TEST_F(SchedulerTest, Int8TiersServePrefixesCloseToComputedAndNeverMixWithNative) {
   CpuBackend backend(2);
   const std::string name = "schedint8" + std::to_string(::getpid());
-  const uint64_t f32_tag = Scheduler::kv_layout_tag(*model_, 16);
-  const uint64_t int8_tag = Scheduler::kv_layout_tag(*model_, 16, KvCodec::kInt8);
-  ASSERT_NE(f32_tag, int8_tag);
-  const size_t int8_bytes = Scheduler::tier_block_bytes(model_->config(), 16, KvCodec::kInt8);
-  EXPECT_LT(int8_bytes * 3, KvPool::block_bytes(model_->config(), 16));
+  const uint64_t native_tag =
+      Scheduler::kv_layout_tag(*model_, 16, kDefaultKvType, KvCodec::kNative);
+  const uint64_t int8_tag = Scheduler::kv_layout_tag(*model_, 16, kDefaultKvType, KvCodec::kInt8);
+  ASSERT_NE(native_tag, int8_tag);
+  const size_t int8_bytes =
+      Scheduler::tier_block_bytes(model_->config(), 16, kDefaultKvType, KvCodec::kInt8);
+  // One byte per element plus a scale per head, against two bytes per f16 element.
+  const size_t elements = KvPool::block_elements(model_->config(), 16);
+  EXPECT_EQ(int8_bytes, elements + elements / model_->config().head_dim * sizeof(float));
+  EXPECT_LT(int8_bytes, KvPool::block_bytes(model_->config(), 16, kDefaultKvType));
   const auto dir = std::filesystem::temp_directory_path() /
                    ("infergrid_scheduler_int8_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
@@ -642,19 +659,19 @@ TEST_F(SchedulerTest, Int8TiersServePrefixesCloseToComputedAndNeverMixWithF32) {
   o.tier_codec = KvCodec::kInt8;
 
   {
-    // f32 blocks of the same prefix, in a DRAM tier of the same name.
-    auto f32_options = options(64, 64);
-    f32_options.dram_tier = fresh_dram_tier(name, 64 << 20);
-    Scheduler s(*model_, *tokenizer_, backend, f32_options);
+    // Native blocks of the same prefix, in a DRAM tier of the same name.
+    auto native_options = options(64, 64);
+    native_options.dram_tier = fresh_dram_tier(name, 64 << 20);
+    Scheduler s(*model_, *tokenizer_, backend, native_options);
     run_all(s, {request(question, 2)});
     s.flush_tiers();
-    EXPECT_GE(f32_options.dram_tier->stats().blocks, 5u);
+    EXPECT_GE(native_options.dram_tier->stats().blocks, 5u);
   }
   Outcome computed;
   {
     o.dram_tier = open_int8_dram();
     ASSERT_NE(o.dram_tier, nullptr);
-    EXPECT_EQ(o.dram_tier->stats().blocks, 0u);  // the f32 blocks are not seen
+    EXPECT_EQ(o.dram_tier->stats().blocks, 0u);  // the native blocks are not seen
     Scheduler s(*model_, *tokenizer_, backend, o);
     computed = run_all(s, {asking_logprobs()})[1];
     EXPECT_EQ(computed.tokens, reference(question, 4));
@@ -717,35 +734,41 @@ TEST_F(SchedulerTest, Int8TiersServePrefixesCloseToComputedAndNeverMixWithF32) {
     EXPECT_EQ(recomputed.tokens, computed.tokens);
     expect_pool_empty(s);
   }
-  ShmTier::unlink(name, f32_tag);
+  ShmTier::unlink(name, native_tag);
   std::filesystem::remove_all(dir);
 }
 
-// An engine refuses tiers opened for another layout (here: f32 tiers for an int8 engine)
-// instead of failing every block it would write.
+// An engine refuses tiers opened for another layout (native tiers for an int8 engine, f16 ones
+// for a bf16 engine) instead of failing every block it would write.
 TEST_F(SchedulerTest, EngineRefusesTiersOfAnotherLayout) {
   CpuBackend backend(1);
   const std::string name = "schedlayout" + std::to_string(::getpid());
   EngineOptions e;
   e.scheduler = options(16, 64);
   e.scheduler.tier_codec = KvCodec::kInt8;
-  e.scheduler.dram_tier = fresh_dram_tier(name, 4 << 20);  // f32 layout
+  e.scheduler.dram_tier = fresh_dram_tier(name, 4 << 20);  // native f16 layout
   ASSERT_NE(e.scheduler.dram_tier, nullptr);
   auto engine = Engine::create(*model_, *tokenizer_, backend, e);
   ASSERT_FALSE(engine.is_ok());
   EXPECT_NE(engine.status().message().find("DRAM tier"), std::string::npos)
       << engine.status().to_string();
-  ShmTier::unlink(name, Scheduler::kv_layout_tag(*model_, 16));
+  ShmTier::unlink(name, Scheduler::kv_layout_tag(*model_, 16, kDefaultKvType, KvCodec::kNative));
 
   const auto dir = std::filesystem::temp_directory_path() /
                    ("infergrid_scheduler_layout_" + std::to_string(::getpid()));
   e.scheduler.dram_tier = nullptr;
-  e.scheduler.disk_tier =
-      std::make_shared<DiskTier>(dir, 1 << 20, Scheduler::kv_layout_tag(*model_, 16), 16);
+  e.scheduler.disk_tier = std::make_shared<DiskTier>(
+      dir, 1 << 20, Scheduler::kv_layout_tag(*model_, 16, kDefaultKvType, KvCodec::kNative), 16);
   ASSERT_TRUE(e.scheduler.disk_tier->open().is_ok());
   EXPECT_FALSE(Engine::create(*model_, *tokenizer_, backend, e).is_ok());
-  e.scheduler.tier_codec = KvCodec::kF32;
+  e.scheduler.tier_codec = KvCodec::kNative;
   EXPECT_TRUE(Engine::create(*model_, *tokenizer_, backend, e).is_ok());
+  // The same tier for an engine whose KV cache holds another element type.
+  e.scheduler.kv_type = KvType::kBF16;
+  auto other_type = Engine::create(*model_, *tokenizer_, backend, e);
+  ASSERT_FALSE(other_type.is_ok());
+  EXPECT_NE(other_type.status().message().find("KV cache type"), std::string::npos)
+      << other_type.status().to_string();
   std::filesystem::remove_all(dir);
 }
 
@@ -755,7 +778,7 @@ TEST_F(SchedulerTest, EngineRefusesTiersOfAnotherLayout) {
 TEST_F(SchedulerTest, TierLoadsRunBesideRunningDecodes) {
   CpuBackend backend(2);
   const std::string name = "schedload" + std::to_string(::getpid());
-  const uint64_t tag = Scheduler::kv_layout_tag(*model_, 16);
+  const uint64_t tag = Scheduler::kv_layout_tag(*model_, 16, kDefaultKvType, KvCodec::kNative);
   const auto history = prompt(96, 777);  // six full blocks
   auto with_turn = [&](std::vector<int32_t> turn) {
     auto p = history;
@@ -806,7 +829,7 @@ TEST_F(SchedulerTest, TierLoadsRunBesideRunningDecodes) {
 TEST_F(SchedulerTest, RunningStreamGetsBlocksBackFromTierLoads) {
   CpuBackend backend(2);
   const std::string name = "schedgrow" + std::to_string(::getpid());
-  const uint64_t tag = Scheduler::kv_layout_tag(*model_, 16);
+  const uint64_t tag = Scheduler::kv_layout_tag(*model_, 16, kDefaultKvType, KvCodec::kNative);
   auto returning = prompt(96, 777);
   returning.push_back(2);
   returning.push_back(3);

@@ -63,6 +63,11 @@ TEST(Cli, SynthThenInspectThenGenerate) {
   EXPECT_NE(inspect.output.find("model: qwen2"), std::string::npos) << inspect.output;
   CommandResult generate = run("generate -m " + model + " -p hi -n 8 --greedy");
   EXPECT_EQ(generate.exit_code, 0) << generate.output;
+  for (const char* kv_type : {"f32", "bf16"}) {
+    CommandResult typed = run("generate -m " + model + " -p hi -n 8 --greedy --kv-cache-type " +
+                              std::string(kv_type));
+    EXPECT_EQ(typed.exit_code, 0) << kv_type << ": " << typed.output;
+  }
 }
 
 TEST(Cli, BadInputIsAClearErrorNotACrash) {
@@ -88,6 +93,10 @@ TEST(Cli, BadInputIsAClearErrorNotACrash) {
   CommandResult bad_codec = run("serve --kv-tier-codec fp8");
   EXPECT_NE(bad_codec.exit_code, 0);
   EXPECT_NE(bad_codec.output.find("--kv-tier-codec"), std::string::npos) << bad_codec.output;
+
+  CommandResult bad_kv_type = run("serve --kv-cache-type q4_0");
+  EXPECT_NE(bad_kv_type.exit_code, 0);
+  EXPECT_NE(bad_kv_type.output.find("--kv-cache-type"), std::string::npos) << bad_kv_type.output;
 }
 
 TEST(Cli, InspectsAGoldenFileWrittenByLlamaCpp) {

@@ -1,12 +1,15 @@
 // `infergrid serve` as users run it: a real process on a loopback port, driven by curl.
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <fstream>
 #include <future>
+#include <map>
 #include <memory>
 #include <thread>
+#include <utility>
 
 #include "integration/server_process.h"
 
@@ -85,6 +88,32 @@ TEST_F(ServerTest, CompletionsChatModelsHealthAndMetrics) {
   EXPECT_EQ(m["infergrid_request_success_total"], 3);
   EXPECT_EQ(m["infergrid_generation_tokens_total"], 19);
   EXPECT_EQ(m["infergrid_kv_blocks_used"], 0);
+}
+
+// --kv-cache-type: one --kv-cache-bytes budget holds twice the blocks at f16 (the default) as
+// at f32, each block half the bytes, and both serve a completion.
+TEST_F(ServerTest, KvCacheTypeSetsTheBlocksOneBudgetHolds) {
+  std::map<std::string, std::pair<double, double>> blocks_and_bytes;
+  for (const std::string kv_type : {"f16", "f32"}) {
+    ServerProcess server;
+    std::string log;
+    ASSERT_TRUE(server.start(test_server_args({"--kv-cache-type", kv_type}), log)) << log;
+    const std::string body =
+        json{{"prompt", "Tell me about caches"}, {"max_tokens", 4}, {"temperature", 0}}.dump();
+    auto r = curl(server.url() + "/v1/completions", body);
+    EXPECT_EQ(r.status, 200) << kv_type << ": " << r.body;
+    auto m = curl(server.url() + "/metrics");
+    ASSERT_EQ(m.status, 200);
+    blocks_and_bytes[kv_type] = {metric(m.body, "infergrid_kv_blocks_total").value_or(0),
+                                 metric(m.body, "infergrid_kv_block_bytes").value_or(0)};
+    server.signal(SIGTERM);
+    EXPECT_EQ(server.wait(std::chrono::seconds(20)), 0);
+  }
+  const auto [f16_blocks, f16_bytes] = blocks_and_bytes["f16"];
+  const auto [f32_blocks, f32_bytes] = blocks_and_bytes["f32"];
+  EXPECT_GT(f32_blocks, 0);
+  EXPECT_EQ(f16_bytes * 2, f32_bytes);
+  EXPECT_NEAR(f16_blocks, 2 * f32_blocks, 1);
 }
 
 TEST_F(ServerTest, StreamingSendsSseChunksUsageAndDone) {
@@ -271,9 +300,10 @@ TEST_F(ServerTest, DiskTierKeepsConversationsAcrossARestart) {
   std::filesystem::remove_all(dir);
 }
 
-// int8 tiers: a restarted server is served the history from its int8 SSD tier; a server of the
-// f32 codec on the same directory never reads those blocks.
-TEST_F(ServerTest, Int8DiskTierServesAfterARestartAndNeverMixesWithF32) {
+// int8 tiers: a restarted server is served the history from its int8 SSD tier, whatever its KV
+// cache type (int8 blocks do not depend on it); a server of the native codec on the same
+// directory never reads those blocks.
+TEST_F(ServerTest, Int8DiskTierServesAfterARestartAndNeverMixesWithNative) {
   const auto dir = std::filesystem::temp_directory_path() /
                    ("infergrid_server_int8_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
@@ -285,12 +315,13 @@ TEST_F(ServerTest, Int8DiskTierServesAfterARestartAndNeverMixesWithF32) {
   ASSERT_EQ(first.status, 200) << first.body;
   server_.signal(SIGTERM);
   ASSERT_EQ(server_.wait(std::chrono::seconds(20)), 0);
-  auto restart_with = [&](const std::string& codec) {
+  auto restart_with = [&](const std::string& codec, const std::string& kv_cache_type) {
     auto server = std::make_unique<ServerProcess>();
     std::string log;
-    EXPECT_TRUE(server->start({"--model", test_model_path(), "--threads", "1", "--kv-cache-bytes",
-                               "64MiB", "--kv-disk-dir", dir.string(), "--kv-tier-codec", codec},
-                              log))
+    EXPECT_TRUE(server->start(
+        {"--model", test_model_path(), "--threads", "1", "--kv-cache-bytes", "64MiB",
+         "--kv-disk-dir", dir.string(), "--kv-tier-codec", codec, "--kv-cache-type", kv_cache_type},
+        log))
         << log;
     auto r = curl(server->url() + "/v1/completions", body);
     EXPECT_EQ(r.status, 200) << r.body;
@@ -299,9 +330,10 @@ TEST_F(ServerTest, Int8DiskTierServesAfterARestartAndNeverMixesWithF32) {
     EXPECT_EQ(server->wait(std::chrono::seconds(20)), 0);
     return cached;
   };
-  EXPECT_GT(restart_with("int8"), 100);
-  // f32 blocks are another layout: the int8 files are not read (and are cleared as stale).
-  EXPECT_EQ(restart_with("f32"), 0);
+  EXPECT_GT(restart_with("int8", "f16"), 100);
+  EXPECT_GT(restart_with("int8", "f32"), 100);
+  // Native blocks are another layout: the int8 files are not read (and are cleared as stale).
+  EXPECT_EQ(restart_with("native", "f16"), 0);
   std::filesystem::remove_all(dir);
 }
 

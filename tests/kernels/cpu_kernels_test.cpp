@@ -31,6 +31,7 @@
 
 #include "core/cpu_features.h"
 #include "core/fp16.h"
+#include "core/fp16_rows.h"
 #include "kernel_test_util.h"
 #include "kernels/cpu_backend.h"
 #include "kernels/packed_weights.h"
@@ -38,6 +39,29 @@
 
 namespace infergrid {
 namespace {
+
+constexpr KvType kAllKvTypes[] = {KvType::kF32, KvType::kF16, KvType::kBF16};
+
+// K or V rows as a cache of `type` holds them: the stored bytes, the f32 values they stand for
+// (what a reference must compute with) and one pointer per row.
+struct StoredKvRows {
+  std::vector<uint8_t> bytes;
+  std::vector<float> values;
+  std::vector<const void*> rows;
+};
+
+StoredKvRows store_kv_rows(const std::vector<float>& x, int n_rows, int dim, KvType type) {
+  StoredKvRows s;
+  const size_t row_bytes = static_cast<size_t>(dim) * kv_type_bytes(type);
+  s.bytes.resize(row_bytes * n_rows);
+  s.values.resize(x.size());
+  for (int j = 0; j < n_rows; ++j) {
+    f32_to_kv_row(x.data() + j * dim, s.bytes.data() + j * row_bytes, type, dim);
+    kv_to_f32_row(s.bytes.data() + j * row_bytes, type, s.values.data() + j * dim, dim);
+    s.rows.push_back(s.bytes.data() + j * row_bytes);
+  }
+  return s;
+}
 
 constexpr double kDotRelTol = 2e-5;
 
@@ -359,60 +383,69 @@ TEST_P(FloatOps, Swiglu) {
 // Tolerance, relative to the row's weight sum: 1e-5 (exps differ by ~2 ulp) plus the rounding of
 // the scores, which lands in the exponent: 2^-21 * scale * sum_i |q_i k_i| (dots differ only in
 // summation order); that rounding is also the absolute tolerance of the running max.
+// Every cache type: K and V are rounded to it first, and the tolerance is taken on the values
+// stored.
 TEST_P(FloatOps, AttentionTile) {
   std::mt19937 rng(test::kSeed + 8);
   constexpr int kRows = 5;
-  for (int head_dim : {8, 20, 32, 64, 67, 128}) {
-    for (int n_keys : {1, 3, 4, 7, 8, 13, 16, 33, kMaxAttentionTileKeys}) {
-      for (float scale : {0.17f, 12.0f}) {
-        const int row_keys[kRows] = {n_keys, 0, 1, std::min(n_keys, 5), std::max(n_keys - 1, 0)};
-        const std::vector<float> q = test::random_floats(kRows * head_dim, rng);
-        std::vector<const float*> q_rows;
-        for (int r = 0; r < kRows; ++r) q_rows.push_back(q.data() + r * head_dim);
-        std::vector<float> acc_want(kRows * head_dim, 0.0f), acc_got(acc_want);
-        std::vector<float> max_want(kRows, -INFINITY), max_got(max_want);
-        std::vector<float> sum_want(kRows, 0.0f), sum_got(sum_want);
-        std::vector<double> rel(kRows, 0.0), score_error(kRows, 0.0);
-        for (int tile = 0; tile < 3; ++tile) {
-          const std::vector<float> k = test::random_floats(int64_t{n_keys} * head_dim, rng),
-                                   v = test::random_floats(int64_t{n_keys} * head_dim, rng);
-          std::vector<const float*> k_rows, v_rows;
-          for (int j = 0; j < n_keys; ++j) {
-            k_rows.push_back(k.data() + j * head_dim);
-            v_rows.push_back(v.data() + j * head_dim);
-            for (int r = 0; r < kRows; ++r) {
-              if (j >= row_keys[r]) continue;
-              double terms = 0;
-              for (int i = 0; i < head_dim; ++i) {
-                terms += std::fabs(q[r * head_dim + i] * k[j * head_dim + i]);
+  for (const KvType type : kAllKvTypes) {
+    for (int head_dim : {8, 20, 32, 64, 67, 128}) {
+      for (int n_keys : {1, 3, 4, 7, 8, 13, 16, 33, kMaxAttentionTileKeys}) {
+        for (float scale : {0.17f, 12.0f}) {
+          const int row_keys[kRows] = {n_keys, 0, 1, std::min(n_keys, 5), std::max(n_keys - 1, 0)};
+          const std::vector<float> q = test::random_floats(kRows * head_dim, rng);
+          std::vector<const float*> q_rows;
+          for (int r = 0; r < kRows; ++r) q_rows.push_back(q.data() + r * head_dim);
+          std::vector<float> acc_want(kRows * head_dim, 0.0f), acc_got(acc_want);
+          std::vector<float> max_want(kRows, -INFINITY), max_got(max_want);
+          std::vector<float> sum_want(kRows, 0.0f), sum_got(sum_want);
+          std::vector<double> rel(kRows, 0.0), score_error(kRows, 0.0);
+          for (int tile = 0; tile < 3; ++tile) {
+            const StoredKvRows k_stored = store_kv_rows(
+                                   test::random_floats(int64_t{n_keys} * head_dim, rng), n_keys,
+                                   head_dim, type),
+                               v_stored = store_kv_rows(
+                                   test::random_floats(int64_t{n_keys} * head_dim, rng), n_keys,
+                                   head_dim, type);
+            const std::vector<float>& k = k_stored.values;
+            for (int j = 0; j < n_keys; ++j) {
+              for (int r = 0; r < kRows; ++r) {
+                if (j >= row_keys[r]) continue;
+                double terms = 0;
+                for (int i = 0; i < head_dim; ++i) {
+                  terms += std::fabs(q[r * head_dim + i] * k[j * head_dim + i]);
+                }
+                score_error[r] = std::max(score_error[r], std::ldexp(scale * terms, -21));
+                rel[r] = std::max(rel[r], 1e-5 + score_error[r]);
               }
-              score_error[r] = std::max(score_error[r], std::ldexp(scale * terms, -21));
-              rel[r] = std::max(rel[r], 1e-5 + score_error[r]);
             }
-          }
-          ref().attention_tile(q_rows.data(), row_keys, kRows, k_rows.data(), v_rows.data(), n_keys,
-                               head_dim, scale, acc_want.data(), max_want.data(), sum_want.data());
-          k_->attention_tile(q_rows.data(), row_keys, kRows, k_rows.data(), v_rows.data(), n_keys,
-                             head_dim, scale, acc_got.data(), max_got.data(), sum_got.data());
-          for (int r = 0; r < kRows; ++r) {
-            const std::string where = "head_dim " + std::to_string(head_dim) + " keys " +
-                                      std::to_string(n_keys) + " scale " + std::to_string(scale) +
-                                      " tile " + std::to_string(tile) + " row " + std::to_string(r);
-            if (row_keys[r] == 0) {
-              ASSERT_EQ(max_got[r], -INFINITY) << where;
-              ASSERT_EQ(sum_got[r], 0.0f) << where;
-              for (int i = 0; i < head_dim; ++i) ASSERT_EQ(acc_got[r * head_dim + i], 0.0f);
-              continue;
-            }
-            ASSERT_TRUE(
-                test::close(max_got[r], max_want[r], std::fabs(max_want[r]), 1e-5, score_error[r]))
-                << where;
-            ASSERT_TRUE(test::close(sum_got[r], sum_want[r], sum_want[r], rel[r])) << where;
-            for (int i = 0; i < head_dim; ++i) {
-              ASSERT_TRUE(test::close(acc_got[r * head_dim + i], acc_want[r * head_dim + i],
-                                      sum_want[r], rel[r]))
-                  << where << " i " << i << ": " << acc_got[r * head_dim + i] << " vs "
-                  << acc_want[r * head_dim + i] << " sum " << sum_want[r];
+            ref().attention_tile_for(type)(q_rows.data(), row_keys, kRows, k_stored.rows.data(),
+                                           v_stored.rows.data(), n_keys, head_dim, scale,
+                                           acc_want.data(), max_want.data(), sum_want.data());
+            k_->attention_tile_for(type)(q_rows.data(), row_keys, kRows, k_stored.rows.data(),
+                                         v_stored.rows.data(), n_keys, head_dim, scale,
+                                         acc_got.data(), max_got.data(), sum_got.data());
+            for (int r = 0; r < kRows; ++r) {
+              const std::string where =
+                  std::string(kv_type_name(type)) + " head_dim " + std::to_string(head_dim) +
+                  " keys " + std::to_string(n_keys) + " scale " + std::to_string(scale) + " tile " +
+                  std::to_string(tile) + " row " + std::to_string(r);
+              if (row_keys[r] == 0) {
+                ASSERT_EQ(max_got[r], -INFINITY) << where;
+                ASSERT_EQ(sum_got[r], 0.0f) << where;
+                for (int i = 0; i < head_dim; ++i) ASSERT_EQ(acc_got[r * head_dim + i], 0.0f);
+                continue;
+              }
+              ASSERT_TRUE(test::close(max_got[r], max_want[r], std::fabs(max_want[r]), 1e-5,
+                                      score_error[r]))
+                  << where;
+              ASSERT_TRUE(test::close(sum_got[r], sum_want[r], sum_want[r], rel[r])) << where;
+              for (int i = 0; i < head_dim; ++i) {
+                ASSERT_TRUE(test::close(acc_got[r * head_dim + i], acc_want[r * head_dim + i],
+                                        sum_want[r], rel[r]))
+                    << where << " i " << i << ": " << acc_got[r * head_dim + i] << " vs "
+                    << acc_want[r * head_dim + i] << " sum " << sum_want[r];
+              }
             }
           }
         }
@@ -655,9 +688,10 @@ TEST(CpuKernels, DispatchPicksTheBestAvailableTable) {
     EXPECT_NE(k->quantize_for(TensorType::kQ8_0), nullptr);
     EXPECT_NE(k->quantize_for(TensorType::kQ8_K), nullptr);
     EXPECT_EQ(k->quantize_for(TensorType::kF32), nullptr);
-    EXPECT_TRUE(k->dot_f32_f32 && k->axpy && k->scale && k->rms_norm && k->swiglu &&
-                k->attention_tile)
-        << k->name;
+    EXPECT_TRUE(k->dot_f32_f32 && k->axpy && k->scale && k->rms_norm && k->swiglu) << k->name;
+    for (const KvType type : kAllKvTypes) {
+      EXPECT_NE(k->attention_tile_for(type), nullptr) << k->name << " " << kv_type_name(type);
+    }
   }
 }
 
@@ -668,58 +702,96 @@ TEST(CpuKernels, DispatchPicksTheBestAvailableTable) {
 TEST(CpuKernels, AttentionTileRowsMatchAloneExactly) {
   std::mt19937 rng(test::kSeed + 9);
   for (const CpuKernels* k : available_cpu_kernels()) {
-    for (int head_dim : {8, 32, 40, 64, 67, 128}) {
-      constexpr int kRows = 7;
-      constexpr int kKeys = 29;
-      const int row_keys[kRows] = {kKeys, 3, 0, 17, kKeys, 1, 16};
-      const std::vector<float> q = test::random_floats(kRows * head_dim, rng);
-      const std::vector<float> keys = test::random_floats(kKeys * head_dim, rng),
-                               values = test::random_floats(kKeys * head_dim, rng);
-      std::vector<const float*> k_rows, v_rows;
-      for (int j = 0; j < kKeys; ++j) {
-        k_rows.push_back(keys.data() + j * head_dim);
-        v_rows.push_back(values.data() + j * head_dim);
+    for (const KvType type : kAllKvTypes) {
+      for (int head_dim : {8, 32, 40, 64, 67, 128}) {
+        constexpr int kRows = 7;
+        constexpr int kKeys = 29;
+        const int row_keys[kRows] = {kKeys, 3, 0, 17, kKeys, 1, 16};
+        const std::vector<float> q = test::random_floats(kRows * head_dim, rng);
+        const StoredKvRows keys =
+            store_kv_rows(test::random_floats(kKeys * head_dim, rng), kKeys, head_dim, type);
+        const StoredKvRows values =
+            store_kv_rows(test::random_floats(kKeys * head_dim, rng), kKeys, head_dim, type);
+        // Two tiles, so the running state (max, sum, rescaled accumulator) is carried too.
+        const auto run = [&](const std::vector<int>& rows, std::vector<float>& acc,
+                             std::vector<float>& row_max, std::vector<float>& row_sum, bool alone) {
+          std::vector<const float*> q_rows;
+          std::vector<int> visible;
+          for (int r : rows) {
+            q_rows.push_back(q.data() + r * head_dim);
+            visible.push_back(row_keys[r]);
+          }
+          const int n = static_cast<int>(rows.size());
+          const int n_keys = alone ? std::max(visible[0], 1) : kKeys;
+          for (float scale : {0.2f, 3.0f}) {
+            k->attention_tile_for(type)(q_rows.data(), visible.data(), n, keys.rows.data(),
+                                        values.rows.data(), n_keys, head_dim, scale, acc.data(),
+                                        row_max.data(), row_sum.data());
+          }
+        };
+        std::vector<float> acc_alone(kRows * head_dim, 0.0f), max_alone(kRows, -INFINITY),
+            sum_alone(kRows, 0.0f);
+        for (int r = 0; r < kRows; ++r) {
+          std::vector<float> acc(head_dim, 0.0f), row_max(1, -INFINITY), row_sum(1, 0.0f);
+          run({r}, acc, row_max, row_sum, true);
+          std::copy(acc.begin(), acc.end(), acc_alone.begin() + r * head_dim);
+          max_alone[r] = row_max[0];
+          sum_alone[r] = row_sum[0];
+        }
+        for (bool reversed : {false, true}) {
+          std::vector<int> rows(kRows);
+          for (int r = 0; r < kRows; ++r) rows[r] = reversed ? kRows - 1 - r : r;
+          std::vector<float> acc(kRows * head_dim, 0.0f), row_max(kRows, -INFINITY),
+              row_sum(kRows, 0.0f);
+          run(rows, acc, row_max, row_sum, false);
+          for (int i = 0; i < kRows; ++i) {
+            const int r = rows[i];
+            ASSERT_EQ(std::memcmp(&row_max[i], &max_alone[r], sizeof(float)), 0) << k->name;
+            ASSERT_EQ(std::memcmp(&row_sum[i], &sum_alone[r], sizeof(float)), 0) << k->name;
+            ASSERT_EQ(std::memcmp(acc.data() + i * head_dim, acc_alone.data() + r * head_dim,
+                                  sizeof(float) * head_dim),
+                      0)
+                << k->name << " " << kv_type_name(type) << " head_dim " << head_dim << " row " << r;
+          }
+        }
       }
-      // Two tiles, so the running state (max, sum, rescaled accumulator) is carried too.
-      const auto run = [&](const std::vector<int>& rows, std::vector<float>& acc,
-                           std::vector<float>& row_max, std::vector<float>& row_sum, bool alone) {
+    }
+  }
+}
+
+// A cache type changes what was stored, never how it is attended: every table's f16 and bf16
+// tiles give, bit for bit, its f32 tile over the same values widened to f32.
+TEST(CpuKernels, AttentionTileOfEachCacheTypeEqualsF32OnTheStoredValues) {
+  std::mt19937 rng(test::kSeed + 10);
+  for (const CpuKernels* k : available_cpu_kernels()) {
+    for (const KvType type : {KvType::kF16, KvType::kBF16}) {
+      for (int head_dim : {8, 20, 64, 67, 128}) {
+        constexpr int kRows = 4, kKeys = 37;
+        const int row_keys[kRows] = {kKeys, 1, 0, 20};
+        const std::vector<float> q = test::random_floats(kRows * head_dim, rng);
         std::vector<const float*> q_rows;
-        std::vector<int> visible;
-        for (int r : rows) {
-          q_rows.push_back(q.data() + r * head_dim);
-          visible.push_back(row_keys[r]);
-        }
-        const int n = static_cast<int>(rows.size());
-        const int n_keys = alone ? std::max(visible[0], 1) : kKeys;
-        for (float scale : {0.2f, 3.0f}) {
-          k->attention_tile(q_rows.data(), visible.data(), n, k_rows.data(), v_rows.data(), n_keys,
-                            head_dim, scale, acc.data(), row_max.data(), row_sum.data());
-        }
-      };
-      std::vector<float> acc_alone(kRows * head_dim, 0.0f), max_alone(kRows, -INFINITY),
-          sum_alone(kRows, 0.0f);
-      for (int r = 0; r < kRows; ++r) {
-        std::vector<float> acc(head_dim, 0.0f), row_max(1, -INFINITY), row_sum(1, 0.0f);
-        run({r}, acc, row_max, row_sum, true);
-        std::copy(acc.begin(), acc.end(), acc_alone.begin() + r * head_dim);
-        max_alone[r] = row_max[0];
-        sum_alone[r] = row_sum[0];
-      }
-      for (bool reversed : {false, true}) {
-        std::vector<int> rows(kRows);
-        for (int r = 0; r < kRows; ++r) rows[r] = reversed ? kRows - 1 - r : r;
+        for (int r = 0; r < kRows; ++r) q_rows.push_back(q.data() + r * head_dim);
+        const StoredKvRows keys =
+            store_kv_rows(test::random_floats(kKeys * head_dim, rng), kKeys, head_dim, type);
+        const StoredKvRows values =
+            store_kv_rows(test::random_floats(kKeys * head_dim, rng), kKeys, head_dim, type);
+        const StoredKvRows keys_f32 = store_kv_rows(keys.values, kKeys, head_dim, KvType::kF32);
+        const StoredKvRows values_f32 = store_kv_rows(values.values, kKeys, head_dim, KvType::kF32);
         std::vector<float> acc(kRows * head_dim, 0.0f), row_max(kRows, -INFINITY),
             row_sum(kRows, 0.0f);
-        run(rows, acc, row_max, row_sum, false);
-        for (int i = 0; i < kRows; ++i) {
-          const int r = rows[i];
-          ASSERT_EQ(std::memcmp(&row_max[i], &max_alone[r], sizeof(float)), 0) << k->name;
-          ASSERT_EQ(std::memcmp(&row_sum[i], &sum_alone[r], sizeof(float)), 0) << k->name;
-          ASSERT_EQ(std::memcmp(acc.data() + i * head_dim, acc_alone.data() + r * head_dim,
-                                sizeof(float) * head_dim),
-                    0)
-              << k->name << " head_dim " << head_dim << " row " << r;
-        }
+        std::vector<float> acc_f32(acc), max_f32(row_max), sum_f32(row_sum);
+        k->attention_tile_for(type)(q_rows.data(), row_keys, kRows, keys.rows.data(),
+                                    values.rows.data(), kKeys, head_dim, 0.3f, acc.data(),
+                                    row_max.data(), row_sum.data());
+        k->attention_tile_f32(q_rows.data(), row_keys, kRows, keys_f32.rows.data(),
+                              values_f32.rows.data(), kKeys, head_dim, 0.3f, acc_f32.data(),
+                              max_f32.data(), sum_f32.data());
+        const std::string where = k->name + " " + std::string(kv_type_name(type)) + " head_dim " +
+                                  std::to_string(head_dim);
+        ASSERT_EQ(std::memcmp(acc.data(), acc_f32.data(), acc.size() * sizeof(float)), 0) << where;
+        ASSERT_EQ(std::memcmp(row_max.data(), max_f32.data(), kRows * sizeof(float)), 0) << where;
+        ASSERT_EQ(std::memcmp(row_sum.data(), sum_f32.data(), kRows * sizeof(float)), 0) << where;
+        EXPECT_GT(row_sum[0], 0.0f) << where;
       }
     }
   }

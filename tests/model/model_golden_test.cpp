@@ -57,6 +57,27 @@ RowStats compare_rows(const std::vector<std::vector<float>>& expected, std::span
   return s;
 }
 
+// The golden files' 52 rows as llama.cpp produced them: the prompt in one batch, then one token
+// at a time.
+std::vector<float> teacher_forced_logits(const Model& model, const std::vector<int32_t>& tokens,
+                                         size_t n_prompt, KvType kv_type) {
+  CpuBackend backend(2);
+  KvCache cache(model.config(), static_cast<int>(tokens.size()), kv_type);
+  ForwardScratch scratch(model.config(), static_cast<int>(tokens.size()));
+  std::vector<float> out;
+  auto prompt = model.forward(backend, cache, scratch, std::span(tokens).first(n_prompt), 0,
+                              Model::Logits::kAll);
+  EXPECT_TRUE(prompt.is_ok()) << prompt.status().to_string();
+  if (prompt.is_ok()) out.assign(prompt->begin(), prompt->end());
+  for (size_t i = n_prompt; i < tokens.size(); ++i) {
+    auto step = model.forward(backend, cache, scratch, std::span(tokens).subspan(i, 1),
+                              static_cast<int>(i), Model::Logits::kLast);
+    EXPECT_TRUE(step.is_ok()) << step.status().to_string();
+    if (step.is_ok()) out.insert(out.end(), step->begin(), step->end());
+  }
+  return out;
+}
+
 struct GoldenCase {
   const char* name;
   double max_abs;  // 0: not checked (quantized)
@@ -80,22 +101,11 @@ TEST_P(ModelGolden, MatchesLlamaCppLogits) {
   ASSERT_TRUE(model.is_ok()) << model.status().to_string();
   const std::vector<int32_t> tokens = golden->all_tokens();
   const int n_vocab = (*model)->config().n_vocab;
-  CpuBackend backend(2);
-  KvCache cache((*model)->config(), static_cast<int>(tokens.size()));
-  // Rows 0..19 in one batch and the rest one token at a time, as llama.cpp produced them.
-  ForwardScratch scratch((*model)->config(), static_cast<int>(tokens.size()));
   const size_t n_prompt = golden->prompt_tokens.size();
-  std::vector<float> logits(tokens.size() * n_vocab);
-  auto prompt = (*model)->forward(backend, cache, scratch, std::span(tokens).first(n_prompt), 0,
-                                  Model::Logits::kAll);
-  ASSERT_TRUE(prompt.is_ok()) << prompt.status().to_string();
-  std::copy(prompt->begin(), prompt->end(), logits.begin());
-  for (size_t i = n_prompt; i < tokens.size(); ++i) {
-    auto step = (*model)->forward(backend, cache, scratch, std::span(tokens).subspan(i, 1),
-                                  static_cast<int>(i), Model::Logits::kLast);
-    ASSERT_TRUE(step.is_ok()) << step.status().to_string();
-    std::copy(step->begin(), step->end(), logits.begin() + i * n_vocab);
-  }
+  // llama.cpp's default KV cache is f16, as ours.
+  const std::vector<float> logits =
+      teacher_forced_logits(**model, tokens, n_prompt, kDefaultKvType);
+  ASSERT_EQ(logits.size(), tokens.size() * n_vocab);
   const bool quantized = c.max_abs == 0;
   const RowStats s = compare_rows(golden->logits, logits, n_vocab, quantized ? 0.1 : 0.05);
   std::printf("[golden %s] max |diff| %.2e, worst cosine %.6f (row %d), argmax %d/%d\n", c.name,
@@ -106,10 +116,12 @@ TEST_P(ModelGolden, MatchesLlamaCppLogits) {
   EXPECT_GE(s.worst_cosine, c.min_cosine);
   EXPECT_EQ(s.argmax_agree, s.argmax_checked);
 
-  // The independent naive implementation on the same file agrees as well.
+  // The independent naive implementation on the same file agrees as well (it keeps K and V in
+  // f32, so the f32 cache is the one compared with it).
   auto naive = NaiveModel::load(golden_model_path(c.name));
   const auto naive_logits = naive->logits_all(tokens);
-  const RowStats n = compare_rows(naive_logits, logits, n_vocab, 0.05);
+  const RowStats n = compare_rows(
+      naive_logits, teacher_forced_logits(**model, tokens, n_prompt, KvType::kF32), n_vocab, 0.05);
   std::printf("[naive  %s] max |diff| %.2e, worst cosine %.6f\n", c.name, n.max_abs,
               n.worst_cosine);
   if (!quantized) {
@@ -139,24 +151,8 @@ TEST_P(ModelGolden, RepackedWeightsGiveTheSameBitsAsTheFileLayout) {
   }
   const std::vector<int32_t> tokens = golden->all_tokens();
   const size_t n_prompt = golden->prompt_tokens.size();
-  auto run = [&](const Model& model) {
-    CpuBackend backend(2);
-    KvCache cache(model.config(), static_cast<int>(tokens.size()));
-    ForwardScratch scratch(model.config(), static_cast<int>(tokens.size()));
-    std::vector<float> out;
-    auto prompt = model.forward(backend, cache, scratch, std::span(tokens).first(n_prompt), 0,
-                                Model::Logits::kAll);
-    EXPECT_TRUE(prompt.is_ok());
-    if (prompt.is_ok()) out.assign(prompt->begin(), prompt->end());
-    for (size_t i = n_prompt; i < tokens.size(); ++i) {
-      auto step = model.forward(backend, cache, scratch, std::span(tokens).subspan(i, 1),
-                                static_cast<int>(i), Model::Logits::kLast);
-      EXPECT_TRUE(step.is_ok());
-      if (step.is_ok()) out.insert(out.end(), step->begin(), step->end());
-    }
-    return out;
-  };
-  const std::vector<float> a = run(**packed), b = run(**plain);
+  const std::vector<float> a = teacher_forced_logits(**packed, tokens, n_prompt, kDefaultKvType),
+                           b = teacher_forced_logits(**plain, tokens, n_prompt, kDefaultKvType);
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], b[i]) << c.name << " logit " << i;
 }

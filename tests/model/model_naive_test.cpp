@@ -7,7 +7,10 @@
 #include <filesystem>
 
 #include <algorithm>
+#include <functional>
 #include <set>
+#include <tuple>
+#include <utility>
 #include "kernels/cpu_backend.h"
 #include "model/model.h"
 #include "model/naive_model.h"
@@ -45,9 +48,11 @@ std::vector<int32_t> test_prompt(int n, int n_vocab) {
   return tokens;
 }
 
+// The naive model keeps K and V in f32: the production model is compared with it on an f32
+// cache, exactly, and on the 16-bit caches within their rounding.
 std::vector<int32_t> greedy_production(const Model& model, Backend& backend,
                                        const std::vector<int32_t>& prompt, int steps) {
-  KvCache cache(model.config(), static_cast<int>(prompt.size()) + steps);
+  KvCache cache(model.config(), static_cast<int>(prompt.size()) + steps, KvType::kF32);
   ForwardScratch scratch(model.config(), 16);
   auto logits = model.forward(backend, cache, scratch, prompt, 0, Model::Logits::kLast);
   EXPECT_TRUE(logits.is_ok());
@@ -82,7 +87,7 @@ TEST_P(ModelVsNaive, LogitsCloseAndSameGreedyTokensFor64Steps) {
   const std::vector<int32_t> prompt = test_prompt(24, n_vocab);
 
   CpuBackend backend(2);
-  KvCache cache((*model)->config(), 128);
+  KvCache cache((*model)->config(), 128, KvType::kF32);
   ForwardScratch scratch((*model)->config(), 32);
   auto ours = (*model)->forward(backend, cache, scratch, prompt, 0, Model::Logits::kAll);
   ASSERT_TRUE(ours.is_ok()) << ours.status().to_string();
@@ -122,12 +127,13 @@ INSTANTIATE_TEST_SUITE_P(Architectures, ModelVsNaive,
                                   (info.param.tied ? "_tied" : "");
                          });
 
-class SplitInvariance : public ::testing::TestWithParam<TensorType> {};
+class SplitInvariance : public ::testing::TestWithParam<std::tuple<TensorType, KvType>> {};
 
 // Every dot product is computed the same way whatever the batch shape, so chunked prefill,
 // one-token steps and any thread count give bit-identical logits.
 TEST_P(SplitInvariance, ChunkingBatchingAndThreadsGiveIdenticalLogits) {
-  const std::string path = synth_path("qwen2", GetParam(), false);
+  const auto [weight_type, kv_type] = GetParam();
+  const std::string path = synth_path("qwen2", weight_type, false);
   auto model = Model::load(path);
   ASSERT_TRUE(model.is_ok()) << model.status().to_string();
   const ModelConfig& config = (*model)->config();
@@ -135,7 +141,7 @@ TEST_P(SplitInvariance, ChunkingBatchingAndThreadsGiveIdenticalLogits) {
   const size_t n_vocab = static_cast<size_t>(config.n_vocab);
 
   CpuBackend two_threads(2);
-  KvCache full_cache(config, 64);
+  KvCache full_cache(config, 64, kv_type);
   ForwardScratch full_scratch(config, 64);
   auto full =
       (*model)->forward(two_threads, full_cache, full_scratch, prompt, 0, Model::Logits::kAll);
@@ -144,7 +150,7 @@ TEST_P(SplitInvariance, ChunkingBatchingAndThreadsGiveIdenticalLogits) {
 
   // Chunks of 7 tokens (the scratch holds 7), then the last row compared.
   CpuBackend one_thread(1);
-  KvCache chunk_cache(config, 64);
+  KvCache chunk_cache(config, 64, kv_type);
   ForwardScratch chunk_scratch(config, 7);
   auto chunked =
       (*model)->forward(one_thread, chunk_cache, chunk_scratch, prompt, 0, Model::Logits::kLast);
@@ -154,7 +160,7 @@ TEST_P(SplitInvariance, ChunkingBatchingAndThreadsGiveIdenticalLogits) {
   }
 
   // One token at a time.
-  KvCache step_cache(config, 64);
+  KvCache step_cache(config, 64, kv_type);
   ForwardScratch step_scratch(config, 1);
   for (size_t t = 0; t < prompt.size(); ++t) {
     auto step = (*model)->forward(two_threads, step_cache, step_scratch,
@@ -167,12 +173,57 @@ TEST_P(SplitInvariance, ChunkingBatchingAndThreadsGiveIdenticalLogits) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, SplitInvariance,
-                         ::testing::Values(TensorType::kF32, TensorType::kQ8_0, TensorType::kQ4_0,
-                                           TensorType::kQ4_K, TensorType::kQ6_K),
-                         [](const ::testing::TestParamInfo<TensorType>& info) {
-                           return std::string(tensor_type_traits(info.param)->name);
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Types, SplitInvariance,
+    ::testing::Combine(::testing::Values(TensorType::kF32, TensorType::kQ8_0, TensorType::kQ4_0,
+                                         TensorType::kQ4_K, TensorType::kQ6_K),
+                       ::testing::Values(KvType::kF32, KvType::kF16, KvType::kBF16)),
+    [](const ::testing::TestParamInfo<std::tuple<TensorType, KvType>>& info) {
+      return std::string(tensor_type_traits(std::get<0>(info.param))->name) + "_kv_" +
+             std::string(kv_type_name(std::get<1>(info.param)));
+    });
+
+// The 16-bit caches against the naive f32 model: each logit moves by the rounding of K and V
+// (f16: 11 significant bits, bf16: 8), and the teacher-forced greedy choice stays the naive
+// one wherever the naive top two are apart by more than that.
+TEST(ModelKvCacheType, SixteenBitCachesStayCloseToTheNaiveModel) {
+  const std::string path = synth_path("llama", TensorType::kF32, false);
+  auto model = Model::load(path);
+  ASSERT_TRUE(model.is_ok()) << model.status().to_string();
+  auto naive = NaiveModel::load(path);
+  const int n_vocab = (*model)->config().n_vocab;
+  const std::vector<int32_t> prompt = test_prompt(48, n_vocab);
+  const auto reference = naive->logits_all(prompt);
+  for (const auto& [type, bound] :
+       {std::pair{KvType::kF16, 5e-3}, std::pair{KvType::kBF16, 4e-2}}) {
+    CpuBackend backend(2);
+    KvCache cache((*model)->config(), 64, type);
+    EXPECT_EQ(cache.bytes(), KvCache((*model)->config(), 64, KvType::kF32).bytes() / 2);
+    ForwardScratch scratch((*model)->config(), 64);
+    auto ours = (*model)->forward(backend, cache, scratch, prompt, 0, Model::Logits::kAll);
+    ASSERT_TRUE(ours.is_ok()) << ours.status().to_string();
+    double max_abs = 0;
+    int checked = 0;
+    for (size_t t = 0; t < prompt.size(); ++t) {
+      const float* row = ours->data() + t * n_vocab;
+      std::vector<float> sorted = reference[t];
+      std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<>());
+      for (int v = 0; v < n_vocab; ++v) {
+        max_abs = std::max(max_abs, std::fabs(static_cast<double>(row[v]) - reference[t][v]));
+      }
+      if (sorted[0] - sorted[1] > 4 * bound) {
+        ++checked;
+        const auto best = std::max_element(row, row + n_vocab) - row;
+        EXPECT_EQ(reference[t][best], sorted[0]) << kv_type_name(type) << " position " << t;
+      }
+    }
+    std::printf("[kv %s] max |ours - naive f32| = %.2e, argmax checked at %d/%zu positions\n",
+                kv_type_name(type).data(), max_abs, checked, prompt.size());
+    EXPECT_LE(max_abs, bound) << kv_type_name(type);
+    EXPECT_GT(max_abs, 0.0) << "the cache did not round: is it really " << kv_type_name(type);
+    EXPECT_GT(checked, 24);
+  }
+}
 
 TEST(ModelLoad, RejectsBadFilesWithClearErrors) {
   auto missing = Model::load("/nonexistent.gguf");
@@ -197,7 +248,7 @@ TEST(ModelForward, RejectsOutOfRangeTokensAndPositions) {
   auto model = Model::load(synth_path("llama", TensorType::kF32, false));
   ASSERT_TRUE(model.is_ok());
   CpuBackend backend(1);
-  KvCache cache((*model)->config(), 8);
+  KvCache cache((*model)->config(), 8, kDefaultKvType);
   ForwardScratch scratch((*model)->config(), 8);
   const std::vector<int32_t> bad_token = {1, 99999};
   EXPECT_EQ((*model)
