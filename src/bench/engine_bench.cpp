@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/workload.h"
+#include "engine/kv_pool.h"
 #include "engine/scheduler.h"
 #include "kvstore/shm_tier.h"
 
@@ -66,7 +67,42 @@ SchedulerOptions scheduler_options(const Model& model, const EngineBenchOptions&
   return s;
 }
 
-// Decode throughput at each concurrency: prefill everything first, then time decode steps only.
+// Decode tokens/s of `concurrency` sequences at prompt_tokens cached each: everything is
+// prefilled first, then decode steps alone are timed. ms_per_step: the mean step.
+Result<double> decode_tokens_per_second(const Model& model, const Tokenizer& tokenizer,
+                                        Backend& backend, const EngineBenchOptions& o,
+                                        int concurrency, int prompt_tokens, KvType kv_type,
+                                        double& ms_per_step) {
+  const int max_tokens = o.decode_steps + 4;
+  auto opts =
+      scheduler_options(model, o, concurrency * (prompt_tokens + max_tokens + 16), concurrency);
+  opts.kv_type = kv_type;
+  Scheduler s(model, tokenizer, backend, opts);
+  for (int i = 0; i < concurrency; ++i) {
+    IG_RETURN_IF_ERROR(s.add(static_cast<uint64_t>(i + 1),
+                             greedy_request(random_tokens(prompt_tokens, model.config().n_vocab,
+                                                          static_cast<uint64_t>(i + 1)),
+                                            max_tokens),
+                             nullptr));
+  }
+  // Until every sequence has its first token, steps include prefill.
+  while (true) {
+    IG_ASSIGN_OR_RETURN(StepResult step, s.step());
+    if (step.n_decodes == concurrency) break;
+  }
+  int tokens = 0;
+  const auto start = Clock::now();
+  for (int i = 0; i < o.decode_steps; ++i) {
+    IG_ASSIGN_OR_RETURN(StepResult step, s.step());
+    tokens += step.n_tokens;
+  }
+  const double secs = seconds_between(start, Clock::now());
+  s.abort_all(FinishReason::kCancelled);
+  ms_per_step = 1000.0 * secs / o.decode_steps;
+  return tokens / secs;
+}
+
+// Decode throughput at each concurrency.
 Status bench_throughput(const Model& model, const Tokenizer& tokenizer, Backend& backend,
                         const EngineBenchOptions& o, std::string& text, nlohmann::json& json) {
   const int prompt_tokens = 32;
@@ -75,38 +111,17 @@ Status bench_throughput(const Model& model, const Tokenizer& tokenizer, Backend&
   text += fmt::format("  {:>11} {:>12} {:>10} {:>12}\n", "concurrency", "tokens/s", "vs batch 1",
                       "ms/step");
   for (int c : o.concurrency) {
-    const int max_tokens = o.decode_steps + 4;
-    auto opts = scheduler_options(model, o, c * (prompt_tokens + max_tokens + 16), c);
-    Scheduler s(model, tokenizer, backend, opts);
-    for (int i = 0; i < c; ++i) {
-      IG_RETURN_IF_ERROR(s.add(static_cast<uint64_t>(i + 1),
-                               greedy_request(random_tokens(prompt_tokens, model.config().n_vocab,
-                                                            static_cast<uint64_t>(i + 1)),
-                                              max_tokens),
-                               nullptr));
-    }
-    // Until every sequence has its first token, steps include prefill.
-    while (true) {
-      IG_ASSIGN_OR_RETURN(StepResult step, s.step());
-      if (step.n_decodes == c) break;
-    }
-    int tokens = 0;
-    const auto start = Clock::now();
-    for (int i = 0; i < o.decode_steps; ++i) {
-      IG_ASSIGN_OR_RETURN(StepResult step, s.step());
-      tokens += step.n_tokens;
-    }
-    const double secs = seconds_between(start, Clock::now());
-    const double tps = tokens / secs;
+    double ms_per_step = 0;
+    IG_ASSIGN_OR_RETURN(const double tps,
+                        decode_tokens_per_second(model, tokenizer, backend, o, c, prompt_tokens,
+                                                 o.kv_type, ms_per_step));
     if (c == o.concurrency.front()) batch1 = tps;
     const double ratio = batch1 > 0 ? tps / batch1 : 0;
-    text += fmt::format("  {:>11} {:>12.1f} {:>9.2f}x {:>12.1f}\n", c, tps, ratio,
-                        1000.0 * secs / o.decode_steps);
+    text += fmt::format("  {:>11} {:>12.1f} {:>9.2f}x {:>12.1f}\n", c, tps, ratio, ms_per_step);
     json["throughput"].push_back({{"concurrency", c},
                                   {"tokens_per_second", tps},
                                   {"ratio_to_first", ratio},
-                                  {"ms_per_step", 1000.0 * secs / o.decode_steps}});
-    s.abort_all(FinishReason::kCancelled);
+                                  {"ms_per_step", ms_per_step}});
   }
   return Status::ok();
 }
@@ -234,17 +249,130 @@ Status bench_chunked(const Model& model, const Tokenizer& tokenizer, Backend& ba
 // that loads that prefix back from the tier, and the two runs' greedy tokens and first-token
 // log-probabilities are compared. The f32 codec is the reference: its loaded run must match the
 // computed one exactly, which shows the comparison itself adds nothing.
-Status bench_tier_codec(const Model& model, const Tokenizer& tokenizer, Backend& backend,
-                        const EngineBenchOptions& o, std::string& text, nlohmann::json& json) {
+// How far two runs of the same greedy prompts agree: per prompt, the first token, the tokens
+// up to the first difference (after it the texts diverge), and the change of the first token's
+// top-5 log-probabilities (in nats).
+struct GreedyAgreement {
+  int first_same = 0;
+  int64_t tokens_same = 0;
+  int64_t tokens_total = 0;
+  double max_change = 0;
+  double mean_change = 0;
+};
+
+GreedyAgreement compare_generations(const std::vector<std::vector<GeneratedToken>>& reference,
+                                    const std::vector<std::vector<GeneratedToken>>& other) {
+  GreedyAgreement a;
+  double sum_change = 0;
+  int n_change = 0;
+  for (size_t i = 0; i < reference.size() && i < other.size(); ++i) {
+    const auto& want = reference[i];
+    const auto& got = other[i];
+    if (want.empty() || got.empty()) continue;
+    a.first_same += want[0].token == got[0].token;
+    size_t same = 0;
+    while (same < want.size() && same < got.size() && want[same].token == got[same].token) {
+      ++same;
+    }
+    a.tokens_same += static_cast<int64_t>(same);
+    a.tokens_total += static_cast<int64_t>(want.size());
+    for (const auto& w : want[0].top) {
+      for (const auto& g : got[0].top) {
+        if (g.token != w.token) continue;
+        const double change = std::fabs(static_cast<double>(g.logprob) - w.logprob);
+        a.max_change = std::max(a.max_change, change);
+        sum_change += change;
+        ++n_change;
+      }
+    }
+  }
+  a.mean_change = n_change > 0 ? sum_change / n_change : 0;
+  return a;
+}
+
+// Prompts of random words (so the tokenizer's real pieces, not arbitrary ids), cut to length.
+std::vector<std::vector<int32_t>> word_prompts(const Tokenizer& tokenizer, int n, int tokens) {
   std::mt19937_64 rng(2024);
   std::vector<std::vector<int32_t>> prompts;
-  for (int i = 0; i < o.codec_prompts; ++i) {
-    auto p = tokenizer.encode(random_words(rng, o.codec_prompt_tokens), true, false);
-    if (static_cast<int>(p.size()) > o.codec_prompt_tokens) {
-      p.resize(static_cast<size_t>(o.codec_prompt_tokens));
-    }
+  for (int i = 0; i < n; ++i) {
+    auto p = tokenizer.encode(random_words(rng, tokens), true, false);
+    if (static_cast<int>(p.size()) > tokens) p.resize(static_cast<size_t>(tokens));
     prompts.push_back(std::move(p));
   }
+  return prompts;
+}
+
+// The KV cache types against f32: what each costs in accuracy (greedy agreement over the same
+// prompts) and what it gives in memory and in decode speed at a long context.
+Status bench_kv_type(const Model& model, const Tokenizer& tokenizer, Backend& backend,
+                     const EngineBenchOptions& o, std::string& text, nlohmann::json& json) {
+  const auto prompts = word_prompts(tokenizer, o.codec_prompts, o.codec_prompt_tokens);
+  text += fmt::format(
+      "KV cache type against f32: {} prompts of {} tokens, {} greedy tokens each; decode at {} "
+      "sequences of {} cached tokens\n",
+      o.codec_prompts, o.codec_prompt_tokens, o.codec_generate, o.kv_type_sequences,
+      o.kv_type_context);
+  text += fmt::format("  {:>5} {:>11} {:>14} {:>16} {:>12} {:>12} {:>12} {:>8}\n", "type",
+                      "KV B/token", "1st tok same", "tokens same", "max |dlogp|", "mean |dlogp|",
+                      "decode t/s", "vs f32");
+  const auto generate_all =
+      [&](KvType kv_type) -> Result<std::vector<std::vector<GeneratedToken>>> {
+    auto opts = scheduler_options(model, o, o.codec_prompt_tokens + o.codec_generate + 16, 1);
+    opts.kv_type = kv_type;
+    opts.prefix_caching = false;
+    Scheduler s(model, tokenizer, backend, opts);
+    std::vector<std::vector<GeneratedToken>> out(prompts.size());
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      auto request = greedy_request(prompts[i], o.codec_generate);
+      request.options.logprobs = 5;
+      IG_RETURN_IF_ERROR(s.add(i + 1, std::move(request), [&out, i](const RequestEvent& e) {
+        out[i].insert(out[i].end(), e.tokens.begin(), e.tokens.end());
+      }));
+      while (s.has_work()) IG_RETURN_IF_ERROR(s.step().status());
+    }
+    return out;
+  };
+  IG_ASSIGN_OR_RETURN(const auto reference, generate_all(KvType::kF32));
+  double f32_tps = 0;
+  for (const KvType kv_type : {KvType::kF32, KvType::kF16, KvType::kBF16}) {
+    GreedyAgreement a;
+    if (kv_type == KvType::kF32) {
+      a = compare_generations(reference, reference);
+    } else {
+      IG_ASSIGN_OR_RETURN(const auto generated, generate_all(kv_type));
+      a = compare_generations(reference, generated);
+    }
+    double ms_per_step = 0;
+    IG_ASSIGN_OR_RETURN(const double tps,
+                        decode_tokens_per_second(model, tokenizer, backend, o, o.kv_type_sequences,
+                                                 o.kv_type_context, kv_type, ms_per_step));
+    if (kv_type == KvType::kF32) f32_tps = tps;
+    const size_t bytes_per_token = KvPool::block_bytes(model.config(), 1, kv_type);
+    text += fmt::format(
+        "  {:>5} {:>11} {:>8}/{:<5} {:>10}/{:<5} {:>12.4f} {:>12.4f} {:>12.1f} {:>7.2f}x\n",
+        kv_type_name(kv_type), bytes_per_token, a.first_same, prompts.size(), a.tokens_same,
+        a.tokens_total, a.max_change, a.mean_change, tps, f32_tps > 0 ? tps / f32_tps : 0);
+    json["kv_type"].push_back({{"type", std::string(kv_type_name(kv_type))},
+                               {"kv_bytes_per_token", bytes_per_token},
+                               {"first_token_same", a.first_same},
+                               {"prompts", prompts.size()},
+                               {"greedy_tokens_same_before_divergence", a.tokens_same},
+                               {"greedy_tokens", a.tokens_total},
+                               {"first_token_top5_logprob_change_max", a.max_change},
+                               {"first_token_top5_logprob_change_mean", a.mean_change},
+                               {"decode_tokens_per_second", tps},
+                               {"decode_sequences", o.kv_type_sequences},
+                               {"decode_context_tokens", o.kv_type_context}});
+  }
+  text +=
+      "  (tokens same: greedy tokens equal to f32's up to the first difference; |dlogp|: change "
+      "of the first token's top-5 log-probabilities, in nats)\n";
+  return Status::ok();
+}
+
+Status bench_tier_codec(const Model& model, const Tokenizer& tokenizer, Backend& backend,
+                        const EngineBenchOptions& o, std::string& text, nlohmann::json& json) {
+  const auto prompts = word_prompts(tokenizer, o.codec_prompts, o.codec_prompt_tokens);
   text += fmt::format(
       "KV tier codec accuracy: {} prompts of {} tokens, computed vs loaded back from a DRAM "
       "tier, {} greedy tokens each\n",
@@ -290,45 +418,19 @@ Status bench_tier_codec(const Model& model, const Tokenizer& tokenizer, Backend&
     auto loaded = run(loaded_hits);
     ShmTier::unlink(name, tag);
     if (!loaded.is_ok()) return loaded.status();
-    int first_same = 0;
-    int64_t tokens_same = 0, tokens_total = 0;
-    double max_change = 0, sum_change = 0;
-    int n_change = 0;
-    for (size_t i = 0; i < prompts.size(); ++i) {
-      const auto& want = (*computed)[i];
-      const auto& got = (*loaded)[i];
-      if (want.empty() || got.empty()) continue;
-      first_same += want[0].token == got[0].token;
-      // Greedy tokens agree up to the first difference; after it the texts diverge.
-      size_t same = 0;
-      while (same < want.size() && same < got.size() && want[same].token == got[same].token) {
-        ++same;
-      }
-      tokens_same += static_cast<int64_t>(same);
-      tokens_total += static_cast<int64_t>(want.size());
-      for (const auto& w : want[0].top) {
-        for (const auto& g : got[0].top) {
-          if (g.token != w.token) continue;
-          const double change = std::fabs(static_cast<double>(g.logprob) - w.logprob);
-          max_change = std::max(max_change, change);
-          sum_change += change;
-          ++n_change;
-        }
-      }
-    }
-    const double mean_change = n_change > 0 ? sum_change / n_change : 0;
+    const GreedyAgreement a = compare_generations(*computed, *loaded);
     text += fmt::format("  {:>5} {:>10} {:>12} {:>8}/{:<5} {:>10}/{:<5} {:>16.4f} {:>12.4f}\n",
-                        kv_codec_name(codec), tier_block, loaded_hits, first_same, prompts.size(),
-                        tokens_same, tokens_total, max_change, mean_change);
+                        kv_codec_name(codec), tier_block, loaded_hits, a.first_same, prompts.size(),
+                        a.tokens_same, a.tokens_total, a.max_change, a.mean_change);
     json["tier_codec"].push_back({{"codec", std::string(kv_codec_name(codec))},
                                   {"tier_block_bytes", tier_block},
                                   {"tier_hit_tokens", loaded_hits},
-                                  {"first_token_same", first_same},
+                                  {"first_token_same", a.first_same},
                                   {"prompts", prompts.size()},
-                                  {"greedy_tokens_same_before_divergence", tokens_same},
-                                  {"greedy_tokens", tokens_total},
-                                  {"first_token_top5_logprob_change_max", max_change},
-                                  {"first_token_top5_logprob_change_mean", mean_change}});
+                                  {"greedy_tokens_same_before_divergence", a.tokens_same},
+                                  {"greedy_tokens", a.tokens_total},
+                                  {"first_token_top5_logprob_change_max", a.max_change},
+                                  {"first_token_top5_logprob_change_mean", a.mean_change}});
   }
   text +=
       "  (tokens same: greedy tokens equal up to the first difference; |dlogp|: change of the "
@@ -354,9 +456,12 @@ Result<EngineBenchReport> run_engine_bench(const Model& model, const Tokenizer& 
       IG_RETURN_IF_ERROR(bench_chunked(model, tokenizer, backend, o, report.text, json));
     } else if (mode == "tier-codec") {
       IG_RETURN_IF_ERROR(bench_tier_codec(model, tokenizer, backend, o, report.text, json));
+    } else if (mode == "kv-type") {
+      IG_RETURN_IF_ERROR(bench_kv_type(model, tokenizer, backend, o, report.text, json));
     } else {
       return make_error(StatusCode::kInvalidArgument,
-                        "unknown mode '{}' (throughput, prefix, chunked, tier-codec)", mode);
+                        "unknown mode '{}' (throughput, prefix, chunked, tier-codec, kv-type)",
+                        mode);
     }
     report.text += "\n";
   }

@@ -8,8 +8,11 @@
 //  - chunked: inter-token latency of running streams while a long prompt arrives, chunked
 //    prefill on vs off;
 //  - tier-codec (not run by default): greedy tokens and log-probabilities of prompts whose
-//    prefix was loaded back from an int8 tier, against the same prompts computed, with the f32
-//    tier as the exact reference.
+//    prefix was loaded back from an int8 tier, against the same prompts computed, with the
+//    native tier as the exact reference;
+//  - kv-type (not run by default): each KV cache type against f32, the greedy tokens and
+//    log-probabilities of the same prompts, KV bytes per token and decode tokens/s at a long
+//    context.
 #pragma once
 
 #include <string>
@@ -35,6 +38,8 @@ struct EngineBenchOptions {
   int codec_prompts = 16;
   int codec_prompt_tokens = 512;
   int codec_generate = 32;
+  int kv_type_sequences = 4;   // decode speed of each KV cache type: sequences ...
+  int kv_type_context = 1024;  // ... of this many cached tokens
   KvType kv_type = kDefaultKvType;
 };
 

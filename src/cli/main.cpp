@@ -230,7 +230,9 @@ int main(int argc, char** argv) {
       "engine",
       "Serving engine: batched decode throughput, prefix-cache TTFT, chunked-prefill ITL");
   engine_cmd->add_option("-m,--model", bench_model, "GGUF model file (default: the default model)");
-  engine_cmd->add_option("--modes", engine_bench.modes, "throughput, prefix, chunked, tier-codec")
+  engine_cmd
+      ->add_option("--modes", engine_bench.modes,
+                   "throughput, prefix, chunked, tier-codec, kv-type")
       ->capture_default_str()
       ->delimiter(',');
   engine_cmd->add_option("--concurrency", engine_bench.concurrency)
@@ -247,6 +249,9 @@ int main(int argc, char** argv) {
   engine_cmd->add_option("--codec-prompt-tokens", engine_bench.codec_prompt_tokens)
       ->capture_default_str();
   engine_cmd->add_option("--codec-generate", engine_bench.codec_generate)->capture_default_str();
+  engine_cmd->add_option("--kv-type-sequences", engine_bench.kv_type_sequences)
+      ->capture_default_str();
+  engine_cmd->add_option("--kv-type-context", engine_bench.kv_type_context)->capture_default_str();
   engine_cmd->add_option("--max-batch-tokens", engine_bench.max_batch_tokens)
       ->capture_default_str();
   engine_cmd->add_option("-t,--threads", bench_threads);

@@ -324,8 +324,10 @@ void CpuBackend::attention(const float* q, std::span<const int32_t> positions,
     const AttentionTask& task = attn_tasks_[static_cast<size_t>(task_index)];
     const KvLayerView& kv = seqs[static_cast<size_t>(task.seq)].kv;
     const AttentionTileFn attention_tile = kernels_->attention_tile_for(kv.type);
-    const int64_t head_offset_bytes = static_cast<int64_t>(task.kv_head) * p.head_dim *
-                                      static_cast<int64_t>(kv_type_bytes(kv.type));
+    const auto element_bytes = static_cast<int64_t>(kv_type_bytes(kv.type));
+    const int64_t head_offset_bytes =
+        static_cast<int64_t>(task.kv_head) * p.head_dim * element_bytes;
+    const int64_t row_bytes = kv.row_stride * element_bytes;
     const int n_rows = static_cast<int>(task.n_tokens * group);
     float* acc = attn_scratch_.data() + per_thread * thread;  // n_rows x head_dim
     float* row_max = acc + max_rows * p.head_dim;
@@ -346,9 +348,15 @@ void CpuBackend::attention(const float* q, std::span<const int32_t> positions,
     const void* v_rows[kMaxAttentionTileKeys];
     for (int64_t k0 = 0; k0 <= last_position; k0 += key_tile) {
       const int64_t k1 = std::min(k0 + key_tile, last_position + 1);
-      for (int64_t j = k0; j < k1; ++j) {
-        k_rows[j - k0] = static_cast<const char*>(kv.k_row(j)) + head_offset_bytes;
-        v_rows[j - k0] = static_cast<const char*>(kv.v_row(j)) + head_offset_bytes;
+      // One block-table lookup per storage block, not per key.
+      for (int64_t j = k0; j < k1;) {
+        const int64_t run = std::min<int64_t>(kv.block_size - j % kv.block_size, k1 - j);
+        const char* k_row = static_cast<const char*>(kv.k_row(j)) + head_offset_bytes;
+        const char* v_row = static_cast<const char*>(kv.v_row(j)) + head_offset_bytes;
+        for (int64_t i = 0; i < run; ++i, ++j) {
+          k_rows[j - k0] = k_row + i * row_bytes;
+          v_rows[j - k0] = v_row + i * row_bytes;
+        }
       }
       for (int r = 0; r < n_rows; ++r) {
         const int64_t t = task.first_token + r / group;
