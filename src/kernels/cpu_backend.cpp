@@ -344,11 +344,8 @@ void CpuBackend::attention(const float* q, std::span<const int32_t> positions,
       q_rows[r] = q + t * q_row + static_cast<int64_t>(h) * p.head_dim;
       last_position = std::max<int64_t>(last_position, positions[t]);
     }
-    const void* k_rows[kMaxAttentionTileKeys];
-    const void* v_rows[kMaxAttentionTileKeys];
-    for (int64_t k0 = 0; k0 <= last_position; k0 += key_tile) {
-      const int64_t k1 = std::min(k0 + key_tile, last_position + 1);
-      // One block-table lookup per storage block, not per key.
+    // Row pointers of tile [k0, k1), one block-table lookup per storage block (not per key).
+    const auto tile_rows = [&](int64_t k0, int64_t k1, const void** k_rows, const void** v_rows) {
       for (int64_t j = k0; j < k1;) {
         const int64_t run = std::min<int64_t>(kv.block_size - j % kv.block_size, k1 - j);
         const char* k_row = static_cast<const char*>(kv.k_row(j)) + head_offset_bytes;
@@ -356,6 +353,28 @@ void CpuBackend::attention(const float* q, std::span<const int32_t> positions,
         for (int64_t i = 0; i < run; ++i, ++j) {
           k_rows[j - k0] = k_row + i * row_bytes;
           v_rows[j - k0] = v_row + i * row_bytes;
+        }
+      }
+    };
+    // A head's rows sit kv_dim elements apart and blocks are scattered, so the hardware
+    // prefetchers (which stop at page boundaries) miss most of them: the next tile's rows are
+    // prefetched while this one is computed.
+    const int64_t head_bytes = static_cast<int64_t>(p.head_dim) * element_bytes;
+    const void* tiles[2][2][kMaxAttentionTileKeys];  // [tile parity][K, V][key]
+    tile_rows(0, std::min(key_tile, last_position + 1), tiles[0][0], tiles[0][1]);
+    int parity = 0;
+    for (int64_t k0 = 0; k0 <= last_position; k0 += key_tile, parity ^= 1) {
+      const int64_t k1 = std::min(k0 + key_tile, last_position + 1);
+      const void** k_rows = tiles[parity][0];
+      const void** v_rows = tiles[parity][1];
+      if (k1 <= last_position) {
+        const int64_t next_end = std::min(k1 + key_tile, last_position + 1);
+        tile_rows(k1, next_end, tiles[parity ^ 1][0], tiles[parity ^ 1][1]);
+        for (int64_t j = 0; j < next_end - k1; ++j) {
+          for (int64_t line = 0; line < head_bytes; line += 64) {
+            __builtin_prefetch(static_cast<const char*>(tiles[parity ^ 1][0][j]) + line);
+            __builtin_prefetch(static_cast<const char*>(tiles[parity ^ 1][1][j]) + line);
+          }
         }
       }
       for (int r = 0; r < n_rows; ++r) {
