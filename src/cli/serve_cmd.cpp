@@ -267,10 +267,11 @@ CLI::App* add_serve_command(CLI::App& app) {
   command->add_option("--kv-disk-bytes", args.kv_disk_bytes, "Capacity of the SSD KV tier")
       ->capture_default_str();
   command
-      ->add_option("--kv-tier-codec", args.kv_tier_codec,
-                   "How the DRAM and SSD tiers store KV: native (the KV cache type's bytes, "
-                   "exact) or int8 (per-head scales, 1.9x (f16) to 3.9x (f32) more blocks per "
-                   "byte, small accuracy change; see docs/BENCHMARKS.md)")
+      ->add_option(
+          "--kv-tier-codec", args.kv_tier_codec,
+          "How the DRAM and SSD tiers store KV: native (the KV cache type's bytes, "
+          "exact) or int8 (per-head scales, 1.8-1.9x (f16) or 3.6-3.9x (f32) more blocks per "
+          "byte, small accuracy change; see docs/BENCHMARKS.md)")
       ->check(CLI::IsMember({"native", "int8"}))
       ->capture_default_str();
   command
