@@ -302,6 +302,22 @@ std::vector<std::vector<int32_t>> word_prompts(const Tokenizer& tokenizer, int n
   return prompts;
 }
 
+// Greedy generations of each prompt with its top-5 log-probabilities, one prompt at a time (so
+// no prompt shares another's blocks in memory).
+Result<std::vector<std::vector<GeneratedToken>>> generate_one_at_a_time(
+    Scheduler& s, const std::vector<std::vector<int32_t>>& prompts, int max_tokens) {
+  std::vector<std::vector<GeneratedToken>> out(prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    auto request = greedy_request(prompts[i], max_tokens);
+    request.options.logprobs = 5;
+    IG_RETURN_IF_ERROR(s.add(i + 1, std::move(request), [&out, i](const RequestEvent& e) {
+      out[i].insert(out[i].end(), e.tokens.begin(), e.tokens.end());
+    }));
+    while (s.has_work()) IG_RETURN_IF_ERROR(s.step().status());
+  }
+  return out;
+}
+
 // The KV cache types against f32: what each costs in accuracy (greedy agreement over the same
 // prompts) and what it gives in memory and in decode speed at a long context.
 Status bench_kv_type(const Model& model, const Tokenizer& tokenizer, Backend& backend,
@@ -321,16 +337,7 @@ Status bench_kv_type(const Model& model, const Tokenizer& tokenizer, Backend& ba
     opts.kv_type = kv_type;
     opts.prefix_caching = false;
     Scheduler s(model, tokenizer, backend, opts);
-    std::vector<std::vector<GeneratedToken>> out(prompts.size());
-    for (size_t i = 0; i < prompts.size(); ++i) {
-      auto request = greedy_request(prompts[i], o.codec_generate);
-      request.options.logprobs = 5;
-      IG_RETURN_IF_ERROR(s.add(i + 1, std::move(request), [&out, i](const RequestEvent& e) {
-        out[i].insert(out[i].end(), e.tokens.begin(), e.tokens.end());
-      }));
-      while (s.has_work()) IG_RETURN_IF_ERROR(s.step().status());
-    }
-    return out;
+    return generate_one_at_a_time(s, prompts, o.codec_generate);
   };
   IG_ASSIGN_OR_RETURN(const auto reference, generate_all(KvType::kF32));
   double f32_tps = 0;
@@ -377,7 +384,7 @@ Status bench_tier_codec(const Model& model, const Tokenizer& tokenizer, Backend&
       "KV tier codec accuracy: {} prompts of {} tokens, computed vs loaded back from a DRAM "
       "tier, {} greedy tokens each\n",
       o.codec_prompts, o.codec_prompt_tokens, o.codec_generate);
-  text += fmt::format("  {:>5} {:>10} {:>12} {:>14} {:>16} {:>16} {:>12}\n", "codec", "bytes/blk",
+  text += fmt::format("  {:>6} {:>10} {:>12} {:>14} {:>16} {:>16} {:>12}\n", "codec", "bytes/blk",
                       "tier tokens", "1st tok same", "tokens same", "max |dlogp| ", "mean |dlogp|");
   for (const KvCodec codec : {KvCodec::kNative, KvCodec::kInt8}) {
     const int tokens_needed = o.codec_prompt_tokens + o.codec_generate + 16;
@@ -398,16 +405,8 @@ Status bench_tier_codec(const Model& model, const Tokenizer& tokenizer, Backend&
     const auto run =
         [&](uint64_t& tier_hit_tokens) -> Result<std::vector<std::vector<GeneratedToken>>> {
       Scheduler s(model, tokenizer, backend, opts);
-      std::vector<std::vector<GeneratedToken>> out(prompts.size());
-      for (size_t i = 0; i < prompts.size(); ++i) {
-        auto request = greedy_request(prompts[i], o.codec_generate);
-        request.options.logprobs = 5;
-        IG_RETURN_IF_ERROR(s.add(i + 1, std::move(request), [&out, i](const RequestEvent& e) {
-          out[i].insert(out[i].end(), e.tokens.begin(), e.tokens.end());
-        }));
-        // One at a time, so each prompt's prefix is loaded from the tier, not shared in memory.
-        while (s.has_work()) IG_RETURN_IF_ERROR(s.step().status());
-      }
+      // One at a time, so each prompt's prefix is loaded from the tier, not shared in memory.
+      auto out = generate_one_at_a_time(s, prompts, o.codec_generate);
       s.flush_tiers();
       tier_hit_tokens = s.counters().tier_hit_tokens;
       return out;
@@ -419,7 +418,7 @@ Status bench_tier_codec(const Model& model, const Tokenizer& tokenizer, Backend&
     ShmTier::unlink(name, tag);
     if (!loaded.is_ok()) return loaded.status();
     const GreedyAgreement a = compare_generations(*computed, *loaded);
-    text += fmt::format("  {:>5} {:>10} {:>12} {:>8}/{:<5} {:>10}/{:<5} {:>16.4f} {:>12.4f}\n",
+    text += fmt::format("  {:>6} {:>10} {:>12} {:>8}/{:<5} {:>10}/{:<5} {:>16.4f} {:>12.4f}\n",
                         kv_codec_name(codec), tier_block, loaded_hits, a.first_same, prompts.size(),
                         a.tokens_same, a.tokens_total, a.max_change, a.mean_change);
     json["tier_codec"].push_back({{"codec", std::string(kv_codec_name(codec))},
