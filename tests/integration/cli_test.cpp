@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <string>
 
+#include "golden_required.h"
+
 namespace {
 
 struct CommandResult {
@@ -102,7 +104,7 @@ TEST(Cli, BadInputIsAClearErrorNotACrash) {
 TEST(Cli, InspectsAGoldenFileWrittenByLlamaCpp) {
   const std::string path =
       std::string(INFERGRID_SHARED_DIR) + "/golden/models/tiny-llama-q4_k_m.gguf";
-  if (!std::filesystem::exists(path)) GTEST_SKIP() << "../shared/golden not present";
+  if (!std::filesystem::exists(path)) IG_GOLDEN_MISSING("../shared/golden not present");
   CommandResult inspect = run("model inspect " + path);
   ASSERT_EQ(inspect.exit_code, 0) << inspect.output;
   EXPECT_NE(inspect.output.find("q4_k"), std::string::npos);

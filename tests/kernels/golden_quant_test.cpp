@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/fp16.h"
+#include "golden_required.h"
 #include "kernels/quant.h"
 
 namespace infergrid {
@@ -106,7 +107,7 @@ TEST_P(GoldenQuant, RequantizingF32WeightsReproducesLlamaCppBytes) {
   const std::filesystem::path q_path =
       kModels / (std::string("tiny-llama-") + GetParam() + ".gguf");
   if (!std::filesystem::exists(f32_path) || !std::filesystem::exists(q_path)) {
-    GTEST_SKIP() << "golden models not found under " << kModels;
+    IG_GOLDEN_MISSING("golden models not found under " << kModels);
   }
   const MiniGguf f32(f32_path);
   const MiniGguf quant(q_path);

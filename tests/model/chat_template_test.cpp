@@ -1,4 +1,5 @@
 #include "model/chat_template.h"
+#include "golden_required.h"
 
 #include <gtest/gtest.h>
 
@@ -32,7 +33,7 @@ TEST(ChatTemplate, RendersChatMlLlama3AndLlama2) {
 
 TEST(ChatTemplate, DetectsTheFamilyOfRealTemplates) {
   const auto dir = std::filesystem::path(INFERGRID_SHARED_DIR) / "golden" / "chat-templates";
-  if (!std::filesystem::exists(dir)) GTEST_SKIP() << "no golden chat templates in " << dir;
+  if (!std::filesystem::exists(dir)) IG_GOLDEN_MISSING("no golden chat templates in " << dir);
   const std::vector<std::pair<std::string, std::string>> expected = {
       {"Qwen-Qwen2.5-7B-Instruct.jinja", "chatml"},
       {"deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja", "deepseek-r1"},

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <ostream>
 
+#include "golden_required.h"
 #include "kernels/cpu_backend.h"
 #include "kernels/packed_weights.h"
 #include "model/golden_data.h"
@@ -94,7 +95,7 @@ class ModelGolden : public ::testing::TestWithParam<GoldenCase> {};
 
 TEST_P(ModelGolden, MatchesLlamaCppLogits) {
   const GoldenCase& c = GetParam();
-  if (golden_dir().empty()) GTEST_SKIP() << "../shared/golden not present; golden tests skipped";
+  if (golden_dir().empty()) IG_GOLDEN_MISSING("../shared/golden not present; golden tests skipped");
   auto golden = load_golden(c.name);
   ASSERT_TRUE(golden.has_value()) << "missing golden data for " << c.name;
   auto model = Model::load(golden_model_path(c.name));
@@ -138,7 +139,7 @@ TEST_P(ModelGolden, MatchesLlamaCppLogits) {
 // must exist, so this cannot pass by comparing two plain models.
 TEST_P(ModelGolden, RepackedWeightsGiveTheSameBitsAsTheFileLayout) {
   const GoldenCase& c = GetParam();
-  if (golden_dir().empty()) GTEST_SKIP() << "../shared/golden not present; golden tests skipped";
+  if (golden_dir().empty()) IG_GOLDEN_MISSING("../shared/golden not present; golden tests skipped");
   auto golden = load_golden(c.name);
   ASSERT_TRUE(golden.has_value()) << "missing golden data for " << c.name;
   auto packed = Model::load(golden_model_path(c.name));

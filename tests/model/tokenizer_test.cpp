@@ -10,6 +10,7 @@
 #include <random>
 #include <sstream>
 
+#include "golden_required.h"
 #include "model/bpe_trainer.h"
 #include "model/gguf.h"
 #include "model/gguf_writer.h"
@@ -84,10 +85,10 @@ TEST_P(GoldenVocabTest, MatchesLlamaCppIdsAndRoundTrips) {
   std::string inp;
   std::string out;
   if (!read_file(base + ".inp", &inp) || !read_file(base + ".out", &out)) {
-    GTEST_SKIP() << "no test vectors for " << name << " under " << vocab_dir();
+    IG_GOLDEN_MISSING("no test vectors for " << name << " under " << vocab_dir());
   }
   if (!std::filesystem::exists(base)) {
-    GTEST_SKIP() << "vocabulary file for " << name << " is not available (" << base << ")";
+    IG_GOLDEN_MISSING("vocabulary file for " << name << " is not available (" << base << ")");
   }
   auto file = GgufFile::open(base);
   ASSERT_TRUE(file.is_ok()) << file.status().to_string();
@@ -179,12 +180,12 @@ TEST(Tokenizer, RandomUtf8RoundTripsOnRealVocabs) {
       ASSERT_EQ(tok->decode(ids), text) << name << ": '" << escape_for_message(text) << "'";
     }
   }
-  if (tested == 0) GTEST_SKIP() << "no golden vocabularies under " << vocab_dir();
+  if (tested == 0) IG_GOLDEN_MISSING("no golden vocabularies under " << vocab_dir());
 }
 
 TEST(Tokenizer, ByteLevelBpeRoundTripsInvalidUtf8) {
   std::unique_ptr<Tokenizer> tok = open_golden("gpt-2");
-  if (!tok) GTEST_SKIP() << "gpt-2 vocabulary not available";
+  if (!tok) IG_GOLDEN_MISSING("gpt-2 vocabulary not available");
   std::mt19937 rng(7);
   std::uniform_int_distribution<int> byte(0, 255);
   for (int i = 0; i < 200; ++i) {
@@ -196,7 +197,7 @@ TEST(Tokenizer, ByteLevelBpeRoundTripsInvalidUtf8) {
 
 TEST(Tokenizer, SpmAddsBosAndParsesSpecialsLikeLlamaCpp) {
   std::unique_ptr<Tokenizer> tok = open_golden("llama-spm");
-  if (!tok) GTEST_SKIP() << "llama-spm vocabulary not available";
+  if (!tok) IG_GOLDEN_MISSING("llama-spm vocabulary not available");
   EXPECT_EQ(tok->kind(), TokenizerKind::kSpm);
   EXPECT_EQ(tok->bos_id(), 1);
   EXPECT_EQ(tok->eos_id(), 2);
@@ -226,7 +227,7 @@ TEST(Tokenizer, SpmAddsBosAndParsesSpecialsLikeLlamaCpp) {
 
 TEST(Tokenizer, UserDefinedTokensAreSplitEvenWithoutParseSpecial) {
   std::unique_ptr<Tokenizer> tok = open_golden("deepseek-coder");
-  if (!tok) GTEST_SKIP() << "deepseek-coder vocabulary not available";
+  if (!tok) IG_GOLDEN_MISSING("deepseek-coder vocabulary not available");
   // 'ü' (32009) is a user-defined token in this vocabulary.
   EXPECT_EQ(tok->encode("Führer", false, false), (std::vector<int32_t>{37, 32009, 71, 6247}));
   // BOS is added (add_bos_token = true); control tokens parse only on request.
