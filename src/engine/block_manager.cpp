@@ -1,23 +1,10 @@
 #include "engine/block_manager.h"
 
-#define XXH_STATIC_LINKING_ONLY  // exposes XXH3_state_t, so the state can live on the stack
-#include <xxhash.h>
-
 #include <algorithm>
 #include <cassert>
 #include <cstring>
 
 namespace infergrid {
-
-uint64_t block_key(uint64_t parent_key, std::span<const int32_t> tokens, uint64_t fingerprint) {
-  XXH3_state_t state;
-  XXH3_64bits_reset_withSeed(&state, fingerprint);
-  XXH3_64bits_update(&state, &parent_key, sizeof(parent_key));
-  XXH3_64bits_update(&state, tokens.data(), tokens.size_bytes());
-  uint64_t key = XXH3_64bits_digest(&state);
-  // 0 is reserved for the root.
-  return key == kRootBlockKey ? 1 : key;
-}
 
 struct BlockManager::Node {
   uint64_t key = kRootBlockKey;

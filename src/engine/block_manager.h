@@ -8,7 +8,7 @@
 // is free, so cached blocks cost nothing until memory is needed.
 //
 // The prefix cache is a radix tree whose edges are full token blocks. A node's key is
-// hash(parent key, its block_size token ids, model fingerprint) (the architecture's block key),
+// block_key(parent key, its block_size token ids, model fingerprint) (kvstore/block_key.h),
 // so equal prefixes give equal keys everywhere and different models never collide; the node
 // also keeps its tokens, so a hash collision can never return wrong KV. Invariants: a block in
 // the tree is full and never written again (writers copy it first: copy-on-write); only leaves
@@ -26,12 +26,9 @@
 #include <unordered_map>
 #include <vector>
 
-namespace infergrid {
+#include "kvstore/block_key.h"
 
-// The architecture's block key.
-uint64_t block_key(uint64_t parent_key, std::span<const int32_t> tokens, uint64_t fingerprint);
-// Parent key of a sequence's first block.
-inline constexpr uint64_t kRootBlockKey = 0;
+namespace infergrid {
 
 class BlockManager {
  public:

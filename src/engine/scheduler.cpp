@@ -163,18 +163,8 @@ Scheduler::~Scheduler() {
 uint64_t Scheduler::kv_layout_tag(const Model& model, int block_size, KvType kv_type,
                                   KvCodec codec) {
   const ModelConfig& c = model.config();
-  // Model fingerprint, block size and the pool's layout and element type. The f32 tag is the
-  // one tiers written before 16-bit pools hold; f16 and bf16 (both two bytes) add their type.
-  // An int8 block's bytes do not depend on the engine type it was encoded from, so every
-  // engine type shares the int8 tag.
-  const int32_t f32_shape[] = {block_size, c.n_layer, c.kv_dim(), 2,
-                               static_cast<int32_t>(sizeof(float))};
-  const int32_t half_shape[] = {block_size, c.n_layer, c.kv_dim(),
-                                2,          2,         0x160 + static_cast<int32_t>(kv_type)};
-  const int32_t int8_shape[] = {block_size, c.n_layer, c.kv_dim(), 2, 1, c.head_dim, 0x18};
-  if (codec == KvCodec::kInt8) return block_key(kRootBlockKey, int8_shape, model.fingerprint());
-  if (kv_type == KvType::kF32) return block_key(kRootBlockKey, f32_shape, model.fingerprint());
-  return block_key(kRootBlockKey, half_shape, model.fingerprint());
+  return infergrid::kv_layout_tag(
+      {model.fingerprint(), block_size, c.n_layer, c.kv_dim(), c.head_dim, kv_type, codec});
 }
 
 KvBlockCodec Scheduler::tier_block_codec(const ModelConfig& config, int block_size, KvType kv_type,
