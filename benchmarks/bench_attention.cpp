@@ -79,10 +79,16 @@ void bench_attention(benchmark::State& state, const CpuKernels* kernels, KvType 
   for (int32_t p : positions) visible_keys += p + 1;
   const double flops = visible_keys * shape.n_heads * shape.head_dim * 4.0;
   state.counters["FLOP"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
-  // K and V bytes read: each KV head's rows once per task (a task covers every query head of
-  // its KV head), i.e. once per sequence for decode.
-  const double kv_bytes = visible_keys / static_cast<double>(tokens_per_seq) * 2.0 *
-                          static_cast<double>(kv_dim * kv_type_bytes(kv_type));
+  // K and V bytes read: a task (up to 16 query tokens of one sequence and one KV head) reads
+  // its KV head's rows up to its last token's position once.
+  constexpr int64_t kQueryTile = 16;  // CpuBackend::attention's
+  double keys_read = 0;
+  for (int64_t s = 0; s < n_seqs; ++s) {
+    for (int64_t t0 = 0; t0 < tokens_per_seq; t0 += kQueryTile) {
+      keys_read += static_cast<double>(ctx + std::min(t0 + kQueryTile, tokens_per_seq));
+    }
+  }
+  const double kv_bytes = keys_read * 2.0 * static_cast<double>(kv_dim * kv_type_bytes(kv_type));
   state.counters["KV_B"] =
       benchmark::Counter(kv_bytes, benchmark::Counter::kIsIterationInvariantRate);
 }

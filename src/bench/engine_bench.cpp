@@ -244,11 +244,6 @@ Status bench_chunked(const Model& model, const Tokenizer& tokenizer, Backend& ba
   return Status::ok();
 }
 
-// What a lossy tier codec costs in accuracy: each prompt is computed once (its full blocks are
-// written through to a fresh DRAM tier in the codec's format), then run again on a cold engine
-// that loads that prefix back from the tier, and the two runs' greedy tokens and first-token
-// log-probabilities are compared. The f32 codec is the reference: its loaded run must match the
-// computed one exactly, which shows the comparison itself adds nothing.
 // How far two runs of the same greedy prompts agree: per prompt, the first token, the tokens
 // up to the first difference (after it the texts diverge), and the change of the first token's
 // top-5 log-probabilities (in nats).
@@ -377,6 +372,11 @@ Status bench_kv_type(const Model& model, const Tokenizer& tokenizer, Backend& ba
   return Status::ok();
 }
 
+// What a lossy tier codec costs in accuracy: each prompt is computed once (its full blocks are
+// written through to a fresh DRAM tier in the codec's format), then run again on a cold engine
+// that loads that prefix back from the tier, and the two runs' greedy tokens and first-token
+// log-probabilities are compared. The native codec is the reference: its loaded run must match
+// the computed one exactly, which shows the comparison itself adds nothing.
 Status bench_tier_codec(const Model& model, const Tokenizer& tokenizer, Backend& backend,
                         const EngineBenchOptions& o, std::string& text, nlohmann::json& json) {
   const auto prompts = word_prompts(tokenizer, o.codec_prompts, o.codec_prompt_tokens);

@@ -15,7 +15,7 @@ inline CLI::Option* add_kv_cache_type_option(CLI::App& command, KvType& type) {
       .add_option_function<std::string>(
           "--kv-cache-type",
           [&type](const std::string& name) { type = parse_kv_type(name).value_or(type); },
-          "Element type of the KV cache: f16 (default, as llama.cpp and vLLM), bf16, or f32 "
+          "Element type of the KV cache: f16 (default, as in llama.cpp), bf16, or f32 "
           "(exact, twice the memory and attention reads)")
       ->check(CLI::IsMember({"f16", "bf16", "f32"}))
       ->default_str(std::string(kv_type_name(type)));

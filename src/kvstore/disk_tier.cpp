@@ -133,7 +133,7 @@ Status DiskTier::open() {
   return Status::ok();
 }
 
-bool DiskTier::contains(uint64_t key) const {
+bool DiskTier::contains(uint64_t key) {
   std::lock_guard lock(mutex_);
   return index_.count(key) > 0;
 }
@@ -294,7 +294,7 @@ Result<bool> DiskTier::get(uint64_t key, std::span<const int32_t> tokens,
   return true;
 }
 
-TierStats DiskTier::stats() const {
+TierStats DiskTier::stats() {
   std::lock_guard lock(mutex_);
   return stats_;
 }

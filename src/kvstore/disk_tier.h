@@ -26,23 +26,11 @@
 #include <vector>
 
 #include "core/status.h"
+#include "kvstore/kv_tier.h"
 
 namespace infergrid {
 
-struct TierStats {
-  uint64_t hits = 0;
-  uint64_t misses = 0;
-  uint64_t stored = 0;
-  uint64_t evicted = 0;
-  uint64_t dropped_corrupt = 0;  // blocks that failed their check on read or open
-  uint64_t bytes_written = 0;
-  uint64_t bytes_read = 0;
-  uint64_t blocks = 0;      // resident now
-  uint64_t used_bytes = 0;  // resident now
-  uint64_t capacity_bytes = 0;
-};
-
-class DiskTier {
+class DiskTier : public KvTier {
  public:
   // layout_tag: identifies what the payload bytes mean (model fingerprint, block size, KV
   // shape and dtype); blocks written under another tag are ignored and removed on open.
@@ -52,16 +40,18 @@ class DiskTier {
   // Creates the directory if needed and indexes the blocks already there.
   Status open();
 
-  bool contains(uint64_t key) const;
+  std::string_view tier_name() const override { return "disk"; }
+  bool contains(uint64_t key) override;
   // Stores a block (replacing nothing: an existing key is kept). Evicts LRU blocks to fit.
   Status put(uint64_t key, uint64_t parent_key, std::span<const int32_t> tokens,
-             std::span<const uint8_t> payload);
+             std::span<const uint8_t> payload) override;
   // Reads a block into `payload` (whose size must match). Returns false on a miss, including
   // a block that failed its check (dropped and counted), or whose tokens differ.
-  Result<bool> get(uint64_t key, std::span<const int32_t> tokens, std::span<uint8_t> payload);
+  Result<bool> get(uint64_t key, std::span<const int32_t> tokens,
+                   std::span<uint8_t> payload) override;
 
-  TierStats stats() const;
-  uint64_t layout_tag() const { return layout_tag_; }
+  TierStats stats() override;
+  uint64_t layout_tag() const override { return layout_tag_; }
   const std::filesystem::path& dir() const { return dir_; }
 
  private:

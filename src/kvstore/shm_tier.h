@@ -28,11 +28,11 @@
 #include <vector>
 
 #include "core/status.h"
-#include "kvstore/disk_tier.h"
+#include "kvstore/kv_tier.h"
 
 namespace infergrid {
 
-class ShmTier {
+class ShmTier : public KvTier {
  public:
   ~ShmTier();
   ShmTier(const ShmTier&) = delete;
@@ -48,23 +48,21 @@ class ShmTier {
   // Removes the segment's name (it lives on until every process unmaps it).
   static void unlink(const std::string& name, uint64_t layout_tag);
 
-  bool contains(uint64_t key);
+  std::string_view tier_name() const override { return "dram"; }
+  bool contains(uint64_t key) override;
   // present[i] = contains(keys[i]), in one pass over the slots under one lock.
-  void contains_each(std::span<const uint64_t> keys, std::span<uint8_t> present);
+  void contains_each(std::span<const uint64_t> keys, std::span<uint8_t> present) override;
   // Stores a block; when a ready slot must be overwritten, `on_evict` (if set) gets its
   // contents first (outside the lock), to move it down a tier.
   Status put(uint64_t key, uint64_t parent_key, std::span<const int32_t> tokens,
-             std::span<const uint8_t> payload);
-  Result<bool> get(uint64_t key, std::span<const int32_t> tokens, std::span<uint8_t> payload);
-
-  using EvictHook =
-      std::function<void(uint64_t key, uint64_t parent_key, std::span<const int32_t> tokens,
-                         std::span<const uint8_t> payload)>;
-  void set_evict_hook(EvictHook hook) { evict_hook_ = std::move(hook); }
+             std::span<const uint8_t> payload) override;
+  Result<bool> get(uint64_t key, std::span<const int32_t> tokens,
+                   std::span<uint8_t> payload) override;
+  void set_evict_hook(EvictHook hook) override { evict_hook_ = std::move(hook); }
 
   // Counters shared by every process using the segment.
-  TierStats stats();
-  uint64_t layout_tag() const;  // fixed at creation
+  TierStats stats() override;
+  uint64_t layout_tag() const override;  // fixed at creation
   size_t payload_bytes() const { return payload_bytes_; }
   const std::string& segment_name() const { return segment_name_; }
   uint32_t n_slots() const;

@@ -84,12 +84,13 @@ TEST(CpuBackend, PagedAttentionMatchesContiguousReferenceOnEveryTable) {
     AttentionParams p{6, 2, 20, 1.0f / std::sqrt(20.0f)};  // GQA 3:1, head_dim not a SIMD width
     const int kv_dim = p.n_kv_heads * p.head_dim;
     const int block_size = 5;
-    // Three sequences: a long prefill chunk in the middle of its context, a decode, a fresh prompt.
+    // A prefill chunk in the middle of its context, a decode, a fresh prompt, and a decode past
+    // two key tiles (64 keys each at this head size), so rows cross tiles (and their prefetch).
     struct Seq {
       int start, n_tokens;
     };
-    const std::vector<Seq> seqs = {{9, 7}, {23, 1}, {0, 4}};
-    PagedFixture f{block_size, 40, kv_dim, type, {}, {}, {}};
+    const std::vector<Seq> seqs = {{9, 7}, {23, 1}, {0, 4}, {140, 2}};
+    PagedFixture f{block_size, 48, kv_dim, type, {}, {}, {}};
     f.allocate();
     std::vector<float> values(static_cast<size_t>(f.n_blocks) * block_size * kv_dim);
     for (auto& x : values) x = normal(rng);
