@@ -104,45 +104,18 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, Backend& ba
                                            : std::max(1, model.config().n_ctx_train)),
       pool_(model.config(), options.block_size, options.n_blocks, options.kv_type),
       blocks_(options.n_blocks, options.block_size, model.fingerprint(), options.prefix_caching),
-      tier_codec_(tier_block_codec(model.config(), options.block_size, options.kv_type,
-                                   options.tier_codec)),
       scratch_(model.config(), options.max_batch_tokens,
                std::min(options.max_batch_tokens, options.max_running)) {
-  const auto writer_into = [&](const char* name, auto tier) {
-    // One scratch per writer: its sink runs only on that writer's thread.
-    return std::make_unique<AsyncBlockWriter>(
-        name,
-        [this, tier, scratch = std::make_shared<std::vector<uint8_t>>()](
-            uint64_t key, uint64_t parent, std::span<const int32_t> t, std::span<const uint8_t> p,
-            bool engine_block) {
-          if (!engine_block) return tier->put(key, parent, t, p);
-          // Most engine evictions were written through already: skip the encoding then.
-          if (tier->contains(key)) return Status::ok();
-          return tier->put(key, parent, t, tier_payload(p, *scratch));
-        },
-        options_.disk_write_queue_bytes);
-  };
-  if (options_.prefix_caching && options_.disk_tier) {
-    disk_writer_ = writer_into("disk", options_.disk_tier);
-  }
-  if (options_.prefix_caching && options_.dram_tier) {
-    dram_writer_ = writer_into("dram", options_.dram_tier);
-    // What the DRAM tier pushes out goes on down to the disk, already in the tiers' format.
-    if (disk_writer_) {
-      options_.dram_tier->set_evict_hook(
-          [writer = disk_writer_.get(), tier = options_.disk_tier](uint64_t key, uint64_t parent,
-                                                                   std::span<const int32_t> t,
-                                                                   std::span<const uint8_t> p) {
-            if (!tier->contains(key)) writer->enqueue(key, parent, t, p, /*engine_block=*/false);
-          });
-    }
-  }
-  if (disk_writer_ || dram_writer_) {
-    loader_ = std::make_unique<TierLoader>(
-        [this](uint64_t key, std::span<const int32_t> tokens, std::span<uint8_t> dest) {
-          return load_from_tiers(key, tokens, dest);
-        },
-        model.fingerprint(), options.block_size);
+  if (options_.prefix_caching && (options_.dram_tier || options_.disk_tier)) {
+    KvConnectorOptions c;
+    if (options_.dram_tier) c.tiers.push_back({options_.dram_tier, /*write_through=*/true, false});
+    if (options_.disk_tier) c.tiers.push_back({options_.disk_tier, false, /*persistent=*/true});
+    c.model_fingerprint = model.fingerprint();
+    c.block_size = options.block_size;
+    c.write_queue_bytes = options.disk_write_queue_bytes;
+    connector_ = std::make_unique<KvConnector>(
+        std::move(c),
+        tier_block_codec(model.config(), options.block_size, options.kv_type, options.tier_codec));
     blocks_.set_evict_hook(
         [this](int32_t block, uint64_t key, uint64_t parent_key, std::span<const int32_t> tokens) {
           on_block_evicted(block, key, parent_key, tokens);
@@ -154,10 +127,7 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, Backend& ba
 }
 
 Scheduler::~Scheduler() {
-  loader_.reset();       // no load may still be writing into the pool
-  dram_writer_.reset();  // drains into the DRAM tier, which may push blocks to the disk writer
-  if (options_.dram_tier) options_.dram_tier->set_evict_hook(nullptr);
-  disk_writer_.reset();
+  connector_.reset();  // its loads may still be writing into the pool
 }
 
 uint64_t Scheduler::kv_layout_tag(const Model& model, int block_size, KvType kv_type,
@@ -174,68 +144,24 @@ KvBlockCodec Scheduler::tier_block_codec(const ModelConfig& config, int block_si
                       static_cast<size_t>(config.head_dim));
 }
 
-std::span<const uint8_t> Scheduler::tier_payload(std::span<const uint8_t> engine_block,
-                                                 std::vector<uint8_t>& scratch) const {
-  if (tier_codec_.codec() == KvCodec::kNative) return engine_block;
-  scratch.resize(tier_codec_.encoded_bytes());
-  tier_codec_.encode(engine_block, scratch);
-  return scratch;
-}
-
 void Scheduler::flush_tiers() {
-  if (dram_writer_) dram_writer_->flush();
-  if (disk_writer_) disk_writer_->flush();  // after DRAM, which may have pushed blocks down
+  if (connector_) connector_->flush();
 }
 
 void Scheduler::persist_cached() {
-  if (!disk_writer_ && !dram_writer_) return;
-  flush_tiers();
+  if (!connector_) return;
+  connector_->flush();
   persisting_ = true;
   blocks_.evict_all_cached();
   persisting_ = false;
-  flush_tiers();
+  connector_->flush();
 }
 
 void Scheduler::on_block_evicted(int32_t block, uint64_t key, uint64_t parent_key,
                                  std::span<const int32_t> tokens) {
-  const std::span<const uint8_t> bytes = pool_.block(block);
-  if (persisting_ && options_.disk_tier) {
-    // Shutdown: straight to the disk (the DRAM tier does not survive a reboot). A failure
-    // only means a later miss.
-    if (options_.disk_tier->contains(key)) return;
-    Status written =
-        options_.disk_tier->put(key, parent_key, tokens, tier_payload(bytes, persist_scratch_));
-    if (!written.is_ok()) spdlog::warn("KV disk tier: {}", written.to_string());
-    return;
-  }
-  // Blocks are written through to DRAM when computed; one that is not there any more (pushed
-  // out, or written before the tier existed) goes there now, else to the disk.
-  if (dram_writer_) {
-    dram_writer_->enqueue(key, parent_key, tokens, bytes,
-                          /*engine_block=*/true);  // skipped if held
-  } else if (disk_writer_ && !options_.disk_tier->contains(key)) {
-    disk_writer_->enqueue(key, parent_key, tokens, bytes, /*engine_block=*/true);
-  }
-}
-
-// Runs on the loader's thread: touches only the tiers (thread-safe) and dest.
-bool Scheduler::load_from_tiers(uint64_t key, std::span<const int32_t> tokens,
-                                std::span<uint8_t> bytes) {
-  const bool native = tier_codec_.codec() == KvCodec::kNative;
-  if (!native) load_scratch_.resize(tier_codec_.encoded_bytes());
-  const std::span<uint8_t> stored = native ? bytes : std::span<uint8_t>(load_scratch_);
-  const auto loaded = [&](auto& tier) {
-    if (!tier.contains(key)) return false;
-    auto got = tier.get(key, tokens, stored);
-    return got.is_ok() && *got;
-  };
-  if (!(dram_writer_ && loaded(*options_.dram_tier)) &&
-      !(disk_writer_ && loaded(*options_.disk_tier))) {
-    return false;
-  }
-  // Decoded only after the checksum of the stored bytes passed.
-  if (!native) tier_codec_.decode(stored, bytes);
-  return true;
+  // At shutdown straight to the persistent tier (the DRAM tier does not survive a reboot).
+  if (persisting_ && connector_->persist(key, parent_key, tokens, pool_.block(block))) return;
+  connector_->save_evicted(key, parent_key, tokens, pool_.block(block));
 }
 
 Status Scheduler::validate(const GenerationRequest& request) const {
@@ -395,13 +321,7 @@ bool Scheduler::start_tier_load(Sequence& seq) {
                        model_.fingerprint());
     keys.push_back(parent);
   }
-  std::vector<uint8_t> present(keys.size(), 0);
-  if (dram_writer_) options_.dram_tier->contains_each(keys, present);
-  size_t n_present = 0;
-  while (n_present < keys.size() &&
-         (present[n_present] || (disk_writer_ && options_.disk_tier->contains(keys[n_present])))) {
-    ++n_present;
-  }
+  const size_t n_present = connector_->present_prefix(keys);
   if (n_present == 0) return false;
 
   auto job = std::make_shared<TierLoader::Job>();
@@ -416,7 +336,7 @@ bool Scheduler::start_tier_load(Sequence& seq) {
   const auto first = seq.tokens.begin() + static_cast<ptrdiff_t>(seq.n_committed) * bs;
   job->tokens.assign(first, first + static_cast<ptrdiff_t>(job->dest.size()) * bs);
   seq.load = job;
-  loader_->submit(std::move(job));
+  connector_->loader().submit(std::move(job));
   return true;
 }
 
@@ -490,9 +410,10 @@ void Scheduler::admit_waiting(int& budget, bool whole_prompts) {
         ++it;
         continue;
       }
-      if (loader_ && !seq->tiers_probed && start_tier_load(*seq)) {
+      if (connector_ && !seq->tiers_probed && start_tier_load(*seq)) {
         const auto started = std::chrono::steady_clock::now();
-        const bool done = inline_wait.count() > 0 && loader_->wait(*seq->load, inline_wait);
+        const bool done =
+            inline_wait.count() > 0 && connector_->loader().wait(*seq->load, inline_wait);
         inline_wait -= std::min(inline_wait, std::chrono::duration_cast<std::chrono::microseconds>(
                                                  std::chrono::steady_clock::now() - started));
         if (!done) {
@@ -538,7 +459,7 @@ bool Scheduler::reclaim_tier_loads(bool wait) {
     if (!seq->load) continue;
     if (!seq->load->done()) {
       if (!wait) continue;
-      loader_->wait(*seq->load);
+      connector_->loader().wait(*seq->load);
     }
     finish_tier_load(*seq);
     release_blocks(*seq);
@@ -621,7 +542,7 @@ Result<StepResult> Scheduler::step() {
   }
   // Without an admission pass (running slots full, or a no-chunking decode step), done loads
   // still give their blocks back.
-  if (loader_ && !admission_ran_) reclaim_tier_loads(/*wait=*/false);
+  if (connector_ && !admission_ran_) reclaim_tier_loads(/*wait=*/false);
 
   for (const Work& w : work_) {
     ++result.n_sequences;
@@ -630,14 +551,14 @@ Result<StepResult> Scheduler::step() {
   }
   if (!work_.empty()) {
     IG_RETURN_IF_ERROR(run(work_));
-  } else if (loader_) {
+  } else if (connector_) {
     // Nothing to compute but loads in flight: wait for one rather than spin (briefly, since
     // new requests are not taken in meanwhile).
     std::vector<const TierLoader::Job*> jobs;
     for (const Sequence* seq : waiting_) {
       if (seq->load) jobs.push_back(seq->load.get());
     }
-    if (!jobs.empty()) loader_->wait_any(jobs, std::chrono::milliseconds(5));
+    if (!jobs.empty()) connector_->loader().wait_any(jobs, std::chrono::milliseconds(5));
   }
   counters_.computed_tokens += static_cast<uint64_t>(result.n_tokens);
 
@@ -719,9 +640,8 @@ void Scheduler::after_compute(Sequence& seq, int n_tokens, const float* logits) 
     }
     // Write-through to the shared DRAM tier, so other processes can serve this prefix. No
     // lookup first: that would take the cross-process lock on the step thread.
-    if (dram_writer_ && committed.in_tree && committed.block == block) {
-      dram_writer_->enqueue(committed.key, seq.last_key, block_tokens, pool_.block(block),
-                            /*engine_block=*/true);
+    if (connector_ && committed.in_tree && committed.block == block) {
+      connector_->save_computed(committed.key, seq.last_key, block_tokens, pool_.block(block));
     }
     seq.last_key = committed.key;
     block = committed.block;
@@ -797,7 +717,7 @@ void Scheduler::finish(Sequence& seq, FinishReason reason, const Status& error) 
   seq.event.finish_reason = reason;
   seq.event.error = error;
   if (seq.load) {
-    loader_->wait(*seq.load);  // the loader may still be writing into its blocks
+    connector_->loader().wait(*seq.load);  // the loader may still be writing into its blocks
     for (int32_t block : seq.load_blocks) blocks_.unref(block);
     seq.load_blocks.clear();
     seq.load.reset();

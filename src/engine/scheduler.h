@@ -27,11 +27,10 @@
 #include "engine/kv_pool.h"
 #include "engine/request.h"
 #include "engine/sampler.h"
-#include "engine/tier_loader.h"
 #include "kernels/backend.h"
-#include "kvstore/block_writer.h"
 #include "kvstore/disk_tier.h"
 #include "kvstore/kv_codec.h"
+#include "kvstore/kv_connector.h"
 #include "kvstore/shm_tier.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
@@ -142,11 +141,6 @@ class Scheduler {
   void match_prefix(Sequence& seq);
   void on_block_evicted(int32_t block, uint64_t key, uint64_t parent_key,
                         std::span<const int32_t> tokens);
-  bool load_from_tiers(uint64_t key, std::span<const int32_t> tokens, std::span<uint8_t> dest);
-  // The block's bytes in the tiers' format: the block itself for f32, else encoded into
-  // scratch.
-  std::span<const uint8_t> tier_payload(std::span<const uint8_t> engine_block,
-                                        std::vector<uint8_t>& scratch) const;
   // Starts loading the blocks after seq's engine-memory match from the tiers; false when there
   // is nothing to try (no candidate block, or no free block to load into).
   bool start_tier_load(Sequence& seq);
@@ -172,13 +166,10 @@ class Scheduler {
   int max_context_;
   KvPool pool_;
   BlockManager blocks_;
-  KvBlockCodec tier_codec_;
-  std::vector<uint8_t> load_scratch_;     // the loader thread's: an encoded block being read
-  std::vector<uint8_t> persist_scratch_;  // the step thread's: an encoded block being persisted
-  std::unique_ptr<AsyncBlockWriter> disk_writer_;
-  std::unique_ptr<AsyncBlockWriter> dram_writer_;
-  std::unique_ptr<TierLoader> loader_;  // declared after the pool: joined before it is freed
-  bool persisting_ = false;             // evictions write synchronously (shutdown)
+  // The tiers below engine memory (null without tiers); declared after the pool, so its loads
+  // are joined before the pool is freed.
+  std::unique_ptr<KvConnector> connector_;
+  bool persisting_ = false;  // evictions write synchronously (shutdown)
   ForwardScratch scratch_;
   std::vector<BatchSequence> batch_;
   std::vector<Work> batch_work_;

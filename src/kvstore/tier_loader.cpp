@@ -1,8 +1,8 @@
-#include "engine/tier_loader.h"
+#include "kvstore/tier_loader.h"
 
 #include <algorithm>
 
-#include "engine/block_manager.h"
+#include "kvstore/block_key.h"
 
 namespace infergrid {
 
