@@ -4,25 +4,6 @@
 
 namespace infergrid {
 
-size_t complete_utf8_prefix(std::string_view bytes) {
-  // Look back at most 3 bytes for the start of an unfinished sequence.
-  const size_t n = bytes.size();
-  for (size_t back = 1; back <= 3 && back <= n; ++back) {
-    const auto c = static_cast<unsigned char>(bytes[n - back]);
-    if ((c & 0xC0) == 0x80) continue;  // continuation byte: keep looking for the lead
-    size_t needed = 1;
-    if ((c & 0xE0) == 0xC0) {
-      needed = 2;
-    } else if ((c & 0xF0) == 0xE0) {
-      needed = 3;
-    } else if ((c & 0xF8) == 0xF0) {
-      needed = 4;
-    }
-    return needed > back ? n - back : n;
-  }
-  return n;
-}
-
 Generator::Generator(const Model& model, const Tokenizer& tokenizer, Backend& backend,
                      int max_context, int max_batch_tokens, KvType kv_type)
     : model_(model),
@@ -81,19 +62,15 @@ Result<GenerateStats> Generator::generate(std::string_view prompt, const Generat
                                           const TextCallback& on_text) {
   const std::vector<int32_t> tokens = tokenizer_.encode(prompt, /*add_special=*/true,
                                                         /*parse_special=*/true);
-  std::string pending;
-  pending.reserve(64);
+  StreamingDecoder decoder(tokenizer_);
   bool keep_going = true;
   auto result = generate_tokens(tokens, options, [&](int32_t token) {
-    pending += tokenizer_.token_to_piece(token);
-    const size_t ready = complete_utf8_prefix(pending);
-    if (ready > 0) {
-      keep_going = on_text(std::string_view(pending).substr(0, ready));
-      pending.erase(0, ready);
-    }
+    const std::string text = decoder.push(token);
+    if (!text.empty()) keep_going = on_text(text);
     return keep_going;
   });
-  if (result.is_ok() && !pending.empty()) on_text(pending);
+  const std::string rest = decoder.flush();
+  if (result.is_ok() && !rest.empty()) on_text(rest);
   return result;
 }
 

@@ -3,7 +3,7 @@
 // preempted serving must reproduce token for token.
 //
 // Invariant: the KV cache and scratch are allocated in the constructor; the token loop does
-// not allocate (streamed text goes through a reused buffer).
+// not allocate for the model (streamed text goes through the tokenizer's StreamingDecoder).
 #pragma once
 
 #include <functional>
@@ -62,9 +62,5 @@ class Generator {
   ForwardScratch scratch_;
   std::vector<int32_t> history_;
 };
-
-// Length of the longest prefix of `bytes` that does not end inside a UTF-8 sequence, so text
-// can be streamed as soon as it is complete. Invalid bytes count as complete.
-size_t complete_utf8_prefix(std::string_view bytes);
 
 }  // namespace infergrid

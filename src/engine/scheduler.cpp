@@ -27,40 +27,17 @@ const char* finish_reason_name(FinishReason reason) {
   return "";
 }
 
-void compute_logprobs(std::span<const float> logits, int32_t chosen, int top_n,
-                      GeneratedToken& out) {
-  float max_logit = -INFINITY;
-  for (float l : logits) max_logit = std::max(max_logit, l);
-  double sum = 0;
-  for (float l : logits) sum += std::exp(static_cast<double>(l - max_logit));
-  const float log_z = max_logit + static_cast<float>(std::log(sum));
-  out.logprob = logits[static_cast<size_t>(chosen)] - log_z;
-  out.top.clear();
-  if (top_n <= 0) return;
-  top_n = std::min<int>(top_n, static_cast<int>(logits.size()));
-  std::vector<int32_t> ids(logits.size());
-  std::iota(ids.begin(), ids.end(), 0);
-  std::partial_sort(ids.begin(), ids.begin() + top_n, ids.end(), [&](int32_t a, int32_t b) {
-    return logits[static_cast<size_t>(a)] > logits[static_cast<size_t>(b)] ||
-           (logits[static_cast<size_t>(a)] == logits[static_cast<size_t>(b)] && a < b);
-  });
-  for (int i = 0; i < top_n; ++i) {
-    out.top.push_back({ids[static_cast<size_t>(i)], logits[static_cast<size_t>(ids[i])] - log_z});
-  }
-}
-
 struct Scheduler::Sequence {
   Sequence(uint64_t id_in, uint64_t arrival_in, GenerationRequest request, RequestCallback cb,
-           int n_vocab)
+           int n_vocab, const Tokenizer& tokenizer, int max_context)
       : id(id_in),
         arrival(arrival_in),
         options(std::move(request.options)),
         callback(std::move(cb)),
         tokens(std::move(request.prompt)),
         n_prompt(static_cast<int>(tokens.size())),
-        sampler(n_vocab, options.sampling) {
-    for (const std::string& s : options.stop) max_stop_bytes = std::max(max_stop_bytes, s.size());
-  }
+        sampler(n_vocab, options.sampling),
+        output(tokenizer, options, max_context) {}
 
   uint64_t id;
   uint64_t arrival;
@@ -69,6 +46,7 @@ struct Scheduler::Sequence {
   std::vector<int32_t> tokens;  // prompt, then generated tokens
   int n_prompt;
   Sampler sampler;
+  OutputProcessor output;  // after options, which it reads
 
   bool running = false;
   bool finished = false;
@@ -86,9 +64,7 @@ struct Scheduler::Sequence {
   int preemptions = 0;
 
   bool final_sent = false;
-  size_t max_stop_bytes = 0;
-  std::string pending_text;  // decoded but not yet sent (incomplete UTF-8, maybe a stop start)
-  RequestEvent event;        // what the current step has to report
+  RequestEvent event;  // what the current step has to report
 
   int n_generated() const { return static_cast<int>(tokens.size()) - n_prompt; }
   bool decoding() const { return n_computed == static_cast<int>(tokens.size()) - 1; }
@@ -208,8 +184,9 @@ Status Scheduler::add(uint64_t id, GenerationRequest request, RequestCallback ca
   if (sequences_.count(id)) {
     return make_error(StatusCode::kInvalidArgument, "request id {} is already in use", id);
   }
-  auto seq = std::make_unique<Sequence>(id, next_arrival_++, std::move(request),
-                                        std::move(callback), model_.config().n_vocab);
+  auto seq =
+      std::make_unique<Sequence>(id, next_arrival_++, std::move(request), std::move(callback),
+                                 model_.config().n_vocab, tokenizer_, max_context_);
   Sequence* raw = seq.get();
   sequences_.emplace(id, std::move(seq));
   enqueue_waiting(raw);
@@ -658,55 +635,12 @@ void Scheduler::after_compute(Sequence& seq, int n_tokens, const float* logits) 
 }
 
 void Scheduler::emit_token(Sequence& seq, int32_t token, const float* logits) {
-  const int n_vocab = model_.config().n_vocab;
   seq.tokens.push_back(token);
   ++counters_.generated_tokens;
-  const bool eog = !seq.options.ignore_eos && tokenizer_.is_eog(token);
-  const bool stop_token =
-      std::find(seq.options.stop_token_ids.begin(), seq.options.stop_token_ids.end(), token) !=
-      seq.options.stop_token_ids.end();
-  if (eog || stop_token) {
-    seq.event.stop_matched = tokenizer_.token_to_piece(token, true);
-    seq.event.text += seq.pending_text;
-    seq.pending_text.clear();
-    finish(seq, FinishReason::kStop);
-    return;
-  }
-  GeneratedToken generated;
-  generated.token = token;
-  if (seq.options.logprobs >= 0) {
-    compute_logprobs({logits, static_cast<size_t>(n_vocab)}, token, seq.options.logprobs,
-                     generated);
-  }
-  seq.event.tokens.push_back(std::move(generated));
-
-  // Text: find stop strings in what is not yet sent, and hold back a possible stop start.
-  const size_t searched_from = seq.pending_text.size();
-  seq.pending_text += tokenizer_.token_to_piece(token);
-  for (const std::string& stop : seq.options.stop) {
-    const size_t from = searched_from >= stop.size() ? searched_from - stop.size() + 1 : 0;
-    const size_t at = seq.pending_text.find(stop, from);
-    if (at != std::string::npos) {
-      seq.event.text += seq.pending_text.substr(0, at);
-      seq.event.stop_matched = stop;
-      seq.pending_text.clear();
-      finish(seq, FinishReason::kStop);
-      return;
-    }
-  }
-  const bool length = seq.n_generated() >= seq.options.max_tokens ||
-                      static_cast<int>(seq.tokens.size()) >= max_context_;
-  if (length) {
-    seq.event.text += seq.pending_text;
-    seq.pending_text.clear();
-    finish(seq, FinishReason::kLength);
-    return;
-  }
-  const size_t hold = seq.max_stop_bytes > 0 ? seq.max_stop_bytes - 1 : 0;
-  const size_t sendable = seq.pending_text.size() > hold ? seq.pending_text.size() - hold : 0;
-  const size_t ready = complete_utf8_prefix(std::string_view(seq.pending_text).substr(0, sendable));
-  seq.event.text += seq.pending_text.substr(0, ready);
-  seq.pending_text.erase(0, ready);
+  const FinishReason reason =
+      seq.output.on_token(token, {logits, static_cast<size_t>(model_.config().n_vocab)},
+                          seq.n_generated(), static_cast<int>(seq.tokens.size()), seq.event);
+  if (reason != FinishReason::kNone) finish(seq, reason);
 }
 
 void Scheduler::finish(Sequence& seq, FinishReason reason, const Status& error) {

@@ -25,6 +25,7 @@
 #include "core/status.h"
 #include "engine/block_manager.h"
 #include "engine/kv_pool.h"
+#include "engine/output_processor.h"
 #include "engine/request.h"
 #include "engine/sampler.h"
 #include "kernels/backend.h"
@@ -184,9 +185,5 @@ class Scheduler {
   std::deque<Sequence*> waiting_;
   SchedulerCounters counters_;
 };
-
-// Log-probabilities of one logits row: the chosen token's, and the top_n most likely.
-void compute_logprobs(std::span<const float> logits, int32_t chosen, int top_n,
-                      GeneratedToken& out);
 
 }  // namespace infergrid

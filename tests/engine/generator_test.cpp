@@ -6,20 +6,22 @@
 
 #include "kernels/cpu_backend.h"
 #include "model/synth.h"
+#include "model/unicode_util.h"
 
 namespace infergrid {
 namespace {
 
 TEST(Utf8, CompletePrefixHoldsBackSplitCharacters) {
-  EXPECT_EQ(complete_utf8_prefix("abc"), 3u);
-  EXPECT_EQ(complete_utf8_prefix(""), 0u);
-  EXPECT_EQ(complete_utf8_prefix("a\xE2\x82\xAC"), 4u);
-  EXPECT_EQ(complete_utf8_prefix("a\xE2\x82"), 1u);
-  EXPECT_EQ(complete_utf8_prefix("a\xE2"), 1u);
+  EXPECT_EQ(utf8_complete_prefix_length("abc"), 3u);
+  EXPECT_EQ(utf8_complete_prefix_length(""), 0u);
+  EXPECT_EQ(utf8_complete_prefix_length("a\xE2\x82\xAC"), 4u);
+  EXPECT_EQ(utf8_complete_prefix_length("a\xE2\x82"), 1u);
+  EXPECT_EQ(utf8_complete_prefix_length("a\xE2"), 1u);
   const std::string emoji = "\xF0\x9F\x98\x80";  // 4 bytes
-  EXPECT_EQ(complete_utf8_prefix(std::string_view(emoji).substr(0, 3)), 0u);
-  EXPECT_EQ(complete_utf8_prefix(emoji), 4u);
-  EXPECT_EQ(complete_utf8_prefix("\xFF"), 1u);  // invalid bytes are passed on, not held forever
+  EXPECT_EQ(utf8_complete_prefix_length(std::string_view(emoji).substr(0, 3)), 0u);
+  EXPECT_EQ(utf8_complete_prefix_length(emoji), 4u);
+  EXPECT_EQ(utf8_complete_prefix_length("\xFF"),
+            1u);  // invalid bytes are passed on, not held forever
 }
 
 class GeneratorTest : public ::testing::Test {
