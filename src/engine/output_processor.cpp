@@ -21,8 +21,9 @@ void OutputProcessor::flush(RequestEvent& event) {
   held_.clear();
 }
 
-FinishReason OutputProcessor::on_token(int32_t token, std::span<const float> logits,
-                                       int n_generated, int n_total, RequestEvent& event) {
+FinishReason OutputProcessor::on_token(GeneratedToken generated, int n_generated, int n_total,
+                                       RequestEvent& event) {
+  const int32_t token = generated.token;
   const bool eog = !options_.ignore_eos && tokenizer_.is_eog(token);
   const bool stop_token = std::find(options_.stop_token_ids.begin(), options_.stop_token_ids.end(),
                                     token) != options_.stop_token_ids.end();
@@ -31,9 +32,6 @@ FinishReason OutputProcessor::on_token(int32_t token, std::span<const float> log
     flush(event);
     return FinishReason::kStop;
   }
-  GeneratedToken generated;
-  generated.token = token;
-  if (options_.logprobs >= 0) compute_logprobs(logits, token, options_.logprobs, generated);
   event.tokens.push_back(std::move(generated));
 
   // Stop strings are searched only where the new text can complete one.

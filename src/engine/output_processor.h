@@ -22,11 +22,11 @@ class OutputProcessor {
   // max_context: positions a sequence may hold (prompt + generated).
   OutputProcessor(const Tokenizer& tokenizer, const RequestOptions& options, int max_context);
 
-  // Appends `token` (sampled from `logits`), the n_generated-th generated token of a sequence of
-  // n_total tokens, to `event`; returns kStop or kLength when it ends the request, else kNone.
-  // A stop token is not added to the event's tokens; its text goes to event.stop_matched.
-  FinishReason on_token(int32_t token, std::span<const float> logits, int n_generated, int n_total,
-                        RequestEvent& event);
+  // Appends `token` (with its log-probabilities, when asked), the n_generated-th generated
+  // token of a sequence of n_total tokens, to `event`; returns kStop or kLength when it ends
+  // the request, else kNone. A stop token is not added to the event's tokens; its text goes to
+  // event.stop_matched.
+  FinishReason on_token(GeneratedToken token, int n_generated, int n_total, RequestEvent& event);
 
  private:
   // Appends everything held back to event.text.

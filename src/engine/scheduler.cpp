@@ -29,14 +29,13 @@ const char* finish_reason_name(FinishReason reason) {
 
 struct Scheduler::Sequence {
   Sequence(uint64_t id_in, uint64_t arrival_in, GenerationRequest request, RequestCallback cb,
-           int n_vocab, const Tokenizer& tokenizer, int max_context)
+           const Tokenizer& tokenizer, int max_context)
       : id(id_in),
         arrival(arrival_in),
         options(std::move(request.options)),
         callback(std::move(cb)),
         tokens(std::move(request.prompt)),
         n_prompt(static_cast<int>(tokens.size())),
-        sampler(n_vocab, options.sampling),
         output(tokenizer, options, max_context) {}
 
   uint64_t id;
@@ -45,7 +44,6 @@ struct Scheduler::Sequence {
   RequestCallback callback;
   std::vector<int32_t> tokens;  // prompt, then generated tokens
   int n_prompt;
-  Sampler sampler;
   OutputProcessor output;  // after options, which it reads
 
   bool running = false;
@@ -74,14 +72,14 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, Backend& ba
                      const SchedulerOptions& options)
     : model_(model),
       tokenizer_(tokenizer),
-      backend_(backend),
       options_(options),
       max_context_(options.max_context > 0 ? options.max_context
                                            : std::max(1, model.config().n_ctx_train)),
-      pool_(model.config(), options.block_size, options.n_blocks, options.kv_type),
-      blocks_(options.n_blocks, options.block_size, model.fingerprint(), options.prefix_caching),
-      scratch_(model.config(), options.max_batch_tokens,
-               std::min(options.max_batch_tokens, options.max_running)) {
+      runner_(model, backend,
+              {options.block_size, options.n_blocks, options.kv_type, options.max_batch_tokens,
+               options.max_running}),
+      pool_(runner_.pool()),
+      blocks_(options.n_blocks, options.block_size, model.fingerprint(), options.prefix_caching) {
   if (options_.prefix_caching && (options_.dram_tier || options_.disk_tier)) {
     KvConnectorOptions c;
     if (options_.dram_tier) c.tiers.push_back({options_.dram_tier, /*write_through=*/true, false});
@@ -97,9 +95,8 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, Backend& ba
           on_block_evicted(block, key, parent_key, tokens);
         });
   }
-  batch_.reserve(static_cast<size_t>(options.max_batch_tokens));
-  batch_work_.reserve(static_cast<size_t>(options.max_batch_tokens));
   work_.reserve(static_cast<size_t>(options.max_running) + 16);
+  batch_.sequences.reserve(work_.capacity());
 }
 
 Scheduler::~Scheduler() {
@@ -184,9 +181,9 @@ Status Scheduler::add(uint64_t id, GenerationRequest request, RequestCallback ca
   if (sequences_.count(id)) {
     return make_error(StatusCode::kInvalidArgument, "request id {} is already in use", id);
   }
-  auto seq =
-      std::make_unique<Sequence>(id, next_arrival_++, std::move(request), std::move(callback),
-                                 model_.config().n_vocab, tokenizer_, max_context_);
+  auto seq = std::make_unique<Sequence>(id, next_arrival_++, std::move(request),
+                                        std::move(callback), tokenizer_, max_context_);
+  runner_.add_request(id, seq->options.sampling);
   Sequence* raw = seq.get();
   sequences_.emplace(id, std::move(seq));
   enqueue_waiting(raw);
@@ -527,7 +524,9 @@ Result<StepResult> Scheduler::step() {
     if (w.seq->decoding() && w.n_tokens == 1) ++result.n_decodes;
   }
   if (!work_.empty()) {
-    IG_RETURN_IF_ERROR(run(work_));
+    to_batch(work_, batch_);
+    IG_RETURN_IF_ERROR(runner_.execute(batch_, output_));
+    update(batch_, output_);
   } else if (connector_) {
     // Nothing to compute but loads in flight: wait for one rather than spin (briefly, since
     // new requests are not taken in meanwhile).
@@ -551,55 +550,38 @@ Result<StepResult> Scheduler::step() {
   return result;
 }
 
-Status Scheduler::run(std::vector<Work>& work) {
-  // Pack the work into forward passes of at most max_batch_tokens; a sequence's share may span
-  // passes (whole-prompt prefill), and only its final piece asks for logits.
-  const KvStorage storage = pool_.storage();
-  size_t next = 0;
-  int offset_in_next = 0;
-  while (next < work.size()) {
-    batch_.clear();
-    batch_work_.clear();
-    int tokens = 0;
-    int logit_rows = 0;
-    while (next < work.size() && tokens < options_.max_batch_tokens &&
-           logit_rows < scratch_.max_logit_rows) {
-      Work& w = work[next];
-      Sequence& seq = *w.seq;
-      const int n = std::min(w.n_tokens - offset_in_next, options_.max_batch_tokens - tokens);
-      const int start = seq.n_computed;
-      const bool last_piece = offset_in_next + n == w.n_tokens;
-      const bool wants_logits = last_piece && start + n == static_cast<int>(seq.tokens.size());
-      BatchSequence b;
-      b.tokens = std::span<const int32_t>(seq.tokens)
-                     .subspan(static_cast<size_t>(start), static_cast<size_t>(n));
-      b.start_pos = start;
-      b.block_table = seq.blocks.data();
-      b.logits = wants_logits ? BatchSequence::Logits::kLast : BatchSequence::Logits::kNone;
-      batch_.push_back(b);
-      batch_work_.push_back({&seq, n});
-      tokens += n;
-      logit_rows += wants_logits ? 1 : 0;
-      if (last_piece) {
-        ++next;
-        offset_in_next = 0;
-      } else {
-        offset_in_next += n;
-      }
+void Scheduler::to_batch(const std::vector<Work>& work, ScheduledBatch& batch) const {
+  batch.sequences.clear();
+  for (const Work& w : work) {
+    const Sequence& seq = *w.seq;
+    ScheduledSequence s;
+    s.request_id = seq.id;
+    s.start_position = seq.n_computed;
+    s.tokens = std::span<const int32_t>(seq.tokens)
+                   .subspan(static_cast<size_t>(seq.n_computed), static_cast<size_t>(w.n_tokens));
+    s.block_table = seq.blocks.data();
+    s.sample = seq.n_computed + w.n_tokens == static_cast<int>(seq.tokens.size());
+    s.penalty_history = std::span<const int32_t>(seq.tokens);
+    if (!seq.options.sampling.penalize_prompt) {
+      s.penalty_history = s.penalty_history.subspan(static_cast<size_t>(seq.n_prompt));
     }
-    auto logits = model_.forward_batch(backend_, storage, scratch_, batch_);
-    if (!logits.is_ok()) return logits.status();
-    const float* row = logits.value().data();
-    for (size_t i = 0; i < batch_.size(); ++i) {
-      const bool has_logits = batch_[i].logits == BatchSequence::Logits::kLast;
-      after_compute(*batch_work_[i].seq, batch_work_[i].n_tokens, has_logits ? row : nullptr);
-      if (has_logits) row += model_.config().n_vocab;
-    }
+    s.logprobs = seq.options.logprobs;
+    batch.sequences.push_back(s);
   }
-  return Status::ok();
 }
 
-void Scheduler::after_compute(Sequence& seq, int n_tokens, const float* logits) {
+void Scheduler::update(const ScheduledBatch& batch, const StepOutput& output) {
+  size_t next_sampled = 0;
+  for (const ScheduledSequence& s : batch.sequences) {
+    Sequence& seq = *sequences_.at(s.request_id);
+    commit_computed(seq, static_cast<int>(s.tokens.size()));
+    if (!s.sample) continue;
+    const SampledToken& sampled = output.sampled[next_sampled++];
+    emit_token(seq, sampled.token);
+  }
+}
+
+void Scheduler::commit_computed(Sequence& seq, int n_tokens) {
   const int bs = options_.block_size;
   seq.n_computed += n_tokens;
   // Full blocks become shareable: register them with the prefix cache.
@@ -615,8 +597,7 @@ void Scheduler::after_compute(Sequence& seq, int n_tokens, const float* logits) 
       // hang under a node that is not theirs, so they stay private.
       seq.commit_stopped = options_.prefix_caching;
     }
-    // Write-through to the shared DRAM tier, so other processes can serve this prefix. No
-    // lookup first: that would take the cross-process lock on the step thread.
+    // Write-through, so other processes can serve this prefix.
     if (connector_ && committed.in_tree && committed.block == block) {
       connector_->save_computed(committed.key, seq.last_key, block_tokens, pool_.block(block));
     }
@@ -624,22 +605,13 @@ void Scheduler::after_compute(Sequence& seq, int n_tokens, const float* logits) 
     block = committed.block;
     ++seq.n_committed;
   }
-  if (logits == nullptr) return;
-  std::span<const int32_t> history(seq.tokens);
-  if (!seq.options.sampling.penalize_prompt) {
-    history = history.subspan(static_cast<size_t>(seq.n_prompt));
-  }
-  const int32_t token =
-      seq.sampler.sample({logits, static_cast<size_t>(model_.config().n_vocab)}, history);
-  emit_token(seq, token, logits);
 }
 
-void Scheduler::emit_token(Sequence& seq, int32_t token, const float* logits) {
-  seq.tokens.push_back(token);
+void Scheduler::emit_token(Sequence& seq, const GeneratedToken& token) {
+  seq.tokens.push_back(token.token);
   ++counters_.generated_tokens;
   const FinishReason reason =
-      seq.output.on_token(token, {logits, static_cast<size_t>(model_.config().n_vocab)},
-                          seq.n_generated(), static_cast<int>(seq.tokens.size()), seq.event);
+      seq.output.on_token(token, seq.n_generated(), static_cast<int>(seq.tokens.size()), seq.event);
   if (reason != FinishReason::kNone) finish(seq, reason);
 }
 
@@ -681,7 +653,10 @@ void Scheduler::send(Sequence& seq) {
 void Scheduler::remove_finished() {
   std::erase_if(running_, [](const Sequence* s) { return s->finished; });
   std::erase_if(waiting_, [](const Sequence* s) { return s->finished; });
-  std::erase_if(sequences_, [](const auto& entry) { return entry.second->finished; });
+  std::erase_if(sequences_, [this](const auto& entry) {
+    if (entry.second->finished) runner_.remove_request(entry.first);
+    return entry.second->finished;
+  });
 }
 
 }  // namespace infergrid

@@ -25,6 +25,7 @@
 #include "core/status.h"
 #include "engine/block_manager.h"
 #include "engine/kv_pool.h"
+#include "engine/model_runner.h"
 #include "engine/output_processor.h"
 #include "engine/request.h"
 #include "engine/sampler.h"
@@ -153,28 +154,30 @@ class Scheduler {
   bool prefix_in_flight(const Sequence& seq) const;
   void enqueue_waiting(Sequence* seq);
   Sequence* lowest_priority_running();
-  Status run(std::vector<Work>& work);
-  void after_compute(Sequence& seq, int n_tokens, const float* logits);
-  void emit_token(Sequence& seq, int32_t token, const float* logits);
+  // The step's work as the runner's plain-data batch.
+  void to_batch(const std::vector<Work>& work, ScheduledBatch& batch) const;
+  // Applies a computed batch: commits the new full blocks and hands out the sampled tokens.
+  void update(const ScheduledBatch& batch, const StepOutput& output);
+  void commit_computed(Sequence& seq, int n_tokens);
+  void emit_token(Sequence& seq, const GeneratedToken& token);
   void finish(Sequence& seq, FinishReason reason, const Status& error = Status::ok());
   void send(Sequence& seq);
   void remove_finished();
 
   const Model& model_;
   const Tokenizer& tokenizer_;
-  Backend& backend_;
   SchedulerOptions options_;
   int max_context_;
-  KvPool pool_;
+  ModelRunner runner_;  // owns the pool, the forward pass and the samplers
+  KvPool& pool_;
   BlockManager blocks_;
   // The tiers below engine memory (null without tiers); declared after the pool, so its loads
   // are joined before the pool is freed.
   std::unique_ptr<KvConnector> connector_;
   bool persisting_ = false;  // evictions write synchronously (shutdown)
-  ForwardScratch scratch_;
-  std::vector<BatchSequence> batch_;
-  std::vector<Work> batch_work_;
-  std::vector<Work> work_;
+  std::vector<Work> work_;   // what this step computes
+  ScheduledBatch batch_;     // work_ for the runner
+  StepOutput output_;
   bool admission_ran_ = false;  // admit_waiting ran in the current step
 
   uint64_t next_arrival_ = 0;

@@ -40,13 +40,14 @@ class OutputProcessorTest : public ::testing::Test {
   };
   Run run(const RequestOptions& options, const std::string& bytes, int max_context = 1000) {
     OutputProcessor out(*tokenizer_, options, max_context);
-    const std::vector<float> logits(static_cast<size_t>(tokenizer_->n_vocab()), 0.0f);
     Run r;
     int n = 0;
     for (unsigned char b : bytes) {
       RequestEvent event;
       ++n;
-      r.reason = out.on_token(byte_token(b), logits, n, 10 + n, event);
+      GeneratedToken t;
+      t.token = byte_token(b);
+      r.reason = out.on_token(t, n, 10 + n, event);
       r.texts.push_back(event.text);
       r.all += event.text;
       r.tokens += event.tokens.size();
@@ -105,19 +106,17 @@ TEST_F(OutputProcessorTest, StopTokensAndTheContextLimitEndTheRequest) {
   EXPECT_EQ(full.all, "abc");
 }
 
-TEST_F(OutputProcessorTest, LogprobsWhenAsked) {
-  RequestOptions o;
-  o.max_tokens = 10;
-  o.logprobs = 2;
-  OutputProcessor out(*tokenizer_, o, 100);
-  std::vector<float> logits(static_cast<size_t>(tokenizer_->n_vocab()), 0.0f);
-  logits[static_cast<size_t>(byte_token('z'))] = 20.0f;
-  RequestEvent event;
-  EXPECT_EQ(out.on_token(byte_token('z'), logits, 1, 2, event), FinishReason::kNone);
-  ASSERT_EQ(event.tokens.size(), 1u);
-  EXPECT_NEAR(event.tokens[0].logprob, 0.0f, 1e-3f);
-  ASSERT_EQ(event.tokens[0].top.size(), 2u);
-  EXPECT_EQ(event.tokens[0].top[0].token, byte_token('z'));
+TEST(ComputeLogprobs, ChosenTokenAndTopAlternatives) {
+  std::vector<float> logits(1000, 0.0f);
+  logits[7] = 20.0f;
+  logits[3] = 1.0f;
+  GeneratedToken t;
+  compute_logprobs(logits, 7, 2, t);
+  EXPECT_NEAR(t.logprob, 0.0f, 1e-3f);
+  ASSERT_EQ(t.top.size(), 2u);
+  EXPECT_EQ(t.top[0].token, 7);
+  EXPECT_EQ(t.top[1].token, 3);
+  EXPECT_LT(t.top[1].logprob, -18.0f);
 }
 
 }  // namespace

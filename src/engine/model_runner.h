@@ -1,0 +1,85 @@
+// ModelRunner: executes what the scheduler decided. It owns the KV pool, the forward pass's
+// scratch and every request's sampler; execute() runs a ScheduledBatch through the model in
+// passes of at most max_batch_tokens and samples one token for each sequence that asks.
+//
+// The batch is plain data (request ids, token spans, positions, block tables), so the runner
+// never sees the scheduler's state, and a runner on another device or process could take the
+// same batch. Invariants: a sequence's tokens may span several passes, and only its final
+// piece produces logits; a request's sampler lives from add_request() to remove_request(), so a
+// preempted request continues its random stream where it stopped.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "core/status.h"
+#include "engine/kv_pool.h"
+#include "engine/request.h"
+#include "engine/sampler.h"
+#include "kernels/backend.h"
+#include "model/model.h"
+
+namespace infergrid {
+
+struct ScheduledSequence {
+  uint64_t request_id = 0;
+  std::span<const int32_t> tokens;  // to compute, at positions start_position onwards
+  int start_position = 0;
+  const int32_t* block_table = nullptr;      // covers positions up to the last of `tokens`
+  bool sample = false;                       // tokens end the sequence: sample the next token
+  std::span<const int32_t> penalty_history;  // what the sampler's penalties look at
+  int logprobs = -1;                         // as RequestOptions::logprobs
+};
+
+struct ScheduledBatch {
+  std::vector<ScheduledSequence> sequences;
+  int n_tokens() const {
+    int n = 0;
+    for (const auto& s : sequences) n += static_cast<int>(s.tokens.size());
+    return n;
+  }
+};
+
+struct SampledToken {
+  uint64_t request_id = 0;
+  GeneratedToken token;  // with log-probabilities when the sequence asked for them
+};
+
+struct StepOutput {
+  std::vector<SampledToken> sampled;  // in batch order
+};
+
+struct ModelRunnerOptions {
+  int block_size = 16;
+  int n_blocks = 0;
+  KvType kv_type = kDefaultKvType;
+  int max_batch_tokens = 512;  // tokens per forward pass
+  int max_logit_rows = 64;     // sampled sequences per forward pass
+};
+
+class ModelRunner {
+ public:
+  ModelRunner(const Model& model, Backend& backend, const ModelRunnerOptions& options);
+
+  void add_request(uint64_t request_id, const SamplingParams& sampling);
+  void remove_request(uint64_t request_id);
+
+  // Computes every sequence's tokens into its blocks and fills `out` with the sampled tokens.
+  Status execute(const ScheduledBatch& batch, StepOutput& out);
+
+  KvPool& pool() { return pool_; }
+
+ private:
+  const Model& model_;
+  Backend& backend_;
+  ModelRunnerOptions options_;
+  KvPool pool_;
+  ForwardScratch scratch_;
+  std::unordered_map<uint64_t, Sampler> samplers_;
+  std::vector<BatchSequence> pass_;    // one forward pass
+  std::vector<size_t> pass_sequence_;  // its pieces' indices in the batch
+};
+
+}  // namespace infergrid
