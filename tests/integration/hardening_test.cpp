@@ -309,11 +309,14 @@ TEST_F(HardeningTest, PriorityComesFromTrustedConfigurationNotFromTheBody) {
                                      "Authorization: Bearer low-key\r\n")));
   ASSERT_TRUE(
       eventually([&] { return metric_value("infergrid_num_requests_running") == 1; }, seconds(10)));
-  // A 40-token request with `key`; `done` gets its place in the order of completion.
+  // A 160-token request with `key`; `done` gets its place in the order of completion. The
+  // second admitted starts 160 steps after the first finishes, a margin (hundreds of ms) that
+  // client processes delayed by a loaded machine cannot reorder (40 tokens could).
   auto queue = [&](const std::string& prompt, const std::string& key, int& done) {
     return std::async(std::launch::async, [&, prompt, key] {
       auto r =
-          curl(url("/v1/completions"), json{{"prompt", prompt}, {"max_tokens", 40}}.dump(), key);
+          curl(url("/v1/completions"),
+               json{{"prompt", prompt}, {"max_tokens", 160}, {"ignore_eos", true}}.dump(), key);
       done = ++order;
       return r.status;
     });
