@@ -19,7 +19,7 @@
 #include <boost/asio/use_future.hpp>
 #include <nlohmann/json.hpp>
 
-#include "bench/http_client.h"
+#include "net/http_client.h"
 
 namespace infergrid {
 

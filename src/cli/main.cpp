@@ -4,9 +4,9 @@
 #include <cstdio>
 #include <iostream>
 
-#include "bench/decode_bench.h"
-#include "bench/engine_bench.h"
-#include "bench/tier_bench.h"
+#include "perf/decode_bench.h"
+#include "perf/engine_bench.h"
+#include "perf/tier_bench.h"
 #include "cli/bench_serve_cmd.h"
 #include "cli/default_model.h"
 #include "cli/kv_cache_type_option.h"

@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "fake_server.h"
+#include "net/fake_server.h"
 
 namespace infergrid {
 namespace {

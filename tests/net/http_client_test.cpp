@@ -1,6 +1,6 @@
 // The HTTP client against a scripted loopback server: streaming, keep-alive, and every way a
 // request can go wrong ending as an error value for that request.
-#include "bench/http_client.h"
+#include "net/http_client.h"
 
 #include <gtest/gtest.h>
 
@@ -9,7 +9,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_future.hpp>
 
-#include "fake_server.h"
+#include "net/fake_server.h"
 
 namespace infergrid {
 namespace {

@@ -1,4 +1,4 @@
-#include "bench/tier_bench.h"
+#include "perf/tier_bench.h"
 
 #include <fcntl.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "bench/machine_probe.h"
+#include "perf/machine_probe.h"
 
 #include <immintrin.h>
 

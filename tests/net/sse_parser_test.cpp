@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "bench/http_client.h"
+#include "net/http_client.h"
 
 namespace infergrid {
 namespace {

@@ -1,9 +1,9 @@
-#include "bench/decode_bench.h"
+#include "perf/decode_bench.h"
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
-#include "bench/machine_probe.h"
+#include "perf/machine_probe.h"
 #include "core/clock.h"
 #include "engine/sampler.h"
 

@@ -1,4 +1,4 @@
-#include "bench/http_client.h"
+#include "net/http_client.h"
 
 #include <algorithm>
 #include <array>
