@@ -67,9 +67,20 @@ TEST_F(ServerTest, CompletionsChatModelsHealthAndMetrics) {
   auto again = curl(url("/v1/completions"),
                     R"({"prompt":"Once upon a time","max_tokens":7,"temperature":0})");
   EXPECT_EQ(json::parse(again.body)["choices"][0]["text"], c["choices"][0]["text"]);
-  // The second request hit the prefix cache for its prompt's full blocks (if any).
-  EXPECT_GE(json::parse(again.body)["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>(),
-            0);
+  // A prompt of several 16-token blocks, sent twice: the second is served its full blocks from
+  // the prefix cache, and says so.
+  std::string story;
+  for (int i = 0; i < 12; ++i) story += "Once upon a time there was a cache. ";
+  const std::string story_body =
+      json{{"prompt", story}, {"max_tokens", 2}, {"temperature", 0}}.dump();
+  ASSERT_EQ(curl(url("/v1/completions"), story_body).status, 200);
+  const json story_again = json::parse(curl(url("/v1/completions"), story_body).body);
+  const int story_prompt = story_again["usage"]["prompt_tokens"].get<int>();
+  const int story_cached =
+      story_again["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>();
+  ASSERT_GT(story_prompt, 48);
+  EXPECT_GE(story_cached, (story_prompt - 1) / 16 * 16) << story_again.dump();
+  EXPECT_LE(story_cached, story_prompt);
 
   auto chat = curl(url("/v1/chat/completions"),
                    R"({"messages":[{"role":"system","content":"Be brief."},
@@ -85,8 +96,8 @@ TEST_F(ServerTest, CompletionsChatModelsHealthAndMetrics) {
   EXPECT_EQ(cc["choices"][0]["logprobs"]["content"][0]["top_logprobs"].size(), 2u);
 
   auto m = metrics_snapshot();
-  EXPECT_EQ(m["infergrid_request_success_total"], 3);
-  EXPECT_EQ(m["infergrid_generation_tokens_total"], 19);
+  EXPECT_EQ(m["infergrid_request_success_total"], 5);  // 2 + the story twice + the chat
+  EXPECT_EQ(m["infergrid_generation_tokens_total"], 7 + 7 + 2 + 2 + 5);
   EXPECT_EQ(m["infergrid_kv_blocks_used"], 0);
 }
 
@@ -258,16 +269,30 @@ TEST_F(ServerTest, ClientDisconnectCancelsAndFreesKv) {
 TEST_F(ServerTest, SigtermFinishesInFlightRequestsThenExitsZero) {
   start({"--shutdown-grace-ms", "20000"});
   auto inflight = std::async(std::launch::async, [&] {
-    return curl(url("/v1/completions"), R"({"prompt":"last words","max_tokens":200,
+    return curl(url("/v1/completions"), R"({"prompt":"last words","max_tokens":4000,
                                              "ignore_eos":true})");
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  const auto running = [&] {
+    return metric(curl(url("/metrics")).body, "infergrid_num_requests_running").value_or(0) == 1;
+  };
+  for (int i = 0; i < 500 && !running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(running());
   server_.signal(SIGTERM);
+  // While the request drains, the server takes nothing new.
+  bool refused = false;
+  for (int i = 0; i < 250 && !refused; ++i) {
+    refused = curl(url("/health")).status != 200;
+    if (!refused) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(refused) << "the server still answered /health after SIGTERM";
+  EXPECT_EQ(inflight.wait_for(std::chrono::seconds(0)), std::future_status::timeout)
+      << "the request ended before the refusal was seen: the check saw no drain";
   HttpResult r = inflight.get();
   EXPECT_EQ(r.status, 200) << r.body;
-  EXPECT_EQ(json::parse(r.body)["usage"]["completion_tokens"], 200);
+  EXPECT_EQ(json::parse(r.body)["usage"]["completion_tokens"], 4000);
   EXPECT_EQ(server_.wait(std::chrono::seconds(20)), 0);
-  EXPECT_NE(curl(url("/health")).status, 200);  // no longer accepting
 }
 
 TEST_F(ServerTest, DiskTierKeepsConversationsAcrossARestart) {
@@ -434,7 +459,15 @@ TEST_F(ServerTest, CorruptedSharedSegmentIsDetectedAndOutputStaysRight) {
   start({"--kv-dram-bytes", "1MiB", "--kv-dram-name", name});
   auto first = curl(url("/v1/completions"), body);
   ASSERT_EQ(first.status, 200);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // background write-through
+  // The write-through runs in the background: wait until the prompt's full blocks are stored.
+  const int full_blocks = (json::parse(first.body)["usage"]["prompt_tokens"].get<int>()) / 16;
+  const auto stored = [&] {
+    return metric(curl(url("/metrics")).body, "infergrid_kv_dram_blocks").value_or(0);
+  };
+  for (int i = 0; i < 250 && stored() < full_blocks; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_GE(stored(), full_blocks);
   // Flip a byte in every block slot of the segment (slots fill the end of the file).
   std::filesystem::path segment;
   for (const auto& entry : std::filesystem::directory_iterator("/dev/shm")) {
