@@ -11,6 +11,7 @@
 #include <boost/beast/core/error.hpp>
 
 #include "server/http_session.h"
+#include "server/rejected_connection.h"
 #include "server/server_context.h"
 
 namespace infergrid {

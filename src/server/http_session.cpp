@@ -14,6 +14,7 @@
 #include <boost/beast.hpp>
 #include <nlohmann/json.hpp>
 
+#include "server/linger_close.h"
 #include "server/openai_api.h"
 
 namespace infergrid {
@@ -36,11 +37,6 @@ constexpr size_t kMaxPendingWriteBytes = size_t{256} << 10;
 // reading holds in the kernel (autotuning grows it to 4 MiB on loopback) and how long it takes
 // to notice; ample for token streams at any round trip time a person would wait through.
 constexpr int kStreamSendBufferBytes = 256 << 10;
-// After the last response on a connection: how long and how much we read and discard before
-// closing (closing with unread bytes resets the connection, and the reset can destroy the
-// response before the client has read it).
-constexpr auto kLingerTime = std::chrono::seconds(2);
-constexpr size_t kLingerBytes = size_t{1} << 20;
 // When a half-closed client's socket is checked for the reset that says it is gone: soon after
 // the probe (a reset takes a round trip), then every 100 ms.
 constexpr std::array<std::chrono::milliseconds, 4> kLivenessChecks = {
@@ -62,64 +58,6 @@ int64_t unix_seconds() {
 double seconds_between(SteadyClock::time_point a, SteadyClock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
-
-// Reads and discards what the client still sends, then closes (see kLingerTime).
-template <class Owner>
-void drain_and_close(std::shared_ptr<Owner> owner, beast::tcp_stream& stream,
-                     std::shared_ptr<std::array<char, 4096>> scratch, size_t drained) {
-  stream.async_read_some(net::buffer(*scratch),
-                         [owner, &stream, scratch, drained](beast::error_code ec, size_t n) {
-                           if (ec || drained + n > kLingerBytes) {
-                             beast::error_code ignored;
-                             stream.socket().close(ignored);
-                             return;
-                           }
-                           drain_and_close(owner, stream, scratch, drained + n);
-                         });
-}
-
-template <class Owner>
-void linger_close(std::shared_ptr<Owner> owner, beast::tcp_stream& stream) {
-  beast::error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-  stream.expires_after(kLingerTime);
-  drain_and_close(std::move(owner), stream, std::make_shared<std::array<char, 4096>>(), 0);
-}
-
-// A connection over --max-connections: told 503 at once, then closed.
-class RejectedConnection : public std::enable_shared_from_this<RejectedConnection> {
- public:
-  RejectedConnection(tcp::socket socket, ServerContext& server)
-      : stream_(std::move(socket)), server_(server) {
-    ++server_.rejecting_connections;
-  }
-  ~RejectedConnection() { --server_.rejecting_connections; }
-
-  void start() {
-    auto res =
-        std::make_shared<http::response<http::string_body>>(http::status::service_unavailable, 11);
-    res->set(http::field::server, "infergrid");
-    res->set(http::field::content_type, "application/json");
-    res->set(http::field::retry_after, "1");
-    res->keep_alive(false);
-    res->body() =
-        api_error(503, fmt::format("the server has {} open connections (its limit); retry "
-                                   "later",
-                                   server_.max_connections))
-            .to_json();
-    res->prepare_payload();
-    stream_.expires_after(kLingerTime);
-    http::async_write(stream_, *res,
-                      [self = shared_from_this(), res](beast::error_code ec, size_t) {
-                        if (ec) return;
-                        linger_close(self, self->stream_);
-                      });
-  }
-
- private:
-  beast::tcp_stream stream_;
-  ServerContext& server_;
-};
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
@@ -820,10 +758,6 @@ class Session : public std::enable_shared_from_this<Session> {
 
 void serve_connection(tcp::socket socket, ServerContext& server) {
   std::make_shared<Session>(std::move(socket), server)->start();
-}
-
-void reject_connection(tcp::socket socket, ServerContext& server) {
-  std::make_shared<RejectedConnection>(std::move(socket), server)->start();
 }
 
 }  // namespace infergrid

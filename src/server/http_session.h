@@ -20,7 +20,5 @@ namespace infergrid {
 
 // Serves HTTP requests on an accepted connection until it closes.
 void serve_connection(boost::asio::ip::tcp::socket socket, ServerContext& server);
-// Answers 503 (over --max-connections) and closes.
-void reject_connection(boost::asio::ip::tcp::socket socket, ServerContext& server);
 
 }  // namespace infergrid
