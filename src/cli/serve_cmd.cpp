@@ -2,8 +2,13 @@
 
 #include <malloc.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
@@ -24,7 +29,7 @@ namespace infergrid {
 namespace {
 
 struct ServeArgs {
-  std::string model;
+  std::vector<std::string> models;
   std::string host = "127.0.0.1";
   int port = 8080;
   int threads = 0;
@@ -88,33 +93,50 @@ int fail(const Status& status) {
   return 1;
 }
 
-int run() {
-  // Request bodies and prompts of megabytes are allocated and freed on worker threads; with
-  // glibc's sliding mmap threshold they end up in per-thread arenas that keep the memory after
-  // the request. A fixed threshold gives every buffer of 1 MiB or more back when it is freed.
-  ::mallopt(M_MMAP_THRESHOLD, 1 << 20);
-  auto resolved = resolve_model_path(args.model);
-  if (!resolved.is_ok()) return fail(resolved.status());
-  auto model = Model::load(*resolved);
-  if (!model.is_ok()) return fail(model.status());
-  auto tokenizer = Tokenizer::from_gguf((*model)->gguf());
-  if (!tokenizer.is_ok()) return fail(tokenizer.status().with_context(*resolved));
-  auto chat = args.chat_template.empty() ? ChatTemplate::from_gguf((*model)->gguf())
+// One model of the server and everything built for it; alive until the server stops.
+struct Instance {
+  std::string path;
+  std::vector<std::string> names;  // the first is reported
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::optional<ChatTemplate> chat;
+  std::unique_ptr<CpuBackend> backend;
+  EngineOptions options;
+  std::unique_ptr<Engine> engine;
+};
+
+// Loads a model and builds its engine from the command line's options. disk_dir: its SSD tier
+// directory ("" for none).
+Result<std::unique_ptr<Instance>> build_instance(const std::string& path,
+                                                 std::vector<std::string> names,
+                                                 const std::string& disk_dir) {
+  auto in = std::make_unique<Instance>();
+  in->path = path;
+  in->names = std::move(names);
+  IG_ASSIGN_OR_RETURN(in->model, Model::load(path));
+  auto tokenizer = Tokenizer::from_gguf(in->model->gguf());
+  if (!tokenizer.is_ok()) return tokenizer.status().with_context(path);
+  in->tokenizer = std::move(tokenizer).value();
+  auto chat = args.chat_template.empty() ? ChatTemplate::from_gguf(in->model->gguf())
                                          : ChatTemplate::from_name(args.chat_template);
   if (!chat.is_ok()) {
     // Completions still work; chat requests get a clear error from the template.
-    spdlog::warn("{}; /v1/chat/completions falls back to ChatML (override with --chat-template)",
-                 chat.status().message());
+    spdlog::warn(
+        "{}: {}; /v1/chat/completions falls back to ChatML (override with "
+        "--chat-template)",
+        in->names.front(), chat.status().message());
     chat = ChatTemplate::from_name("chatml");
   }
+  in->chat = *chat;
 
-  EngineOptions options;
+  EngineOptions& options = in->options;
   SchedulerOptions& s = options.scheduler;
+  const ModelConfig& config = in->model->config();
   s.block_size = args.block_size;
   s.max_batch_tokens = args.max_batch_tokens;
   s.max_running = args.max_running;
-  s.max_context = args.ctx_size > 0 ? std::min(args.ctx_size, (*model)->config().n_ctx_train)
-                                    : (*model)->config().n_ctx_train;
+  s.max_context =
+      args.ctx_size > 0 ? std::min(args.ctx_size, config.n_ctx_train) : config.n_ctx_train;
   s.prefix_caching = !args.no_prefix_cache;
   s.chunked_prefill = !args.no_chunked_prefill;
   if (args.baseline) {
@@ -124,57 +146,122 @@ int run() {
   }
   options.max_queued = args.max_queued;
   if (!args.kv_cache_bytes.empty() && !parse_bytes(args.kv_cache_bytes, options.kv_cache_bytes)) {
-    return fail(make_error(StatusCode::kInvalidArgument,
-                           "--kv-cache-bytes '{}' is not a size (e.g. 2GiB, 512MiB)",
-                           args.kv_cache_bytes));
+    return make_error(StatusCode::kInvalidArgument,
+                      "--kv-cache-bytes '{}' is not a size (e.g. 2GiB, 512MiB)",
+                      args.kv_cache_bytes);
   }
 
   // CLI11 has checked the name against the same list.
   s.tier_codec = parse_kv_codec(args.kv_tier_codec).value_or(KvCodec::kNative);
   s.kv_type = args.kv_cache_type;
   const uint64_t tier_layout =
-      Scheduler::kv_layout_tag(**model, s.block_size, s.kv_type, s.tier_codec);
-  if (!args.kv_disk_dir.empty()) {
+      Scheduler::kv_layout_tag(*in->model, s.block_size, s.kv_type, s.tier_codec);
+  if (!disk_dir.empty()) {
     size_t disk_bytes = 0;
     if (!parse_bytes(args.kv_disk_bytes, disk_bytes)) {
-      return fail(make_error(StatusCode::kInvalidArgument, "--kv-disk-bytes '{}' is not a size",
-                             args.kv_disk_bytes));
+      return make_error(StatusCode::kInvalidArgument, "--kv-disk-bytes '{}' is not a size",
+                        args.kv_disk_bytes);
     }
-    auto tier = std::make_shared<DiskTier>(args.kv_disk_dir, disk_bytes, tier_layout, s.block_size);
-    if (Status opened = tier->open(); !opened.is_ok()) return fail(opened);
-    spdlog::info("KV disk tier {}: {} blocks ({:.1f} MiB of {:.1f} MiB) found", args.kv_disk_dir,
+    auto tier = std::make_shared<DiskTier>(disk_dir, disk_bytes, tier_layout, s.block_size);
+    IG_RETURN_IF_ERROR(tier->open());
+    spdlog::info("KV disk tier {}: {} blocks ({:.1f} MiB of {:.1f} MiB) found", disk_dir,
                  tier->stats().blocks, tier->stats().used_bytes / 1048576.0,
                  disk_bytes / 1048576.0);
     s.disk_tier = std::move(tier);
   }
-
   if (!args.kv_dram_bytes.empty()) {
     size_t dram_bytes = 0;
     if (!parse_bytes(args.kv_dram_bytes, dram_bytes)) {
-      return fail(make_error(StatusCode::kInvalidArgument, "--kv-dram-bytes '{}' is not a size",
-                             args.kv_dram_bytes));
+      return make_error(StatusCode::kInvalidArgument, "--kv-dram-bytes '{}' is not a size",
+                        args.kv_dram_bytes);
     }
-    auto tier = ShmTier::open(
-        args.kv_dram_name, dram_bytes, tier_layout, s.block_size,
-        Scheduler::tier_block_bytes((*model)->config(), s.block_size, s.kv_type, s.tier_codec));
-    if (!tier.is_ok()) return fail(tier.status());
-    spdlog::info("KV DRAM tier {}: {} slots, {} blocks present", (*tier)->segment_name(),
-                 (*tier)->n_slots(), (*tier)->stats().blocks);
-    s.dram_tier = std::shared_ptr<ShmTier>(std::move(tier).value());
+    // The segment's name carries the layout tag, so each model has its own.
+    IG_ASSIGN_OR_RETURN(
+        auto tier,
+        ShmTier::open(args.kv_dram_name, dram_bytes, tier_layout, s.block_size,
+                      Scheduler::tier_block_bytes(config, s.block_size, s.kv_type, s.tier_codec)));
+    spdlog::info("KV DRAM tier {}: {} slots, {} blocks present", tier->segment_name(),
+                 tier->n_slots(), tier->stats().blocks);
+    s.dram_tier = std::shared_ptr<ShmTier>(std::move(tier));
   }
 
-  CpuBackend backend(args.threads);
-  backend.reserve(s.max_batch_tokens, std::max((*model)->config().n_ff, (*model)->config().n_embd));
-  auto engine = Engine::create(**model, **tokenizer, backend, options);
-  if (!engine.is_ok()) return fail(engine.status());
-  const EngineStats stats = (*engine)->stats();
+  in->backend = std::make_unique<CpuBackend>(args.threads);
+  in->backend->reserve(s.max_batch_tokens, std::max(config.n_ff, config.n_embd));
+  IG_ASSIGN_OR_RETURN(in->engine,
+                      Engine::create(*in->model, *in->tokenizer, *in->backend, options));
+  return in;
+}
+
+void log_instance(const Instance& in) {
+  const SchedulerOptions& s = in.options.scheduler;
+  const EngineStats stats = in.engine->stats();
+  spdlog::info("{}: {}", in.names.front(), in.model->describe());
+  spdlog::info("{}: backend {} (cpu: {}); chat template {}", in.names.front(), in.backend->name(),
+               cpu_features().describe(), in.chat->name());
+  spdlog::info(
+      "{}: KV cache {} blocks x {} tokens of {} ({:.1f} MiB), context {}, batch {} tokens, up to "
+      "{} running, prefix cache {}, chunked prefill {}",
+      in.names.front(), stats.blocks_total, s.block_size, kv_type_name(s.kv_type),
+      static_cast<double>(stats.blocks_total) * stats.block_bytes / 1048576.0,
+      in.engine->max_context(), s.max_batch_tokens, s.max_running, s.prefix_caching ? "on" : "off",
+      s.chunked_prefill ? "on" : "off");
+}
+
+int run() {
+  // Request bodies and prompts of megabytes are allocated and freed on worker threads; with
+  // glibc's sliding mmap threshold they end up in per-thread arenas that keep the memory after
+  // the request. A fixed threshold gives every buffer of 1 MiB or more back when it is freed.
+  ::mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  std::vector<std::string> paths;
+  for (const std::string& m : args.models.empty() ? std::vector<std::string>{""} : args.models) {
+    auto resolved = resolve_model_path(m);
+    if (!resolved.is_ok()) return fail(resolved.status());
+    paths.push_back(*resolved);
+  }
+  // Names: with one model every --served-model-name is an alias of it; with several, one name
+  // per model in order (or none: each is named after its file).
+  const auto& given = args.served_model_names;
+  if (paths.size() > 1 && !given.empty() && given.size() != paths.size()) {
+    return fail(make_error(StatusCode::kInvalidArgument,
+                           "{} models and {} --served-model-name values: give one name per "
+                           "model, in the order of --model, or none",
+                           paths.size(), given.size()));
+  }
+  std::vector<std::unique_ptr<Instance>> instances;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    std::vector<std::string> names;
+    if (paths.size() == 1) {
+      names = given;
+    } else if (!given.empty()) {
+      names = {given[i]};
+    }
+    if (names.empty()) names.push_back(std::filesystem::path(paths[i]).stem().string());
+    for (const auto& other : instances) {
+      for (const std::string& name : names) {
+        if (std::find(other->names.begin(), other->names.end(), name) != other->names.end()) {
+          return fail(make_error(StatusCode::kInvalidArgument,
+                                 "two models would be served as '{}' (name them with "
+                                 "--served-model-name)",
+                                 name));
+        }
+      }
+    }
+    // Each model's SSD blocks in their own subdirectory: a tier removes files of another
+    // layout on open, so two models must never share one.
+    std::string disk_dir = args.kv_disk_dir;
+    if (!disk_dir.empty() && paths.size() > 1) {
+      disk_dir = (std::filesystem::path(disk_dir) / names.front()).string();
+    }
+    auto instance = build_instance(paths[i], std::move(names), disk_dir);
+    if (!instance.is_ok()) return fail(instance.status().with_context(paths[i]));
+    instances.push_back(std::move(instance).value());
+  }
 
   ServerOptions server_options;
   server_options.host = args.host;
   server_options.port = args.port;
   server_options.io_threads = args.io_threads;
   server_options.shutdown_grace = std::chrono::milliseconds(args.shutdown_grace_ms);
-  server_options.model_names = args.served_model_names;
   server_options.max_connections = args.max_connections;
   server_options.idle_timeout = std::chrono::seconds(args.idle_timeout_s);
   server_options.write_timeout = std::chrono::seconds(args.write_timeout_s);
@@ -193,32 +280,26 @@ int run() {
   access.protect_health_metrics = args.protect_health_metrics;
   access.cors_origins = args.cors_origins;
   access.allowed_hosts = args.allowed_hosts;
-  if (server_options.model_names.empty()) {
-    server_options.model_names.push_back(std::filesystem::path(*resolved).stem().string());
+  std::vector<ServedModel> served;
+  for (const auto& in : instances) {
+    served.push_back({*in->engine, *in->tokenizer, *in->chat, in->names});
   }
-  ApiServer server(**engine, **tokenizer, *chat, server_options);
+  ApiServer server(std::move(served), server_options);
   Status started = server.start();
   if (!started.is_ok()) return fail(started);
 
-  spdlog::info("{}", (*model)->describe());
-  spdlog::info("backend {} (cpu: {}); chat template {}", backend.name(), cpu_features().describe(),
-               chat->name());
-  spdlog::info(
-      "KV cache {} blocks x {} tokens of {} ({:.1f} MiB), context {}, batch {} tokens, up to {} "
-      "running, prefix cache {}, chunked prefill {}",
-      stats.blocks_total, s.block_size, kv_type_name(s.kv_type),
-      static_cast<double>(stats.blocks_total) * stats.block_bytes / 1048576.0,
-      (*engine)->max_context(), s.max_batch_tokens, s.max_running, s.prefix_caching ? "on" : "off",
-      s.chunked_prefill ? "on" : "off");
+  for (const auto& in : instances) log_instance(*in);
   spdlog::info("up to {} connections; idle timeout {} s, write timeout {} s; {}",
                server.max_connections(), args.idle_timeout_s, args.write_timeout_s,
                access.api_keys.empty() ? std::string("no API key required")
                                        : fmt::format("{} API keys", access.api_keys.size()));
-  std::printf("infergrid serve: model '%s' listening on http://%s:%d\n",
-              server_options.model_names.front().c_str(), args.host.c_str(), server.port());
+  for (const auto& in : instances) {
+    std::printf("infergrid serve: model '%s' listening on http://%s:%d\n",
+                in->names.front().c_str(), args.host.c_str(), server.port());
+  }
   std::fflush(stdout);
   server.run();
-  (*engine)->shutdown();
+  for (const auto& in : instances) in->engine->shutdown();
   spdlog::info("stopped");
   return 0;
 }
@@ -227,7 +308,9 @@ int run() {
 
 CLI::App* add_serve_command(CLI::App& app) {
   command = app.add_subcommand("serve", "OpenAI-compatible HTTP server");
-  command->add_option("-m,--model", args.model, "GGUF model file (default: the default model)");
+  command->add_option("-m,--model", args.models,
+                      "GGUF model file (default: the default model); give it again to serve "
+                      "several models from one process, each with its own engine and KV cache");
   command->add_option("--host", args.host, "Address to listen on")->capture_default_str();
   command->add_option("--port", args.port, "Port (0: any free port)")->capture_default_str();
   command->add_option("-t,--threads", args.threads, "Compute threads (default: all cores)");
@@ -253,7 +336,8 @@ CLI::App* add_serve_command(CLI::App& app) {
   command->add_flag("--baseline", args.baseline,
                     "Baseline mode for comparisons: one request at a time, no prefix cache");
   command->add_option("--served-model-name", args.served_model_names,
-                      "Model name(s) clients use (default: the file name)");
+                      "Model name(s) clients use (default: the file name); with several --model, "
+                      "one per model in the same order");
   command->add_option("--chat-template", args.chat_template,
                       "Override the chat template: chatml, llama3, llama2, mistral, phi3, gemma, "
                       "deepseek-r1");

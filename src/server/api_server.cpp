@@ -125,7 +125,13 @@ void ApiServer::Impl::begin_shutdown() {
     accept_timer.cancel();
   });
   shutdown_thread = std::thread([this] {
-    engine.shutdown(options.shutdown_grace);
+    // Every engine drains at once, each within the grace period.
+    std::vector<std::thread> drains;
+    for (const auto& model : models) {
+      drains.emplace_back(
+          [this, &engine = model->engine] { engine.shutdown(options.shutdown_grace); });
+    }
+    for (std::thread& t : drains) t.join();
     // Let sessions write their last bytes before the I/O threads stop.
     const auto deadline = SteadyClock::now() + std::chrono::seconds(5);
     while (active_generations > 0 && SteadyClock::now() < deadline) {
@@ -136,11 +142,15 @@ void ApiServer::Impl::begin_shutdown() {
   });
 }
 
+ApiServer::ApiServer(std::vector<ServedModel> models, ServerOptions options)
+    : impl_(std::make_unique<Impl>(std::move(models), std::move(options))) {}
+
 ApiServer::ApiServer(Engine& engine, const Tokenizer& tokenizer, ChatTemplate chat_template,
-                     ServerOptions options) {
-  if (options.model_names.empty()) options.model_names.push_back("default");
-  impl_ = std::make_unique<Impl>(engine, tokenizer, chat_template, std::move(options));
-}
+                     ServerOptions options)
+    : ApiServer({ServedModel{engine, tokenizer, chat_template,
+                             options.model_names.empty() ? std::vector<std::string>{"default"}
+                                                         : options.model_names}},
+                options) {}
 
 ApiServer::~ApiServer() {
   if (impl_->shutdown_thread.joinable()) impl_->shutdown_thread.join();
@@ -151,6 +161,7 @@ int ApiServer::max_connections() const {
 }
 
 Status ApiServer::start() {
+  if (impl_->models.empty()) return Status(StatusCode::kInvalidArgument, "no model to serve");
   beast::error_code ec;
   const auto address = net::ip::make_address(impl_->options.host, ec);
   if (ec) {

@@ -1,4 +1,5 @@
-// ApiServer: the OpenAI-compatible HTTP front end of one engine (`infergrid serve`).
+// ApiServer: the OpenAI-compatible HTTP front end of `infergrid serve`: one or several models,
+// each with its own engine, chosen by a request's `model` field.
 //
 // Boost.Beast over Asio: a few I/O threads serve every connection asynchronously (no thread
 // per connection), with HTTP/1.1 keep-alive; each connection is an HttpSession (see
@@ -29,7 +30,8 @@ struct ServerOptions {
   int port = 8080;  // 0: an ephemeral port (see ApiServer::port())
   int io_threads = 2;
   int worker_threads = 2;  // parse, template and tokenize requests off the I/O threads
-  std::vector<std::string> model_names;  // the first is reported; any is accepted
+  // The names of the single model of the one-engine constructor (the first is reported).
+  std::vector<std::string> model_names;
   size_t max_body_bytes = size_t{8} << 20;
   size_t max_header_bytes = size_t{64} << 10;  // request line and headers: past it 431
   size_t max_target_bytes = size_t{8} << 10;   // the request target (URL): past it 414
@@ -42,8 +44,20 @@ struct ServerOptions {
   AccessOptions access;
 };
 
+// One model the server serves: its engine, tokenizer and chat template, and the names requests
+// may give it (the first is reported; every name is unique across the server's models).
+struct ServedModel {
+  Engine& engine;
+  const Tokenizer& tokenizer;
+  ChatTemplate chat_template;
+  std::vector<std::string> names;
+};
+
 class ApiServer {
  public:
+  // A request that names no model goes to the first one; one naming an unknown model gets 404.
+  ApiServer(std::vector<ServedModel> models, ServerOptions options);
+  // One model, named options.model_names ("default" when empty).
   ApiServer(Engine& engine, const Tokenizer& tokenizer, ChatTemplate chat_template,
             ServerOptions options);
   ~ApiServer();

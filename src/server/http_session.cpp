@@ -202,19 +202,21 @@ class Session : public std::enable_shared_from_this<Session> {
     if (target == "/v1/models") {
       if (!get) return method_not_allowed("GET, HEAD");
       nlohmann::json data = nlohmann::json::array();
-      for (const auto& name : server_.options.model_names) {
-        data.push_back({{"id", name},
-                        {"object", "model"},
-                        {"created", 0},
-                        {"owned_by", "infergrid"},
-                        {"max_model_len", server_.preparer.options().max_context}});
+      for (const auto& model : server_.models) {
+        for (const auto& name : model->names) {
+          data.push_back({{"id", name},
+                          {"object", "model"},
+                          {"created", 0},
+                          {"owned_by", "infergrid"},
+                          {"max_model_len", model->preparer.options().max_context}});
+        }
       }
       return send_json(http::status::ok, nlohmann::json{{"object", "list"}, {"data", data}}.dump());
     }
     if (target == "/metrics") {
       if (!get) return method_not_allowed("GET, HEAD");
       return send_body(http::status::ok, "text/plain; version=0.0.4; charset=utf-8",
-                       server_.metrics.render(server_.engine.stats()));
+                       server_.metrics.render(server_.engine_stats()));
     }
     if (target == "/v1/completions" || target == "/v1/chat/completions") {
       if (method != http::verb::post) return method_not_allowed("POST");
@@ -286,7 +288,7 @@ class Session : public std::enable_shared_from_this<Session> {
     net::post(server_.workers.get_executor(), [self = shared_from_this(),
                                                executor = stream_.get_executor(), body, endpoint,
                                                priority = caller_priority_]() mutable {
-      auto prepared = self->server_.preparer.prepare(*body, endpoint, priority);
+      auto prepared = self->server_.prepare(*body, endpoint, priority);
       body.reset();
       net::post(executor, [self = std::move(self), prepared = std::move(prepared)]() mutable {
         self->submit(std::move(prepared));
@@ -294,12 +296,13 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
-  void submit(std::variant<PreparedRequest, ApiError> prepared) {
+  void submit(std::variant<RoutedRequest, ApiError> prepared) {
     if (auto* error = std::get_if<ApiError>(&prepared)) {
       if (error->http_status == 503) return send_error(*error, "1");
       return send_error(*error);
     }
-    PreparedRequest& p = std::get<PreparedRequest>(prepared);
+    model_ = std::get<RoutedRequest>(prepared).model;
+    PreparedRequest& p = std::get<RoutedRequest>(prepared).prepared;
     if (!peer_eof_ && peer_sent_eof()) {
       // Sent and closed before anything was computed (fire and forget): find out whether the
       // client is gone before its prompt costs a step.
@@ -335,12 +338,12 @@ class Session : public std::enable_shared_from_this<Session> {
     gen_->include_usage = p.include_usage;
     gen_->logprobs = p.logprobs;
     gen_->meta = {random_id(endpoint == Endpoint::kChat ? "chatcmpl-" : "cmpl-"), unix_seconds(),
-                  server_.options.model_names.front()};
+                  model_->names.front()};
     gen_->start = SteadyClock::now();
 
     std::weak_ptr<Session> weak = shared_from_this();
     auto executor = stream_.get_executor();
-    auto id = server_.engine.submit(std::move(p.request), [weak, executor](const RequestEvent& e) {
+    auto id = model_->engine.submit(std::move(p.request), [weak, executor](const RequestEvent& e) {
       // On the engine's step thread: hand the event to the session's strand.
       if (auto self = weak.lock()) {
         net::post(executor, [self, e] { self->on_event(e); });
@@ -477,7 +480,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     liveness_timer_.cancel();
     if (gen_ && !gen_->finished) {
-      server_.engine.cancel(gen_->request_id);
+      model_->engine.cancel(gen_->request_id);
     } else if (!gen_) {
       close();
     }
@@ -491,9 +494,9 @@ class Session : public std::enable_shared_from_this<Session> {
     std::vector<ChoiceLogprob> lps;
     if (g.logprobs) {
       for (const auto& t : e.tokens) {
-        ChoiceLogprob lp{server_.tokenizer.token_to_piece(t.token), t.logprob, {}};
+        ChoiceLogprob lp{model_->tokenizer.token_to_piece(t.token), t.logprob, {}};
         for (const auto& alt : t.top) {
-          lp.top.emplace_back(server_.tokenizer.token_to_piece(alt.token), alt.logprob);
+          lp.top.emplace_back(model_->tokenizer.token_to_piece(alt.token), alt.logprob);
         }
         lps.push_back(std::move(lp));
       }
@@ -732,6 +735,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   beast::tcp_stream stream_;
   ServerContext& server_;
+  const ModelEntry* model_ = nullptr;  // the current request's model (set when it is prepared)
   net::steady_timer liveness_timer_;
   beast::flat_buffer buffer_;
   std::array<char, 4096> watch_scratch_{};

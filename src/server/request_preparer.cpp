@@ -24,8 +24,13 @@ std::variant<PreparedRequest, ApiError> RequestPreparer::prepare(std::string_vie
                                                                  int caller_priority) const {
   auto parsed = parse_api_request(body, endpoint, options_.json);
   if (auto* error = std::get_if<ApiError>(&parsed)) return *error;
+  return prepare(std::get<ApiRequest>(parsed), caller_priority);
+}
+
+std::variant<PreparedRequest, ApiError> RequestPreparer::prepare(ApiRequest& api,
+                                                                 int caller_priority) const {
   try {
-    return prepare_parsed(std::get<ApiRequest>(parsed), caller_priority);
+    return prepare_parsed(api, caller_priority);
   } catch (const std::bad_alloc&) {
     return api_error(503, "the server is out of memory for this request; retry later");
   } catch (const std::exception& e) {

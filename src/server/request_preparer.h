@@ -43,6 +43,8 @@ class RequestPreparer {
   // `caller_priority`: the class of the API key the request came with (0 without keys).
   std::variant<PreparedRequest, ApiError> prepare(std::string_view body, Endpoint endpoint,
                                                   int caller_priority) const;
+  // The same for a body already parsed (the server parses it once to find its model).
+  std::variant<PreparedRequest, ApiError> prepare(ApiRequest& api, int caller_priority) const;
   const PreparerOptions& options() const { return options_; }
 
  private:

@@ -1,6 +1,7 @@
-// ServerContext: what every connection of one ApiServer shares: the engine, the request
-// preparer, access control, metrics, the I/O context and the worker threads, and the counts
-// that admission and shutdown read (open connections, active generations).
+// ServerContext: what every connection of one ApiServer shares: the models (each an engine,
+// its tokenizer and its request preparer), access control, metrics, the I/O context and the
+// worker threads, and the counts that admission and shutdown read (open connections, active
+// generations).
 //
 // Invariants: the counters are updated only by the sessions they count (constructor and
 // destructor); `workers` is declared after `ioc`, so it is stopped and joined first: its tasks
@@ -9,8 +10,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <optional>
+#include <string_view>
 #include <thread>
+#include <variant>
 #include <vector>
 
 #include <boost/asio.hpp>
@@ -42,26 +46,53 @@ class WorkerPool {
   std::vector<std::thread> threads_;
 };
 
+// One served model as the sessions use it.
+struct ModelEntry {
+  ModelEntry(const ServedModel& m, bool trust_request_priority)
+      : engine(m.engine),
+        tokenizer(m.tokenizer),
+        names(m.names),
+        preparer(m.tokenizer, m.chat_template,
+                 PreparerOptions{m.names, m.engine.max_context(), trust_request_priority,
+                                 JsonLimits{}}) {}
+
+  Engine& engine;
+  const Tokenizer& tokenizer;
+  std::vector<std::string> names;  // the first is reported
+  RequestPreparer preparer;
+};
+
+// A request body prepared for the model it names.
+struct RoutedRequest {
+  const ModelEntry* model = nullptr;
+  PreparedRequest prepared;
+};
+
 struct ServerContext {
-  ServerContext(Engine& e, const Tokenizer& t, ChatTemplate c, ServerOptions o)
-      : engine(e),
-        tokenizer(t),
-        options(std::move(o)),
+  ServerContext(std::vector<ServedModel> served, ServerOptions o)
+      : options(std::move(o)),
         access(options.access),
-        preparer(t, c,
-                 PreparerOptions{options.model_names, e.max_context(),
-                                 options.trust_request_priority, JsonLimits{}}),
         max_connections(options.max_connections > 0 ? options.max_connections
                                                     : default_max_connections()),
         acceptor(boost::asio::make_strand(ioc)),
         accept_timer(acceptor.get_executor()),
-        workers(std::max(1, options.worker_threads)) {}
+        workers(std::max(1, options.worker_threads)) {
+    for (const ServedModel& m : served) {
+      models.push_back(std::make_unique<ModelEntry>(m, options.trust_request_priority));
+    }
+  }
 
-  Engine& engine;
-  const Tokenizer& tokenizer;
+  // The model a request names ("": the first one); nullptr when none has that name.
+  const ModelEntry* find_model(std::string_view name) const;
+  // Parses a body, finds its model and prepares it there (on a worker thread).
+  std::variant<RoutedRequest, ApiError> prepare(std::string_view body, Endpoint endpoint,
+                                                int caller_priority) const;
+  // Every model's engine stats summed (one model: its own).
+  EngineStats engine_stats() const;
+
+  std::vector<std::unique_ptr<ModelEntry>> models;  // at least one
   ServerOptions options;
   AccessControl access;
-  RequestPreparer preparer;
   ServerMetrics metrics;
   const int max_connections;
   std::atomic<int> open_connections{0};

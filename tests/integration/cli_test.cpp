@@ -96,6 +96,11 @@ TEST(Cli, BadInputIsAClearErrorNotACrash) {
   EXPECT_NE(bad_codec.exit_code, 0);
   EXPECT_NE(bad_codec.output.find("--kv-tier-codec"), std::string::npos) << bad_codec.output;
 
+  // Several models need one name each (checked before any model is loaded).
+  CommandResult names = run("serve -m a.gguf -m b.gguf --served-model-name only-one");
+  EXPECT_NE(names.exit_code, 0);
+  EXPECT_NE(names.output.find("one name per model"), std::string::npos) << names.output;
+
   CommandResult bad_kv_type = run("serve --kv-cache-type q4_0");
   EXPECT_NE(bad_kv_type.exit_code, 0);
   EXPECT_NE(bad_kv_type.output.find("--kv-cache-type"), std::string::npos) << bad_kv_type.output;

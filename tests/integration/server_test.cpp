@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <map>
@@ -125,6 +126,75 @@ TEST_F(ServerTest, KvCacheTypeSetsTheBlocksOneBudgetHolds) {
   EXPECT_GT(f32_blocks, 0);
   EXPECT_EQ(f16_bytes * 2, f32_bytes);
   EXPECT_NEAR(f16_blocks, 2 * f32_blocks, 1);
+}
+
+// Two models from one process (`--model A --model B`), each with its own engine: each answers
+// its own name with what a server of that model alone answers, a request without a model goes
+// to the first, an unknown name is a 404 naming both, and /v1/models lists both.
+TEST_F(ServerTest, TwoModelsFromOneProcessEachAnswerTheirOwnName) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("infergrid_two_models_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string other = (dir / "qwen.gguf").string();
+  SynthOptions o;
+  o.arch = "qwen2";
+  o.size = "1m";
+  o.type = TensorType::kQ4_0;
+  o.seed = 99;
+  ASSERT_TRUE(synthesize_model(o, other, 2).is_ok());
+  const std::vector<std::string> common = {"--threads", "1", "--kv-cache-bytes", "32MiB"};
+  auto with = [&](std::vector<std::string> args) {
+    args.insert(args.end(), common.begin(), common.end());
+    return args;
+  };
+  ServerProcess both, alone_a, alone_b;
+  std::string log;
+  ASSERT_TRUE(both.start(with({"--model", test_model_path(), "--model", other,
+                               "--served-model-name", "alpha", "--served-model-name", "beta"}),
+                         log))
+      << log;
+  ASSERT_TRUE(alone_a.start(with({"--model", test_model_path()}), log)) << log;
+  ASSERT_TRUE(alone_b.start(with({"--model", other}), log)) << log;
+
+  const auto complete = [](const ServerProcess& server, const char* model) {
+    json body = {{"prompt", "The two engines"}, {"max_tokens", 12}, {"temperature", 0}};
+    if (model != nullptr) body["model"] = model;
+    return curl(server.url() + "/v1/completions", body.dump());
+  };
+  const auto text_of = [](const HttpResult& r) {
+    EXPECT_EQ(r.status, 200) << r.body;
+    return r.status == 200 ? json::parse(r.body)["choices"][0]["text"].get<std::string>()
+                           : std::string();
+  };
+  const std::string want_a = text_of(complete(alone_a, nullptr));
+  const std::string want_b = text_of(complete(alone_b, nullptr));
+  ASSERT_NE(want_a, want_b) << "the two models must differ for this test to mean anything";
+  const HttpResult alpha = complete(both, "alpha");
+  EXPECT_EQ(text_of(alpha), want_a);
+  EXPECT_EQ(json::parse(alpha.body)["model"], "alpha");
+  const HttpResult beta = complete(both, "beta");
+  EXPECT_EQ(text_of(beta), want_b);
+  EXPECT_EQ(json::parse(beta.body)["model"], "beta");
+  EXPECT_EQ(text_of(complete(both, nullptr)), want_a);  // no model: the first
+
+  const HttpResult unknown = complete(both, "gamma");
+  EXPECT_EQ(unknown.status, 404);
+  const json error = json::parse(unknown.body)["error"];
+  EXPECT_EQ(error["code"], "model_not_found");
+  EXPECT_NE(error["message"].get<std::string>().find("alpha, beta"), std::string::npos)
+      << error.dump();
+
+  const json models = json::parse(curl(both.url() + "/v1/models").body);
+  ASSERT_EQ(models["data"].size(), 2u);
+  EXPECT_EQ(models["data"][0]["id"], "alpha");
+  EXPECT_EQ(models["data"][1]["id"], "beta");
+  // The metrics count the requests of both engines.
+  EXPECT_EQ(metric(curl(both.url() + "/metrics").body, "infergrid_request_success_total"), 3);
+  for (ServerProcess* s : {&both, &alone_a, &alone_b}) {
+    s->signal(SIGTERM);
+    EXPECT_EQ(s->wait(std::chrono::seconds(20)), 0);
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST_F(ServerTest, StreamingSendsSseChunksUsageAndDone) {

@@ -1,0 +1,63 @@
+#include "server/server_context.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+namespace infergrid {
+
+const ModelEntry* ServerContext::find_model(std::string_view name) const {
+  if (name.empty()) return models.front().get();
+  for (const auto& m : models) {
+    if (std::find(m->names.begin(), m->names.end(), name) != m->names.end()) return m.get();
+  }
+  return nullptr;
+}
+
+std::variant<RoutedRequest, ApiError> ServerContext::prepare(std::string_view body,
+                                                             Endpoint endpoint,
+                                                             int caller_priority) const {
+  auto parsed = parse_api_request(body, endpoint, JsonLimits{});
+  if (auto* error = std::get_if<ApiError>(&parsed)) return *error;
+  ApiRequest& api = std::get<ApiRequest>(parsed);
+  const ModelEntry* model = find_model(api.model);
+  if (model == nullptr) {
+    std::vector<std::string> served;
+    for (const auto& m : models) served.push_back(m->names.front());
+    return api_error(404,
+                     fmt::format("the model '{}' does not exist; this server serves {}",
+                                 api.model.size() <= 100 ? api.model : api.model.substr(0, 100),
+                                 fmt::join(served, ", ")),
+                     "model", "model_not_found");
+  }
+  auto prepared = model->preparer.prepare(api, caller_priority);
+  if (auto* error = std::get_if<ApiError>(&prepared)) return *error;
+  return RoutedRequest{model, std::move(std::get<PreparedRequest>(prepared))};
+}
+
+EngineStats ServerContext::engine_stats() const {
+  EngineStats all = models.front()->engine.stats();
+  for (size_t i = 1; i < models.size(); ++i) {
+    const EngineStats s = models[i]->engine.stats();
+    all.running += s.running;
+    all.waiting += s.waiting;
+    all.blocks_total += s.blocks_total;
+    all.blocks_in_use += s.blocks_in_use;
+    all.blocks_cached += s.blocks_cached;
+    all.blocks_free += s.blocks_free;
+    SchedulerCounters& c = all.counters;
+    c.steps += s.counters.steps;
+    c.prompt_tokens += s.counters.prompt_tokens;
+    c.prefix_hit_tokens += s.counters.prefix_hit_tokens;
+    c.tier_hit_tokens += s.counters.tier_hit_tokens;
+    c.computed_tokens += s.counters.computed_tokens;
+    c.generated_tokens += s.counters.generated_tokens;
+    c.preemptions += s.counters.preemptions;
+    c.finished_requests += s.counters.finished_requests;
+    c.cancelled_requests += s.counters.cancelled_requests;
+  }
+  return all;
+}
+
+}  // namespace infergrid
