@@ -36,9 +36,9 @@ struct ServeArgs {
   int io_threads = 2;
   int ctx_size = 0;
   std::string kv_cache_bytes;
-  int block_size = 16;
-  int max_batch_tokens = 256;
-  int max_running = 64;
+  int block_size = SchedulerOptions{}.block_size;
+  int max_batch_tokens = SchedulerOptions{}.max_batch_tokens;
+  int max_running = SchedulerOptions{}.max_running;
   int max_queued = 256;
   bool no_prefix_cache = false;
   bool no_chunked_prefill = false;

