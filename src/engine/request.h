@@ -13,7 +13,7 @@
 namespace infergrid {
 
 struct RequestOptions {
-  int max_tokens = 16;
+  int max_tokens = 16;  // OpenAI's completions default
   SamplingParams sampling;
   std::vector<std::string> stop;        // stop strings: generation ends before the first one
   std::vector<int32_t> stop_token_ids;  // extra tokens that end generation (not emitted)

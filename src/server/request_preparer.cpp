@@ -120,9 +120,10 @@ std::variant<PreparedRequest, ApiError> RequestPreparer::prepare_parsed(ApiReque
                                  prompt_len, prompt_param, *api.max_tokens, prompt_param),
                      "max_tokens", "context_length_exceeded");
   }
-  // Without max_tokens: chat runs to the end of the context, completions stop at 16 (OpenAI's
-  // defaults), either one clamped to what is left.
-  request.options.max_tokens = api.max_tokens.value_or(chat ? room : std::min(16, room));
+  // Without max_tokens: chat runs to the end of the context, completions stop at the engine's
+  // default (16, OpenAI's), either one clamped to what is left.
+  request.options.max_tokens =
+      api.max_tokens.value_or(chat ? room : std::min(RequestOptions{}.max_tokens, room));
   return out;
 }
 
