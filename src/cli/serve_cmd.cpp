@@ -3,6 +3,7 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -109,14 +110,12 @@ struct Instance {
 // directory ("" for none).
 Result<std::unique_ptr<Instance>> build_instance(const std::string& path,
                                                  std::vector<std::string> names,
-                                                 const std::string& disk_dir) {
+                                                 const std::string& disk_dir, int n_models) {
   auto in = std::make_unique<Instance>();
   in->path = path;
   in->names = std::move(names);
   IG_ASSIGN_OR_RETURN(in->model, Model::load(path));
-  auto tokenizer = Tokenizer::from_gguf(in->model->gguf());
-  if (!tokenizer.is_ok()) return tokenizer.status().with_context(path);
-  in->tokenizer = std::move(tokenizer).value();
+  IG_ASSIGN_OR_RETURN(in->tokenizer, Tokenizer::from_gguf(in->model->gguf()));
   auto chat = args.chat_template.empty() ? ChatTemplate::from_gguf(in->model->gguf())
                                          : ChatTemplate::from_name(args.chat_template);
   if (!chat.is_ok()) {
@@ -149,6 +148,12 @@ Result<std::unique_ptr<Instance>> build_instance(const std::string& path,
     return make_error(StatusCode::kInvalidArgument,
                       "--kv-cache-bytes '{}' is not a size (e.g. 2GiB, 512MiB)",
                       args.kv_cache_bytes);
+  }
+  if (args.kv_cache_bytes.empty() && n_models > 1) {
+    // The default budget is the machine's, not each model's.
+    options.kv_cache_bytes =
+        default_kv_cache_bytes(config, s.block_size, s.max_context, args.kv_cache_type) /
+        static_cast<size_t>(n_models);
   }
 
   // CLI11 has checked the name against the same list.
@@ -248,11 +253,18 @@ int run() {
     }
     // Each model's SSD blocks in their own subdirectory: a tier removes files of another
     // layout on open, so two models must never share one.
+    // The subdirectory is the model's position and its name made safe for a path, so two
+    // models can never land in one directory (nor one outside the given one).
     std::string disk_dir = args.kv_disk_dir;
     if (!disk_dir.empty() && paths.size() > 1) {
-      disk_dir = (std::filesystem::path(disk_dir) / names.front()).string();
+      std::string safe = names.front();
+      for (char& c : safe) {
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') c = '_';
+      }
+      disk_dir = (std::filesystem::path(disk_dir) / fmt::format("{}-{}", i, safe)).string();
     }
-    auto instance = build_instance(paths[i], std::move(names), disk_dir);
+    auto instance =
+        build_instance(paths[i], std::move(names), disk_dir, static_cast<int>(paths.size()));
     if (!instance.is_ok()) return fail(instance.status().with_context(paths[i]));
     instances.push_back(std::move(instance).value());
   }
@@ -318,7 +330,8 @@ CLI::App* add_serve_command(CLI::App& app) {
   command->add_option("-c,--ctx-size", args.ctx_size,
                       "Context length per request (default: the model's)");
   command->add_option("--kv-cache-bytes", args.kv_cache_bytes,
-                      "KV cache pool size, e.g. 4GiB (default: 40% of free memory, at most 8GiB)");
+                      "KV cache pool size per model, e.g. 4GiB (default: 40% of free memory, at "
+                      "most 8GiB, shared out between the models)");
   add_kv_cache_type_option(*command, args.kv_cache_type);
   command->add_option("--block-size", args.block_size, "Tokens per KV block")
       ->capture_default_str();
@@ -342,13 +355,15 @@ CLI::App* add_serve_command(CLI::App& app) {
                       "Override the chat template: chatml, llama3, llama2, mistral, phi3, gemma, "
                       "deepseek-r1");
   command->add_option("--kv-dram-bytes", args.kv_dram_bytes,
-                      "Size of the shared host-DRAM KV tier, e.g. 8GiB (default: off); every "
-                      "server of this model with the same --kv-dram-name shares it");
+                      "Size of the shared host-DRAM KV tier per model, e.g. 8GiB (default: off); "
+                      "every server of this model with the same --kv-dram-name shares it");
   command->add_option("--kv-dram-name", args.kv_dram_name, "Name of the shared DRAM tier")
       ->capture_default_str();
   command->add_option("--kv-disk-dir", args.kv_disk_dir,
-                      "Directory of the SSD KV tier (evicted prefix blocks; kept across restarts)");
-  command->add_option("--kv-disk-bytes", args.kv_disk_bytes, "Capacity of the SSD KV tier")
+                      "Directory of the SSD KV tier (evicted prefix blocks; kept across restarts; "
+                      "with several models, a subdirectory each)");
+  command
+      ->add_option("--kv-disk-bytes", args.kv_disk_bytes, "Capacity of the SSD KV tier per model")
       ->capture_default_str();
   command
       ->add_option(

@@ -1,6 +1,7 @@
 #include "engine/model_runner.h"
 
 #include <algorithm>
+#include <cassert>
 
 #include "engine/output_processor.h"
 
@@ -18,7 +19,9 @@ ModelRunner::ModelRunner(const Model& model, Backend& backend, const ModelRunner
 }
 
 void ModelRunner::add_request(uint64_t request_id, const SamplingParams& sampling) {
-  samplers_.try_emplace(request_id, model_.config().n_vocab, sampling);
+  [[maybe_unused]] const bool added =
+      samplers_.try_emplace(request_id, model_.config().n_vocab, sampling).second;
+  assert(added && "a request id is added twice");
 }
 
 void ModelRunner::remove_request(uint64_t request_id) {

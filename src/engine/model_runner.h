@@ -55,7 +55,7 @@ struct ModelRunnerOptions {
   int block_size = 16;
   int n_blocks = 0;
   KvType kv_type = kDefaultKvType;
-  int max_batch_tokens = 512;  // tokens per forward pass
+  int max_batch_tokens = 256;  // tokens per forward pass
   int max_logit_rows = 64;     // sampled sequences per forward pass
 };
 

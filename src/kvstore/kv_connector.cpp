@@ -68,7 +68,10 @@ void KvConnector::save_computed(uint64_t key, uint64_t parent_key, std::span<con
 void KvConnector::save_evicted(uint64_t key, uint64_t parent_key, std::span<const int32_t> tokens,
                                std::span<const uint8_t> engine_block) {
   // Blocks are written through when computed; one the first tier no longer holds (pushed out,
-  // or computed before the tier existed) goes there now.
+  // or computed before the tier existed) goes there now. A private first tier is asked here,
+  // so a block it holds (one loaded back from it) is not copied into the queue again; a shared
+  // one is asked on the writer's thread, off the step thread's path to its cross-process lock.
+  if (!tiers_.front().write_through && tiers_.front().tier->contains(key)) return;
   writers_.front()->enqueue(key, parent_key, tokens, engine_block, /*engine_block=*/true);
 }
 

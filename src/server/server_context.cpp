@@ -36,8 +36,26 @@ std::variant<RoutedRequest, ApiError> ServerContext::prepare(std::string_view bo
   return RoutedRequest{model, std::move(std::get<PreparedRequest>(prepared))};
 }
 
+namespace {
+
+void add_tier_stats(TierStats& into, const TierStats& s) {
+  into.hits += s.hits;
+  into.misses += s.misses;
+  into.stored += s.stored;
+  into.evicted += s.evicted;
+  into.dropped_corrupt += s.dropped_corrupt;
+  into.bytes_written += s.bytes_written;
+  into.bytes_read += s.bytes_read;
+  into.blocks += s.blocks;
+  into.used_bytes += s.used_bytes;
+  into.capacity_bytes += s.capacity_bytes;
+}
+
+}  // namespace
+
 EngineStats ServerContext::engine_stats() const {
   EngineStats all = models.front()->engine.stats();
+  double kv_bytes = static_cast<double>(all.blocks_total) * static_cast<double>(all.block_bytes);
   for (size_t i = 1; i < models.size(); ++i) {
     const EngineStats s = models[i]->engine.stats();
     all.running += s.running;
@@ -46,6 +64,7 @@ EngineStats ServerContext::engine_stats() const {
     all.blocks_in_use += s.blocks_in_use;
     all.blocks_cached += s.blocks_cached;
     all.blocks_free += s.blocks_free;
+    kv_bytes += static_cast<double>(s.blocks_total) * static_cast<double>(s.block_bytes);
     SchedulerCounters& c = all.counters;
     c.steps += s.counters.steps;
     c.prompt_tokens += s.counters.prompt_tokens;
@@ -56,6 +75,14 @@ EngineStats ServerContext::engine_stats() const {
     c.preemptions += s.counters.preemptions;
     c.finished_requests += s.counters.finished_requests;
     c.cancelled_requests += s.counters.cancelled_requests;
+    if (s.has_dram_tier) add_tier_stats(all.dram, s.dram);
+    if (s.has_disk_tier) add_tier_stats(all.disk, s.disk);
+    all.has_dram_tier = all.has_dram_tier || s.has_dram_tier;
+    all.has_disk_tier = all.has_disk_tier || s.has_disk_tier;
+  }
+  // Models' blocks differ in size: the mean keeps blocks_total x block_bytes = the KV bytes.
+  if (all.blocks_total > 0) {
+    all.block_bytes = static_cast<size_t>(kv_bytes / all.blocks_total + 0.5);
   }
   return all;
 }

@@ -87,7 +87,8 @@ struct ServerContext {
   // Parses a body, finds its model and prepares it there (on a worker thread).
   std::variant<RoutedRequest, ApiError> prepare(std::string_view body, Endpoint endpoint,
                                                 int caller_priority) const;
-  // Every model's engine stats summed (one model: its own).
+  // Every model's engine stats summed, tiers included (one model: its own); block_bytes is the
+  // mean, so blocks_total x block_bytes stays the KV cache's bytes.
   EngineStats engine_stats() const;
 
   std::vector<std::unique_ptr<ModelEntry>> models;  // at least one

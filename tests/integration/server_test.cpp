@@ -149,10 +149,14 @@ TEST_F(ServerTest, TwoModelsFromOneProcessEachAnswerTheirOwnName) {
   };
   ServerProcess both, alone_a, alone_b;
   std::string log;
-  ASSERT_TRUE(both.start(with({"--model", test_model_path(), "--model", other,
-                               "--served-model-name", "alpha", "--served-model-name", "beta"}),
-                         log))
+  ASSERT_TRUE(both.start(
+      with({"--model", test_model_path(), "--model", other, "--served-model-name", "alpha",
+            "--served-model-name", "../beta", "--kv-disk-dir", (dir / "disk").string()}),
+      log))
       << log;
+  // Each model's SSD tier in its own subdirectory, inside the one given, whatever its name.
+  EXPECT_TRUE(std::filesystem::is_directory(dir / "disk" / "0-alpha"));
+  EXPECT_TRUE(std::filesystem::is_directory(dir / "disk" / "1-___beta"));
   ASSERT_TRUE(alone_a.start(with({"--model", test_model_path()}), log)) << log;
   ASSERT_TRUE(alone_b.start(with({"--model", other}), log)) << log;
 
@@ -172,24 +176,35 @@ TEST_F(ServerTest, TwoModelsFromOneProcessEachAnswerTheirOwnName) {
   const HttpResult alpha = complete(both, "alpha");
   EXPECT_EQ(text_of(alpha), want_a);
   EXPECT_EQ(json::parse(alpha.body)["model"], "alpha");
-  const HttpResult beta = complete(both, "beta");
+  const HttpResult beta = complete(both, "../beta");
   EXPECT_EQ(text_of(beta), want_b);
-  EXPECT_EQ(json::parse(beta.body)["model"], "beta");
+  EXPECT_EQ(json::parse(beta.body)["model"], "../beta");
   EXPECT_EQ(text_of(complete(both, nullptr)), want_a);  // no model: the first
 
   const HttpResult unknown = complete(both, "gamma");
   EXPECT_EQ(unknown.status, 404);
   const json error = json::parse(unknown.body)["error"];
   EXPECT_EQ(error["code"], "model_not_found");
-  EXPECT_NE(error["message"].get<std::string>().find("alpha, beta"), std::string::npos)
+  EXPECT_NE(error["message"].get<std::string>().find("alpha, ../beta"), std::string::npos)
       << error.dump();
 
   const json models = json::parse(curl(both.url() + "/v1/models").body);
   ASSERT_EQ(models["data"].size(), 2u);
   EXPECT_EQ(models["data"][0]["id"], "alpha");
-  EXPECT_EQ(models["data"][1]["id"], "beta");
-  // The metrics count the requests of both engines.
-  EXPECT_EQ(metric(curl(both.url() + "/metrics").body, "infergrid_request_success_total"), 3);
+  EXPECT_EQ(models["data"][1]["id"], "../beta");
+  // The metrics count the requests and the KV blocks of both engines (each its own pool).
+  const std::string m = curl(both.url() + "/metrics").body;
+  EXPECT_EQ(metric(m, "infergrid_request_success_total"), 3);
+  const auto kv_bytes = [](const std::string& metrics) {
+    return metric(metrics, "infergrid_kv_blocks_total").value_or(0) *
+           metric(metrics, "infergrid_kv_block_bytes").value_or(0);
+  };
+  const std::string ma = curl(alone_a.url() + "/metrics").body;
+  const std::string mb = curl(alone_b.url() + "/metrics").body;
+  EXPECT_EQ(metric(m, "infergrid_kv_blocks_total"),
+            metric(ma, "infergrid_kv_blocks_total").value_or(0) +
+                metric(mb, "infergrid_kv_blocks_total").value_or(0));
+  EXPECT_NEAR(kv_bytes(m), kv_bytes(ma) + kv_bytes(mb), 0.001 * kv_bytes(m));
   for (ServerProcess* s : {&both, &alone_a, &alone_b}) {
     s->signal(SIGTERM);
     EXPECT_EQ(s->wait(std::chrono::seconds(20)), 0);
