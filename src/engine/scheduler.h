@@ -4,9 +4,12 @@
 // lowest-priority, latest-arrived running sequence when blocks run out; (2) gives running
 // sequences that are still prefilling, then waiting requests in priority-then-arrival order, a
 // chunk of their prompt under the token budget (chunked prefill), reusing the longest cached
-// prefix on admission; (3) runs one batched forward; (4) samples a token for each sequence whose
-// tokens are all computed, streams it and applies stop conditions. With chunked prefill off, a
-// step either prefills whole prompts (running streams wait) or decodes, as older servers do.
+// prefix on admission; (3) hands that decision as a plain-data ScheduledBatch to the
+// ModelRunner, which computes it and samples a token for each sequence whose tokens are all
+// computed; (4) update() commits the new full blocks (to the prefix cache and, through the
+// KvConnector, the tiers) and gives each sampled token to its request's OutputProcessor
+// (text, stop conditions, events). With chunked prefill off, a step either prefills whole
+// prompts (running streams wait) or decodes, as older servers do.
 //
 // Invariants: a sequence's blocks cover exactly the positions it may write this step; it never
 // writes a block another sequence or the prefix tree holds (copy-on-write); a preempted
@@ -56,9 +59,9 @@ struct SchedulerOptions {
   // through to it as they are computed (so other processes on the host can use them), and
   // blocks it pushes out move on to the disk tier.
   std::shared_ptr<ShmTier> dram_tier;
-  // How blocks are stored in both tiers: kInt8 keeps 3.6-3.9x more blocks per byte at a small,
-  // measured accuracy cost (docs/BENCHMARKS.md). The tiers must be opened with
-  // Scheduler::kv_layout_tag and tier_block_bytes for this codec and kv_type.
+  // How blocks are stored in both tiers: kInt8 keeps 1.8-1.9x (f16 cache) or 3.6-3.9x (f32)
+  // more blocks per byte at a small, measured accuracy cost (docs/BENCHMARKS.md). The tiers must be
+  // opened with Scheduler::kv_layout_tag and tier_block_bytes for this codec and kv_type.
   KvCodec tier_codec = KvCodec::kNative;
   size_t disk_write_queue_bytes = size_t{256} << 20;  // per tier writer
   // How long one step waits, in all, for tier loads to finish before it computes; loads that
