@@ -16,6 +16,7 @@
 
 #include "server/linger_close.h"
 #include "server/openai_api.h"
+#include "server/openai_responder.h"
 
 namespace infergrid {
 
@@ -332,13 +333,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void start_engine_request(PreparedRequest p) {
     const Endpoint endpoint = p.endpoint;
-    gen_.emplace();
-    gen_->endpoint = endpoint;
-    gen_->stream = p.stream;
-    gen_->include_usage = p.include_usage;
-    gen_->logprobs = p.logprobs;
-    gen_->meta = {random_id(endpoint == Endpoint::kChat ? "chatcmpl-" : "cmpl-"), unix_seconds(),
-                  model_->names.front()};
+    gen_.emplace(OpenAiResponder(model_->tokenizer, endpoint,
+                                 {random_id(endpoint == Endpoint::kChat ? "chatcmpl-" : "cmpl-"),
+                                  unix_seconds(), model_->names.front()},
+                                 p.stream, p.include_usage, p.logprobs));
     gen_->start = SteadyClock::now();
 
     std::weak_ptr<Session> weak = shared_from_this();
@@ -371,7 +369,7 @@ class Session : public std::enable_shared_from_this<Session> {
     gen_->keep_alive_self = shared_from_this();
     ++server_.active_generations;
     stream_.expires_never();
-    if (gen_->stream) {
+    if (gen_->responder.stream()) {
       auto res = std::make_unique<http::response<http::empty_body>>(http::status::ok, version_);
       decorate(*res);
       res->set(http::field::content_type, "text/event-stream");
@@ -456,7 +454,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_peer_eof() {
     keep_alive_ = false;
     if (!gen_ || gen_->finished) return;  // the response is on its way
-    if (!gen_->stream && !send_probe()) return client_gone();
+    if (!gen_->responder.stream() && !send_probe()) return client_gone();
     poll_liveness(0);
   }
 
@@ -491,29 +489,11 @@ class Session : public std::enable_shared_from_this<Session> {
     Generation& g = *gen_;
     const auto now = SteadyClock::now();
     if (!e.tokens.empty() && !g.first_token) g.first_token = now;
-    std::vector<ChoiceLogprob> lps;
-    if (g.logprobs) {
-      for (const auto& t : e.tokens) {
-        ChoiceLogprob lp{model_->tokenizer.token_to_piece(t.token), t.logprob, {}};
-        for (const auto& alt : t.top) {
-          lp.top.emplace_back(model_->tokenizer.token_to_piece(alt.token), alt.logprob);
-        }
-        lps.push_back(std::move(lp));
-      }
+    OpenAiResponder::Output out = g.responder.on_event(e);
+    if (g.responder.stream() && !client_gone_) {
+      for (std::string& chunk : out.sse) enqueue({WriteItem::kChunk, std::move(chunk)});
     }
-    g.usage = {e.prompt_tokens, e.completion_tokens, e.cached_tokens};
-    if (g.stream && !client_gone_) {
-      if (!e.text.empty() || !lps.empty() || g.first_chunk) {
-        enqueue({WriteItem::kChunk,
-                 sse(stream_chunk(g.meta, g.endpoint, e.text, g.logprobs ? &lps : nullptr,
-                                  std::nullopt, g.first_chunk))});
-        g.first_chunk = false;
-      }
-    } else if (!g.stream) {
-      g.text += e.text;
-      for (auto& lp : lps) g.all_logprobs.push_back(std::move(lp));
-    }
-    if (!e.finished) return;
+    if (!out.finished) return;
 
     g.finished = true;
     liveness_timer_.cancel();
@@ -531,32 +511,11 @@ class Session : public std::enable_shared_from_this<Session> {
       gen_.reset();
       return close();
     }
-    if (e.finish_reason == FinishReason::kError && !g.stream) {
-      gen_.reset();
-      return send_error(api_error(500, "generation failed: " + e.error.to_string()));
-    }
-    if (e.finish_reason == FinishReason::kCancelled && !g.stream) {
-      gen_.reset();
-      return send_error(api_error(503, "the server is shutting down"), "5");
-    }
-    if (g.stream) {
-      enqueue({WriteItem::kChunk,
-               sse(stream_chunk(g.meta, g.endpoint, "", nullptr, e.finish_reason, false))});
-      if (g.include_usage) {
-        enqueue({WriteItem::kChunk, sse(usage_chunk(g.meta, g.endpoint, g.usage))});
-      }
-      enqueue({WriteItem::kChunk, "data: [DONE]\n\n"});
-      enqueue({WriteItem::kLast, {}});
-    } else {
-      std::string body =
-          completion_response(g.meta, g.endpoint, g.text, g.logprobs ? &g.all_logprobs : nullptr,
-                              e.finish_reason, g.usage);
-      gen_.reset();
-      send_json(http::status::ok, std::move(body));
-    }
+    if (g.responder.stream()) return enqueue({WriteItem::kLast, {}});
+    gen_.reset();
+    if (out.error) return send_error(*out.error, out.retry_after);
+    send_json(http::status::ok, std::move(out.body));
   }
-
-  static std::string sse(const std::string& payload) { return "data: " + payload + "\n\n"; }
 
   // --- writing ----------------------------------------------------------------------------
   struct WriteItem {
@@ -715,19 +674,12 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   struct Generation {
-    Endpoint endpoint = Endpoint::kCompletions;
-    bool stream = false;
-    bool include_usage = false;
-    bool logprobs = false;
-    bool first_chunk = true;
+    explicit Generation(OpenAiResponder r) : responder(std::move(r)) {}
+    OpenAiResponder responder;
     bool finished = false;
     uint64_t request_id = 0;
-    ResponseMeta meta;
     SteadyClock::time_point start;
     std::optional<SteadyClock::time_point> first_token;
-    std::string text;
-    std::vector<ChoiceLogprob> all_logprobs;
-    Usage usage;
     std::shared_ptr<Session> keep_alive_self;
   };
 
