@@ -139,8 +139,16 @@ void Engine::shutdown(std::chrono::milliseconds grace) {
 }
 
 EngineStats Engine::stats() const {
-  std::lock_guard lock(mutex_);
-  return stats_;
+  EngineStats stats;
+  {
+    std::lock_guard lock(mutex_);
+    stats = stats_;
+  }
+  // The tiers are written in the background, after the step that published the rest: read
+  // them now (thread-safe, outside the lock), so an idle engine's gauges are not stale.
+  if (stats.has_dram_tier) stats.dram = scheduler_options_.dram_tier->stats();
+  if (stats.has_disk_tier) stats.disk = scheduler_options_.disk_tier->stats();
+  return stats;
 }
 
 void Engine::publish_stats() {

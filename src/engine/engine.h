@@ -70,6 +70,8 @@ class Engine {
   // rest and joins the step thread.
   void shutdown(std::chrono::milliseconds grace = std::chrono::milliseconds(0));
 
+  // Published after every step; the tiers' figures are read at the call (their writes run in
+  // the background, between steps).
   EngineStats stats() const;
   const Model& model() const { return model_; }
   const Tokenizer& tokenizer() const { return tokenizer_; }

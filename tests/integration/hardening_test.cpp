@@ -2,10 +2,12 @@
 // class of attack, bounded in count and time, and checks both that the attack is answered as a
 // real server would and that ordinary users are still served.
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <memory>
@@ -95,7 +97,19 @@ TEST_F(HardeningTest, AcceptBacksOffAtTheFdLimitAndRecovers) {
   start({"--max-connections", "5000"}, /*max_open_files=*/160);
   std::vector<std::unique_ptr<RawConnection>> idle;
   for (int i = 0; i < 220; ++i) idle.push_back(std::make_unique<RawConnection>(server_.port()));
-  std::this_thread::sleep_for(milliseconds(300));  // let the server take what it can
+  // The server has taken what it can once its open fds reach the limit.
+  const auto open_fds = [&] {
+    int n = 0;
+    std::error_code ec;
+    for (auto it = std::filesystem::directory_iterator(
+             "/proc/" + std::to_string(server_.pid()) + "/fd", ec);
+         !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+      ++n;
+    }
+    return n;
+  };
+  ASSERT_TRUE(eventually([&] { return open_fds() >= 150; }, seconds(10)))
+      << "the server holds " << open_fds() << " fds";
   const double cpu_before = server_.cpu_seconds();
   const size_t log_before = server_.output_bytes();
   std::this_thread::sleep_for(seconds(2));
@@ -434,7 +448,8 @@ TEST_F(HardeningTest, ExpectContinueHttp10StreamsAndSecondSignal) {
   ASSERT_TRUE(
       eventually([&] { return metric_value("infergrid_num_requests_running") == 1; }, seconds(10)));
   server_.signal(SIGINT);
-  std::this_thread::sleep_for(milliseconds(300));
+  // The first signal has been handled once the server takes no new connection.
+  ASSERT_TRUE(eventually([&] { return curl(url("/health")).status != 200; }, seconds(10)));
   server_.signal(SIGINT);
   EXPECT_EQ(server_.wait(seconds(3)), 128 + SIGINT);
 }

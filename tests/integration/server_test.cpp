@@ -508,10 +508,18 @@ TEST_F(ServerTest, SigkillDuringTierWritesThenRestartServesOnlyCorrectOutput) {
   std::thread load([&] {
     for (int i = 0; !stop; i = (i + 1) % 12) curl(url("/v1/completions"), prompt_for(i));
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  // Killed once the disk tier holds blocks and while the load still writes more.
+  const auto disk_blocks = [&] {
+    return metric(curl(url("/metrics")).body, "infergrid_kv_disk_blocks").value_or(0);
+  };
+  for (int i = 0; i < 500 && disk_blocks() < 8; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const bool written = disk_blocks() >= 8;
   server_.signal(SIGKILL);
   stop = true;
   load.join();
+  ASSERT_TRUE(written) << "the disk tier was not being written when the server was killed";
   server_.wait(std::chrono::seconds(5));
 
   ServerProcess restarted, reference;
