@@ -1,10 +1,15 @@
 #include "kvstore/disk_tier.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <csignal>
+#include <cstdio>
 #include <fstream>
 #include <numeric>
+#include <thread>
 
 namespace infergrid {
 namespace {
@@ -109,6 +114,56 @@ TEST_F(DiskTierTest, InterruptedWritesAndDamagedHeadersAreCleanedOnOpen) {
   EXPECT_EQ(tier.stats().blocks, 0u);
   EXPECT_EQ(tier.stats().dropped_corrupt, 1u);
   EXPECT_TRUE(std::filesystem::is_empty(dir_));
+}
+
+// A real kill in the middle of a write: a child process stores 1 MiB blocks in a loop and is
+// killed until a kill leaves a block's temporary file behind (the write was cut between create
+// and rename). The reopened tier removes it and serves every block it keeps intact.
+TEST_F(DiskTierTest, AWriterKilledMidWriteLeavesNoBlockThatPassesWrong) {
+  constexpr size_t kBig = size_t{1} << 20;
+  const auto partial_files = [&] {
+    int n = 0;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
+      n += entry.path().extension() == ".tmp";
+    }
+    return n;
+  };
+  int cut = 0, attempts = 0;
+  uint64_t first = 1;
+  for (; attempts < 40 && cut == 0; ++attempts, first += 100000) {
+    const pid_t child = fork();
+    if (child == 0) {
+      DiskTier writer(dir_, uint64_t{64} << 20, kLayout, kTokens);
+      if (!writer.open().is_ok()) _exit(1);
+      for (uint64_t k = first;; ++k) {
+        (void)writer.put(k, 0, tokens(static_cast<int32_t>(k)),
+                         payload(static_cast<uint8_t>(k), kBig));
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(20000 + 1999 * (attempts % 11)));
+    ::kill(child, SIGKILL);
+    int status = 0;
+    waitpid(child, &status, 0);
+    cut = partial_files();
+  }
+  std::printf("[ kill     ] %d kills until one cut a block write\n", attempts);
+  ASSERT_GT(cut, 0) << "no kill landed inside a block write";
+  DiskTier tier(dir_, uint64_t{64} << 20, kLayout, kTokens);
+  ASSERT_TRUE(tier.open().is_ok());
+  EXPECT_EQ(partial_files(), 0);
+  EXPECT_GT(tier.stats().blocks, 0u);
+  std::vector<uint8_t> out(kBig);
+  uint64_t served = 0;
+  for (uint64_t k = 1; k < first; ++k) {
+    if (!tier.contains(k)) continue;
+    auto got = tier.get(k, tokens(static_cast<int32_t>(k)), out);
+    ASSERT_TRUE(got.is_ok());
+    if (!*got) continue;
+    ASSERT_EQ(out, payload(static_cast<uint8_t>(k), kBig)) << "block " << k;
+    ++served;
+  }
+  EXPECT_EQ(served, tier.stats().blocks);
 }
 
 TEST_F(DiskTierTest, CapacityEvictsLeastRecentlyUsed) {
