@@ -251,10 +251,9 @@ int run() {
         }
       }
     }
-    // Each model's SSD blocks in their own subdirectory: a tier removes files of another
-    // layout on open, so two models must never share one.
-    // The subdirectory is the model's position and its name made safe for a path, so two
-    // models can never land in one directory (nor one outside the given one).
+    // Each model's SSD blocks in their own subdirectory (a tier removes files of another layout
+    // on open, so two models must never share one), named by the model's position and its name
+    // made safe for a path: never one directory for two models, never one outside the given.
     std::string disk_dir = args.kv_disk_dir;
     if (!disk_dir.empty() && paths.size() > 1) {
       std::string safe = names.front();
