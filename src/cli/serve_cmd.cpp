@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -190,7 +191,12 @@ Result<std::unique_ptr<Instance>> build_instance(const std::string& path,
     s.dram_tier = std::shared_ptr<ShmTier>(std::move(tier));
   }
 
-  in->backend = std::make_unique<CpuBackend>(args.threads);
+  // Without --threads, several models share the cores out instead of each spinning on all.
+  const int threads =
+      args.threads > 0 || n_models == 1
+          ? args.threads
+          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / n_models);
+  in->backend = std::make_unique<CpuBackend>(threads);
   in->backend->reserve(s.max_batch_tokens, std::max(config.n_ff, config.n_embd));
   IG_ASSIGN_OR_RETURN(in->engine,
                       Engine::create(*in->model, *in->tokenizer, *in->backend, options));
@@ -324,7 +330,9 @@ CLI::App* add_serve_command(CLI::App& app) {
                       "several models from one process, each with its own engine and KV cache");
   command->add_option("--host", args.host, "Address to listen on")->capture_default_str();
   command->add_option("--port", args.port, "Port (0: any free port)")->capture_default_str();
-  command->add_option("-t,--threads", args.threads, "Compute threads (default: all cores)");
+  command->add_option(
+      "-t,--threads", args.threads,
+      "Compute threads per model (default: all cores, shared out between the models)");
   command->add_option("--io-threads", args.io_threads, "HTTP I/O threads")->capture_default_str();
   command->add_option("-c,--ctx-size", args.ctx_size,
                       "Context length per request (default: the model's)");
