@@ -128,6 +128,47 @@ std::optional<ApiError> read_content(const json& message, size_t index, std::str
   return std::nullopt;
 }
 
+// Fields clients send that this server does not implement yet: refused with a 400 naming
+// them, never accepted and silently ignored (a client relying on a tool call or a JSON schema
+// must learn it got none). Their default values, which ask for nothing, are accepted.
+std::optional<ApiError> refuse_unimplemented(const json& body) {
+  struct Field {
+    const char* name;
+    const char* what;
+    bool (*is_default)(const json& value);
+  };
+  static const Field kFields[] = {
+      {"tools", "tool calls are not implemented",
+       [](const json& v) { return v.is_array() && v.empty(); }},
+      {"tool_choice", "tool calls are not implemented", [](const json& v) { return v == "none"; }},
+      {"parallel_tool_calls", "tool calls are not implemented", [](const json&) { return false; }},
+      {"functions", "function calls are not implemented",
+       [](const json& v) { return v.is_array() && v.empty(); }},
+      {"function_call", "function calls are not implemented",
+       [](const json& v) { return v == "none"; }},
+      {"response_format", "structured output is not implemented",
+       [](const json& v) {
+         return v.is_object() && v.size() == 1 && v.value("type", "") == "text";
+       }},
+      {"logit_bias", "logit biases are not implemented",
+       [](const json& v) { return v.is_object() && v.empty(); }},
+      {"echo", "echoing the prompt is not implemented", [](const json& v) { return v == false; }},
+      {"best_of", "best_of is not implemented", [](const json& v) { return v == 1; }},
+      {"suffix", "insertion after a suffix is not implemented",
+       [](const json& v) { return v == ""; }},
+  };
+  for (const Field& f : kFields) {
+    auto it = body.find(f.name);
+    if (it == body.end() || it->is_null() || f.is_default(*it)) continue;
+    return api_error(400,
+                     fmt::format("'{}' is not supported by this server yet ({}); remove "
+                                 "it from the request",
+                                 f.name, f.what),
+                     f.name, "unsupported_parameter");
+  }
+  return std::nullopt;
+}
+
 std::variant<ApiRequest, ApiError> parse_object(const json& body, Endpoint endpoint) {
   ApiRequest r;
   r.endpoint = endpoint;
@@ -217,6 +258,7 @@ std::variant<ApiRequest, ApiError> parse_object(const json& body, Endpoint endpo
 
   value.reset();
   IG_API_CHECK(read_int(body, "n", 1, 1, value));
+  IG_API_CHECK(refuse_unimplemented(body));
 
   SamplingParams& s = r.options.sampling;
   // OpenAI's defaults: temperature 1, top_p 1, no top-k or min-p.

@@ -110,6 +110,44 @@ TEST(OpenAiApi, RejectsWrongTypesAndValuesNamingTheField) {
   EXPECT_EQ(parse_error("", Endpoint::kChat).http_status, 400);
 }
 
+// What is not implemented yet is refused, naming the field, instead of being accepted and
+// ignored; the values that ask for nothing are accepted.
+TEST(OpenAiApi, RefusesUnimplementedFieldsInsteadOfIgnoringThem) {
+  const std::string chat = R"("messages":[{"role":"user","content":"hi"}])";
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {R"("tools":[{"type":"function","function":{"name":"f","parameters":{}}}])", "tools"},
+      {R"("tool_choice":"required")", "tool_choice"},
+      {R"("parallel_tool_calls":true)", "parallel_tool_calls"},
+      {R"("functions":[{"name":"f"}])", "functions"},
+      {R"("response_format":{"type":"json_object"})", "response_format"},
+      {R"("response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{}}})",
+       "response_format"},
+      {R"("logit_bias":{"50256":-100})", "logit_bias"},
+  };
+  for (const auto& [field, param] : refused) {
+    const ApiError e = parse_error("{" + chat + "," + field + "}", Endpoint::kChat);
+    EXPECT_EQ(e.http_status, 400) << field;
+    EXPECT_EQ(e.param, param) << field;
+    EXPECT_EQ(e.code, "unsupported_parameter") << field;
+    EXPECT_NE(e.message.find("not supported"), std::string::npos) << e.message;
+  }
+  for (const auto& [field, param] :
+       std::vector<std::pair<std::string, std::string>>{{R"("echo":true)", "echo"},
+                                                        {R"("best_of":3)", "best_of"},
+                                                        {R"("suffix":"end")", "suffix"}}) {
+    EXPECT_EQ(parse_error(R"({"prompt":"x",)" + field + "}", Endpoint::kCompletions).param, param);
+  }
+  // Defaults and nulls ask for nothing.
+  for (const std::string field :
+       {R"("tools":[])", R"("tool_choice":"none")", R"("response_format":{"type":"text"})",
+        R"("logit_bias":{})", R"("tools":null)"}) {
+    parse_ok("{" + chat + "," + field + "}", Endpoint::kChat);
+  }
+  for (const std::string field : {R"("echo":false)", R"("best_of":1)", R"("suffix":"")"}) {
+    parse_ok(R"({"prompt":"x",)" + field + "}", Endpoint::kCompletions);
+  }
+}
+
 TEST(OpenAiApi, FormatsResponsesAndChunksLikeOpenAi) {
   ResponseMeta meta{"cmpl-1", 1700000000, "m"};
   std::vector<ChoiceLogprob> lps = {{"He", -0.5f, {{"He", -0.5f}, {"A", -1.0f}}},
