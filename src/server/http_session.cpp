@@ -17,6 +17,7 @@
 #include "server/linger_close.h"
 #include "server/openai_api.h"
 #include "server/openai_responder.h"
+#include "server/tokenize_api.h"
 
 namespace infergrid {
 
@@ -224,8 +225,30 @@ class Session : public std::enable_shared_from_this<Session> {
       return start_generation(target == "/v1/chat/completions" ? Endpoint::kChat
                                                                : Endpoint::kCompletions);
     }
+    if (target == "/tokenize" || target == "/detokenize") {
+      if (method != http::verb::post) return method_not_allowed("POST");
+      return start_tokenizer_request(target == "/detokenize");
+    }
     send_error(api_error(
         404, fmt::format("no route for {} {}", std::string(request_.method_string()), target)));
+  }
+
+  // Tokenizing costs what the text costs: on a worker thread, as generation requests are
+  // prepared; the session resumes on its strand with the answer.
+  void start_tokenizer_request(bool detokenize) {
+    auto body = std::make_shared<std::string>(std::move(request_.body()));
+    request_.body().clear();
+    net::post(
+        server_.workers.get_executor(),
+        [self = shared_from_this(), executor = stream_.get_executor(), body, detokenize]() mutable {
+          auto answer = detokenize ? detokenize_body(self->server_, *body)
+                                   : tokenize_body(self->server_, *body);
+          body.reset();
+          net::post(executor, [self = std::move(self), answer = std::move(answer)]() mutable {
+            if (auto* error = std::get_if<ApiError>(&answer)) return self->send_error(*error);
+            self->send_json(http::status::ok, std::move(std::get<std::string>(answer)));
+          });
+        });
   }
 
   static ApiError host_not_allowed(std::string_view host) {

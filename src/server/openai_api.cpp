@@ -486,8 +486,7 @@ std::string ApiError::to_json() const {
   return json{{"error", e}}.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-std::variant<ApiRequest, ApiError> parse_api_request(std::string_view body, Endpoint endpoint,
-                                                     const JsonLimits& limits) {
+std::variant<json, ApiError> parse_json_body(std::string_view body, const JsonLimits& limits) {
   // One pass over the bytes before any tree is built: syntax errors (a number that overflows a
   // double among them) become a 400 with their position, and nesting and value counts are
   // bounded so a hostile body cannot make the tree cost many times its size.
@@ -502,7 +501,18 @@ std::variant<ApiRequest, ApiError> parse_api_request(std::string_view body, Endp
   try {
     json parsed = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
     if (parsed.is_discarded()) return api_error(400, "the request body is not valid JSON");
-    return parse_object(parsed, endpoint);
+    return parsed;
+  } catch (const std::bad_alloc&) {
+    return api_error(413, "the request body is too large to parse");
+  }
+}
+
+std::variant<ApiRequest, ApiError> parse_api_request(std::string_view body, Endpoint endpoint,
+                                                     const JsonLimits& limits) {
+  auto parsed = parse_json_body(body, limits);
+  if (auto* error = std::get_if<ApiError>(&parsed)) return *error;
+  try {
+    return parse_object(std::get<json>(parsed), endpoint);
   } catch (const std::bad_alloc&) {
     return api_error(413, "the request body is too large to parse");
   } catch (const std::exception& e) {

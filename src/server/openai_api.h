@@ -14,6 +14,8 @@
 #include <variant>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "engine/request.h"
 #include "model/chat_template.h"
 
@@ -54,6 +56,10 @@ struct JsonLimits {
   size_t max_depth = 64;
   size_t max_values = size_t{1} << 18;  // a token-id prompt of 262k tokens still fits
 };
+
+// Any JSON request body, checked against the limits before its tree is built. Never throws.
+std::variant<nlohmann::json, ApiError> parse_json_body(std::string_view body,
+                                                       const JsonLimits& limits = {});
 
 // Parses a /v1/completions or /v1/chat/completions body. Never throws.
 std::variant<ApiRequest, ApiError> parse_api_request(std::string_view body, Endpoint endpoint,

@@ -212,6 +212,48 @@ TEST_F(ServerTest, TwoModelsFromOneProcessEachAnswerTheirOwnName) {
   std::filesystem::remove_all(dir);
 }
 
+// llama-server's /tokenize and /detokenize: text to ids and back is the identity, pieces
+// spell the text, and bad bodies get a 400 naming the field.
+TEST_F(ServerTest, TokenizeAndDetokenizeRoundTrip) {
+  start();
+  const std::string text = "Hello world, tokenize me: 1234 \xC3\xA9t\xC3\xA9";
+  auto tok = curl(url("/tokenize"), json{{"content", text}}.dump());
+  ASSERT_EQ(tok.status, 200) << tok.body;
+  const json ids = json::parse(tok.body)["tokens"];
+  ASSERT_GT(ids.size(), 3u);
+  auto detok = curl(url("/detokenize"), json{{"tokens", ids}}.dump());
+  ASSERT_EQ(detok.status, 200) << detok.body;
+  EXPECT_EQ(json::parse(detok.body)["content"], text);
+
+  auto pieces = curl(url("/tokenize"), json{{"content", text}, {"with_pieces", true}}.dump());
+  ASSERT_EQ(pieces.status, 200) << pieces.body;
+  std::string spelled;
+  const json piece_list = json::parse(pieces.body)["tokens"];
+  for (const json& p : piece_list) {
+    if (p["piece"].is_string()) {
+      spelled += p["piece"].get<std::string>();
+    } else {
+      for (const json& b : p["piece"]) spelled += static_cast<char>(b.get<int>());
+    }
+  }
+  EXPECT_EQ(spelled, text);
+  auto with_bos = curl(url("/tokenize"), json{{"content", text}, {"add_special", true}}.dump());
+  EXPECT_GE(json::parse(with_bos.body)["tokens"].size(), ids.size());
+
+  const auto error_param = [&](const std::string& path, const json& body) {
+    auto r = curl(url(path), body.dump());
+    EXPECT_EQ(r.status, 400) << r.body;
+    return json::parse(r.body)["error"]["param"];
+  };
+  EXPECT_EQ(error_param("/tokenize", json{{"text", "x"}}), "content");
+  EXPECT_EQ(error_param("/tokenize", json{{"content", "x"}, {"add_special", "yes"}}),
+            "add_special");
+  EXPECT_EQ(error_param("/detokenize", json{{"tokens", {1, -5}}}), "tokens");
+  EXPECT_EQ(error_param("/detokenize", json{{"tokens", {99999999}}}), "tokens");
+  EXPECT_EQ(curl(url("/tokenize")).status, 405);
+  EXPECT_EQ(curl(url("/tokenize"), json{{"content", "x"}, {"model", "nope"}}.dump()).status, 404);
+}
+
 TEST_F(ServerTest, StreamingSendsSseChunksUsageAndDone) {
   start();
   auto r = curl(url("/v1/chat/completions"),
