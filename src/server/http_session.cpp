@@ -225,9 +225,11 @@ class Session : public std::enable_shared_from_this<Session> {
       return start_generation(target == "/v1/chat/completions" ? Endpoint::kChat
                                                                : Endpoint::kCompletions);
     }
-    if (target == "/tokenize" || target == "/detokenize") {
+    if (target == "/tokenize" || target == "/detokenize" || target == "/apply-template") {
       if (method != http::verb::post) return method_not_allowed("POST");
-      return start_tokenizer_request(target == "/detokenize");
+      return start_tokenizer_request(target == "/tokenize"     ? &tokenize_body
+                                     : target == "/detokenize" ? &detokenize_body
+                                                               : &apply_template_body);
     }
     send_error(api_error(
         404, fmt::format("no route for {} {}", std::string(request_.method_string()), target)));
@@ -235,14 +237,15 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Tokenizing costs what the text costs: on a worker thread, as generation requests are
   // prepared; the session resumes on its strand with the answer.
-  void start_tokenizer_request(bool detokenize) {
+  using TokenizerEndpoint = std::variant<std::string, ApiError> (*)(const ServerContext&,
+                                                                    std::string_view);
+  void start_tokenizer_request(TokenizerEndpoint endpoint) {
     auto body = std::make_shared<std::string>(std::move(request_.body()));
     request_.body().clear();
     net::post(
         server_.workers.get_executor(),
-        [self = shared_from_this(), executor = stream_.get_executor(), body, detokenize]() mutable {
-          auto answer = detokenize ? detokenize_body(self->server_, *body)
-                                   : tokenize_body(self->server_, *body);
+        [self = shared_from_this(), executor = stream_.get_executor(), body, endpoint]() mutable {
+          auto answer = endpoint(self->server_, *body);
           body.reset();
           net::post(executor, [self = std::move(self), answer = std::move(answer)]() mutable {
             if (auto* error = std::get_if<ApiError>(&answer)) return self->send_error(*error);

@@ -51,6 +51,7 @@ struct ModelEntry {
   ModelEntry(const ServedModel& m, bool trust_request_priority)
       : engine(m.engine),
         tokenizer(m.tokenizer),
+        chat_template(m.chat_template),
         names(m.names),
         preparer(m.tokenizer, m.chat_template,
                  PreparerOptions{m.names, m.engine.max_context(), trust_request_priority,
@@ -58,6 +59,7 @@ struct ModelEntry {
 
   Engine& engine;
   const Tokenizer& tokenizer;
+  ChatTemplate chat_template;
   std::vector<std::string> names;  // the first is reported
   RequestPreparer preparer;
 };

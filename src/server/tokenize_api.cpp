@@ -118,4 +118,28 @@ std::variant<std::string, ApiError> detokenize_body(const ServerContext& server,
   }
 }
 
+std::variant<std::string, ApiError> apply_template_body(const ServerContext& server,
+                                                        std::string_view text) {
+  try {
+    // The messages are read and checked exactly as a chat completion's are.
+    auto parsed = parse_api_request(text, Endpoint::kChat);
+    if (auto* error = std::get_if<ApiError>(&parsed)) return *error;
+    const ApiRequest& api = std::get<ApiRequest>(parsed);
+    const ModelEntry* model = server.find_model(api.model);
+    if (model == nullptr) {
+      return api_error(404,
+                       fmt::format("the model '{}' does not exist",
+                                   api.model.size() <= 100 ? api.model : api.model.substr(0, 100)),
+                       "model", "model_not_found");
+    }
+    auto rendered = model->chat_template.render(api.messages);
+    if (!rendered.is_ok()) return api_error(400, rendered.status().message(), "messages");
+    return json{{"prompt", *rendered}}.dump(-1, ' ', false, json::error_handler_t::replace);
+  } catch (const std::bad_alloc&) {
+    return api_error(503, "the server is out of memory for this request; retry later");
+  } catch (const std::exception& e) {
+    return api_error(500, fmt::format("internal error applying the template: {}", e.what()));
+  }
+}
+
 }  // namespace infergrid

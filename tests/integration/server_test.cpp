@@ -212,9 +212,9 @@ TEST_F(ServerTest, TwoModelsFromOneProcessEachAnswerTheirOwnName) {
   std::filesystem::remove_all(dir);
 }
 
-// llama-server's /tokenize and /detokenize: text to ids and back is the identity, pieces
-// spell the text, and bad bodies get a 400 naming the field.
-TEST_F(ServerTest, TokenizeAndDetokenizeRoundTrip) {
+// llama-server's /tokenize, /detokenize and /apply-template: text to ids and back is the identity,
+// pieces spell the text, and bad bodies get a 400 naming the field.
+TEST_F(ServerTest, TokenizeDetokenizeAndApplyTemplate) {
   start();
   const std::string text = "Hello world, tokenize me: 1234 \xC3\xA9t\xC3\xA9";
   auto tok = curl(url("/tokenize"), json{{"content", text}}.dump());
@@ -252,6 +252,24 @@ TEST_F(ServerTest, TokenizeAndDetokenizeRoundTrip) {
   EXPECT_EQ(error_param("/detokenize", json{{"tokens", {99999999}}}), "tokens");
   EXPECT_EQ(curl(url("/tokenize")).status, 405);
   EXPECT_EQ(curl(url("/tokenize"), json{{"content", "x"}, {"model", "nope"}}.dump()).status, 404);
+
+  // /apply-template gives the text a chat completion runs: tokenized with its BOS it is
+  // exactly the completion's prompt.
+  const json messages = {{{"role", "system"}, {"content", "Be brief."}},
+                         {{"role", "user"}, {"content", "What is a KV cache?"}}};
+  auto applied = curl(url("/apply-template"), json{{"messages", messages}}.dump());
+  ASSERT_EQ(applied.status, 200) << applied.body;
+  const std::string prompt = json::parse(applied.body)["prompt"];
+  EXPECT_NE(prompt.find("What is a KV cache?"), std::string::npos) << prompt;
+  const auto n_tokens =
+      json::parse(curl(url("/tokenize"), json{{"content", prompt}, {"add_special", true}}.dump())
+                      .body)["tokens"]
+          .size();
+  auto chat =
+      curl(url("/v1/chat/completions"), json{{"messages", messages}, {"max_tokens", 1}}.dump());
+  ASSERT_EQ(chat.status, 200) << chat.body;
+  EXPECT_EQ(json::parse(chat.body)["usage"]["prompt_tokens"], n_tokens);
+  EXPECT_EQ(error_param("/apply-template", json{{"messages", "hi"}}), "messages");
 }
 
 TEST_F(ServerTest, StreamingSendsSseChunksUsageAndDone) {
