@@ -15,22 +15,25 @@ const ModelEntry* ServerContext::find_model(std::string_view name) const {
   return nullptr;
 }
 
+std::variant<const ModelEntry*, ApiError> ServerContext::route(std::string_view name) const {
+  if (const ModelEntry* model = find_model(name)) return model;
+  std::vector<std::string> served;
+  for (const auto& m : models) served.push_back(m->names.front());
+  return api_error(404,
+                   fmt::format("the model '{}' does not exist; this server serves {}",
+                               name.substr(0, 100), fmt::join(served, ", ")),
+                   "model", "model_not_found");
+}
+
 std::variant<RoutedRequest, ApiError> ServerContext::prepare(std::string_view body,
                                                              Endpoint endpoint,
                                                              int caller_priority) const {
   auto parsed = parse_api_request(body, endpoint, JsonLimits{});
   if (auto* error = std::get_if<ApiError>(&parsed)) return *error;
   ApiRequest& api = std::get<ApiRequest>(parsed);
-  const ModelEntry* model = find_model(api.model);
-  if (model == nullptr) {
-    std::vector<std::string> served;
-    for (const auto& m : models) served.push_back(m->names.front());
-    return api_error(404,
-                     fmt::format("the model '{}' does not exist; this server serves {}",
-                                 api.model.size() <= 100 ? api.model : api.model.substr(0, 100),
-                                 fmt::join(served, ", ")),
-                     "model", "model_not_found");
-  }
+  auto routed = route(api.model);
+  if (auto* error = std::get_if<ApiError>(&routed)) return *error;
+  const ModelEntry* model = std::get<const ModelEntry*>(routed);
   auto prepared = model->preparer.prepare(api, caller_priority);
   if (auto* error = std::get_if<ApiError>(&prepared)) return *error;
   return RoutedRequest{model, std::move(std::get<PreparedRequest>(prepared))};

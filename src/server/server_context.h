@@ -86,6 +86,8 @@ struct ServerContext {
 
   // The model a request names ("": the first one); nullptr when none has that name.
   const ModelEntry* find_model(std::string_view name) const;
+  // The same, or the 404 that names the served models.
+  std::variant<const ModelEntry*, ApiError> route(std::string_view name) const;
   // Parses a body, finds its model and prepares it there (on a worker thread).
   std::variant<RoutedRequest, ApiError> prepare(std::string_view body, Endpoint endpoint,
                                                 int caller_priority) const;

@@ -10,21 +10,14 @@ namespace {
 
 using nlohmann::json;
 
-// The model a body names, or the error (as generation requests answer it).
+// The model a body's optional "model" names, or the error (as generation requests answer it).
 std::variant<const ModelEntry*, ApiError> model_of(const ServerContext& server, const json& body) {
   std::string name;
   if (auto it = body.find("model"); it != body.end() && !it->is_null()) {
     if (!it->is_string()) return api_error(400, "'model' must be a string", "model");
     name = it->get<std::string>();
   }
-  const ModelEntry* model = server.find_model(name);
-  if (model == nullptr) {
-    return api_error(404,
-                     fmt::format("the model '{}' does not exist",
-                                 name.size() <= 100 ? name : name.substr(0, 100)),
-                     "model", "model_not_found");
-  }
-  return model;
+  return server.route(name);
 }
 
 std::optional<ApiError> read_flag(const json& body, const char* name, bool& out) {
@@ -125,13 +118,9 @@ std::variant<std::string, ApiError> apply_template_body(const ServerContext& ser
     auto parsed = parse_api_request(text, Endpoint::kChat);
     if (auto* error = std::get_if<ApiError>(&parsed)) return *error;
     const ApiRequest& api = std::get<ApiRequest>(parsed);
-    const ModelEntry* model = server.find_model(api.model);
-    if (model == nullptr) {
-      return api_error(404,
-                       fmt::format("the model '{}' does not exist",
-                                   api.model.size() <= 100 ? api.model : api.model.substr(0, 100)),
-                       "model", "model_not_found");
-    }
+    auto routed = server.route(api.model);
+    if (auto* error = std::get_if<ApiError>(&routed)) return *error;
+    const ModelEntry* model = std::get<const ModelEntry*>(routed);
     auto rendered = model->chat_template.render(api.messages);
     if (!rendered.is_ok()) return api_error(400, rendered.status().message(), "messages");
     return json{{"prompt", *rendered}}.dump(-1, ' ', false, json::error_handler_t::replace);

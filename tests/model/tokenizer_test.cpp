@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "golden_required.h"
+#include "golden_vocab.h"
 #include "model/bpe_trainer.h"
 #include "model/gguf.h"
 #include "model/gguf_writer.h"
@@ -81,7 +82,7 @@ class GoldenVocabTest : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(GoldenVocabTest, MatchesLlamaCppIdsAndRoundTrips) {
   const std::string name = GetParam();
-  const std::string base = vocab_dir() + "/ggml-vocab-" + name + ".gguf";
+  const std::string base = test::golden_vocab_path(name);
   std::string inp;
   std::string out;
   if (!read_file(base + ".inp", &inp) || !read_file(base + ".out", &out)) {
@@ -134,16 +135,6 @@ INSTANTIATE_TEST_SUITE_P(Vocabs, GoldenVocabTest,
                            return s;
                          });
 
-std::unique_ptr<Tokenizer> open_golden(const std::string& name) {
-  const std::string path = vocab_dir() + "/ggml-vocab-" + name + ".gguf";
-  if (!std::filesystem::exists(path)) return nullptr;
-  auto file = GgufFile::open(path);
-  if (!file.is_ok()) return nullptr;
-  auto tokenizer = Tokenizer::from_gguf(**file);
-  if (!tokenizer.is_ok()) return nullptr;
-  return std::move(tokenizer).value();
-}
-
 // A random mix of scripts, emoji, whitespace runs and newlines. SentencePiece reads U+2581
 // as its escaped space, so text for SPM round trips leaves it out (it decodes to ' ').
 std::string random_text(std::mt19937& rng, size_t n_chars, bool with_u2581 = true) {
@@ -168,7 +159,7 @@ std::string random_text(std::mt19937& rng, size_t n_chars, bool with_u2581 = tru
 TEST(Tokenizer, RandomUtf8RoundTripsOnRealVocabs) {
   int tested = 0;
   for (const char* name : {"llama-spm", "gpt-2", "deepseek-coder"}) {
-    std::unique_ptr<Tokenizer> tok = open_golden(name);
+    std::unique_ptr<Tokenizer> tok = test::open_golden_vocab(name);
     if (!tok) continue;
     ++tested;
     std::mt19937 rng(1234);
@@ -184,7 +175,7 @@ TEST(Tokenizer, RandomUtf8RoundTripsOnRealVocabs) {
 }
 
 TEST(Tokenizer, ByteLevelBpeRoundTripsInvalidUtf8) {
-  std::unique_ptr<Tokenizer> tok = open_golden("gpt-2");
+  std::unique_ptr<Tokenizer> tok = test::open_golden_vocab("gpt-2");
   if (!tok) IG_GOLDEN_MISSING("gpt-2 vocabulary not available");
   std::mt19937 rng(7);
   std::uniform_int_distribution<int> byte(0, 255);
@@ -196,7 +187,7 @@ TEST(Tokenizer, ByteLevelBpeRoundTripsInvalidUtf8) {
 }
 
 TEST(Tokenizer, SpmAddsBosAndParsesSpecialsLikeLlamaCpp) {
-  std::unique_ptr<Tokenizer> tok = open_golden("llama-spm");
+  std::unique_ptr<Tokenizer> tok = test::open_golden_vocab("llama-spm");
   if (!tok) IG_GOLDEN_MISSING("llama-spm vocabulary not available");
   EXPECT_EQ(tok->kind(), TokenizerKind::kSpm);
   EXPECT_EQ(tok->bos_id(), 1);
@@ -226,7 +217,7 @@ TEST(Tokenizer, SpmAddsBosAndParsesSpecialsLikeLlamaCpp) {
 }
 
 TEST(Tokenizer, UserDefinedTokensAreSplitEvenWithoutParseSpecial) {
-  std::unique_ptr<Tokenizer> tok = open_golden("deepseek-coder");
+  std::unique_ptr<Tokenizer> tok = test::open_golden_vocab("deepseek-coder");
   if (!tok) IG_GOLDEN_MISSING("deepseek-coder vocabulary not available");
   // 'ü' (32009) is a user-defined token in this vocabulary.
   EXPECT_EQ(tok->encode("Führer", false, false), (std::vector<int32_t>{37, 32009, 71, 6247}));

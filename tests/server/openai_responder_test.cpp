@@ -11,7 +11,7 @@
 #include <string>
 
 #include "golden_required.h"
-#include "model/gguf.h"
+#include "golden_vocab.h"
 
 namespace infergrid {
 namespace {
@@ -21,13 +21,11 @@ using nlohmann::json;
 class OpenAiResponderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const std::string path =
-        std::string(INFERGRID_SHARED_DIR) + "/golden/vocab/ggml-vocab-llama-spm.gguf";
-    auto file = GgufFile::open(path);
-    if (!file.is_ok()) IG_GOLDEN_MISSING("the llama-spm vocabulary is not at " << path);
-    auto tokenizer = Tokenizer::from_gguf(**file);
-    ASSERT_TRUE(tokenizer.is_ok());
-    tokenizer_ = std::move(tokenizer).value();
+    tokenizer_ = test::open_golden_vocab("llama-spm");
+    if (!tokenizer_) {
+      IG_GOLDEN_MISSING("the llama-spm vocabulary is not at "
+                        << test::golden_vocab_path("llama-spm"));
+    }
   }
   static RequestEvent event(const std::string& text, int completion_tokens) {
     RequestEvent e;
