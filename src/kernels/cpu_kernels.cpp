@@ -72,6 +72,22 @@ VecDotFn CpuKernels::dot_for(TensorType weight_type) const {
       return dot_q4_K;
     case TensorType::kQ6_K:
       return dot_q6_K;
+    case TensorType::kQ4_1:
+      return dot_q4_1;
+    case TensorType::kQ5_0:
+      return dot_q5_0;
+    case TensorType::kQ5_1:
+      return dot_q5_1;
+    case TensorType::kIQ4_NL:
+      return dot_iq4_nl;
+    case TensorType::kQ2_K:
+      return dot_q2_K;
+    case TensorType::kQ3_K:
+      return dot_q3_K;
+    case TensorType::kQ5_K:
+      return dot_q5_K;
+    case TensorType::kIQ4_XS:
+      return dot_iq4_xs;
     case TensorType::kQ8_K:
       return nullptr;  // activation-only format, never a weight
   }
@@ -88,6 +104,14 @@ MatDotFn CpuKernels::mat_dot_for(TensorType weight_type) const {
       return mat_dot_q4_K;
     case TensorType::kQ6_K:
       return mat_dot_q6_K;
+    case TensorType::kQ4_1:
+      return mat_dot_q4_1;
+    case TensorType::kQ5_0:
+      return mat_dot_q5_0;
+    case TensorType::kQ5_1:
+      return mat_dot_q5_1;
+    case TensorType::kIQ4_NL:
+      return mat_dot_iq4_nl;
     default:
       return nullptr;
   }

@@ -66,13 +66,21 @@ struct PackedKernel {
 struct CpuKernels {
   std::string name;  // "scalar", "avx2", "avx512"
 
-  VecDotFn dot_f32 = nullptr;   // w f32, x f32
-  VecDotFn dot_f16 = nullptr;   // w f16, x f32
-  VecDotFn dot_bf16 = nullptr;  // w bf16, x f32
-  VecDotFn dot_q4_0 = nullptr;  // w q4_0, x q8_0
-  VecDotFn dot_q8_0 = nullptr;  // w q8_0, x q8_0
-  VecDotFn dot_q4_K = nullptr;  // w q4_K, x q8_K
-  VecDotFn dot_q6_K = nullptr;  // w q6_K, x q8_K
+  VecDotFn dot_f32 = nullptr;     // w f32, x f32
+  VecDotFn dot_f16 = nullptr;     // w f16, x f32
+  VecDotFn dot_bf16 = nullptr;    // w bf16, x f32
+  VecDotFn dot_q4_0 = nullptr;    // w q4_0, x q8_0
+  VecDotFn dot_q8_0 = nullptr;    // w q8_0, x q8_0
+  VecDotFn dot_q4_K = nullptr;    // w q4_K, x q8_K
+  VecDotFn dot_q6_K = nullptr;    // w q6_K, x q8_K
+  VecDotFn dot_q4_1 = nullptr;    // w q4_1, x q8_0
+  VecDotFn dot_q5_0 = nullptr;    // w q5_0, x q8_0
+  VecDotFn dot_q5_1 = nullptr;    // w q5_1, x q8_0
+  VecDotFn dot_iq4_nl = nullptr;  // w iq4_nl, x q8_0
+  VecDotFn dot_q2_K = nullptr;    // w q2_K, x q8_K
+  VecDotFn dot_q3_K = nullptr;    // w q3_K, x q8_K
+  VecDotFn dot_q5_K = nullptr;    // w q5_K, x q8_K
+  VecDotFn dot_iq4_xs = nullptr;  // w iq4_xs, x q8_K
 
   // Tiled versions of the dots above; nullptr where a table has none (callers then loop over
   // the vec_dot, which gives the same results).
@@ -80,6 +88,10 @@ struct CpuKernels {
   MatDotFn mat_dot_q8_0 = nullptr;
   MatDotFn mat_dot_q4_K = nullptr;
   MatDotFn mat_dot_q6_K = nullptr;
+  MatDotFn mat_dot_q4_1 = nullptr;
+  MatDotFn mat_dot_q5_0 = nullptr;
+  MatDotFn mat_dot_q5_1 = nullptr;
+  MatDotFn mat_dot_iq4_nl = nullptr;
 
   // Integer GEMM on repacked weights (layout kNone: the table has none for that type).
   PackedKernel packed_q4_0;

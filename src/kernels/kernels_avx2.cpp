@@ -109,6 +109,7 @@ inline __m256i madd_u8_s8(__m256i u, __m256i s) {
 // R*C accumulators are independent FMA chains, so a 4x1 decode tile is not bound by FMA latency.
 struct Q4_0Dot {
   using WeightBlock = BlockQ4_0;
+  static constexpr bool kHasMin = false;
   struct Weights {
     __m256i q;  // codes 0..15 as bytes, in element order
   };
@@ -137,6 +138,7 @@ struct Q4_0Dot {
 
 struct Q8_0Dot {
   using WeightBlock = BlockQ8_0;
+  static constexpr bool kHasMin = false;
   struct Weights {
     __m256i q;
     __m256i abs_q;
@@ -158,6 +160,115 @@ struct Q8_0Dot {
   }
 };
 
+// The 32 low nibbles of a Q4_0-style block in element order (j low, j + 16 high).
+inline __m256i unpack_nibbles_32(const uint8_t* qs) {
+  const __m256i raw =
+      _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
+  return _mm256_and_si256(_mm256_srlv_epi64(raw, _mm256_setr_epi64x(0, 0, 4, 4)),
+                          _mm256_set1_epi8(0x0F));
+}
+
+// Q5's fifth bits as 0x10 in byte j where bit j of the 32-bit word qh is set.
+inline __m256i q5_high_bits(const uint8_t* qh) {
+  uint32_t bits;
+  std::memcpy(&bits, qh, 4);
+  // Byte j takes qh byte j / 8, then keeps bit j % 8.
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(static_cast<int>(bits)),
+      _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303));
+  const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201));
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit),
+                          _mm256_set1_epi8(0x10));
+}
+
+// Activations for the kinds whose codes are unsigned with an offset: y and offset . y in pairs.
+template <int kOffset>
+struct OffsetActs {
+  __m256i y;
+  __m256i y_offset;
+  static OffsetActs load(const BlockQ8_0& b) {
+    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
+    return {y, _mm256_maddubs_epi16(_mm256_set1_epi8(kOffset), y)};
+  }
+};
+
+struct PlainActs {
+  __m256i y;
+  static PlainActs load(const BlockQ8_0& b) {
+    return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs))};
+  }
+};
+
+// Q4_1 and Q5_1: w = d q + m, so a block's dot is d dx (q . y) + m dx (sum y); the second term's
+// sum is taken per lane (see dot_tile).
+struct Q4_1Dot {
+  using WeightBlock = BlockQ4_1;
+  static constexpr bool kHasMin = true;
+  struct Weights {
+    __m256i q;
+  };
+  using Acts = PlainActs;
+  static Weights load_w(const BlockQ4_1& a) { return {unpack_nibbles_32(a.qs)}; }
+  static Acts load_x(const BlockQ8_0& b) { return Acts::load(b); }
+  static __m256i dot(const Weights& w, const Acts& x) { return madd_u8_s8(w.q, x.y); }
+};
+
+struct Q5_1Dot {
+  using WeightBlock = BlockQ5_1;
+  static constexpr bool kHasMin = true;
+  struct Weights {
+    __m256i q;
+  };
+  using Acts = PlainActs;
+  static Weights load_w(const BlockQ5_1& a) {
+    return {_mm256_or_si256(unpack_nibbles_32(a.qs), q5_high_bits(a.qh))};
+  }
+  static Acts load_x(const BlockQ8_0& b) { return Acts::load(b); }
+  static __m256i dot(const Weights& w, const Acts& x) { return madd_u8_s8(w.q, x.y); }
+};
+
+// (q - 16) . y = q . y - 16 . y; pairs stay within 2 * (31 + 16) * 127 < 2^15.
+struct Q5_0Dot {
+  using WeightBlock = BlockQ5_0;
+  static constexpr bool kHasMin = false;
+  struct Weights {
+    __m256i q;
+  };
+  using Acts = OffsetActs<16>;
+  static Weights load_w(const BlockQ5_0& a) {
+    return {_mm256_or_si256(unpack_nibbles_32(a.qs), q5_high_bits(a.qh))};
+  }
+  static Acts load_x(const BlockQ8_0& b) { return Acts::load(b); }
+  static __m256i dot(const Weights& w, const Acts& x) {
+    return _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(w.q, x.y), x.y_offset),
+                             _mm256_set1_epi16(1));
+  }
+};
+
+inline __m256i iq4_table() {
+  return _mm256_broadcastsi128_si256(
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues)));
+}
+
+// Levels looked up by vpshufb; signed x signed through the sign trick (|level| <= 127).
+struct IQ4_NLDot {
+  using WeightBlock = BlockIQ4_NL;
+  static constexpr bool kHasMin = false;
+  struct Weights {
+    __m256i v;
+    __m256i abs_v;
+  };
+  using Acts = PlainActs;
+  static Weights load_w(const BlockIQ4_NL& a) {
+    const __m256i v = _mm256_shuffle_epi8(iq4_table(), unpack_nibbles_32(a.qs));
+    return {v, _mm256_sign_epi8(v, v)};
+  }
+  static Acts load_x(const BlockQ8_0& b) { return Acts::load(b); }
+  static __m256i dot(const Weights& w, const Acts& x) {
+    return madd_u8_s8(w.abs_v, _mm256_sign_epi8(x.y, w.v));
+  }
+};
+
 template <typename Kind, int R, int C>
 inline void dot_tile(int64_t nb, const uint8_t* w, size_t w_row_bytes, const uint8_t* x,
                      size_t x_row_bytes, float* y, int64_t y_stride) {
@@ -168,6 +279,7 @@ inline void dot_tile(int64_t nb, const uint8_t* w, size_t w_row_bytes, const uin
   for (int64_t i = 0; i < nb; ++i) {
     typename Kind::Weights wq[R];
     __m256 wd[R];
+    [[maybe_unused]] __m256 wm[R];
     for (int r = 0; r < R; ++r) {
       const WeightBlock& a = reinterpret_cast<const WeightBlock*>(w + r * w_row_bytes)[i];
       // Rows are short (about 1-2 KiB), too short for the hardware prefetcher to train on R
@@ -175,14 +287,22 @@ inline void dot_tile(int64_t nb, const uint8_t* w, size_t w_row_bytes, const uin
       _mm_prefetch(reinterpret_cast<const char*>(&a) + R * w_row_bytes, _MM_HINT_T0);
       wq[r] = Kind::load_w(a);
       wd[r] = _mm256_set1_ps(half(a.d));
+      if constexpr (Kind::kHasMin) wm[r] = _mm256_set1_ps(half(a.m));
     }
     for (int c = 0; c < C; ++c) {
       const BlockQ8_0& b = reinterpret_cast<const BlockQ8_0*>(x + c * x_row_bytes)[i];
       const typename Kind::Acts xq = Kind::load_x(b);
       const __m256 xd = _mm256_set1_ps(half(b.d));
+      [[maybe_unused]] __m256 y_sums;
+      if constexpr (Kind::kHasMin) {
+        y_sums = _mm256_cvtepi32_ps(madd_u8_s8(_mm256_set1_epi8(1), xq.y));
+      }
       for (int r = 0; r < R; ++r) {
         acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(wd[r], xd),
                                     _mm256_cvtepi32_ps(Kind::dot(wq[r], xq)), acc[r][c]);
+        if constexpr (Kind::kHasMin) {
+          acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(wm[r], xd), y_sums, acc[r][c]);
+        }
       }
     }
   }
@@ -359,6 +479,164 @@ float dot_q6_K(int64_t n, const void* w, const void* x) {
             _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], y), _mm256_cvtepi8_epi16(sc_bytes));
         sumi = _mm256_add_epi32(sumi, p);
       }
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * half(a[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+  }
+  return hsum(acc);
+}
+
+// Q5_K: Q4_K's layout plus a fifth bit per element from qh (bit 2g for the low sub-block of
+// 64-group g, 2g + 1 for the high one). Codes <= 31: pairs stay below 2 * 31 * 127.
+float dot_q5_K(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockQ5_K*>(w);
+  const auto* b = static_cast<const BlockQ8_K*>(x);
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m256i one = _mm256_set1_epi8(1);
+  const __m256i pick[8] = {broadcast_i16_pattern(0), broadcast_i16_pattern(1),
+                           broadcast_i16_pattern(2), broadcast_i16_pattern(3),
+                           broadcast_i16_pattern(4), broadcast_i16_pattern(5),
+                           broadcast_i16_pattern(6), broadcast_i16_pattern(7)};
+  __m256 acc = _mm256_setzero_ps();
+  __m128 acc_m = _mm_setzero_ps();
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    uint32_t unpacked[4];
+    unpack_q4_K_scales(a[i].scales, unpacked);
+    const __m128i sc_m = _mm_loadu_si128(reinterpret_cast<const __m128i*>(unpacked));
+    const __m128i mins = _mm_cvtepu8_epi16(_mm_srli_si128(sc_m, 8));
+    const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].bsums));
+    const __m128i sub_sums =
+        _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+    acc_m = _mm_fmadd_ps(_mm_set1_ps(b[i].d * half(a[i].dmin)),
+                         _mm_cvtepi32_ps(_mm_madd_epi16(mins, sub_sums)), acc_m);
+
+    const __m256i scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sc_m));
+    const __m256i high = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[i].qh));
+    const uint8_t* q5 = a[i].qs;
+    const int8_t* q8 = b[i].qs;
+    __m256i sumi = _mm256_setzero_si256();
+    for (int g = 0; g < kQK_K / 64; ++g) {
+      const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q5 + 32 * g));
+      // Masking each byte to one bit before the 16-bit shift keeps bits inside their byte.
+      const __m256i h_lo =
+          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(high, 2 * g), one), 4);
+      const __m256i h_hi =
+          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(high, 2 * g + 1), one), 4);
+      const __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4), h_lo);
+      const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), h_hi);
+      const __m256i y_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8 + 64 * g));
+      const __m256i y_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8 + 64 * g + 32));
+      const __m256i p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y_lo),
+                                             _mm256_shuffle_epi8(scales, pick[2 * g]));
+      const __m256i p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y_hi),
+                                             _mm256_shuffle_epi8(scales, pick[2 * g + 1]));
+      sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * half(a[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+  }
+  acc_m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+  acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
+  return hsum(acc) - _mm_cvtss_f32(acc_m);
+}
+
+// vpshufb patterns that put byte 2k of a vector in bytes 0..7 and byte 2k + 1 in bytes 8..15:
+// the scales of the two 16-element sub-blocks a 32-element group spans.
+inline __m128i pair_pattern(int k) {
+  const char lo = static_cast<char>(2 * k), hi = static_cast<char>(2 * k + 1);
+  return _mm_set_epi8(hi, hi, hi, hi, hi, hi, hi, hi, lo, lo, lo, lo, lo, lo, lo, lo);
+}
+
+// Q2_K and Q3_K share the 2-bit layout: a 32-byte load of qs[32 h ..] shifted by 2k holds
+// elements 128 h + 32 k .. + 31 in order, sub-blocks 8h + 2k and 8h + 2k + 1.
+float dot_q2_K(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockQ2_K*>(w);
+  const auto* b = static_cast<const BlockQ8_K*>(x);
+  const __m256i m2 = _mm256_set1_epi8(3);
+  const __m128i m4 = _mm_set1_epi8(0x0F);
+  __m256 acc = _mm256_setzero_ps();
+  __m256 acc_m = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a[i].scales));
+    const __m128i scales = _mm_and_si128(packed, m4);
+    const __m128i mins = _mm_and_si128(_mm_srli_epi16(packed, 4), m4);
+    const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].bsums));
+    acc_m = _mm256_fmadd_ps(
+        _mm256_set1_ps(b[i].d * half(a[i].dmin)),
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_cvtepu8_epi16(mins), bsums)), acc_m);
+    __m256i sumi = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[i].qs + 32 * h));
+      const __m128i half_scales = h == 0 ? scales : _mm_srli_si128(scales, 8);
+      for (int k = 0; k < 4; ++k) {
+        const __m256i q = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * k), m2);
+        const __m256i y =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs + 128 * h + 32 * k));
+        const __m256i sc = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(half_scales, pair_pattern(k)));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), sc));
+      }
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * half(a[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+  }
+  return hsum(acc) - hsum(acc_m);
+}
+
+// Q3_K: codes q + 4 high (0..7) against y, then 4 . y subtracted per sub-block from the bsums:
+// sum_j s_j sum (q3 - 4) y = sum_j s_j sum q3 y - 4 sum_j s_j bsum_j (the same integer).
+float dot_q3_K(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockQ3_K*>(w);
+  const auto* b = static_cast<const BlockQ8_K*>(x);
+  const __m256i m2 = _mm256_set1_epi8(3);
+  const __m256i one = _mm256_set1_epi8(1);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    // The sixteen six-bit scales, four bytes at a time (unpack_q3_K_scales), minus 32.
+    constexpr uint32_t kLow4 = 0x0f0f0f0f, kLow2 = 0x03030303;
+    uint32_t raw[3], unpacked[4];
+    std::memcpy(raw, a[i].scales, sizeof raw);
+    unpacked[0] = (raw[0] & kLow4) | ((raw[2] & kLow2) << 4);
+    unpacked[1] = (raw[1] & kLow4) | (((raw[2] >> 2) & kLow2) << 4);
+    unpacked[2] = ((raw[0] >> 4) & kLow4) | (((raw[2] >> 4) & kLow2) << 4);
+    unpacked[3] = ((raw[1] >> 4) & kLow4) | (((raw[2] >> 6) & kLow2) << 4);
+    const __m128i scales = _mm_sub_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(unpacked)),
+                                        _mm_set1_epi8(32));
+    const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].bsums));
+    __m256i sumi = _mm256_sub_epi32(
+        _mm256_setzero_si256(),
+        _mm256_slli_epi32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(scales), bsums), 2));
+    const __m256i hmask = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[i].hmask));
+    for (int h = 0; h < 2; ++h) {
+      const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[i].qs + 32 * h));
+      const __m128i half_scales = h == 0 ? scales : _mm_srli_si128(scales, 8);
+      for (int k = 0; k < 4; ++k) {
+        const __m256i high =
+            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hmask, 4 * h + k), one), 2);
+        const __m256i q =
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 2 * k), m2), high);
+        const __m256i y =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs + 128 * h + 32 * k));
+        const __m256i sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(half_scales, pair_pattern(k)));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), sc));
+      }
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * half(a[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+  }
+  return hsum(acc);
+}
+
+// IQ4_XS: per 32-element sub-block, looked-up levels (sign trick) times y, scaled by ls - 32 in
+// the madd; pairs stay within 2 * 127 * 127 < 2^15.
+float dot_iq4_xs(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockIQ4_XS*>(w);
+  const auto* b = static_cast<const BlockQ8_K*>(x);
+  const __m256i table = iq4_table();
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    __m256i sumi = _mm256_setzero_si256();
+    for (int j = 0; j < kQK_K / 32; ++j) {
+      const __m256i v = _mm256_shuffle_epi8(table, unpack_nibbles_32(a[i].qs + 16 * j));
+      const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs + 32 * j));
+      const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(y, v));
+      const __m256i sc = _mm256_set1_epi16(static_cast<int16_t>(iq4_xs_scale(a[i], j) - 32));
+      sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(pairs, sc));
     }
     acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * half(a[i].d)), _mm256_cvtepi32_ps(sumi), acc);
   }
@@ -756,6 +1034,18 @@ void fill_avx2_kernels(CpuKernels& k) {
   k.mat_dot_q8_0 = mat_dot<Q8_0Dot>;
   k.dot_q4_K = dot_q4_K;
   k.dot_q6_K = dot_q6_K;
+  k.dot_q4_1 = vec_dot<Q4_1Dot>;
+  k.dot_q5_0 = vec_dot<Q5_0Dot>;
+  k.dot_q5_1 = vec_dot<Q5_1Dot>;
+  k.dot_iq4_nl = vec_dot<IQ4_NLDot>;
+  k.mat_dot_q4_1 = mat_dot<Q4_1Dot>;
+  k.mat_dot_q5_0 = mat_dot<Q5_0Dot>;
+  k.mat_dot_q5_1 = mat_dot<Q5_1Dot>;
+  k.mat_dot_iq4_nl = mat_dot<IQ4_NLDot>;
+  k.dot_q5_K = dot_q5_K;
+  k.dot_q2_K = dot_q2_K;
+  k.dot_q3_K = dot_q3_K;
+  k.dot_iq4_xs = dot_iq4_xs;
   k.quantize_q8_0 = quantize_q8_0;
   k.quantize_q8_K = quantize_q8_K;
   k.dot_f32_f32 = dot_f32_f32;

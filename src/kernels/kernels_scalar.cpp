@@ -5,6 +5,7 @@
 // and only then scale it, which is the split the SIMD versions must reproduce.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "core/fp16.h"
 #include "kernels/cpu_kernels.h"
@@ -121,6 +122,157 @@ float dot_q6_K(int64_t n, const void* w, const void* x) {
   return sum;
 }
 
+// Sum of a Q8_0 block's codes: the offset terms of Q4_1/Q5_1 (min * sum of activations).
+int q8_0_code_sum(const BlockQ8_0& b) {
+  int s = 0;
+  for (int8_t v : b.qs) s += v;
+  return s;
+}
+
+float dot_q4_1(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockQ4_1*>(w);
+  const auto* b = static_cast<const BlockQ8_0*>(x);
+  float sum = 0;
+  for (int64_t i = 0; i < n / kQK4_1; ++i) {
+    int sumi = 0;
+    for (int j = 0; j < 16; ++j) {
+      sumi += (a[i].qs[j] & 0xF) * b[i].qs[j] + (a[i].qs[j] >> 4) * b[i].qs[j + 16];
+    }
+    const float dx = fp16_to_fp32(b[i].d);
+    sum += sumi * (fp16_to_fp32(a[i].d) * dx) + fp16_to_fp32(a[i].m) * dx * q8_0_code_sum(b[i]);
+  }
+  return sum;
+}
+
+int q5_level_of(const uint8_t* qh, const uint8_t* qs, int j) {
+  uint32_t high;
+  std::memcpy(&high, qh, 4);
+  return (j < 16 ? qs[j] & 0xF : qs[j - 16] >> 4) | static_cast<int>(((high >> j) & 1) << 4);
+}
+
+float dot_q5_0(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockQ5_0*>(w);
+  const auto* b = static_cast<const BlockQ8_0*>(x);
+  float sum = 0;
+  for (int64_t i = 0; i < n / kQK5_0; ++i) {
+    int sumi = 0;
+    for (int j = 0; j < 32; ++j) sumi += (q5_level_of(a[i].qh, a[i].qs, j) - 16) * b[i].qs[j];
+    sum += sumi * (fp16_to_fp32(a[i].d) * fp16_to_fp32(b[i].d));
+  }
+  return sum;
+}
+
+float dot_q5_1(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockQ5_1*>(w);
+  const auto* b = static_cast<const BlockQ8_0*>(x);
+  float sum = 0;
+  for (int64_t i = 0; i < n / kQK5_1; ++i) {
+    int sumi = 0;
+    for (int j = 0; j < 32; ++j) sumi += q5_level_of(a[i].qh, a[i].qs, j) * b[i].qs[j];
+    const float dx = fp16_to_fp32(b[i].d);
+    sum += sumi * (fp16_to_fp32(a[i].d) * dx) + fp16_to_fp32(a[i].m) * dx * q8_0_code_sum(b[i]);
+  }
+  return sum;
+}
+
+float dot_iq4_nl(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockIQ4_NL*>(w);
+  const auto* b = static_cast<const BlockQ8_0*>(x);
+  float sum = 0;
+  for (int64_t i = 0; i < n / kQK4_NL; ++i) {
+    int sumi = 0;
+    for (int j = 0; j < 16; ++j) {
+      sumi += kIq4nlValues[a[i].qs[j] & 0xF] * b[i].qs[j] +
+              kIq4nlValues[a[i].qs[j] >> 4] * b[i].qs[j + 16];
+    }
+    sum += sumi * (fp16_to_fp32(a[i].d) * fp16_to_fp32(b[i].d));
+  }
+  return sum;
+}
+
+float dot_q2_K(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockQ2_K*>(w);
+  const auto* b = static_cast<const BlockQ8_K*>(x);
+  float sum = 0;
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    int sumi = 0, summ = 0;
+    for (int j = 0; j < 16; ++j) {
+      int s = 0;
+      for (int l = 0; l < 16; ++l) s += q2_K_level(a[i].qs, 16 * j + l) * b[i].qs[16 * j + l];
+      sumi += (a[i].scales[j] & 0xF) * s;
+      summ += (a[i].scales[j] >> 4) * b[i].bsums[j];
+    }
+    sum += b[i].d * fp16_to_fp32(a[i].d) * sumi - b[i].d * fp16_to_fp32(a[i].dmin) * summ;
+  }
+  return sum;
+}
+
+float dot_q3_K(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockQ3_K*>(w);
+  const auto* b = static_cast<const BlockQ8_K*>(x);
+  float sum = 0;
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    uint8_t sc[16];
+    unpack_q3_K_scales(a[i].scales, sc);
+    int sumi = 0;
+    for (int j = 0; j < 16; ++j) {
+      int s = 0;
+      for (int l = 0; l < 16; ++l) {
+        const int e = 16 * j + l;
+        const int high = (a[i].hmask[e % 32] >> (e / 32)) & 1;
+        s += (q2_K_level(a[i].qs, e) - (high ? 0 : 4)) * b[i].qs[e];
+      }
+      sumi += (sc[j] - 32) * s;
+    }
+    sum += b[i].d * fp16_to_fp32(a[i].d) * sumi;
+  }
+  return sum;
+}
+
+float dot_q5_K(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockQ5_K*>(w);
+  const auto* b = static_cast<const BlockQ8_K*>(x);
+  float sum = 0;
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    int sumi = 0, summ = 0;
+    for (int j = 0; j < kQK_K / 32; ++j) {
+      uint8_t sc, m;
+      get_scale_min_k4(j, a[i].scales, &sc, &m);
+      const uint8_t* q = a[i].qs + 32 * (j / 2);
+      const int shift = 4 * (j % 2);
+      const int8_t* y = b[i].qs + 32 * j;
+      int s = 0;
+      for (int l = 0; l < 32; ++l) {
+        s += (((q[l] >> shift) & 0xF) + ((a[i].qh[l] >> j) & 1) * 16) * y[l];
+      }
+      sumi += sc * s;
+      summ += m * (b[i].bsums[2 * j] + b[i].bsums[2 * j + 1]);
+    }
+    sum += b[i].d * fp16_to_fp32(a[i].d) * sumi - b[i].d * fp16_to_fp32(a[i].dmin) * summ;
+  }
+  return sum;
+}
+
+float dot_iq4_xs(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockIQ4_XS*>(w);
+  const auto* b = static_cast<const BlockQ8_K*>(x);
+  float sum = 0;
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    int sumi = 0;
+    for (int j = 0; j < kQK_K / 32; ++j) {
+      const uint8_t* qs = a[i].qs + 16 * j;
+      const int8_t* y = b[i].qs + 32 * j;
+      int s = 0;
+      for (int l = 0; l < 16; ++l) {
+        s += kIq4nlValues[qs[l] & 0xF] * y[l] + kIq4nlValues[qs[l] >> 4] * y[l + 16];
+      }
+      sumi += (iq4_xs_scale(a[i], j) - 32) * s;
+    }
+    sum += b[i].d * fp16_to_fp32(a[i].d) * sumi;
+  }
+  return sum;
+}
+
 void quantize_q8_0(const float* x, void* y, int64_t n) {
   quantize_row_q8_0_ref(x, static_cast<BlockQ8_0*>(y), n);
 }
@@ -223,6 +375,14 @@ void fill_scalar_kernels(CpuKernels& k) {
   k.dot_q8_0 = dot_q8_0;
   k.dot_q4_K = dot_q4_K;
   k.dot_q6_K = dot_q6_K;
+  k.dot_q4_1 = dot_q4_1;
+  k.dot_q5_0 = dot_q5_0;
+  k.dot_q5_1 = dot_q5_1;
+  k.dot_iq4_nl = dot_iq4_nl;
+  k.dot_q2_K = dot_q2_K;
+  k.dot_q3_K = dot_q3_K;
+  k.dot_q5_K = dot_q5_K;
+  k.dot_iq4_xs = dot_iq4_xs;
   k.mat_dot_q4_0 = mat_dot<dot_q4_0>;
   k.mat_dot_q8_0 = mat_dot<dot_q8_0>;
   k.quantize_q8_0 = quantize_q8_0;

@@ -14,8 +14,24 @@ std::optional<TensorTypeTraits> tensor_type_traits(TensorType type) {
       return TensorTypeTraits{"bf16", 1, 2, TensorType::kF32};
     case TensorType::kQ4_0:
       return TensorTypeTraits{"q4_0", kQK4_0, sizeof(BlockQ4_0), TensorType::kQ8_0};
+    case TensorType::kQ4_1:
+      return TensorTypeTraits{"q4_1", kQK4_1, sizeof(BlockQ4_1), TensorType::kQ8_0};
+    case TensorType::kQ5_0:
+      return TensorTypeTraits{"q5_0", kQK5_0, sizeof(BlockQ5_0), TensorType::kQ8_0};
+    case TensorType::kQ5_1:
+      return TensorTypeTraits{"q5_1", kQK5_1, sizeof(BlockQ5_1), TensorType::kQ8_0};
     case TensorType::kQ8_0:
       return TensorTypeTraits{"q8_0", kQK8_0, sizeof(BlockQ8_0), TensorType::kQ8_0};
+    case TensorType::kIQ4_NL:
+      return TensorTypeTraits{"iq4_nl", kQK4_NL, sizeof(BlockIQ4_NL), TensorType::kQ8_0};
+    case TensorType::kQ2_K:
+      return TensorTypeTraits{"q2_k", kQK_K, sizeof(BlockQ2_K), TensorType::kQ8_K};
+    case TensorType::kQ3_K:
+      return TensorTypeTraits{"q3_k", kQK_K, sizeof(BlockQ3_K), TensorType::kQ8_K};
+    case TensorType::kQ5_K:
+      return TensorTypeTraits{"q5_k", kQK_K, sizeof(BlockQ5_K), TensorType::kQ8_K};
+    case TensorType::kIQ4_XS:
+      return TensorTypeTraits{"iq4_xs", kQK_K, sizeof(BlockIQ4_XS), TensorType::kQ8_K};
     case TensorType::kQ4_K:
       return TensorTypeTraits{"q4_k", kQK_K, sizeof(BlockQ4_K), TensorType::kQ8_K};
     case TensorType::kQ6_K:
@@ -43,11 +59,18 @@ std::string tensor_type_name(uint32_t raw_type) {
 }
 
 std::optional<TensorType> tensor_type_from_name(std::string_view name) {
-  for (TensorType t : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ4_0,
-                       TensorType::kQ8_0, TensorType::kQ4_K, TensorType::kQ6_K}) {
+  for (TensorType t : kWeightTensorTypes) {
     if (name == tensor_type_traits(t)->name) return t;
   }
   return std::nullopt;
+}
+
+std::string supported_weight_type_names() {
+  std::string names;
+  for (TensorType t : kWeightTensorTypes) {
+    names += (names.empty() ? "" : ", ") + std::string(tensor_type_traits(t)->name);
+  }
+  return names;
 }
 
 size_t tensor_row_bytes(TensorType type, int64_t n) {

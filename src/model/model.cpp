@@ -20,9 +20,8 @@ Result<MatrixView> matrix(const GgufFile& file, const std::string& name, int64_t
   if (info == nullptr) return make_error(StatusCode::kCorrupt, "missing tensor '{}'", name);
   if (!is_supported_tensor_type(info->raw_type)) {
     return make_error(StatusCode::kUnsupported,
-                      "tensor '{}' has type {}, which is not supported "
-                      "(supported: f32, f16, bf16, q8_0, q4_0, q4_k, q6_k)",
-                      name, tensor_type_name(info->raw_type));
+                      "tensor '{}' has type {}, which is not supported (supported: {})", name,
+                      tensor_type_name(info->raw_type), supported_weight_type_names());
   }
   if (info->dims.size() != 2 || info->dims[0] != n_cols || info->dims[1] != n_rows) {
     std::string got;

@@ -85,32 +85,50 @@ class SimdKernels : public testing::TestWithParam<std::string> {
   const CpuKernels* k_ = nullptr;
 };
 
+// Byte offsets of a block's fp16 scale fields (d, and the min scale where the type has one).
+std::vector<size_t> half_scale_offsets(TensorType type) {
+  switch (type) {
+    case TensorType::kQ4_0:
+    case TensorType::kQ8_0:
+    case TensorType::kQ5_0:
+    case TensorType::kIQ4_NL:
+    case TensorType::kIQ4_XS:
+      return {0};
+    case TensorType::kQ4_1:
+    case TensorType::kQ5_1:
+    case TensorType::kQ4_K:
+    case TensorType::kQ5_K:
+      return {0, 2};
+    case TensorType::kQ6_K:
+      return {offsetof(BlockQ6_K, d)};
+    case TensorType::kQ3_K:
+      return {offsetof(BlockQ3_K, d)};
+    case TensorType::kQ2_K:
+      return {offsetof(BlockQ2_K, d), offsetof(BlockQ2_K, dmin)};
+    default:
+      return {};
+  }
+}
+
+// Sets every block's fp16 scales of a weight row to `value`.
+void set_half_scales(TensorType type, std::vector<uint8_t>& w, float value) {
+  const uint16_t h = fp32_to_fp16(value);
+  const size_t bytes = tensor_type_traits(type)->block_bytes;
+  for (size_t off = 0; off < w.size(); off += bytes) {
+    for (size_t field : half_scale_offsets(type)) std::memcpy(w.data() + off + field, &h, 2);
+  }
+}
+
 // A weight row of `type`: random bytes (every bit pattern of quants and sub-scales) with sane
 // block scales, so the test covers encodings the quantizer might never produce.
 std::vector<uint8_t> random_weights(TensorType type, int64_t n, std::mt19937& rng) {
   std::vector<uint8_t> w = test::random_bytes(tensor_row_bytes(type, n), rng);
   std::uniform_real_distribution<float> scale(0.001f, 0.1f);
-  auto set_half = [&](uint8_t* p) {
-    const uint16_t h = fp32_to_fp16(scale(rng));
-    std::memcpy(p, &h, 2);
-  };
   const size_t bytes = tensor_type_traits(type)->block_bytes;
   for (size_t off = 0; off < w.size(); off += bytes) {
-    uint8_t* b = w.data() + off;
-    switch (type) {
-      case TensorType::kQ4_0:
-      case TensorType::kQ8_0:
-        set_half(b);
-        break;
-      case TensorType::kQ4_K:
-        set_half(b);
-        set_half(b + 2);
-        break;
-      case TensorType::kQ6_K:
-        set_half(b + offsetof(BlockQ6_K, d));
-        break;
-      default:
-        break;
+    for (size_t field : half_scale_offsets(type)) {
+      const uint16_t h = fp32_to_fp16(scale(rng));
+      std::memcpy(w.data() + off + field, &h, 2);
     }
   }
   return w;
@@ -135,8 +153,10 @@ double abs_dot(TensorType weight_type, const std::vector<uint8_t>& w, const std:
   return s;
 }
 
-const TensorType kQuantTypes[] = {TensorType::kQ4_0, TensorType::kQ8_0, TensorType::kQ4_K,
-                                  TensorType::kQ6_K};
+const TensorType kQuantTypes[] = {TensorType::kQ4_0, TensorType::kQ8_0, TensorType::kQ4_1,
+                                  TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kIQ4_NL,
+                                  TensorType::kQ2_K, TensorType::kQ3_K, TensorType::kQ4_K,
+                                  TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kIQ4_XS};
 const TensorType kFloatTypes[] = {TensorType::kF32, TensorType::kF16, TensorType::kBF16};
 
 std::vector<int64_t> block_counts() {
@@ -169,25 +189,14 @@ TEST_P(SimdKernels, QuantizedDotsAreIntegerExact) {
     const int64_t n = 16 * tensor_type_traits(type)->block_elems;
     std::vector<uint8_t> w = random_weights(type, n, rng);
     std::vector<uint8_t> x(tensor_row_bytes(tensor_type_traits(type)->dot_type, n));
-    if (type == TensorType::kQ4_0 || type == TensorType::kQ8_0) {
-      auto* wb = reinterpret_cast<uint8_t*>(w.data());
-      for (size_t off = 0; off < w.size(); off += tensor_type_traits(type)->block_bytes) {
-        std::memcpy(wb + off, &one, 2);
-      }
+    set_half_scales(type, w, 1.0f);
+    if (tensor_type_traits(type)->dot_type == TensorType::kQ8_0) {
       auto* xb = reinterpret_cast<BlockQ8_0*>(x.data());
       for (int64_t b = 0; b < n / kQK8_0; ++b) {
         xb[b].d = one;
         for (int8_t& v : xb[b].qs) v = static_cast<int8_t>(small(rng));
       }
     } else {
-      for (size_t off = 0; off < w.size(); off += tensor_type_traits(type)->block_bytes) {
-        if (type == TensorType::kQ4_K) {
-          std::memcpy(w.data() + off, &one, 2);
-          std::memcpy(w.data() + off + 2, &one, 2);
-        } else {
-          std::memcpy(w.data() + off + offsetof(BlockQ6_K, d), &one, 2);
-        }
-      }
       auto* xb = reinterpret_cast<BlockQ8_K*>(x.data());
       for (int64_t b = 0; b < n / kQK_K; ++b) {
         xb[b].d = 1.0f;
@@ -220,15 +229,23 @@ TEST_P(SimdKernels, QuantizedDotsDoNotSaturate) {
           std::memset(w.data() + off, 0x80, kQK8_0);  // -128, the one asymmetric code
         }
       }
+      set_half_scales(type, w, 0.01f);
       const size_t bytes = tensor_type_traits(type)->block_bytes;
-      const uint16_t d = fp32_to_fp16(0.01f);
       for (size_t off = 0; off < w.size(); off += bytes) {
-        const size_t d_off = type == TensorType::kQ6_K ? offsetof(BlockQ6_K, d) : 0;
-        std::memcpy(w.data() + off + d_off, &d, 2);
-        if (type == TensorType::kQ4_K) std::memcpy(w.data() + off + 2, &d, 2);
         if (type == TensorType::kQ6_K) {
           std::memset(w.data() + off + offsetof(BlockQ6_K, scales), 0x80, 16);  // scale -128
         }
+        if (type == TensorType::kQ3_K) {
+          // Codes -4 (high bits clear) at scale -32 (stored 0): Q3_K's largest products.
+          std::memset(w.data() + off + offsetof(BlockQ3_K, hmask), 0, kQK_K / 8);
+          std::memset(w.data() + off + offsetof(BlockQ3_K, scales), 0, kKScaleBytes);
+        }
+        if (type == TensorType::kIQ4_XS) {
+          // Level -127 (code 0) at scale -32 (stored 0).
+          std::memset(w.data() + off + offsetof(BlockIQ4_XS, scales_h), 0, 6);
+          std::memset(w.data() + off + offsetof(BlockIQ4_XS, qs), 0, kQK_K / 2);
+        }
+        if (type == TensorType::kIQ4_NL) std::memset(w.data() + off + 2, 0, kQK4_NL / 2);
       }
       const float want = ref().dot_for(type)(n, w.data(), x.data());
       const float got = k_->dot_for(type)(n, w.data(), x.data());
@@ -626,9 +643,7 @@ TEST(CpuKernelsChild, DISABLED_SelectAndRunEveryEntry) {
   const CpuKernels& selected = select_cpu_kernels();
   std::mt19937 rng(test::kSeed + 12);
   for (const CpuKernels* k : available_cpu_kernels()) {
-    for (TensorType type :
-         {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ4_0,
-          TensorType::kQ8_0, TensorType::kQ4_K, TensorType::kQ6_K}) {
+    for (TensorType type : kWeightTensorTypes) {
       const int64_t n = 256, n_rows = kPackedRowGroup + 1;
       std::vector<uint8_t> w = random_weights(type, n * n_rows, rng);
       if (tensor_type_traits(type)->block_elems == 1) {  // float types: random bytes hold NaNs
@@ -681,9 +696,8 @@ TEST(CpuKernels, DispatchPicksTheBestAvailableTable) {
   EXPECT_EQ(avx2_kernels() != nullptr, f.has_avx2_path());
   EXPECT_EQ(avx512_kernels() != nullptr, f.has_avx512_path());
   for (const CpuKernels* k : tables) {
-    for (TensorType t : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ4_0,
-                         TensorType::kQ8_0, TensorType::kQ4_K, TensorType::kQ6_K}) {
-      EXPECT_NE(k->dot_for(t), nullptr) << k->name;
+    for (TensorType t : kWeightTensorTypes) {
+      EXPECT_NE(k->dot_for(t), nullptr) << k->name << " " << tensor_type_traits(t)->name;
     }
     EXPECT_NE(k->quantize_for(TensorType::kQ8_0), nullptr);
     EXPECT_NE(k->quantize_for(TensorType::kQ8_K), nullptr);

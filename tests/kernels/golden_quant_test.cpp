@@ -7,10 +7,12 @@
 // tests do not depend on the model layer.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -115,6 +117,7 @@ TEST_P(GoldenQuant, RequantizingF32WeightsReproducesLlamaCppBytes) {
   ASSERT_TRUE(quant.ok());
 
   int checked = 0;
+  std::set<std::string> types_checked;
   for (const auto& [name, qt] : quant.tensors()) {
     const auto type = static_cast<TensorType>(qt.type);
     if (type == TensorType::kF32 || !is_supported_tensor_type(qt.type)) continue;
@@ -136,13 +139,23 @@ TEST_P(GoldenQuant, RequantizingF32WeightsReproducesLlamaCppBytes) {
     EXPECT_EQ(mismatched_rows, 0) << name << " (" << tensor_type_name(qt.type) << ") of " << n_rows
                                   << " rows";
     ++checked;
+    types_checked.insert(tensor_type_name(qt.type));
   }
   EXPECT_GT(checked, 0);
+  // The file's own type (its suffix without the _m mix marker) is among those compared.
+  std::string own_type = GetParam();
+  if (own_type.size() > 2 && own_type.ends_with("_m")) own_type.resize(own_type.size() - 2);
+  EXPECT_TRUE(types_checked.count(own_type)) << "no " << own_type << " tensor compared";
+  std::string list;
+  for (const std::string& t : types_checked) list += " " + t;
+  std::printf("[golden quant %s] %d tensors byte-exact, types:%s\n", GetParam(), checked,
+              list.c_str());
   RecordProperty("tensors_checked", checked);
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, GoldenQuant,
-                         testing::Values("q8_0", "q4_0", "q6_k", "q4_k_m", "f16"));
+                         testing::Values("q8_0", "q4_0", "q6_k", "q4_k_m", "f16", "q4_1", "q5_0",
+                                         "q5_1", "q2_k", "q3_k_m", "q5_k_m", "iq4_nl", "iq4_xs"));
 
 }  // namespace
 }  // namespace infergrid

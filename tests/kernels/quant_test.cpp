@@ -146,7 +146,12 @@ INSTANTIATE_TEST_SUITE_P(
     testing::Values(RoundTripCase{TensorType::kQ4_0, 0.15}, RoundTripCase{TensorType::kQ8_0, 0.01},
                     RoundTripCase{TensorType::kQ4_K, 0.10}, RoundTripCase{TensorType::kQ6_K, 0.025},
                     RoundTripCase{TensorType::kQ8_K, 0.03}, RoundTripCase{TensorType::kF16, 1e-3},
-                    RoundTripCase{TensorType::kBF16, 5e-3}),
+                    RoundTripCase{TensorType::kBF16, 5e-3}, RoundTripCase{TensorType::kQ4_1, 0.11},
+                    RoundTripCase{TensorType::kQ5_0, 0.08}, RoundTripCase{TensorType::kQ5_1, 0.055},
+                    RoundTripCase{TensorType::kIQ4_NL, 0.12},
+                    RoundTripCase{TensorType::kQ2_K, 0.38}, RoundTripCase{TensorType::kQ3_K, 0.22},
+                    RoundTripCase{TensorType::kQ5_K, 0.055},
+                    RoundTripCase{TensorType::kIQ4_XS, 0.12}),
     [](const testing::TestParamInfo<RoundTripCase>& info) {
       return std::string(tensor_type_traits(info.param.type)->name);
     });
@@ -207,11 +212,12 @@ TEST(Quantize, Q8_KFollowsGgmlConvention) {
   }
 }
 
-TEST(Quantize, KQuantsHandleConstantAndZeroBlocks) {
+TEST(Quantize, QuantizedTypesHandleConstantAndZeroBlocks) {
   std::vector<float> x(512, 0.0f);
   std::fill(x.begin() + 256, x.end(), 0.75f);
   std::vector<float> y(512);
-  for (TensorType type : {TensorType::kQ4_K, TensorType::kQ6_K}) {
+  for (TensorType type : kWeightTensorTypes) {
+    if (tensor_type_traits(type)->block_elems == 1) continue;
     std::vector<uint8_t> q(tensor_row_bytes(type, 512));
     quantize_row(type, x.data(), q.data(), 512);
     dequantize_row(type, q.data(), y.data(), 512);

@@ -82,6 +82,9 @@ std::vector<float> teacher_forced_logits(const Model& model, const std::vector<i
 struct GoldenCase {
   const char* name;
   double max_abs;  // 0: not checked (quantized)
+  // Quantized files: both engines read the same quantized weights, so only the activation
+  // rounding inside the dot products differs; every type, Q2_K and Q3_K included, measures a
+  // worst row of 0.99970 or better (README: >= 0.999 for Q8_0, 0.99 for 4-bit), hence 0.9995.
   double min_cosine;
 };
 
@@ -161,16 +164,24 @@ TEST_P(ModelGolden, RepackedWeightsGiveTheSameBitsAsTheFileLayout) {
 INSTANTIATE_TEST_SUITE_P(AllGoldenModels, ModelGolden,
                          ::testing::Values(GoldenCase{"tiny-llama-f32", 6e-3, 0.99999},
                                            GoldenCase{"tiny-llama-f16", 1.5e-2, 0.9999},
-                                           GoldenCase{"tiny-llama-q8_0", 0, 0.999},
-                                           GoldenCase{"tiny-llama-q4_0", 0, 0.99},
-                                           GoldenCase{"tiny-llama-q4_k_m", 0, 0.99},
-                                           GoldenCase{"tiny-llama-q6_k", 0, 0.99},
+                                           GoldenCase{"tiny-llama-q8_0", 0, 0.9995},
+                                           GoldenCase{"tiny-llama-q4_0", 0, 0.9995},
+                                           GoldenCase{"tiny-llama-q4_k_m", 0, 0.9995},
+                                           GoldenCase{"tiny-llama-q6_k", 0, 0.9995},
+                                           GoldenCase{"tiny-llama-q4_1", 0, 0.9995},
+                                           GoldenCase{"tiny-llama-q5_0", 0, 0.9995},
+                                           GoldenCase{"tiny-llama-q5_1", 0, 0.9995},
+                                           GoldenCase{"tiny-llama-q5_k_m", 0, 0.9995},
+                                           GoldenCase{"tiny-llama-iq4_nl", 0, 0.9995},
+                                           GoldenCase{"tiny-llama-iq4_xs", 0, 0.9995},
+                                           GoldenCase{"tiny-llama-q3_k_m", 0, 0.9995},
+                                           GoldenCase{"tiny-llama-q2_k", 0, 0.9995},
                                            GoldenCase{"tiny-llama3-tied-f32", 6e-3, 0.99999},
                                            GoldenCase{"tiny-llama3-tied-f16", 1.5e-2, 0.9999},
-                                           GoldenCase{"tiny-llama3-tied-q8_0", 0, 0.999},
+                                           GoldenCase{"tiny-llama3-tied-q8_0", 0, 0.9995},
                                            GoldenCase{"tiny-qwen2-f32", 6e-3, 0.99999},
                                            GoldenCase{"tiny-qwen2-f16", 1.5e-2, 0.9999},
-                                           GoldenCase{"tiny-qwen2-q8_0", 0, 0.999}),
+                                           GoldenCase{"tiny-qwen2-q8_0", 0, 0.9995}),
                          [](const ::testing::TestParamInfo<GoldenCase>& info) {
                            std::string name = info.param.name;
                            for (char& ch : name) {

@@ -90,9 +90,19 @@ TensorType llama_cpp_vec_dot_type(TensorType weight) {
       return TensorType::kBF16;
     case TensorType::kQ4_0:
     case TensorType::kQ8_0:
+    case TensorType::kQ5_0:
+    case TensorType::kIQ4_NL:
       return TensorType::kQ8_0;
+    // ggml's Q8_1 holds the same codes and scale as Q8_0 (plus their sum).
+    case TensorType::kQ4_1:
+    case TensorType::kQ5_1:
+      return TensorType::kQ8_0;
+    case TensorType::kQ2_K:
+    case TensorType::kQ3_K:
     case TensorType::kQ4_K:
+    case TensorType::kQ5_K:
     case TensorType::kQ6_K:
+    case TensorType::kIQ4_XS:
     case TensorType::kQ8_K:
       return TensorType::kQ8_K;
     case TensorType::kF32:
