@@ -4,9 +4,6 @@
 #include <cstdio>
 #include <iostream>
 
-#include "perf/decode_bench.h"
-#include "perf/engine_bench.h"
-#include "perf/tier_bench.h"
 #include "cli/bench_serve_cmd.h"
 #include "cli/default_model.h"
 #include "cli/kv_cache_type_option.h"
@@ -19,6 +16,9 @@
 #include "model/model.h"
 #include "model/synth.h"
 #include "model/tokenizer.h"
+#include "perf/decode_bench.h"
+#include "perf/engine_bench.h"
+#include "perf/tier_bench.h"
 
 namespace infergrid {
 namespace {
@@ -183,7 +183,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   synth_cmd->add_option("--size", synth.size, "1m, 10m, 100m, 1b (parameters)")
       ->capture_default_str();
-  synth_cmd->add_option("--type", synth_type, "f32, f16, bf16, q8_0, q4_0, q4_k, q6_k")
+  synth_cmd
+      ->add_option("--type", synth_type,
+                   "a weight type: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, iq4_nl, q2_k, "
+                   "q3_k, q4_k, q5_k, q6_k, iq4_xs")
       ->capture_default_str();
   synth_cmd->add_option("-o,--out", synth_out, "Output file")->required();
   synth_cmd->add_option("--seed", synth.seed)->capture_default_str();

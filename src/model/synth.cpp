@@ -6,6 +6,7 @@
 
 #include "core/thread_pool.h"
 #include "kernels/quant.h"
+#include "model/file_type.h"
 #include "model/gguf_writer.h"
 #include "model/synth_vocab.h"
 
@@ -151,7 +152,12 @@ Result<SynthSummary> synthesize_model(const SynthOptions& o, const std::string& 
   writer.set_string("general.architecture", gguf_arch);
   writer.set_string("general.name", fmt::format("infergrid-synth-{}-{}-{}", o.arch, o.size,
                                                 tensor_type_traits(o.type)->name));
-  writer.set_u32("general.file_type", static_cast<uint32_t>(o.type));
+  const std::optional<LlamaFileType> file_type = file_type_of(o.type);
+  if (!file_type) {
+    return make_error(StatusCode::kInvalidArgument, "{} is not a weight type",
+                      tensor_type_traits(o.type)->name);
+  }
+  writer.set_u32("general.file_type", static_cast<uint32_t>(*file_type));
   const std::string a = gguf_arch + ".";
   writer.set_u32(a + "context_length", static_cast<uint32_t>(n_ctx));
   writer.set_u32(a + "embedding_length", static_cast<uint32_t>(n_embd));
