@@ -88,6 +88,8 @@ struct AttentionParams {
   int n_kv_heads = 0;
   int head_dim = 0;
   float scale = 1.0f;  // usually 1/sqrt(head_dim)
+  // > 0: sliding-window attention, a query at position p sees keys k with p - k < window.
+  int window = 0;
 };
 
 class Backend {
@@ -119,6 +121,12 @@ class Backend {
   virtual void add(const float* x, float* y, int64_t n) = 0;
   // Adds bias (n) to each of n_tokens rows of y.
   virtual void add_bias(const float* bias, float* y, int64_t n_tokens, int64_t n) = 0;
+  // y[i] = row rows[i] of x (n_cols floats each): the tokens routed to one expert.
+  virtual void gather_rows(const float* x, int64_t n_cols, std::span<const int32_t> rows,
+                           float* y) = 0;
+  // Row rows[i] of y += scales[i] * row i of x: an expert's outputs back to their tokens.
+  virtual void scatter_add_rows(const float* x, int64_t n_cols, std::span<const int32_t> rows,
+                                std::span<const float> scales, float* y) = 0;
   // Writes the rows of new keys and values (kv_dim floats each, one per batch token) into
   // the cache slots of their sequences at positions[t], rounded to the cache's element type.
   virtual void store_kv(const float* k, const float* v, int64_t kv_dim,

@@ -271,6 +271,20 @@ void CpuBackend::add_bias(const float* bias, float* y, int64_t n_tokens, int64_t
   for (int64_t t = 0; t < n_tokens; ++t) kernels_->axpy(1.0f, bias, y + t * n, n);
 }
 
+void CpuBackend::gather_rows(const float* x, int64_t n_cols, std::span<const int32_t> rows,
+                             float* y) {
+  for (size_t i = 0; i < rows.size(); ++i) {
+    std::copy_n(x + rows[i] * n_cols, n_cols, y + static_cast<int64_t>(i) * n_cols);
+  }
+}
+
+void CpuBackend::scatter_add_rows(const float* x, int64_t n_cols, std::span<const int32_t> rows,
+                                  std::span<const float> scales, float* y) {
+  for (size_t i = 0; i < rows.size(); ++i) {
+    kernels_->axpy(scales[i], x + static_cast<int64_t>(i) * n_cols, y + rows[i] * n_cols, n_cols);
+  }
+}
+
 void CpuBackend::store_kv(const float* k, const float* v, int64_t kv_dim,
                           std::span<const int32_t> positions,
                           std::span<const AttentionSequence> seqs) {
@@ -299,6 +313,10 @@ void CpuBackend::attention(const float* q, std::span<const int32_t> positions,
       std::clamp<int64_t>(2048 / std::max(p.head_dim, 1), 16, kMaxAttentionTileKeys) & ~int64_t{3};
   const int group = p.n_heads / p.n_kv_heads;
   const int64_t q_row = static_cast<int64_t>(p.n_heads) * p.head_dim;
+  // The first key a query at `position` sees.
+  const auto window_start = [&p](int64_t position) -> int64_t {
+    return p.window > 0 ? std::max<int64_t>(0, position - p.window + 1) : 0;
+  };
   const int64_t max_rows = kQueryTile * group;
   // Per thread: accumulators, running max and sum (floats), then query row pointers and the
   // rows' visible key counts.
@@ -338,11 +356,13 @@ void CpuBackend::attention(const float* q, std::span<const int32_t> positions,
     std::fill(row_max, row_max + n_rows, -INFINITY);
     std::fill(row_sum, row_sum + n_rows, 0.0f);
     int64_t last_position = 0;
+    int64_t first_visible = INT64_MAX;  // the earliest key any row of the task sees
     for (int r = 0; r < n_rows; ++r) {
       const int64_t t = task.first_token + r / group;
       const int h = task.kv_head * group + r % group;
       q_rows[r] = q + t * q_row + static_cast<int64_t>(h) * p.head_dim;
       last_position = std::max<int64_t>(last_position, positions[t]);
+      first_visible = std::min(first_visible, window_start(positions[t]));
     }
     // Row pointers of tile [k0, k1), one block-table lookup per storage block (not per key).
     const auto tile_rows = [&](int64_t k0, int64_t k1, const void** k_rows, const void** v_rows) {
@@ -361,9 +381,13 @@ void CpuBackend::attention(const float* q, std::span<const int32_t> positions,
     // prefetched while this one is computed.
     const int64_t head_bytes = static_cast<int64_t>(p.head_dim) * element_bytes;
     const void* tiles[2][2][kMaxAttentionTileKeys];  // [tile parity][K, V][key]
-    tile_rows(0, std::min(key_tile, last_position + 1), tiles[0][0], tiles[0][1]);
+    // Tiles stay cut at multiples of key_tile from position 0 whatever the window, so a row's
+    // calls (and bits) do not depend on which other rows share its task.
+    const int64_t first_tile = first_visible / key_tile * key_tile;
+    tile_rows(first_tile, std::min(first_tile + key_tile, last_position + 1), tiles[0][0],
+              tiles[0][1]);
     int parity = 0;
-    for (int64_t k0 = 0; k0 <= last_position; k0 += key_tile, parity ^= 1) {
+    for (int64_t k0 = first_tile; k0 <= last_position; k0 += key_tile, parity ^= 1) {
       const int64_t k1 = std::min(k0 + key_tile, last_position + 1);
       const void** k_rows = tiles[parity][0];
       const void** v_rows = tiles[parity][1];
@@ -377,12 +401,31 @@ void CpuBackend::attention(const float* q, std::span<const int32_t> positions,
           }
         }
       }
+      bool window_cuts_tile = false;
       for (int r = 0; r < n_rows; ++r) {
         const int64_t t = task.first_token + r / group;
-        row_keys[r] = static_cast<int>(std::clamp<int64_t>(positions[t] + 1 - k0, 0, k1 - k0));
+        const int64_t start = window_start(positions[t]);
+        row_keys[r] =
+            start >= k1 ? 0
+                        : static_cast<int>(std::clamp<int64_t>(positions[t] + 1 - k0, 0, k1 - k0));
+        if (start > k0 && start < k1) {
+          row_keys[r] = 0;  // attended alone below, from its first visible key
+          window_cuts_tile = true;
+        }
       }
       attention_tile(q_rows, row_keys, n_rows, k_rows, v_rows, static_cast<int>(k1 - k0),
                      p.head_dim, p.scale, acc, row_max, row_sum);
+      if (window_cuts_tile) {
+        for (int r = 0; r < n_rows; ++r) {
+          const int64_t t = task.first_token + r / group;
+          const int64_t start = window_start(positions[t]);
+          if (start <= k0 || start >= k1) continue;
+          const int keys = static_cast<int>(std::min<int64_t>(positions[t] + 1, k1) - start);
+          attention_tile(q_rows + r, &keys, 1, k_rows + (start - k0), v_rows + (start - k0),
+                         static_cast<int>(k1 - start), p.head_dim, p.scale,
+                         acc + int64_t{r} * p.head_dim, row_max + r, row_sum + r);
+        }
+      }
     }
     for (int r = 0; r < n_rows; ++r) {
       const int64_t t = task.first_token + r / group;

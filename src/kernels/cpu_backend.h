@@ -42,6 +42,10 @@ class CpuBackend final : public Backend {
   void swiglu(const float* gate, const float* up, float* y, int64_t n_tokens, int64_t n) override;
   void add(const float* x, float* y, int64_t n) override;
   void add_bias(const float* bias, float* y, int64_t n_tokens, int64_t n) override;
+  void gather_rows(const float* x, int64_t n_cols, std::span<const int32_t> rows,
+                   float* y) override;
+  void scatter_add_rows(const float* x, int64_t n_cols, std::span<const int32_t> rows,
+                        std::span<const float> scales, float* y) override;
   void store_kv(const float* k, const float* v, int64_t kv_dim, std::span<const int32_t> positions,
                 std::span<const AttentionSequence> seqs) override;
   void attention(const float* q, std::span<const int32_t> positions,

@@ -14,8 +14,9 @@ namespace infergrid {
 
 namespace {
 
-Result<MatrixView> matrix(const GgufFile& file, const std::string& name, int64_t n_cols,
-                          int64_t n_rows) {
+// The tensor's info when it exists, has a supported type and exactly the shape `dims`.
+Result<const GgufTensorInfo*> checked_tensor(const GgufFile& file, const std::string& name,
+                                             const std::vector<int64_t>& dims) {
   const GgufTensorInfo* info = file.find_tensor(name);
   if (info == nullptr) return make_error(StatusCode::kCorrupt, "missing tensor '{}'", name);
   if (!is_supported_tensor_type(info->raw_type)) {
@@ -23,19 +24,58 @@ Result<MatrixView> matrix(const GgufFile& file, const std::string& name, int64_t
                       "tensor '{}' has type {}, which is not supported (supported: {})", name,
                       tensor_type_name(info->raw_type), supported_weight_type_names());
   }
-  if (info->dims.size() != 2 || info->dims[0] != n_cols || info->dims[1] != n_rows) {
-    std::string got;
-    for (int64_t d : info->dims) got += (got.empty() ? "" : " x ") + std::to_string(d);
-    return make_error(StatusCode::kCorrupt, "tensor '{}' has shape [{}], expected [{} x {}]", name,
-                      got, n_cols, n_rows);
+  if (info->dims != dims) {
+    auto shape = [](const std::vector<int64_t>& d) {
+      std::string out;
+      for (int64_t v : d) out += (out.empty() ? "" : " x ") + std::to_string(v);
+      return out;
+    };
+    return make_error(StatusCode::kCorrupt, "tensor '{}' has shape [{}], expected [{}]", name,
+                      shape(info->dims), shape(dims));
   }
+  return info;
+}
+
+// Rows [first_row, first_row + n_rows) of a matrix of n_cols columns, as a view into `info`.
+MatrixView row_view(const GgufTensorInfo& info, int64_t n_cols, int64_t first_row, int64_t n_rows) {
   MatrixView view;
-  view.type = info->type;
-  view.data = info->data;
+  view.type = info.type;
+  view.row_bytes = tensor_row_bytes(info.type, n_cols);
+  view.data = info.data + static_cast<size_t>(first_row) * view.row_bytes;
   view.n_cols = n_cols;
   view.n_rows = n_rows;
-  view.row_bytes = tensor_row_bytes(info->type, n_cols);
   return view;
+}
+
+Result<MatrixView> matrix(const GgufFile& file, const std::string& name, int64_t n_cols,
+                          int64_t n_rows) {
+  IG_ASSIGN_OR_RETURN(const GgufTensorInfo* info, checked_tensor(file, name, {n_cols, n_rows}));
+  return row_view(*info, n_cols, 0, n_rows);
+}
+
+// A fused matrix (phi3's attn_qkv, ffn_up) split into consecutive row ranges.
+Result<std::vector<MatrixView>> split_matrix(const GgufFile& file, const std::string& name,
+                                             int64_t n_cols, std::vector<int64_t> part_rows) {
+  int64_t total = 0;
+  for (int64_t r : part_rows) total += r;
+  IG_ASSIGN_OR_RETURN(const GgufTensorInfo* info, checked_tensor(file, name, {n_cols, total}));
+  std::vector<MatrixView> parts;
+  int64_t first = 0;
+  for (int64_t r : part_rows) {
+    parts.push_back(row_view(*info, n_cols, first, r));
+    first += r;
+  }
+  return parts;
+}
+
+// One view per expert of a 3-D expert tensor [n_cols, n_rows, n_expert].
+Result<std::vector<MatrixView>> expert_matrices(const GgufFile& file, const std::string& name,
+                                                int64_t n_cols, int64_t n_rows, int n_expert) {
+  IG_ASSIGN_OR_RETURN(const GgufTensorInfo* info,
+                      checked_tensor(file, name, {n_cols, n_rows, n_expert}));
+  std::vector<MatrixView> experts;
+  for (int e = 0; e < n_expert; ++e) experts.push_back(row_view(*info, n_cols, e * n_rows, n_rows));
+  return experts;
 }
 
 Result<std::vector<float>> vector(const GgufFile& file, const std::string& name, int64_t n,
@@ -85,9 +125,16 @@ ForwardScratch::ForwardScratch(const ModelConfig& c, int max_tokens_in, int max_
   k.resize(t * c.kv_dim());
   v.resize(t * c.kv_dim());
   attn.resize(t * std::max(c.q_dim(), c.n_embd));
-  gate.resize(t * c.n_ff);
-  up.resize(t * c.n_ff);
+  gate.resize(t * c.max_ff());
+  up.resize(t * c.max_ff());
   ffn.resize(t * c.n_embd);
+  if (c.is_moe()) {
+    router.resize(t * c.n_expert);
+    expert_in.resize(t * c.n_embd);
+    expert_out.resize(t * c.n_embd);
+    expert_rows.reserve(t * c.n_expert_used);
+    expert_scales.reserve(t * c.n_expert_used);
+  }
   logits.resize(static_cast<size_t>(max_logit_rows) * c.n_vocab);
   tokens.resize(t);
   positions.resize(t);
@@ -138,23 +185,97 @@ Status Model::load_weights() {
     LayerWeights& L = w.layers[static_cast<size_t>(l)];
     const std::string p = "blk." + std::to_string(l) + ".";
     IG_ASSIGN_OR_RETURN(L.attn_norm, vector(f, p + "attn_norm.weight", c.n_embd));
-    IG_ASSIGN_OR_RETURN(L.wq, matrix(f, p + "attn_q.weight", c.n_embd, c.q_dim()));
-    IG_ASSIGN_OR_RETURN(L.wk, matrix(f, p + "attn_k.weight", c.n_embd, c.kv_dim()));
-    IG_ASSIGN_OR_RETURN(L.wv, matrix(f, p + "attn_v.weight", c.n_embd, c.kv_dim()));
+    if (c.fused_qkv) {
+      IG_ASSIGN_OR_RETURN(
+          std::vector<MatrixView> qkv,
+          split_matrix(f, p + "attn_qkv.weight", c.n_embd, {c.q_dim(), c.kv_dim(), c.kv_dim()}));
+      L.wq = qkv[0];
+      L.wk = qkv[1];
+      L.wv = qkv[2];
+    } else {
+      IG_ASSIGN_OR_RETURN(L.wq, matrix(f, p + "attn_q.weight", c.n_embd, c.q_dim()));
+      IG_ASSIGN_OR_RETURN(L.wk, matrix(f, p + "attn_k.weight", c.n_embd, c.kv_dim()));
+      IG_ASSIGN_OR_RETURN(L.wv, matrix(f, p + "attn_v.weight", c.n_embd, c.kv_dim()));
+    }
     IG_ASSIGN_OR_RETURN(L.wo, matrix(f, p + "attn_output.weight", c.q_dim(), c.n_embd));
     // Biases are optional in every architecture (qwen2 always has them).
     IG_ASSIGN_OR_RETURN(L.bq, vector(f, p + "attn_q.bias", c.q_dim(), c.qkv_bias));
     IG_ASSIGN_OR_RETURN(L.bk, vector(f, p + "attn_k.bias", c.kv_dim(), c.qkv_bias));
     IG_ASSIGN_OR_RETURN(L.bv, vector(f, p + "attn_v.bias", c.kv_dim(), c.qkv_bias));
+    if (c.qk_norm) {
+      IG_ASSIGN_OR_RETURN(L.q_norm, vector(f, p + "attn_q_norm.weight", c.head_dim));
+      IG_ASSIGN_OR_RETURN(L.k_norm, vector(f, p + "attn_k_norm.weight", c.head_dim));
+    }
     IG_ASSIGN_OR_RETURN(L.ffn_norm, vector(f, p + "ffn_norm.weight", c.n_embd));
-    IG_ASSIGN_OR_RETURN(L.w_gate, matrix(f, p + "ffn_gate.weight", c.n_embd, c.n_ff));
-    IG_ASSIGN_OR_RETURN(L.w_up, matrix(f, p + "ffn_up.weight", c.n_embd, c.n_ff));
-    IG_ASSIGN_OR_RETURN(L.w_down, matrix(f, p + "ffn_down.weight", c.n_ff, c.n_embd));
-    if (f.find_tensor(p + "ffn_gate_inp.weight") != nullptr) {
-      return Status(StatusCode::kUnsupported, "mixture-of-experts layers are not supported yet");
+    if (c.is_moe()) {
+      ExpertWeights& E = L.moe;
+      IG_ASSIGN_OR_RETURN(E.router, matrix(f, p + "ffn_gate_inp.weight", c.n_embd, c.n_expert));
+      IG_ASSIGN_OR_RETURN(E.gate, expert_matrices(f, p + "ffn_gate_exps.weight", c.n_embd,
+                                                  c.n_ff_expert, c.n_expert));
+      IG_ASSIGN_OR_RETURN(
+          E.up, expert_matrices(f, p + "ffn_up_exps.weight", c.n_embd, c.n_ff_expert, c.n_expert));
+      IG_ASSIGN_OR_RETURN(E.down, expert_matrices(f, p + "ffn_down_exps.weight", c.n_ff_expert,
+                                                  c.n_embd, c.n_expert));
+      if (c.n_ff_shared > 0) {
+        IG_ASSIGN_OR_RETURN(E.shared_gate_inp,
+                            vector(f, p + "ffn_gate_inp_shexp.weight", c.n_embd));
+        IG_ASSIGN_OR_RETURN(E.shared_gate,
+                            matrix(f, p + "ffn_gate_shexp.weight", c.n_embd, c.n_ff_shared));
+        IG_ASSIGN_OR_RETURN(E.shared_up,
+                            matrix(f, p + "ffn_up_shexp.weight", c.n_embd, c.n_ff_shared));
+        IG_ASSIGN_OR_RETURN(E.shared_down,
+                            matrix(f, p + "ffn_down_shexp.weight", c.n_ff_shared, c.n_embd));
+      }
+    } else if (f.find_tensor(p + "ffn_gate_inp.weight") != nullptr) {
+      return make_error(StatusCode::kCorrupt,
+                        "tensor '{}ffn_gate_inp.weight' (an expert router) in a model whose "
+                        "metadata has no {}.expert_count",
+                        p, c.arch_name);
+    } else if (c.fused_gate_up) {
+      IG_ASSIGN_OR_RETURN(std::vector<MatrixView> gate_up,
+                          split_matrix(f, p + "ffn_up.weight", c.n_embd, {c.n_ff, c.n_ff}));
+      L.w_gate = gate_up[0];
+      L.w_up = gate_up[1];
+      IG_ASSIGN_OR_RETURN(L.w_down, matrix(f, p + "ffn_down.weight", c.n_ff, c.n_embd));
+    } else {
+      IG_ASSIGN_OR_RETURN(L.w_gate, matrix(f, p + "ffn_gate.weight", c.n_embd, c.n_ff));
+      IG_ASSIGN_OR_RETURN(L.w_up, matrix(f, p + "ffn_up.weight", c.n_embd, c.n_ff));
+      IG_ASSIGN_OR_RETURN(L.w_down, matrix(f, p + "ffn_down.weight", c.n_ff, c.n_embd));
     }
   }
+  if (c.is_moe()) {
+    const size_t n = static_cast<size_t>(c.n_layer) * c.n_expert;
+    expert_counts_ = std::make_unique<std::atomic<uint64_t>[]>(n);
+    for (size_t i = 0; i < n; ++i) expert_counts_[i].store(0, std::memory_order_relaxed);
+  }
   return Status::ok();
+}
+
+std::vector<MatrixView*> LayerWeights::matrices() {
+  std::vector<MatrixView*> out;
+  for (MatrixView* m : {&wq, &wk, &wv, &wo, &w_gate, &w_up, &w_down, &moe.router, &moe.shared_gate,
+                        &moe.shared_up, &moe.shared_down}) {
+    if (m->data != nullptr) out.push_back(m);
+  }
+  for (auto* experts : {&moe.gate, &moe.up, &moe.down}) {
+    for (MatrixView& m : *experts) out.push_back(&m);
+  }
+  return out;
+}
+
+std::vector<const MatrixView*> LayerWeights::matrices() const {
+  std::vector<const MatrixView*> out;
+  for (MatrixView* m : const_cast<LayerWeights*>(this)->matrices()) out.push_back(m);
+  return out;
+}
+
+std::vector<uint64_t> Model::expert_activation_counts() const {
+  std::vector<uint64_t> out;
+  if (!expert_counts_) return out;
+  const size_t n = static_cast<size_t>(config_.n_layer) * config_.n_expert;
+  out.reserve(n);
+  for (size_t i = 0; i < n; ++i) out.push_back(expert_counts_[i].load(std::memory_order_relaxed));
+  return out;
 }
 
 void Model::pack_weights() {
@@ -172,9 +293,7 @@ void Model::pack_weights() {
   // and its plain rows stay resident for the lookups.
   pack(weights_.output, !weights_.output_tied);
   for (LayerWeights& L : weights_.layers) {
-    for (MatrixView* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
-      pack(*m, true);
-    }
+    for (MatrixView* m : L.matrices()) pack(*m, true);
   }
 }
 
@@ -199,8 +318,14 @@ uint64_t Model::compute_fingerprint() const {
 size_t Model::weight_bytes_per_token() const {
   size_t bytes = weights_.output.total_bytes() + weights_.token_embd.row_bytes;
   for (const auto& L : weights_.layers) {
-    for (const MatrixView* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
-      bytes += m->total_bytes();
+    for (const MatrixView* m : L.matrices()) bytes += m->total_bytes();
+    // One token reads only its n_expert_used experts of each layer.
+    if (config_.is_moe()) {
+      size_t expert_bytes = 0;
+      for (const auto* experts : {&L.moe.gate, &L.moe.up, &L.moe.down}) {
+        for (const MatrixView& m : *experts) expert_bytes += m.total_bytes();
+      }
+      bytes -= expert_bytes - expert_bytes / config_.n_expert * config_.n_expert_used;
     }
   }
   return bytes;
@@ -216,7 +341,7 @@ std::string Model::describe() const {
   const ModelConfig& c = config_;
   std::set<std::string> types;
   for (const auto& L : weights_.layers) {
-    for (const MatrixView* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
+    for (const MatrixView* m : L.matrices()) {
       types.insert(tensor_type_name(static_cast<uint32_t>(m->type)));
     }
   }
@@ -228,10 +353,15 @@ std::string Model::describe() const {
           : "";
   return fmt::format(
       "{} '{}': {} layers, n_embd {}, heads {}/{} (kv), head_dim {}, n_ff {}, "
-      "vocab {}, weights {} ({:.1f} MiB per token){}{}",
+      "vocab {}{}, weights {} ({:.1f} MiB per token){}{}",
       c.arch_name, c.model_name, c.n_layer, c.n_embd, c.n_head, c.n_head_kv, c.head_dim, c.n_ff,
-      c.n_vocab, type_list, weight_bytes_per_token() / 1048576.0,
-      weights_.output_tied ? ", tied output" : "", packed);
+      c.n_vocab,
+      c.is_moe() ? fmt::format(", {} experts ({} used, n_ff {}{})", c.n_expert, c.n_expert_used,
+                               c.n_ff_expert,
+                               c.n_ff_shared ? fmt::format(", shared {}", c.n_ff_shared) : "")
+                 : "",
+      type_list, weight_bytes_per_token() / 1048576.0, weights_.output_tied ? ", tied output" : "",
+      packed);
 }
 
 Result<std::span<const float>> Model::forward(Backend& backend, KvCache& cache,
@@ -333,7 +463,7 @@ std::span<const float> Model::run_batch(Backend& backend, const KvStorage& kv, F
   float* x = s.x.data();
   backend.get_rows(weights_.token_embd, tokens, x);
   AttentionParams attn_params{c.n_head, c.n_head_kv, c.head_dim,
-                              1.0f / std::sqrt(static_cast<float>(c.head_dim))};
+                              1.0f / std::sqrt(static_cast<float>(c.head_dim)), c.sliding_window};
   for (int l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = weights_.layers[static_cast<size_t>(l)];
     s.seqs.clear();
@@ -351,6 +481,13 @@ std::span<const float> Model::run_batch(Backend& backend, const KvStorage& kv, F
     if (!L.bq.empty()) backend.add_bias(L.bq.data(), s.q.data(), n, c.q_dim());
     if (!L.bk.empty()) backend.add_bias(L.bk.data(), s.k.data(), n, c.kv_dim());
     if (!L.bv.empty()) backend.add_bias(L.bv.data(), s.v.data(), n, c.kv_dim());
+    if (!L.q_norm.empty()) {
+      // Each head of each token is one row of head_dim.
+      backend.rms_norm(s.q.data(), L.q_norm.data(), s.q.data(), n * c.n_head, c.head_dim,
+                       c.rms_eps);
+      backend.rms_norm(s.k.data(), L.k_norm.data(), s.k.data(), n * c.n_head_kv, c.head_dim,
+                       c.rms_eps);
+    }
     backend.rope(s.q.data(), n, c.n_head, c.head_dim, positions, c.rope);
     backend.rope(s.k.data(), n, c.n_head_kv, c.head_dim, positions, c.rope);
     backend.store_kv(s.k.data(), s.v.data(), c.kv_dim(), positions, s.seqs);
@@ -359,6 +496,11 @@ std::span<const float> Model::run_batch(Backend& backend, const KvStorage& kv, F
     backend.add(s.ffn.data(), x, n * c.n_embd);
     // Feed-forward block (SwiGLU).
     backend.rms_norm(x, L.ffn_norm.data(), s.xn.data(), n, c.n_embd, c.rms_eps);
+    if (c.is_moe()) {
+      moe_feed_forward(backend, L, l, s, n);
+      backend.add(s.ffn.data(), x, n * c.n_embd);
+      continue;
+    }
     const MatrixView* gate_up[] = {&L.w_gate, &L.w_up};
     float* const gate_up_out[] = {s.gate.data(), s.up.data()};
     backend.matmul_shared_input(gate_up, s.xn.data(), n, gate_up_out);
@@ -376,6 +518,78 @@ std::span<const float> Model::run_batch(Backend& backend, const KvStorage& kv, F
   }
   backend.matmul(weights_.output, s.xn.data(), n_out, s.logits.data());
   return std::span<const float>(s.logits.data(), static_cast<size_t>(n_out) * c.n_vocab);
+}
+
+void Model::moe_feed_forward(Backend& backend, const LayerWeights& L, int layer, ForwardScratch& s,
+                             int64_t n) const {
+  const ModelConfig& c = config_;
+  const ExpertWeights& E = L.moe;
+  const int n_expert = c.n_expert, k = c.n_expert_used;
+  // Routing: softmax over the router logits, the k most probable experts (ties to the lower
+  // index), their probabilities renormalised where the architecture does.
+  backend.matmul(E.router, s.xn.data(), n, s.router.data());
+  std::vector<std::vector<std::pair<int32_t, float>>> routed(static_cast<size_t>(n_expert));
+  std::vector<int> order(static_cast<size_t>(n_expert));
+  for (int64_t t = 0; t < n; ++t) {
+    float* p = s.router.data() + t * n_expert;
+    const float max = *std::max_element(p, p + n_expert);
+    float sum = 0;
+    for (int e = 0; e < n_expert; ++e) sum += p[e] = std::exp(p[e] - max);
+    for (int e = 0; e < n_expert; ++e) p[e] /= sum;
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                      [p](int a, int b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+    float chosen = 0;
+    for (int i = 0; i < k; ++i) chosen += p[order[i]];
+    for (int i = 0; i < k; ++i) {
+      const int e = order[static_cast<size_t>(i)];
+      routed[static_cast<size_t>(e)].emplace_back(static_cast<int32_t>(t),
+                                                  c.expert_weights_norm ? p[e] / chosen : p[e]);
+    }
+  }
+  // Each expert runs once over all the tokens routed to it (its weights are read once per
+  // step; experts no token chose are not read). Experts are added in index order, so a token's
+  // sum does not depend on the other tokens of the batch.
+  std::fill(s.ffn.data(), s.ffn.data() + n * c.n_embd, 0.0f);
+  for (int e = 0; e < n_expert; ++e) {
+    const auto& tokens = routed[static_cast<size_t>(e)];
+    if (tokens.empty()) continue;
+    expert_counts_[static_cast<size_t>(layer) * n_expert + e].fetch_add(tokens.size(),
+                                                                        std::memory_order_relaxed);
+    s.expert_rows.clear();
+    s.expert_scales.clear();
+    for (const auto& [row, scale] : tokens) {
+      s.expert_rows.push_back(row);
+      s.expert_scales.push_back(scale);
+    }
+    const auto m = static_cast<int64_t>(tokens.size());
+    backend.gather_rows(s.xn.data(), c.n_embd, s.expert_rows, s.expert_in.data());
+    const MatrixView* gate_up[] = {&E.gate[static_cast<size_t>(e)], &E.up[static_cast<size_t>(e)]};
+    float* const gate_up_out[] = {s.gate.data(), s.up.data()};
+    backend.matmul_shared_input(gate_up, s.expert_in.data(), m, gate_up_out);
+    backend.swiglu(s.gate.data(), s.up.data(), s.gate.data(), m, c.n_ff_expert);
+    backend.matmul(E.down[static_cast<size_t>(e)], s.gate.data(), m, s.expert_out.data());
+    backend.scatter_add_rows(s.expert_out.data(), c.n_embd, s.expert_rows, s.expert_scales,
+                             s.ffn.data());
+  }
+  if (E.shared_gate_inp.empty()) return;
+  // qwen2moe's shared expert: every token, scaled by sigmoid(shared_gate_inp . x).
+  const MatrixView* gate_up[] = {&E.shared_gate, &E.shared_up};
+  float* const gate_up_out[] = {s.gate.data(), s.up.data()};
+  backend.matmul_shared_input(gate_up, s.xn.data(), n, gate_up_out);
+  backend.swiglu(s.gate.data(), s.up.data(), s.gate.data(), n, c.n_ff_shared);
+  backend.matmul(E.shared_down, s.gate.data(), n, s.expert_out.data());
+  s.expert_rows.clear();
+  s.expert_scales.clear();
+  for (int64_t t = 0; t < n; ++t) {
+    const float* xt = s.xn.data() + t * c.n_embd;
+    float dot = 0;
+    for (int i = 0; i < c.n_embd; ++i) dot += E.shared_gate_inp[static_cast<size_t>(i)] * xt[i];
+    s.expert_rows.push_back(static_cast<int32_t>(t));
+    s.expert_scales.push_back(1.0f / (1.0f + std::exp(-dot)));
+  }
+  backend.scatter_add_rows(s.expert_out.data(), c.n_embd, s.expert_rows, s.expert_scales,
+                           s.ffn.data());
 }
 
 }  // namespace infergrid

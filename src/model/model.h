@@ -1,4 +1,5 @@
-// Model: a loaded decoder-only transformer (llama, mistral, qwen2) and its forward pass.
+// Model: a loaded decoder-only transformer (llama, mistral, qwen2, qwen3, phi3, and the
+// mixture-of-experts llama/qwen2moe/qwen3moe) and its forward pass.
 //
 // Weights are views into the memory-mapped GGUF file (zero copy); only the small vectors
 // (norms, biases, RoPE frequency factors) are converted to float at load. The forward pass is
@@ -6,6 +7,7 @@
 // scratch activations are passed in, so many sequences can share one Model.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <span>
 #include <string>
@@ -19,12 +21,28 @@
 
 namespace infergrid {
 
+// A mixture-of-experts feed-forward: a router picks n_expert_used of the experts per token.
+struct ExpertWeights {
+  MatrixView router;                       // n_embd -> n_expert logits (ffn_gate_inp)
+  std::vector<MatrixView> gate, up, down;  // one view per expert into the 3-D tensors
+  // qwen2moe's shared expert, added for every token, scaled by sigmoid(shared_gate . x).
+  MatrixView shared_gate, shared_up, shared_down;
+  std::vector<float> shared_gate_inp;  // empty: no shared expert
+};
+
 struct LayerWeights {
   std::vector<float> attn_norm;
+  // phi3's fused attn_qkv and ffn_up are split into these views of row ranges (no copy).
   MatrixView wq, wk, wv, wo;
-  std::vector<float> bq, bk, bv;  // empty unless config.qkv_bias
+  std::vector<float> bq, bk, bv;      // empty unless the file has them
+  std::vector<float> q_norm, k_norm;  // per-head RMSNorm weights (qwen3), else empty
   std::vector<float> ffn_norm;
-  MatrixView w_gate, w_up, w_down;
+  MatrixView w_gate, w_up, w_down;  // dense feed-forward (unset in MoE layers)
+  ExpertWeights moe;
+
+  // Every matrix of the layer, for packing, sizing and descriptions.
+  std::vector<MatrixView*> matrices();
+  std::vector<const MatrixView*> matrices() const;
 };
 
 struct ModelWeights {
@@ -87,6 +105,11 @@ struct ForwardScratch {
   int max_tokens;
   int max_logit_rows;
   AlignedBuffer<float> x, xn, q, k, v, attn, gate, up, ffn, logits;
+  // Mixture of experts: router logits (n_expert per token), one expert's gathered inputs and
+  // outputs, and the routing of the batch (per expert: token rows and their weights).
+  AlignedBuffer<float> router, expert_in, expert_out;
+  std::vector<int32_t> expert_rows;
+  std::vector<float> expert_scales;
   AlignedBuffer<int32_t> tokens, positions;
   std::vector<AttentionSequence> seqs;  // capacity max_tokens: a batch never has more
   std::vector<int32_t> logit_rows;      // batch tokens whose logits are wanted
@@ -124,6 +147,8 @@ class Model {
   uint64_t fingerprint() const { return fingerprint_; }
   // A short description for logs: architecture, sizes, tensor types.
   std::string describe() const;
+  // Tokens routed to each expert since load, [layer * n_expert + expert] (empty when dense).
+  std::vector<uint64_t> expert_activation_counts() const;
 
   enum class Logits { kLast, kAll };
   // Runs `tokens` at positions start_pos.. of `cache`, appending their K/V. Returns logits for
@@ -157,6 +182,11 @@ class Model {
   ModelWeights weights_;
   std::vector<AlignedBuffer<uint8_t>> packed_storage_;  // what weights_' packed views point to
   uint64_t fingerprint_ = 0;
+  // Bumped by forward passes on any thread (statistics only: relaxed).
+  std::unique_ptr<std::atomic<uint64_t>[]> expert_counts_;
+
+  void moe_feed_forward(Backend& backend, const LayerWeights& L, int layer, ForwardScratch& s,
+                        int64_t n) const;
 };
 
 }  // namespace infergrid

@@ -12,6 +12,14 @@ const char* architecture_name(Architecture arch) {
       return "qwen2";
     case Architecture::kMistral:
       return "mistral";
+    case Architecture::kQwen3:
+      return "qwen3";
+    case Architecture::kPhi3:
+      return "phi3";
+    case Architecture::kQwen2Moe:
+      return "qwen2moe";
+    case Architecture::kQwen3Moe:
+      return "qwen3moe";
   }
   return "?";
 }
@@ -52,16 +60,37 @@ Result<ModelConfig> ModelConfig::from_gguf(const GgufFile& file) {
                       file.get_string("general.architecture"));
   if (!arch) return Status(StatusCode::kCorrupt, "missing general.architecture");
   c.arch_name = std::string(*arch);
+  bool neox_rope = false;
   if (c.arch_name == "llama") {
     c.arch = Architecture::kLlama;
   } else if (c.arch_name == "qwen2") {
     c.arch = Architecture::kQwen2;
     c.qkv_bias = true;
+    neox_rope = true;
   } else if (c.arch_name == "mistral") {
     c.arch = Architecture::kMistral;
+  } else if (c.arch_name == "qwen3") {
+    c.arch = Architecture::kQwen3;
+    c.qk_norm = true;
+    neox_rope = true;
+  } else if (c.arch_name == "phi3") {
+    c.arch = Architecture::kPhi3;
+    c.fused_qkv = true;
+    c.fused_gate_up = true;
+    neox_rope = true;
+  } else if (c.arch_name == "qwen2moe") {
+    c.arch = Architecture::kQwen2Moe;
+    c.qkv_bias = true;
+    neox_rope = true;
+  } else if (c.arch_name == "qwen3moe") {
+    c.arch = Architecture::kQwen3Moe;
+    c.qk_norm = true;
+    neox_rope = true;
+    c.expert_weights_norm = true;
   } else {
     return make_error(StatusCode::kUnsupported,
-                      "architecture '{}' is not supported (supported: llama, qwen2, mistral)",
+                      "architecture '{}' is not supported (supported: llama, mistral, qwen2, "
+                      "qwen3, phi3, qwen2moe, qwen3moe)",
                       c.arch_name);
   }
   IG_ASSIGN_OR_RETURN(std::optional<std::string_view> name, file.get_string("general.name"));
@@ -79,10 +108,12 @@ Result<ModelConfig> ModelConfig::from_gguf(const GgufFile& file) {
     return make_error(StatusCode::kCorrupt, "head_count {} is not a multiple of head_count_kv {}",
                       c.n_head, c.n_head_kv);
   }
-  if (c.n_embd % c.n_head != 0) {
+  IG_ASSIGN_OR_RETURN(std::optional<int64_t> key_length, file.get_int(p + "attention.key_length"));
+  if (!key_length && c.n_embd % c.n_head != 0) {
     return make_error(StatusCode::kCorrupt, "embedding_length {} not divisible by head_count {}",
                       c.n_embd, c.n_head);
   }
+  // The head size is key_length where the file gives it (qwen3: q is wider than n_embd).
   IG_ASSIGN_OR_RETURN(c.head_dim,
                       optional_int(file, p + "attention.key_length", c.n_embd / c.n_head, 2, 512));
   IG_ASSIGN_OR_RETURN(int value_length,
@@ -106,8 +137,32 @@ Result<ModelConfig> ModelConfig::from_gguf(const GgufFile& file) {
     // Otherwise the loader takes it from token_embd.weight.
   }
 
+  IG_ASSIGN_OR_RETURN(c.sliding_window,
+                      optional_int(file, p + "attention.sliding_window", 0, 0, 1 << 30));
+  if (c.arch != Architecture::kPhi3) {
+    // llama.cpp applies the window only to phi3 among these architectures; elsewhere the key
+    // is ignored, as there.
+    c.sliding_window = 0;
+  }
+
+  IG_ASSIGN_OR_RETURN(c.n_expert, optional_int(file, p + "expert_count", 0, 0, 1024));
+  if (c.n_expert > 0) {
+    IG_ASSIGN_OR_RETURN(c.n_expert_used,
+                        required_int(file, p + "expert_used_count", 1, c.n_expert));
+    IG_ASSIGN_OR_RETURN(c.n_ff_expert,
+                        optional_int(file, p + "expert_feed_forward_length", c.n_ff, 1, kMaxDim));
+    IG_ASSIGN_OR_RETURN(c.n_ff_shared,
+                        optional_int(file, p + "expert_shared_feed_forward_length", 0, 0, kMaxDim));
+    // Mixtral renormalises the top-k weights; qwen2moe does not; qwen3moe does (set above).
+    if (c.arch == Architecture::kLlama || c.arch == Architecture::kMistral) {
+      c.expert_weights_norm = true;
+    }
+  } else if (c.arch == Architecture::kQwen2Moe || c.arch == Architecture::kQwen3Moe) {
+    return make_error(StatusCode::kCorrupt, "{} needs {}expert_count > 0", c.arch_name, p);
+  }
+
   RopeParams& rope = c.rope;
-  rope.style = c.arch == Architecture::kQwen2 ? RopeStyle::kNeox : RopeStyle::kNormal;
+  rope.style = neox_rope ? RopeStyle::kNeox : RopeStyle::kNormal;
   IG_ASSIGN_OR_RETURN(rope.n_dims,
                       optional_int(file, p + "rope.dimension_count", c.head_dim, 2, c.head_dim));
   if (rope.n_dims % 2 != 0)

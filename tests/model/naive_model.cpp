@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numbers>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string_view>
 
@@ -124,9 +125,9 @@ std::unique_ptr<NaiveModel> NaiveModel::load(const std::string& path, const Opti
   auto arch = meta_string(f, "general.architecture");
   if (!arch) fail(path, "missing general.architecture");
   c.arch = *arch;
-  if (c.arch != "llama" && c.arch != "mistral" && c.arch != "qwen2") {
-    fail(path, "unsupported architecture " + c.arch);
-  }
+  const std::set<std::string> known = {"llama", "mistral",  "qwen2",   "qwen3",
+                                       "phi3",  "qwen2moe", "qwen3moe"};
+  if (!known.count(c.arch)) fail(path, "unsupported architecture " + c.arch);
   const std::string a = c.arch + ".";
   c.n_embd = static_cast<int>(require_int(f, a + "embedding_length"));
   c.n_layer = static_cast<int>(require_int(f, a + "block_count"));
@@ -138,7 +139,20 @@ std::unique_ptr<NaiveModel> NaiveModel::load(const std::string& path, const Opti
   c.n_rot = static_cast<int>(meta_int(f, a + "rope.dimension_count").value_or(c.head_dim));
   c.rms_eps = meta_float(f, a + "attention.layer_norm_rms_epsilon").value_or(1e-5);
   c.rope_base = meta_float(f, a + "rope.freq_base").value_or(10000.0);
-  c.rope_neox = c.arch == "qwen2";
+  c.rope_neox = c.arch != "llama" && c.arch != "mistral";
+  c.qk_norm = c.arch == "qwen3" || c.arch == "qwen3moe";
+  if (c.arch == "phi3") {
+    c.sliding_window = static_cast<int>(meta_int(f, a + "attention.sliding_window").value_or(0));
+  }
+  c.n_expert = static_cast<int>(meta_int(f, a + "expert_count").value_or(0));
+  if (c.n_expert > 0) {
+    c.n_expert_used = static_cast<int>(require_int(f, a + "expert_used_count"));
+    c.n_ff_expert =
+        static_cast<int>(meta_int(f, a + "expert_feed_forward_length").value_or(c.n_ff));
+    c.n_ff_shared =
+        static_cast<int>(meta_int(f, a + "expert_shared_feed_forward_length").value_or(0));
+    c.expert_norm = c.arch != "qwen2moe";
+  }
   if (c.n_head <= 0 || c.n_head_kv <= 0 || c.n_head % c.n_head_kv != 0 || c.head_dim <= 0 ||
       c.n_rot <= 0 || c.n_rot > c.head_dim || c.n_rot % 2 != 0) {
     fail(path, "inconsistent attention hyperparameters");
@@ -179,6 +193,24 @@ std::unique_ptr<NaiveModel> NaiveModel::load(const std::string& path, const Opti
     return mat;
   };
   auto vec = [&](const std::string& name, int64_t n) { return dequantize_tensor(f, name, {n}); };
+  // The experts of a 3-D tensor [cols, rows, n_expert] stacked as one matrix of
+  // n_expert * rows rows.
+  auto expert_stack = [&](const std::string& name, int64_t rows, int64_t cols) {
+    Matrix mat;
+    mat.rows = static_cast<int>(rows * c.n_expert);
+    mat.cols = static_cast<int>(cols);
+    mat.stored_type = f.find_tensor(name) != nullptr ? f.find_tensor(name)->type : TensorType::kF32;
+    mat.data = dequantize_tensor(f, name, {cols, rows, c.n_expert});
+    return mat;
+  };
+  auto row_range = [](const Matrix& m, int64_t first, int64_t rows) {
+    Matrix part;
+    part.rows = static_cast<int>(rows);
+    part.cols = m.cols;
+    part.stored_type = m.stored_type;
+    part.data.assign(m.data.begin() + first * m.cols, m.data.begin() + (first + rows) * m.cols);
+    return part;
+  };
 
   m->token_embd_ = matrix("token_embd.weight", c.n_vocab, e);
   m->output_norm_ = vec("output_norm.weight", e);
@@ -191,14 +223,48 @@ std::unique_ptr<NaiveModel> NaiveModel::load(const std::string& path, const Opti
     const std::string p = "blk." + std::to_string(l) + ".";
     Layer layer;
     layer.attn_norm = vec(p + "attn_norm.weight", e);
-    layer.wq = matrix(p + "attn_q.weight", q_dim, e);
-    layer.wk = matrix(p + "attn_k.weight", kv_dim, e);
-    layer.wv = matrix(p + "attn_v.weight", kv_dim, e);
+    if (c.arch == "phi3") {
+      const Matrix qkv = matrix(p + "attn_qkv.weight", q_dim + 2 * kv_dim, e);
+      layer.wq = row_range(qkv, 0, q_dim);
+      layer.wk = row_range(qkv, q_dim, kv_dim);
+      layer.wv = row_range(qkv, q_dim + kv_dim, kv_dim);
+    } else {
+      layer.wq = matrix(p + "attn_q.weight", q_dim, e);
+      layer.wk = matrix(p + "attn_k.weight", kv_dim, e);
+      layer.wv = matrix(p + "attn_v.weight", kv_dim, e);
+    }
     layer.wo = matrix(p + "attn_output.weight", e, q_dim);
     layer.ffn_norm = vec(p + "ffn_norm.weight", e);
-    layer.w_gate = matrix(p + "ffn_gate.weight", c.n_ff, e);
-    layer.w_up = matrix(p + "ffn_up.weight", c.n_ff, e);
-    layer.w_down = matrix(p + "ffn_down.weight", e, c.n_ff);
+    if (c.qk_norm) {
+      layer.q_norm = vec(p + "attn_q_norm.weight", c.head_dim);
+      layer.k_norm = vec(p + "attn_k_norm.weight", c.head_dim);
+    }
+    if (c.n_expert > 0) {
+      layer.router = matrix(p + "ffn_gate_inp.weight", c.n_expert, e);
+      const Matrix gate = expert_stack(p + "ffn_gate_exps.weight", c.n_ff_expert, e);
+      const Matrix up = expert_stack(p + "ffn_up_exps.weight", c.n_ff_expert, e);
+      const Matrix down = expert_stack(p + "ffn_down_exps.weight", e, c.n_ff_expert);
+      for (int x = 0; x < c.n_expert; ++x) {
+        layer.experts.push_back({row_range(gate, x * c.n_ff_expert, c.n_ff_expert),
+                                 row_range(up, x * c.n_ff_expert, c.n_ff_expert),
+                                 row_range(down, x * e, e)});
+      }
+      if (c.n_ff_shared > 0) {
+        layer.shared = {matrix(p + "ffn_gate_shexp.weight", c.n_ff_shared, e),
+                        matrix(p + "ffn_up_shexp.weight", c.n_ff_shared, e),
+                        matrix(p + "ffn_down_shexp.weight", e, c.n_ff_shared)};
+        layer.shared_gate = vec(p + "ffn_gate_inp_shexp.weight", e);
+      }
+    } else if (c.arch == "phi3") {
+      const Matrix gate_up = matrix(p + "ffn_up.weight", 2 * c.n_ff, e);
+      layer.w_gate = row_range(gate_up, 0, c.n_ff);
+      layer.w_up = row_range(gate_up, c.n_ff, c.n_ff);
+      layer.w_down = matrix(p + "ffn_down.weight", e, c.n_ff);
+    } else {
+      layer.w_gate = matrix(p + "ffn_gate.weight", c.n_ff, e);
+      layer.w_up = matrix(p + "ffn_up.weight", c.n_ff, e);
+      layer.w_down = matrix(p + "ffn_down.weight", e, c.n_ff);
+    }
     if (f.find_tensor(p + "attn_q.bias") != nullptr) layer.bq = vec(p + "attn_q.bias", q_dim);
     if (f.find_tensor(p + "attn_k.bias") != nullptr) layer.bk = vec(p + "attn_k.bias", kv_dim);
     if (f.find_tensor(p + "attn_v.bias") != nullptr) layer.bv = vec(p + "attn_v.bias", kv_dim);
@@ -229,6 +295,18 @@ std::vector<float> NaiveModel::matvec(const Matrix& m, const std::vector<float>&
     out[r] = static_cast<float>(sum);
   }
   return out;
+}
+
+std::vector<float> NaiveModel::swiglu_ffn(const Matrix& gate_m, const Matrix& up_m,
+                                          const Matrix& down_m, const std::vector<float>& h) const {
+  const std::vector<float> gate = matvec(gate_m, h);
+  const std::vector<float> up = matvec(up_m, h);
+  std::vector<float> act(gate.size());
+  for (size_t i = 0; i < act.size(); ++i) {
+    const double g = gate[i];
+    act[i] = static_cast<float>(g / (1.0 + std::exp(-g)) * up[i]);
+  }
+  return matvec(down_m, act);
 }
 
 std::vector<float> NaiveModel::rms_norm(const std::vector<float>& x,
@@ -310,6 +388,17 @@ std::vector<std::vector<float>> NaiveModel::logits_all(const std::vector<int32_t
       for (size_t i = 0; i < layer.bq.size(); ++i) q[t][i] += layer.bq[i];
       for (size_t i = 0; i < layer.bk.size(); ++i) k[t][i] += layer.bk[i];
       for (size_t i = 0; i < layer.bv.size(); ++i) v[t][i] += layer.bv[i];
+      if (c.qk_norm) {
+        auto norm_heads = [&](std::vector<float>& rows, int n_heads, const std::vector<float>& w) {
+          for (int h_i = 0; h_i < n_heads; ++h_i) {
+            const std::vector<float> head(rows.begin() + h_i * hd, rows.begin() + (h_i + 1) * hd);
+            const std::vector<float> normed = rms_norm(head, w);
+            std::copy(normed.begin(), normed.end(), rows.begin() + h_i * hd);
+          }
+        };
+        norm_heads(q[t], c.n_head, layer.q_norm);
+        norm_heads(k[t], c.n_head_kv, layer.k_norm);
+      }
       for (int h_i = 0; h_i < c.n_head; ++h_i) rope(q[t].data() + h_i * hd, t);
       for (int h_i = 0; h_i < c.n_head_kv; ++h_i) rope(k[t].data() + h_i * hd, t);
       if (options_.f16_kv_cache) {
@@ -325,7 +414,10 @@ std::vector<std::vector<float>> NaiveModel::logits_all(const std::vector<int32_t
         const float* qh = q[t].data() + h_i * hd;
         std::vector<double> scores(t + 1);
         double max_score = -INFINITY;
-        for (int s = 0; s <= t; ++s) {
+        // Keys outside the sliding window get probability 0 (score -inf).
+        const int first = c.sliding_window > 0 ? std::max(0, t - c.sliding_window + 1) : 0;
+        for (int s = 0; s < first; ++s) scores[s] = -INFINITY;
+        for (int s = first; s <= t; ++s) {
           const float* kh = k[s].data() + kv_h * hd;
           double dot = 0;
           for (int d = 0; d < hd; ++d) dot += static_cast<double>(qh[d]) * kh[d];
@@ -350,18 +442,43 @@ std::vector<std::vector<float>> NaiveModel::logits_all(const std::vector<int32_t
       for (int i = 0; i < c.n_embd; ++i) x[t][i] += o[i];
     }
 
-    // Feed-forward: SwiGLU.
+    // Feed-forward: SwiGLU, dense or a mixture of experts.
     for (int t = 0; t < n_tokens; ++t) {
       const std::vector<float> h = rms_norm(x[t], layer.ffn_norm);
-      const std::vector<float> gate = matvec(layer.w_gate, h);
-      const std::vector<float> up = matvec(layer.w_up, h);
-      std::vector<float> act(c.n_ff);
-      for (int i = 0; i < c.n_ff; ++i) {
-        const double g = gate[i];
-        act[i] = static_cast<float>(g / (1.0 + std::exp(-g)) * up[i]);
+      if (c.n_expert == 0) {
+        const std::vector<float> down = swiglu_ffn(layer.w_gate, layer.w_up, layer.w_down, h);
+        for (int i = 0; i < c.n_embd; ++i) x[t][i] += down[i];
+        continue;
       }
-      const std::vector<float> down = matvec(layer.w_down, act);
-      for (int i = 0; i < c.n_embd; ++i) x[t][i] += down[i];
+      // Router: softmax over all experts, the n_expert_used most probable (lower id on ties).
+      const std::vector<float> logits = matvec(layer.router, h);
+      const double top = *std::max_element(logits.begin(), logits.end());
+      std::vector<double> prob(c.n_expert);
+      double total = 0;
+      for (int e = 0; e < c.n_expert; ++e) total += prob[e] = std::exp(logits[e] - top);
+      for (double& p : prob) p /= total;
+      std::vector<int> ids(c.n_expert);
+      for (int e = 0; e < c.n_expert; ++e) ids[e] = e;
+      std::stable_sort(ids.begin(), ids.end(), [&](int a, int b) { return prob[a] > prob[b]; });
+      ids.resize(c.n_expert_used);
+      double chosen = 0;
+      for (int e : ids) chosen += prob[e];
+      std::vector<double> sum(c.n_embd, 0.0);
+      for (int e : ids) {
+        const Expert& ex = layer.experts[e];
+        const std::vector<float> out = swiglu_ffn(ex.gate, ex.up, ex.down, h);
+        const double w = c.expert_norm ? prob[e] / chosen : prob[e];
+        for (int i = 0; i < c.n_embd; ++i) sum[i] += w * out[i];
+      }
+      if (!layer.shared_gate.empty()) {
+        double dot = 0;
+        for (int i = 0; i < c.n_embd; ++i) dot += static_cast<double>(layer.shared_gate[i]) * h[i];
+        const double g = 1.0 / (1.0 + std::exp(-dot));
+        const std::vector<float> out =
+            swiglu_ffn(layer.shared.gate, layer.shared.up, layer.shared.down, h);
+        for (int i = 0; i < c.n_embd; ++i) sum[i] += g * out[i];
+      }
+      for (int i = 0; i < c.n_embd; ++i) x[t][i] += static_cast<float>(sum[i]);
     }
   }
 

@@ -1,5 +1,6 @@
-// NaiveModel: a plain fp32 (fp64-accumulating) reference forward pass for the llama, mistral
-// and qwen2 architectures, for tests only.
+// NaiveModel: a plain fp32 (fp64-accumulating) reference forward pass for the llama, mistral,
+// qwen2, qwen3, phi3 and mixture-of-experts (llama with experts, qwen2moe, qwen3moe)
+// architectures, for tests only.
 //
 // It is written independently of the production model (src/model, src/kernels/cpu_backend) so
 // that agreement between the two is evidence of correctness: it shares only the GGUF reader and
@@ -44,6 +45,13 @@ class NaiveModel {
     double rope_scaling_factor = 1.0;
     int rope_orig_ctx = 0;          // YaRN's original training context
     double rope_attn_factor = 1.0;  // YaRN magnitude scale before the log correction
+    bool qk_norm = false;           // qwen3*: RMSNorm of each q and k head before RoPE
+    int sliding_window = 0;         // phi3: keys s visible from t when t - s < window
+    int n_expert = 0;               // > 0: mixture-of-experts feed-forward
+    int n_expert_used = 0;
+    int n_ff_expert = 0;
+    int n_ff_shared = 0;       // qwen2moe's sigmoid-gated shared expert
+    bool expert_norm = false;  // chosen experts' probabilities renormalised to sum 1
   };
 
   struct Options {
@@ -78,11 +86,22 @@ class NaiveModel {
     TensorType stored_type = TensorType::kF32;  // as in the file, for llama_cpp_activations
     std::vector<float> data;
   };
+  struct Expert {
+    Matrix gate, up, down;
+  };
   struct Layer {
     std::vector<float> attn_norm, ffn_norm;
     Matrix wq, wk, wv, wo, w_gate, w_up, w_down;
     std::vector<float> bq, bk, bv;  // empty when the model has no attention biases
+    std::vector<float> q_norm, k_norm;
+    Matrix router;  // n_expert x n_embd
+    std::vector<Expert> experts;
+    Expert shared;
+    std::vector<float> shared_gate;  // n_embd; empty without a shared expert
   };
+  // SwiGLU feed-forward of one expert (or the dense block).
+  std::vector<float> swiglu_ffn(const Matrix& gate, const Matrix& up, const Matrix& down,
+                                const std::vector<float>& h) const;
 
   NaiveModel() = default;
 
