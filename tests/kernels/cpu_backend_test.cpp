@@ -57,7 +57,11 @@ std::vector<float> reference_attention(const float* q, const std::vector<int32_t
       const int kvh = h / group;
       std::vector<double> s(static_cast<size_t>(positions[t]) + 1);
       double m = -INFINITY;
-      for (size_t j = 0; j < s.size(); ++j) {
+      // Keys left of a sliding window score -inf (weight 0).
+      const size_t first =
+          p.window > 0 ? static_cast<size_t>(std::max(0, positions[t] - p.window + 1)) : 0;
+      for (size_t j = 0; j < first; ++j) s[j] = -INFINITY;
+      for (size_t j = first; j < s.size(); ++j) {
         double d = 0;
         for (int i = 0; i < p.head_dim; ++i) d += qh[i] * k[j * kv_dim + kvh * p.head_dim + i];
         s[j] = d * p.scale;
@@ -76,12 +80,16 @@ std::vector<float> reference_attention(const float* q, const std::vector<int32_t
   return out;
 }
 
-// For every KV cache type; the reference reads the values the cache holds.
+// For every KV cache type; the reference reads the values the cache holds. With a sliding
+// window too: one inside a key tile (5), one whose start crosses tiles (70).
 TEST(CpuBackend, PagedAttentionMatchesContiguousReferenceOnEveryTable) {
-  for (const KvType type : {KvType::kF32, KvType::kF16, KvType::kBF16}) {
+  for (const auto& [type, window] :
+       {std::pair{KvType::kF32, 0}, std::pair{KvType::kF16, 0}, std::pair{KvType::kBF16, 0},
+        std::pair{KvType::kF32, 5}, std::pair{KvType::kF16, 70}}) {
     std::mt19937 rng(7);
     std::normal_distribution<float> normal;
-    AttentionParams p{6, 2, 20, 1.0f / std::sqrt(20.0f)};  // GQA 3:1, head_dim not a SIMD width
+    // GQA 3:1, head_dim not a SIMD width.
+    AttentionParams p{6, 2, 20, 1.0f / std::sqrt(20.0f), window};
     const int kv_dim = p.n_kv_heads * p.head_dim;
     const int block_size = 5;
     // A prefill chunk in the middle of its context, a decode, a fresh prompt, and a decode past
@@ -137,8 +145,9 @@ TEST(CpuBackend, PagedAttentionMatchesContiguousReferenceOnEveryTable) {
         const auto expected = reference_attention(q_seq, seq_positions, k, v, p);
         const float* got = out.data() + batch[i].first_token * p.n_heads * p.head_dim;
         for (size_t j = 0; j < expected.size(); ++j) {
-          ASSERT_NEAR(got[j], expected[j], 1e-5f) << kernels->name << " " << kv_type_name(type)
-                                                  << " sequence " << i << " element " << j;
+          ASSERT_NEAR(got[j], expected[j], 1e-5f)
+              << kernels->name << " " << kv_type_name(type) << " window " << window << " sequence "
+              << i << " element " << j;
         }
       }
     }
