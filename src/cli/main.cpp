@@ -7,6 +7,7 @@
 #include "cli/bench_serve_cmd.h"
 #include "cli/default_model.h"
 #include "cli/kv_cache_type_option.h"
+#include "cli/model_eval_cmd.h"
 #include "cli/serve_cmd.h"
 #include "core/cpu_features.h"
 #include "core/logging.h"
@@ -169,8 +170,8 @@ int main(int argc, char** argv) {
   add_kv_cache_type_option(*generate, gen.kv_cache_type);
   generate->add_flag("!--no-stats", gen.stats, "Do not print timing statistics to stderr");
 
-  // model synth / inspect
-  auto* model_cmd = app.add_subcommand("model", "Create and inspect GGUF model files");
+  // model synth / inspect / eval / perplexity
+  auto* model_cmd = app.add_subcommand("model", "Create, inspect and evaluate GGUF model files");
   model_cmd->require_subcommand(1);
   model_cmd->fallthrough();
   SynthOptions synth;
@@ -208,6 +209,25 @@ int main(int argc, char** argv) {
       model_cmd->add_subcommand("inspect", "Print a GGUF file's metadata and tensors");
   inspect_cmd->add_option("file", inspect_path, "GGUF file")->required();
   inspect_cmd->add_flag("--all", inspect_all, "List every tensor");
+  ModelEvalArgs eval;
+  auto* eval_cmd =
+      model_cmd->add_subcommand("eval", "Print the logits at each position of a token sequence");
+  eval_cmd->add_option("-m,--model", eval.model, "GGUF file (default: the embedded model)");
+  eval_cmd->add_option("--tokens", eval.tokens, "Token ids, e.g. \"1 300 301\"")->required();
+  eval_cmd->add_option("--top-k", eval.top_k, "Logits printed per position")->capture_default_str();
+  eval_cmd->add_flag("--all-logits", eval.all_logits, "Print every logit of every position");
+  eval_cmd->add_flag("--json", eval.json, "One JSON object on stdout");
+  eval_cmd->add_option("-t,--threads", eval.threads);
+  add_kv_cache_type_option(*eval_cmd, eval.kv_cache_type);
+  PerplexityArgs ppl;
+  auto* ppl_cmd = model_cmd->add_subcommand(
+      "perplexity", "Perplexity of a text file, computed as llama-perplexity does");
+  ppl_cmd->add_option("-m,--model", ppl.model, "GGUF file (default: the embedded model)");
+  ppl_cmd->add_option("-f,--file", ppl.file, "Text file")->required();
+  ppl_cmd->add_option("-c,--ctx", ppl.ctx, "Window size in tokens")->capture_default_str();
+  ppl_cmd->add_option("-b,--batch", ppl.batch, "Tokens per forward pass")->capture_default_str();
+  ppl_cmd->add_option("-t,--threads", ppl.threads);
+  add_kv_cache_type_option(*ppl_cmd, ppl.kv_cache_type);
 
   // bench decode
   auto* bench_cmd = app.add_subcommand("bench", "Benchmarks");
@@ -289,6 +309,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (inspect_cmd->parsed()) return run_inspect(inspect_path, inspect_all);
+  if (eval_cmd->parsed()) return run_model_eval(eval);
+  if (ppl_cmd->parsed()) return run_model_perplexity(ppl);
   if (default_cmd->parsed()) {
     auto path = resolve_model_path("");
     if (!path.is_ok()) return fail(path.status());

@@ -2,10 +2,15 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <functional>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "golden_required.h"
 
@@ -114,6 +119,59 @@ TEST(Cli, InspectsAGoldenFileWrittenByLlamaCpp) {
   ASSERT_EQ(inspect.exit_code, 0) << inspect.output;
   EXPECT_NE(inspect.output.find("q4_k"), std::string::npos);
   EXPECT_NE(inspect.output.find("model: llama"), std::string::npos);
+}
+
+// model eval prints llama.cpp's logits: the golden qwen3moe file's rows at the prompt positions
+// (one forward pass, as llama.cpp computed them), top-1 id and value.
+TEST(Cli, EvalPrintsTheLogitsLlamaCppComputed) {
+  const std::string golden = std::string(INFERGRID_SHARED_DIR) + "/golden";
+  const std::string model = golden + "/models/tiny-qwen3moe-f32.gguf";
+  if (!std::filesystem::exists(model)) IG_GOLDEN_MISSING("../shared/golden not present");
+  std::ifstream in(golden + "/logits/tiny-qwen3moe-f32.json");
+  const nlohmann::json reference = nlohmann::json::parse(in);
+  std::string ids;
+  for (int id : reference["prompt_tokens"]) ids += std::to_string(id) + " ";
+  const CommandResult eval =
+      run("model eval -m " + model + " --tokens \"" + ids + "\" --top-k 2 --json -t 2");
+  ASSERT_EQ(eval.exit_code, 0) << eval.output;
+  const nlohmann::json out = nlohmann::json::parse(eval.output);
+  ASSERT_EQ(out["positions"].size(), reference["prompt_tokens"].size());
+  int checked = 0;
+  for (size_t t = 0; t < out["positions"].size(); ++t) {
+    const auto& row = reference["logits"][t];
+    std::vector<float> sorted = row.get<std::vector<float>>();
+    std::sort(sorted.begin(), sorted.end(), std::greater<>());
+    const auto& top = out["positions"][t]["top"];
+    EXPECT_NEAR(top[0]["logit"].get<float>(), sorted[0], 1e-2) << "position " << t;
+    if (sorted[0] - sorted[1] > 0.05) {
+      EXPECT_EQ(row[top[0]["id"].get<int>()].get<float>(), sorted[0]) << "position " << t;
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 10);
+  const CommandResult bad = run("model eval -m " + model + " --tokens \"1 99999\"");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.output.find("outside the vocabulary"), std::string::npos) << bad.output;
+}
+
+// model perplexity against llama-perplexity's own figure for the same file, model and window
+// (llama.cpp c392e50, `llama-perplexity -m tiny-llama-q8_0.gguf -f <that file> -c 64`: 29
+// chunks, PPL = 2393.7572 +/- 173.65807).
+TEST(Cli, PerplexityMatchesLlamaPerplexity) {
+  const std::string golden = std::string(INFERGRID_SHARED_DIR) + "/golden";
+  const std::string model = golden + "/models/tiny-llama-q8_0.gguf";
+  const std::string text = golden + "/vocab/ggml-vocab-llama-spm.gguf.inp";
+  if (!std::filesystem::exists(model)) IG_GOLDEN_MISSING("../shared/golden not present");
+  const CommandResult ppl = run("model perplexity -m " + model + " -f " + text + " -c 64 -t 2");
+  ASSERT_EQ(ppl.exit_code, 0) << ppl.output;
+  EXPECT_NE(ppl.output.find("[29]"), std::string::npos) << ppl.output;
+  const size_t at = ppl.output.find("PPL = ");
+  ASSERT_NE(at, std::string::npos) << ppl.output;
+  const double value = std::stod(ppl.output.substr(at + 6));
+  EXPECT_NEAR(value, 2393.7572, 2393.7572 * 2e-3) << ppl.output;
+  const CommandResult too_short = run("model perplexity -m " + model + " -f " + text + " -c 512");
+  EXPECT_NE(too_short.exit_code, 0);
+  EXPECT_NE(too_short.output.find("needs at least"), std::string::npos) << too_short.output;
 }
 
 }  // namespace
