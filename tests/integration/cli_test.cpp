@@ -169,7 +169,10 @@ TEST(Cli, PerplexityMatchesLlamaPerplexity) {
   ASSERT_NE(at, std::string::npos) << ppl.output;
   const double value = std::stod(ppl.output.substr(at + 6));
   EXPECT_NEAR(value, 2393.7572, 2393.7572 * 2e-3) << ppl.output;
-  const CommandResult too_short = run("model perplexity -m " + model + " -f " + text + " -c 512");
+  const std::string short_text = (temp_dir() / "short.txt").string();
+  std::ofstream(short_text) << "Far too short a text for two windows.";
+  const CommandResult too_short =
+      run("model perplexity -m " + model + " -f " + short_text + " -c 64");
   EXPECT_NE(too_short.exit_code, 0);
   EXPECT_NE(too_short.output.find("needs at least"), std::string::npos) << too_short.output;
 }
