@@ -148,6 +148,10 @@ EngineStats Engine::stats() const {
   // them now (thread-safe, outside the lock), so an idle engine's gauges are not stale.
   if (stats.has_dram_tier) stats.dram = scheduler_options_.dram_tier->stats();
   if (stats.has_disk_tier) stats.disk = scheduler_options_.disk_tier->stats();
+  if (model_.config().is_moe()) {
+    stats.experts.push_back({model_.config().model_name, model_.config().n_layer,
+                             model_.config().n_expert, model_.expert_activation_counts()});
+  }
   return stats;
 }
 

@@ -46,6 +46,14 @@ struct EngineStats {
   TierStats disk;
   bool has_dram_tier = false;
   TierStats dram;
+  // Mixture-of-experts models: tokens routed to each expert since load, per model.
+  struct ExpertActivations {
+    std::string model;  // filled in by whoever knows the model's served name
+    int n_layer = 0;
+    int n_expert = 0;
+    std::vector<uint64_t> counts;  // [layer * n_expert + expert]
+  };
+  std::vector<ExpertActivations> experts;
 };
 
 // 40% of available memory, at most 8 GiB, at least one full context.

@@ -128,6 +128,27 @@ std::string ServerMetrics::render(const EngineStats& e) const {
     gauge(out, p + "used_bytes", "Bytes held by the tier", static_cast<double>(d.used_bytes));
     gauge(out, p + "capacity_bytes", "Capacity of the tier", static_cast<double>(d.capacity_bytes));
   };
+  if (!e.experts.empty()) {
+    out +=
+        "# HELP infergrid_expert_activations_total Tokens routed to each expert of a "
+        "mixture-of-experts layer\n"
+        "# TYPE infergrid_expert_activations_total counter\n";
+    for (const EngineStats::ExpertActivations& m : e.experts) {
+      std::string model;  // a Prometheus label value: backslash, quote and newline escaped
+      for (char ch : m.model) {
+        if (ch == '\\' || ch == '"') model += '\\';
+        model += ch == '\n' ? std::string("\\n") : std::string(1, ch);
+      }
+      for (int l = 0; l < m.n_layer; ++l) {
+        for (int x = 0; x < m.n_expert; ++x) {
+          out += fmt::format(
+              "infergrid_expert_activations_total{{model=\"{}\",layer=\"{}\",expert=\"{}\"}} "
+              "{}\n",
+              model, l, x, m.counts[static_cast<size_t>(l) * m.n_expert + x]);
+        }
+      }
+    }
+  }
   if (e.has_dram_tier) tier_metrics("dram", e.dram);
   if (e.has_disk_tier) tier_metrics("disk", e.disk);
   ttft_.render(out, "infergrid_time_to_first_token_seconds", "Time to first token");

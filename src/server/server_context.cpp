@@ -58,6 +58,7 @@ void add_tier_stats(TierStats& into, const TierStats& s) {
 
 EngineStats ServerContext::engine_stats() const {
   EngineStats all = models.front()->engine.stats();
+  for (auto& e : all.experts) e.model = models.front()->names.front();
   double kv_bytes = static_cast<double>(all.blocks_total) * static_cast<double>(all.block_bytes);
   for (size_t i = 1; i < models.size(); ++i) {
     const EngineStats s = models[i]->engine.stats();
@@ -78,6 +79,10 @@ EngineStats ServerContext::engine_stats() const {
     c.preemptions += s.counters.preemptions;
     c.finished_requests += s.counters.finished_requests;
     c.cancelled_requests += s.counters.cancelled_requests;
+    for (EngineStats::ExpertActivations e : s.experts) {
+      e.model = models[i]->names.front();
+      all.experts.push_back(std::move(e));
+    }
     if (s.has_dram_tier) add_tier_stats(all.dram, s.dram);
     if (s.has_disk_tier) add_tier_stats(all.disk, s.disk);
     all.has_dram_tier = all.has_dram_tier || s.has_dram_tier;

@@ -12,6 +12,7 @@
 #include <thread>
 #include <utility>
 
+#include "golden_required.h"
 #include "integration/server_process.h"
 
 namespace infergrid::testing {
@@ -210,6 +211,39 @@ TEST_F(ServerTest, TwoModelsFromOneProcessEachAnswerTheirOwnName) {
     EXPECT_EQ(s->wait(std::chrono::seconds(20)), 0);
   }
   std::filesystem::remove_all(dir);
+}
+
+// A mixture-of-experts model served: /metrics counts the tokens routed to each expert of each
+// layer (every token picks n_expert_used experts per layer, so the sum is known exactly).
+TEST(Server, MetricsCountExpertActivationsOfAMixtureOfExperts) {
+  const std::string model =
+      std::string(INFERGRID_SHARED_DIR) + "/golden/models/tiny-qwen3moe-q8_0.gguf";
+  if (!std::filesystem::exists(model)) IG_GOLDEN_MISSING("../shared/golden not present");
+  ServerProcess server;
+  std::string log;
+  ASSERT_TRUE(server.start({"--model", model, "--served-model-name", "moe", "--threads", "1",
+                            "--kv-cache-bytes", "16MiB"},
+                           log))
+      << log;
+  const json body = {{"prompt", "experts"}, {"max_tokens", 6}, {"temperature", 0}};
+  const HttpResult r = curl(server.url() + "/v1/completions", body.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json usage = json::parse(r.body)["usage"];
+  const std::string m = curl(server.url() + "/metrics").body;
+  // Tokens through the model: the prompt and every generated token but the last.
+  const int computed =
+      usage["prompt_tokens"].get<int>() + usage["completion_tokens"].get<int>() - 1;
+  double total = 0;
+  int series = 0;
+  const std::string prefix = "infergrid_expert_activations_total{model=\"moe\",layer=\"";
+  for (size_t at = m.find(prefix); at != std::string::npos; at = m.find(prefix, at + 1)) {
+    total += std::stod(m.substr(m.find('}', at) + 2));
+    ++series;
+  }
+  EXPECT_EQ(series, 2 * 8) << m;              // 2 layers x 8 experts
+  EXPECT_EQ(total, 2.0 * 2 * computed) << m;  // 2 layers x 2 experts per token
+  server.signal(SIGTERM);
+  EXPECT_EQ(server.wait(std::chrono::seconds(20)), 0);
 }
 
 // llama-server's /tokenize, /detokenize and /apply-template: text to ids and back is the identity,
