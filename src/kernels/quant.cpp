@@ -170,6 +170,46 @@ void pack_k_scales(const float* scales, const float* mins, float max_scale, floa
   *dmin = fp32_to_fp16(max_min / 63.0f);
 }
 
+// Q4_K/Q5_K's levels for one 256-element block: per 32-element sub-block a fit of scale and
+// min (weights: the sub-block's rms plus |x|), the scales stored as six-bit multiples of d and
+// dmin, then every level requantized against the stored scales (not the fitted floats), in
+// [0, nmax].
+void fit_k_levels(const float* x, int nmax, float rmin, int nstep, uint8_t* L, uint8_t* packed,
+                  uint16_t* d_out, uint16_t* dmin_out) {
+  constexpr int kSub = 32;
+  constexpr int kNumSub = kQK_K / kSub;
+  uint8_t l_aux[kSub];
+  float weights[kSub];
+  float mins[kNumSub];
+  float scales[kNumSub];
+  float max_scale = 0;
+  float max_min = 0;
+  for (int j = 0; j < kNumSub; ++j) {
+    const float* xs = x + kSub * j;
+    float sum_x2 = 0;
+    for (int l = 0; l < kSub; ++l) sum_x2 += xs[l] * xs[l];
+    // Weight errors by magnitude, with the group's rms as a floor so small values count.
+    const float av_x = std::sqrt(sum_x2 / kSub);
+    for (int l = 0; l < kSub; ++l) weights[l] = av_x + std::fabs(xs[l]);
+    scales[j] =
+        fit_scale_min(kSub, nmax, xs, weights, L + kSub * j, &mins[j], l_aux, rmin, 0.1f, nstep);
+    max_scale = std::max(max_scale, scales[j]);
+    max_min = std::max(max_min, mins[j]);
+  }
+  pack_k_scales(scales, mins, max_scale, max_min, packed, d_out, dmin_out);
+  for (int j = 0; j < kNumSub; ++j) {
+    uint8_t sc, m;
+    get_scale_min_k4(j, packed, &sc, &m);
+    const float d = fp16_to_fp32(*d_out) * sc;
+    if (!d) continue;
+    const float dm = fp16_to_fp32(*dmin_out) * m;
+    for (int l = 0; l < kSub; ++l) {
+      L[kSub * j + l] =
+          static_cast<uint8_t>(std::clamp(nearest_int((x[kSub * j + l] + dm) / d), 0, nmax));
+    }
+  }
+}
+
 // Symmetric 3-bit fit for Q3_K: L in [-nmax, nmax - 1] (returned offset by nmax), weights x^2,
 // then up to five passes of moving single levels while that raises the fit's
 // (sum w x l)^2 / sum w l^2 (ggml's make_q3_quants with do_rmse).
@@ -541,39 +581,10 @@ void quantize_row_q3_K_ref(const float* x, BlockQ3_K* y, int64_t n) {
 
 void quantize_row_q5_K_ref(const float* x, BlockQ5_K* y, int64_t n) {
   assert(n % kQK_K == 0);
-  constexpr int kSub = 32;
-  constexpr int kNumSub = kQK_K / kSub;
   uint8_t L[kQK_K];
-  uint8_t l_aux[kSub];
-  float weights[kSub];
-  float mins[kNumSub];
-  float scales[kNumSub];
   for (int64_t b = 0; b < n / kQK_K; ++b, x += kQK_K) {
     BlockQ5_K& out = y[b];
-    float max_scale = 0, max_min = 0;
-    for (int j = 0; j < kNumSub; ++j) {
-      const float* xs = x + kSub * j;
-      float sum_x2 = 0;
-      for (int l = 0; l < kSub; ++l) sum_x2 += xs[l] * xs[l];
-      const float av_x = std::sqrt(sum_x2 / kSub);
-      for (int l = 0; l < kSub; ++l) weights[l] = av_x + std::fabs(xs[l]);
-      scales[j] =
-          fit_scale_min(kSub, 31, xs, weights, L + kSub * j, &mins[j], l_aux, -0.5f, 0.1f, 15);
-      max_scale = std::max(max_scale, scales[j]);
-      max_min = std::max(max_min, mins[j]);
-    }
-    pack_k_scales(scales, mins, max_scale, max_min, out.scales, &out.d, &out.dmin);
-    for (int j = 0; j < kNumSub; ++j) {
-      uint8_t sc, m;
-      get_scale_min_k4(j, out.scales, &sc, &m);
-      const float d = fp16_to_fp32(out.d) * sc;
-      if (!d) continue;
-      const float dm = fp16_to_fp32(out.dmin) * m;
-      for (int l = 0; l < kSub; ++l) {
-        L[kSub * j + l] =
-            static_cast<uint8_t>(std::clamp(nearest_int((x[kSub * j + l] + dm) / d), 0, 31));
-      }
-    }
+    fit_k_levels(x, 31, -0.5f, 15, L, out.scales, &out.d, &out.dmin);
     std::memset(out.qh, 0, sizeof out.qh);
     for (int g = 0; g < kQK_K / 64; ++g) {
       for (int l = 0; l < 32; ++l) {
@@ -630,42 +641,10 @@ void quantize_row_q8_0_ref(const float* x, BlockQ8_0* y, int64_t n) {
 
 void quantize_row_q4_K_ref(const float* x, BlockQ4_K* y, int64_t n) {
   assert(n % kQK_K == 0);
-  constexpr int kSub = 32;
-  constexpr int kNumSub = kQK_K / kSub;
   uint8_t L[kQK_K];
-  uint8_t l_aux[kSub];
-  float weights[kSub];
-  float mins[kNumSub];
-  float scales[kNumSub];
   for (int64_t b = 0; b < n / kQK_K; ++b, x += kQK_K) {
     BlockQ4_K& out = y[b];
-    float max_scale = 0;
-    float max_min = 0;
-    for (int j = 0; j < kNumSub; ++j) {
-      const float* xs = x + kSub * j;
-      float sum_x2 = 0;
-      for (int l = 0; l < kSub; ++l) sum_x2 += xs[l] * xs[l];
-      // Weight errors by magnitude, with the group's rms as a floor so small values count.
-      const float av_x = std::sqrt(sum_x2 / kSub);
-      for (int l = 0; l < kSub; ++l) weights[l] = av_x + std::fabs(xs[l]);
-      scales[j] =
-          fit_scale_min(kSub, 15, xs, weights, L + kSub * j, &mins[j], l_aux, -1.0f, 0.1f, 20);
-      max_scale = std::max(max_scale, scales[j]);
-      max_min = std::max(max_min, mins[j]);
-    }
-    pack_k_scales(scales, mins, max_scale, max_min, out.scales, &out.d, &out.dmin);
-    // Requantize against the scales actually stored (6-bit, fp16), not the fitted floats.
-    for (int j = 0; j < kNumSub; ++j) {
-      uint8_t sc, m;
-      get_scale_min_k4(j, out.scales, &sc, &m);
-      const float d = fp16_to_fp32(out.d) * sc;
-      if (!d) continue;
-      const float dm = fp16_to_fp32(out.dmin) * m;
-      for (int l = 0; l < kSub; ++l) {
-        L[kSub * j + l] =
-            static_cast<uint8_t>(std::clamp(nearest_int((x[kSub * j + l] + dm) / d), 0, 15));
-      }
-    }
+    fit_k_levels(x, 15, -1.0f, 20, L, out.scales, &out.d, &out.dmin);
     for (int g = 0; g < kQK_K / 64; ++g) {
       for (int l = 0; l < 32; ++l) {
         out.qs[32 * g + l] = static_cast<uint8_t>(L[64 * g + l] | (L[64 * g + 32 + l] << 4));
