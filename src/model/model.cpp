@@ -132,8 +132,13 @@ ForwardScratch::ForwardScratch(const ModelConfig& c, int max_tokens_in, int max_
     router.resize(t * c.n_expert);
     expert_in.resize(t * c.n_embd);
     expert_out.resize(t * c.n_embd);
-    expert_rows.reserve(t * c.n_expert_used);
-    expert_scales.reserve(t * c.n_expert_used);
+    // Sized once here, so a forward pass never allocates.
+    expert_rows.reserve(t * std::max(c.n_expert_used, 1));
+    expert_scales.reserve(t * std::max(c.n_expert_used, 1));
+    picked_experts.reserve(t * c.n_expert_used);
+    picked_weights.reserve(t * c.n_expert_used);
+    expert_order.resize(static_cast<size_t>(c.n_expert));
+    expert_offsets.resize(static_cast<size_t>(c.n_expert) + 1);
   }
   logits.resize(static_cast<size_t>(max_logit_rows) * c.n_vocab);
   tokens.resize(t);
@@ -528,8 +533,11 @@ void Model::moe_feed_forward(Backend& backend, const LayerWeights& L, int layer,
   // Routing: softmax over the router logits, the k most probable experts (ties to the lower
   // index), their probabilities renormalised where the architecture does.
   backend.matmul(E.router, s.xn.data(), n, s.router.data());
-  std::vector<std::vector<std::pair<int32_t, float>>> routed(static_cast<size_t>(n_expert));
-  std::vector<int> order(static_cast<size_t>(n_expert));
+  std::vector<int32_t>& order = s.expert_order;  // scratch: sized once, never reallocated
+  std::vector<int32_t>& picked = s.picked_experts;
+  std::vector<float>& picked_weight = s.picked_weights;
+  picked.resize(static_cast<size_t>(n * k));
+  picked_weight.resize(static_cast<size_t>(n * k));
   for (int64_t t = 0; t < n; ++t) {
     float* p = s.router.data() + t * n_expert;
     const float max = *std::max_element(p, p + n_expert);
@@ -540,37 +548,46 @@ void Model::moe_feed_forward(Backend& backend, const LayerWeights& L, int layer,
     std::partial_sort(order.begin(), order.begin() + k, order.end(),
                       [p](int a, int b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
     float chosen = 0;
-    for (int i = 0; i < k; ++i) chosen += p[order[i]];
+    for (int i = 0; i < k; ++i) chosen += p[order[static_cast<size_t>(i)]];
     for (int i = 0; i < k; ++i) {
       const int e = order[static_cast<size_t>(i)];
-      routed[static_cast<size_t>(e)].emplace_back(static_cast<int32_t>(t),
-                                                  c.expert_weights_norm ? p[e] / chosen : p[e]);
+      picked[static_cast<size_t>(t * k + i)] = e;
+      picked_weight[static_cast<size_t>(t * k + i)] = c.expert_weights_norm ? p[e] / chosen : p[e];
     }
+  }
+  // Tokens grouped by expert (a counting sort, so each expert's rows stay in token order).
+  std::vector<int32_t>& offsets = s.expert_offsets;
+  std::fill(offsets.begin(), offsets.end(), 0);
+  for (int32_t e : picked) ++offsets[static_cast<size_t>(e) + 1];
+  for (int e = 0; e < n_expert; ++e) offsets[e + 1] += offsets[e];
+  s.expert_rows.resize(picked.size());
+  s.expert_scales.resize(picked.size());
+  std::vector<int32_t>& fill = order;  // reused as each expert's next free slot
+  std::copy(offsets.begin(), offsets.begin() + n_expert, fill.begin());
+  for (size_t i = 0; i < picked.size(); ++i) {
+    const auto slot = static_cast<size_t>(fill[static_cast<size_t>(picked[i])]++);
+    s.expert_rows[slot] = static_cast<int32_t>(i / k);
+    s.expert_scales[slot] = picked_weight[i];
   }
   // Each expert runs once over all the tokens routed to it (its weights are read once per
   // step; experts no token chose are not read). Experts are added in index order, so a token's
   // sum does not depend on the other tokens of the batch.
   std::fill(s.ffn.data(), s.ffn.data() + n * c.n_embd, 0.0f);
   for (int e = 0; e < n_expert; ++e) {
-    const auto& tokens = routed[static_cast<size_t>(e)];
-    if (tokens.empty()) continue;
-    expert_counts_[static_cast<size_t>(layer) * n_expert + e].fetch_add(tokens.size(),
+    const int64_t m = offsets[e + 1] - offsets[e];
+    if (m == 0) continue;
+    expert_counts_[static_cast<size_t>(layer) * n_expert + e].fetch_add(static_cast<uint64_t>(m),
                                                                         std::memory_order_relaxed);
-    s.expert_rows.clear();
-    s.expert_scales.clear();
-    for (const auto& [row, scale] : tokens) {
-      s.expert_rows.push_back(row);
-      s.expert_scales.push_back(scale);
-    }
-    const auto m = static_cast<int64_t>(tokens.size());
-    backend.gather_rows(s.xn.data(), c.n_embd, s.expert_rows, s.expert_in.data());
+    const std::span<const int32_t> rows(s.expert_rows.data() + offsets[e], static_cast<size_t>(m));
+    const std::span<const float> scales(s.expert_scales.data() + offsets[e],
+                                        static_cast<size_t>(m));
+    backend.gather_rows(s.xn.data(), c.n_embd, rows, s.expert_in.data());
     const MatrixView* gate_up[] = {&E.gate[static_cast<size_t>(e)], &E.up[static_cast<size_t>(e)]};
     float* const gate_up_out[] = {s.gate.data(), s.up.data()};
     backend.matmul_shared_input(gate_up, s.expert_in.data(), m, gate_up_out);
     backend.swiglu(s.gate.data(), s.up.data(), s.gate.data(), m, c.n_ff_expert);
     backend.matmul(E.down[static_cast<size_t>(e)], s.gate.data(), m, s.expert_out.data());
-    backend.scatter_add_rows(s.expert_out.data(), c.n_embd, s.expert_rows, s.expert_scales,
-                             s.ffn.data());
+    backend.scatter_add_rows(s.expert_out.data(), c.n_embd, rows, scales, s.ffn.data());
   }
   if (E.shared_gate_inp.empty()) return;
   // qwen2moe's shared expert: every token, scaled by sigmoid(shared_gate_inp . x).
@@ -579,14 +596,14 @@ void Model::moe_feed_forward(Backend& backend, const LayerWeights& L, int layer,
   backend.matmul_shared_input(gate_up, s.xn.data(), n, gate_up_out);
   backend.swiglu(s.gate.data(), s.up.data(), s.gate.data(), n, c.n_ff_shared);
   backend.matmul(E.shared_down, s.gate.data(), n, s.expert_out.data());
-  s.expert_rows.clear();
-  s.expert_scales.clear();
+  s.expert_rows.resize(static_cast<size_t>(n));
+  s.expert_scales.resize(static_cast<size_t>(n));
   for (int64_t t = 0; t < n; ++t) {
     const float* xt = s.xn.data() + t * c.n_embd;
     float dot = 0;
     for (int i = 0; i < c.n_embd; ++i) dot += E.shared_gate_inp[static_cast<size_t>(i)] * xt[i];
-    s.expert_rows.push_back(static_cast<int32_t>(t));
-    s.expert_scales.push_back(1.0f / (1.0f + std::exp(-dot)));
+    s.expert_rows[static_cast<size_t>(t)] = static_cast<int32_t>(t);
+    s.expert_scales[static_cast<size_t>(t)] = 1.0f / (1.0f + std::exp(-dot));
   }
   backend.scatter_add_rows(s.expert_out.data(), c.n_embd, s.expert_rows, s.expert_scales,
                            s.ffn.data());

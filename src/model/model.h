@@ -108,7 +108,11 @@ struct ForwardScratch {
   // Mixture of experts: router logits (n_expert per token), one expert's gathered inputs and
   // outputs, and the routing of the batch (per expert: token rows and their weights).
   AlignedBuffer<float> router, expert_in, expert_out;
-  std::vector<int32_t> expert_rows;
+  std::vector<int32_t> picked_experts;  // n_expert_used per token
+  std::vector<float> picked_weights;
+  std::vector<int32_t> expert_order;    // n_expert
+  std::vector<int32_t> expert_offsets;  // n_expert + 1: expert e's rows start at offsets[e]
+  std::vector<int32_t> expert_rows;     // token rows grouped by expert
   std::vector<float> expert_scales;
   AlignedBuffer<int32_t> tokens, positions;
   std::vector<AttentionSequence> seqs;  // capacity max_tokens: a batch never has more
