@@ -15,6 +15,7 @@
 #include "kernels/cpu_backend.h"
 #include "model/gguf.h"
 #include "model/model.h"
+#include "model/quantize.h"
 #include "model/synth.h"
 #include "model/tokenizer.h"
 #include "perf/decode_bench.h"
@@ -209,6 +210,17 @@ int main(int argc, char** argv) {
       model_cmd->add_subcommand("inspect", "Print a GGUF file's metadata and tensors");
   inspect_cmd->add_option("file", inspect_path, "GGUF file")->required();
   inspect_cmd->add_flag("--all", inspect_all, "List every tensor");
+  std::string quantize_in, quantize_out, quantize_type;
+  QuantizeOptions quantize;
+  auto* quantize_cmd = model_cmd->add_subcommand(
+      "quantize", "Rewrite a GGUF model in another quantization, as llama-quantize does");
+  quantize_cmd->add_option("input", quantize_in, "GGUF file (F32, F16 or BF16 weights)")
+      ->required();
+  quantize_cmd->add_option("output", quantize_out, "GGUF file to write")->required();
+  quantize_cmd->add_option("type", quantize_type, quantize_target_names())->required();
+  quantize_cmd->add_flag("--allow-requantize", quantize.allow_requantize,
+                         "Accept already-quantized tensors (dequantized first; loses accuracy)");
+  quantize_cmd->add_option("-t,--threads", quantize.n_threads);
   ModelEvalArgs eval;
   auto* eval_cmd =
       model_cmd->add_subcommand("eval", "Print the logits at each position of a token sequence");
@@ -309,6 +321,24 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (inspect_cmd->parsed()) return run_inspect(inspect_path, inspect_all);
+  if (quantize_cmd->parsed()) {
+    auto target = parse_quantize_target(quantize_type);
+    if (!target.is_ok()) return fail(target.status());
+    quantize.target = *target;
+    auto summary = quantize_model(quantize_in, quantize_out, quantize);
+    if (!summary.is_ok()) return fail(summary.status().with_context(quantize_in));
+    std::string types;
+    for (const auto& [type, n] : summary->tensors_by_type) {
+      types += fmt::format("{}{} {}", types.empty() ? "" : ", ", n, type);
+    }
+    std::printf("wrote %s: %s, %.1f MiB -> %.1f MiB (tensors: %s%s)\n", quantize_out.c_str(),
+                file_type_name(*target), summary->input_bytes / 1048576.0,
+                summary->output_bytes / 1048576.0, types.c_str(),
+                summary->n_fallback
+                    ? fmt::format("; {} fell back to another type", summary->n_fallback).c_str()
+                    : "");
+    return 0;
+  }
   if (eval_cmd->parsed()) return run_model_eval(eval);
   if (ppl_cmd->parsed()) return run_model_perplexity(ppl);
   if (default_cmd->parsed()) {

@@ -23,7 +23,80 @@ void put_string(std::vector<uint8_t>& out, std::string_view s) {
   out.insert(out.end(), s.begin(), s.end());
 }
 
+// Bytes of one element of a fixed-size GGUF type (0 for strings and arrays).
+size_t fixed_size(GgufValueType type) {
+  switch (type) {
+    case GgufValueType::kUint8:
+    case GgufValueType::kInt8:
+    case GgufValueType::kBool:
+      return 1;
+    case GgufValueType::kUint16:
+    case GgufValueType::kInt16:
+      return 2;
+    case GgufValueType::kUint32:
+    case GgufValueType::kInt32:
+    case GgufValueType::kFloat32:
+      return 4;
+    case GgufValueType::kUint64:
+    case GgufValueType::kInt64:
+    case GgufValueType::kFloat64:
+      return 8;
+    case GgufValueType::kString:
+    case GgufValueType::kArray:
+      break;
+  }
+  return 0;
+}
+
+void put_scalar(std::vector<uint8_t>& out, const GgufValue& v) {
+  switch (v.type) {
+    case GgufValueType::kUint8:
+      return put<uint8_t>(out, static_cast<uint8_t>(v.u64));
+    case GgufValueType::kInt8:
+      return put<int8_t>(out, static_cast<int8_t>(v.i64));
+    case GgufValueType::kUint16:
+      return put<uint16_t>(out, static_cast<uint16_t>(v.u64));
+    case GgufValueType::kInt16:
+      return put<int16_t>(out, static_cast<int16_t>(v.i64));
+    case GgufValueType::kUint32:
+      return put<uint32_t>(out, static_cast<uint32_t>(v.u64));
+    case GgufValueType::kInt32:
+      return put<int32_t>(out, static_cast<int32_t>(v.i64));
+    case GgufValueType::kUint64:
+      return put<uint64_t>(out, v.u64);
+    case GgufValueType::kInt64:
+      return put<int64_t>(out, v.i64);
+    case GgufValueType::kFloat32:
+      return put<float>(out, static_cast<float>(v.f64));
+    case GgufValueType::kFloat64:
+      return put<double>(out, v.f64);
+    case GgufValueType::kBool:
+      return put<uint8_t>(out, v.boolean ? 1 : 0);
+    case GgufValueType::kString:
+      return put_string(out, v.str);
+    case GgufValueType::kArray:
+      break;
+  }
+}
+
 }  // namespace
+
+void GgufWriter::set_value(std::string key, const GgufValue& value) {
+  std::vector<uint8_t> p;
+  if (value.type != GgufValueType::kArray) {
+    put_scalar(p, value);
+  } else {
+    put(p, static_cast<uint32_t>(value.array_type));
+    put<uint64_t>(p, value.array_count);
+    if (value.array_type == GgufValueType::kString) {
+      for (std::string_view s : value.array_strings) put_string(p, s);
+    } else {
+      const size_t n = fixed_size(value.array_type) * value.array_count;
+      p.insert(p.end(), value.array_data, value.array_data + n);
+    }
+  }
+  set_raw(std::move(key), value.type, std::move(p));
+}
 
 void GgufWriter::set_raw(std::string key, GgufValueType type, std::vector<uint8_t> payload) {
   for (auto& entry : entries_) {

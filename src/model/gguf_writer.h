@@ -27,6 +27,8 @@ class GgufWriter {
   void set_string_array(std::string key, const std::vector<std::string>& values);
   void set_f32_array(std::string key, const std::vector<float>& values);
   void set_i32_array(std::string key, const std::vector<int32_t>& values);
+  // A value read from another file, re-encoded as it was (same type, same element type).
+  void set_value(std::string key, const GgufValue& value);
 
   // data holds the tensor in `type`'s encoding; dims in ggml order (dims[0] contiguous).
   void add_tensor(std::string name, TensorType type, std::vector<int64_t> dims,
