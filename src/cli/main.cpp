@@ -181,7 +181,8 @@ int main(int argc, char** argv) {
   int synth_threads = 0;
   auto* synth_cmd =
       model_cmd->add_subcommand("synth", "Write a synthetic GGUF model with random weights");
-  synth_cmd->add_option("--arch", synth.arch, "llama, llama2, mistral, qwen2")
+  synth_cmd
+      ->add_option("--arch", synth.arch, "llama, llama2, mistral, qwen2, qwen3, mixtral, qwen3moe")
       ->capture_default_str();
   synth_cmd->add_option("--size", synth.size, "1m, 10m, 100m, 1b (parameters)")
       ->capture_default_str();
@@ -201,6 +202,10 @@ int main(int argc, char** argv) {
   synth_cmd->add_option("--n-ff", synth.n_ff);
   synth_cmd->add_option("--n-vocab", synth.n_vocab);
   synth_cmd->add_option("--n-ctx", synth.n_ctx);
+  synth_cmd->add_option("--n-expert", synth.n_expert, "Experts per layer (MoE archs; default 8)");
+  synth_cmd->add_option("--n-expert-used", synth.n_expert_used, "Experts per token (default 2)");
+  synth_cmd->add_option("--n-ff-expert", synth.n_ff_expert,
+                        "Each expert's hidden size (default n_ff / 4)");
   synth_cmd->add_option("-t,--threads", synth_threads);
   auto* default_cmd = model_cmd->add_subcommand(
       "default", "Create the embedded default model if missing and print its path");

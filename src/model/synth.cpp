@@ -82,6 +82,37 @@ class TensorBuilder {
     writer_.add_tensor(name, type, {n_cols, n_rows}, std::move(data));
   }
 
+  // A 3-D expert tensor [n_cols, n_rows, n_expert]: the experts' matrices one after another.
+  void experts(const std::string& name, TensorType wanted, int64_t n_cols, int64_t n_rows,
+               int64_t n_expert, float scale) {
+    const TensorType type = fit_type(wanted, n_cols);
+    const size_t row_bytes = tensor_row_bytes(type, n_cols);
+    const int64_t total_rows = n_rows * n_expert;
+    std::vector<uint8_t> data(row_bytes * static_cast<size_t>(total_rows));
+    const uint64_t key = hash_name(name);
+    std::vector<std::vector<float>> rows(static_cast<size_t>(pool_.size()),
+                                         std::vector<float>(static_cast<size_t>(n_cols)));
+    pool_.parallel_for(total_rows, [&](int64_t r, int thread) {
+      float* row = rows[static_cast<size_t>(thread)].data();
+      fill_row(seed_, key, r, scale, 0.0f, row, n_cols);
+      quantize_row(type, row, data.data() + static_cast<size_t>(r) * row_bytes, n_cols);
+    });
+    n_params_ += n_cols * total_rows;
+    writer_.add_tensor(name, type, {n_cols, n_rows, n_expert}, std::move(data));
+  }
+
+  // An F32 matrix (kept unquantized, as llama.cpp keeps expert routers).
+  void f32_matrix(const std::string& name, int64_t n_cols, int64_t n_rows, float scale) {
+    std::vector<uint8_t> data(static_cast<size_t>(n_cols * n_rows) * sizeof(float));
+    const uint64_t key = hash_name(name);
+    for (int64_t r = 0; r < n_rows; ++r) {
+      fill_row(seed_, key, r, scale, 0.0f, reinterpret_cast<float*>(data.data()) + r * n_cols,
+               n_cols);
+    }
+    n_params_ += n_cols * n_rows;
+    writer_.add_tensor(name, TensorType::kF32, {n_cols, n_rows}, std::move(data));
+  }
+
   void vector(const std::string& name, int64_t n, float scale, float offset) {
     std::vector<float> values(static_cast<size_t>(n));
     fill_row(seed_, hash_name(name), 0, scale, offset, values.data(), n);
@@ -119,13 +150,19 @@ Result<SynthSummary> synthesize_model(const SynthOptions& o, const std::string& 
                       o.size);
   }
   const std::map<std::string, std::string> kArchs = {
-      {"llama", "llama"}, {"llama2", "llama"}, {"mistral", "llama"}, {"qwen2", "qwen2"}};
+      {"llama", "llama"}, {"llama2", "llama"},  {"mistral", "llama"},    {"qwen2", "qwen2"},
+      {"qwen3", "qwen3"}, {"mixtral", "llama"}, {"qwen3moe", "qwen3moe"}};
   auto arch_it = kArchs.find(o.arch);
   if (arch_it == kArchs.end()) {
     return make_error(StatusCode::kInvalidArgument,
-                      "unknown architecture '{}' (choose llama, llama2, mistral, qwen2)", o.arch);
+                      "unknown architecture '{}' (choose llama, llama2, mistral, qwen2, qwen3, "
+                      "mixtral, qwen3moe)",
+                      o.arch);
   }
   const std::string gguf_arch = arch_it->second;
+  const bool moe = o.arch == "mixtral" || o.arch == "qwen3moe";
+  const bool qk_norm = o.arch == "qwen3" || o.arch == "qwen3moe";
+  const bool qwen_vocab = o.arch == "qwen2" || qk_norm;
   const int n_embd = o.n_embd ? o.n_embd : preset->n_embd;
   const int n_layer = o.n_layer ? o.n_layer : preset->n_layer;
   const int n_head = o.n_head ? o.n_head : preset->n_head;
@@ -141,11 +178,17 @@ Result<SynthSummary> synthesize_model(const SynthOptions& o, const std::string& 
   const int head_dim = n_embd / n_head;
   float rope_base = 500000.0f;
   if (o.arch == "llama2") rope_base = 10000.0f;
-  if (o.arch == "mistral" || o.arch == "qwen2") rope_base = 1000000.0f;
+  if (o.arch != "llama" && o.arch != "llama2") rope_base = 1000000.0f;
+  const int n_expert = moe ? (o.n_expert ? o.n_expert : 8) : 0;
+  const int n_expert_used = moe ? (o.n_expert_used ? o.n_expert_used : 2) : 0;
+  const int n_ff_expert = moe ? (o.n_ff_expert ? o.n_ff_expert : std::max(32, n_ff / 4)) : 0;
+  if (moe && (n_expert < 2 || n_expert_used < 1 || n_expert_used > n_expert)) {
+    return make_error(StatusCode::kInvalidArgument, "{} experts with {} used is not a mixture",
+                      n_expert, n_expert_used);
+  }
 
-  IG_ASSIGN_OR_RETURN(SynthVocab vocab,
-                      make_synth_vocab(o.n_vocab ? o.n_vocab : preset->n_vocab,
-                                       o.arch == "qwen2" ? "qwen2" : "llama-bpe"));
+  IG_ASSIGN_OR_RETURN(SynthVocab vocab, make_synth_vocab(o.n_vocab ? o.n_vocab : preset->n_vocab,
+                                                         qwen_vocab ? "qwen2" : "llama-bpe"));
   const int n_vocab = static_cast<int>(vocab.tokens.size());
 
   GgufWriter writer;
@@ -169,6 +212,20 @@ Result<SynthSummary> synthesize_model(const SynthOptions& o, const std::string& 
   writer.set_f32(a + "rope.freq_base", rope_base);
   writer.set_u32(a + "rope.dimension_count", static_cast<uint32_t>(head_dim));
   writer.set_u32(a + "vocab_size", static_cast<uint32_t>(n_vocab));
+  if (qk_norm) {
+    writer.set_u32(a + "attention.key_length", static_cast<uint32_t>(head_dim));
+    writer.set_u32(a + "attention.value_length", static_cast<uint32_t>(head_dim));
+  }
+  if (moe) {
+    writer.set_u32(a + "expert_count", static_cast<uint32_t>(n_expert));
+    writer.set_u32(a + "expert_used_count", static_cast<uint32_t>(n_expert_used));
+    // Mixtral's experts are feed_forward_length wide; qwen3moe names their width apart.
+    if (o.arch == "mixtral") {
+      writer.set_u32(a + "feed_forward_length", static_cast<uint32_t>(n_ff_expert));
+    } else {
+      writer.set_u32(a + "expert_feed_forward_length", static_cast<uint32_t>(n_ff_expert));
+    }
+  }
   write_synth_vocab(writer, vocab);
 
   ThreadPool pool(n_threads);
@@ -192,11 +249,25 @@ Result<SynthSummary> synthesize_model(const SynthOptions& o, const std::string& 
       b.vector(p + "attn_k.bias", n_head_kv * head_dim, 0.1f, 0.0f);
       b.vector(p + "attn_v.bias", n_head_kv * head_dim, 0.1f, 0.0f);
     }
+    if (qk_norm) {
+      b.vector(p + "attn_q_norm.weight", head_dim, 0.1f, 1.0f);
+      b.vector(p + "attn_k_norm.weight", head_dim, 0.1f, 1.0f);
+    }
     b.matrix(p + "attn_output.weight", o.type, n_embd, n_embd, s_embd * 1.7f);
     b.vector(p + "ffn_norm.weight", n_embd, 0.1f, 1.0f);
-    b.matrix(p + "ffn_gate.weight", o.type, n_embd, n_ff, s_embd * 1.7f);
-    b.matrix(p + "ffn_up.weight", o.type, n_embd, n_ff, s_embd * 1.7f);
-    b.matrix(p + "ffn_down.weight", o.type, n_ff, n_embd, s_ff * 1.7f);
+    if (moe) {
+      const float s_ff_expert = 1.0f / std::sqrt(static_cast<float>(n_ff_expert));
+      // A router with a wide spread of logits, so tokens do not all pick the same experts.
+      b.f32_matrix(p + "ffn_gate_inp.weight", n_embd, n_expert, s_embd * 8.0f);
+      b.experts(p + "ffn_gate_exps.weight", o.type, n_embd, n_ff_expert, n_expert, s_embd * 1.7f);
+      b.experts(p + "ffn_up_exps.weight", o.type, n_embd, n_ff_expert, n_expert, s_embd * 1.7f);
+      b.experts(p + "ffn_down_exps.weight", o.type, n_ff_expert, n_embd, n_expert,
+                s_ff_expert * 1.7f);
+    } else {
+      b.matrix(p + "ffn_gate.weight", o.type, n_embd, n_ff, s_embd * 1.7f);
+      b.matrix(p + "ffn_up.weight", o.type, n_embd, n_ff, s_embd * 1.7f);
+      b.matrix(p + "ffn_down.weight", o.type, n_ff, n_embd, s_ff * 1.7f);
+    }
   }
 
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
@@ -210,10 +281,13 @@ Result<SynthSummary> synthesize_model(const SynthOptions& o, const std::string& 
   summary.n_params = b.n_params();
   summary.file_bytes = std::filesystem::file_size(path);
   summary.description = fmt::format(
-      "{} ({}), {} layers, n_embd {}, heads {}/{}, n_ff {}, vocab {}, {}: {:.2f}M parameters, "
+      "{} ({}), {} layers, n_embd {}, heads {}/{}, {}, vocab {}, {}: {:.2f}M parameters, "
       "{:.1f} MiB",
-      o.arch, gguf_arch, n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab,
-      tensor_type_traits(o.type)->name, summary.n_params / 1e6, summary.file_bytes / 1048576.0);
+      o.arch, gguf_arch, n_layer, n_embd, n_head, n_head_kv,
+      moe ? fmt::format("{} experts ({} used) of n_ff {}", n_expert, n_expert_used, n_ff_expert)
+          : fmt::format("n_ff {}", n_ff),
+      n_vocab, tensor_type_traits(o.type)->name, summary.n_params / 1e6,
+      summary.file_bytes / 1048576.0);
   return summary;
 }
 

@@ -16,12 +16,16 @@
 namespace infergrid {
 
 struct SynthOptions {
-  std::string arch = "llama";  // llama (Llama 3 style), llama2, mistral, qwen2
-  std::string size = "10m";    // preset: 1m, 10m, 100m, 1b (parameters, approximately)
+  // llama (Llama 3 style), llama2, mistral, qwen2, qwen3, and the mixtures of experts mixtral
+  // (GGUF arch llama with experts) and qwen3moe.
+  std::string arch = "llama";
+  std::string size = "10m";  // preset: 1m, 10m, 100m, 1b (parameters, approximately)
   TensorType type = TensorType::kQ8_0;
   uint64_t seed = 42;
   // Overrides of the preset (0 = keep the preset's value).
   int n_embd = 0, n_layer = 0, n_head = 0, n_head_kv = 0, n_ff = 0, n_vocab = 0, n_ctx = 0;
+  // Mixtures of experts (0 = default: 8 experts, 2 used, each of n_ff / 4).
+  int n_expert = 0, n_expert_used = 0, n_ff_expert = 0;
   bool tied_output = false;
 };
 

@@ -120,7 +120,13 @@ INSTANTIATE_TEST_SUITE_P(Architectures, ModelVsNaive,
                                            ArchCase{"mistral", TensorType::kF32, false, 1e-4},
                                            ArchCase{"mistral", TensorType::kBF16, false, 1e-4},
                                            ArchCase{"qwen2", TensorType::kF32, false, 1e-4},
-                                           ArchCase{"qwen2", TensorType::kF16, false, 1e-4}),
+                                           ArchCase{"qwen2", TensorType::kF16, false, 1e-4},
+                                           ArchCase{"qwen3", TensorType::kF32, false, 1e-4},
+                                           ArchCase{"qwen3", TensorType::kF16, true, 1e-4},
+                                           ArchCase{"mixtral", TensorType::kF32, false, 1e-4},
+
+                                           ArchCase{"qwen3moe", TensorType::kF32, false, 1e-4},
+                                           ArchCase{"qwen3moe", TensorType::kBF16, true, 1e-4}),
                          [](const ::testing::TestParamInfo<ArchCase>& info) {
                            return std::string(info.param.arch) + "_" +
                                   tensor_type_traits(info.param.type)->name +
