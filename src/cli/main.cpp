@@ -55,8 +55,7 @@ int run_generate(const GenerateArgs& args) {
   spdlog::info("{}", (*model)->describe());
   spdlog::info("backend {} (cpu: {})", backend.name(), cpu_features().describe());
   const int ctx = std::min(args.ctx_size, (*model)->config().n_ctx_train);
-  backend.reserve(std::min(args.batch_size, ctx),
-                  std::max((*model)->config().n_ff, (*model)->config().n_embd));
+  backend.reserve(std::min(args.batch_size, ctx), (*model)->config().max_matmul_cols());
   Generator generator(**model, **tokenizer, backend, ctx, args.batch_size, args.kv_cache_type);
   GenerateOptions options;
   options.max_tokens = args.max_tokens;

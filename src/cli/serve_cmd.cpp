@@ -197,7 +197,7 @@ Result<std::unique_ptr<Instance>> build_instance(const std::string& path,
           ? args.threads
           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / n_models);
   in->backend = std::make_unique<CpuBackend>(threads);
-  in->backend->reserve(s.max_batch_tokens, std::max(config.n_ff, config.n_embd));
+  in->backend->reserve(s.max_batch_tokens, config.max_matmul_cols());
   IG_ASSIGN_OR_RETURN(in->engine,
                       Engine::create(*in->model, *in->tokenizer, *in->backend, options));
   return in;

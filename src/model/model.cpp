@@ -274,6 +274,12 @@ std::vector<const MatrixView*> LayerWeights::matrices() const {
   return out;
 }
 
+size_t Model::expert_bytes() const {
+  if (!config_.is_moe()) return 0;
+  const ExpertWeights& E = weights_.layers.front().moe;
+  return E.gate.front().total_bytes() + E.up.front().total_bytes() + E.down.front().total_bytes();
+}
+
 std::vector<uint64_t> Model::expert_activation_counts() const {
   std::vector<uint64_t> out;
   if (!expert_counts_) return out;
@@ -578,6 +584,7 @@ void Model::moe_feed_forward(Backend& backend, const LayerWeights& L, int layer,
     if (m == 0) continue;
     expert_counts_[static_cast<size_t>(layer) * n_expert + e].fetch_add(static_cast<uint64_t>(m),
                                                                         std::memory_order_relaxed);
+    expert_runs_.fetch_add(1, std::memory_order_relaxed);
     const std::span<const int32_t> rows(s.expert_rows.data() + offsets[e], static_cast<size_t>(m));
     const std::span<const float> scales(s.expert_scales.data() + offsets[e],
                                         static_cast<size_t>(m));

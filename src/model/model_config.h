@@ -52,6 +52,9 @@ struct ModelConfig {
   bool is_moe() const { return n_expert > 0; }
   // The widest feed-forward hidden layer any block computes (scratch sizing).
   int max_ff() const { return std::max({n_ff, n_ff_expert, n_ff_shared}); }
+  // The longest matmul input row (n_embd, q_dim into attn_output, or a feed-forward width):
+  // what a backend's activation scratch must hold per token.
+  int max_matmul_cols() const { return std::max({n_embd, q_dim(), max_ff()}); }
 
   static Result<ModelConfig> from_gguf(const GgufFile& file);
 };

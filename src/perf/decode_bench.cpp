@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
-#include "perf/machine_probe.h"
 #include "core/clock.h"
 #include "engine/sampler.h"
+#include "perf/machine_probe.h"
 
 namespace infergrid {
 
@@ -16,8 +16,15 @@ double flops_per_token(const Model& model, double context) {
   const ModelConfig& c = model.config();
   double macs = static_cast<double>(model.weights().output.n_cols) * model.weights().output.n_rows;
   for (const auto& L : model.weights().layers) {
-    for (const MatrixView* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
-      macs += static_cast<double>(m->n_cols) * m->n_rows;
+    for (const MatrixView* m : L.matrices()) macs += static_cast<double>(m->n_cols) * m->n_rows;
+    // A token runs only n_expert_used of the experts.
+    if (c.is_moe()) {
+      double expert_macs = 0;
+      for (const auto* experts : {&L.moe.gate, &L.moe.up, &L.moe.down}) {
+        for (const MatrixView& m : *experts)
+          expert_macs += static_cast<double>(m.n_cols) * m.n_rows;
+      }
+      macs -= expert_macs * (1.0 - static_cast<double>(c.n_expert_used) / c.n_expert);
     }
   }
   macs += 2.0 * c.n_layer * c.q_dim() * context;  // QK^T and PV
@@ -37,7 +44,7 @@ Result<DecodeBenchResult> run_decode_bench(const Model& model, CpuBackend& backe
   const int context = o.prompt_tokens + o.gen_tokens + 1;
   KvCache cache(c, context, o.kv_type);
   ForwardScratch scratch(c, std::min(o.batch_tokens, o.prompt_tokens));
-  backend.reserve(scratch.max_tokens, std::max(c.n_ff, c.n_embd));
+  backend.reserve(scratch.max_tokens, c.max_matmul_cols());
 
   // A deterministic prompt of ordinary (non-special) ids.
   std::vector<int32_t> prompt(static_cast<size_t>(o.prompt_tokens));
@@ -50,6 +57,7 @@ Result<DecodeBenchResult> run_decode_bench(const Model& model, CpuBackend& backe
                         model.forward(backend, cache, scratch, prompt, 0, Model::Logits::kLast));
     best_prefill = std::min(best_prefill, seconds_since(prefill_start));
     int32_t token = Sampler::argmax(logits);
+    const std::vector<uint64_t> experts_before = model.expert_activation_counts();
     const auto decode_start = Clock::now();
     for (int i = 0; i < o.gen_tokens; ++i) {
       IG_ASSIGN_OR_RETURN(
@@ -58,6 +66,20 @@ Result<DecodeBenchResult> run_decode_bench(const Model& model, CpuBackend& backe
       token = Sampler::argmax(logits);
     }
     best_decode = std::min(best_decode, seconds_since(decode_start));
+    if (c.is_moe()) {
+      // Each expert's share of the tokens routed in this decode run, over all layers.
+      const std::vector<uint64_t> after = model.expert_activation_counts();
+      std::vector<double> per_expert(static_cast<size_t>(c.n_expert), 0.0);
+      double total = 0;
+      for (size_t i = 0; i < after.size(); ++i) {
+        const auto routed = static_cast<double>(after[i] - experts_before[i]);
+        per_expert[i % static_cast<size_t>(c.n_expert)] += routed;
+        total += routed;
+      }
+      r.n_expert = c.n_expert;
+      r.min_expert_share = *std::min_element(per_expert.begin(), per_expert.end()) / total;
+      r.max_expert_share = *std::max_element(per_expert.begin(), per_expert.end()) / total;
+    }
   }
   r.prefill_tokens_per_second = o.prompt_tokens / best_prefill;
   r.prefill_gflops =
@@ -107,6 +129,12 @@ std::string DecodeBenchResult::to_text() const {
         "at {:.1f}% of it\n",
         memory_bandwidth / 1e9, memory_probe_bytes / 1073741824.0, 100.0 * bandwidth_ratio());
   }
+  if (n_expert > 0) {
+    s += fmt::format(
+        "experts:  {} per layer; each got {:.1f}%..{:.1f}% of the decode run's routed tokens "
+        "(even: {:.1f}%)\n",
+        n_expert, 100.0 * min_expert_share, 100.0 * max_expert_share, 100.0 / n_expert);
+  }
   return s;
 }
 
@@ -128,6 +156,11 @@ std::string DecodeBenchResult::to_json() const {
       {"memory_probe_bytes", memory_probe_bytes},
       {"bandwidth_ratio", bandwidth_ratio()},
   };
+  if (n_expert > 0) {
+    j["n_expert"] = n_expert;
+    j["min_expert_share"] = min_expert_share;
+    j["max_expert_share"] = max_expert_share;
+  }
   return j.dump(2);
 }
 

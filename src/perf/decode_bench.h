@@ -34,6 +34,11 @@ struct DecodeBenchResult {
   size_t memory_probe_bytes = 0;  // the probe's buffer
   double peak_gflops = 0;         // fp32 FMA, measured
   double peak_int8_gops = 0;      // int8 vpdpbusd, measured (0 without VNNI)
+  // Mixture of experts: tokens each expert got during the decode run, as a share of the
+  // routed tokens (1 / n_expert each if the router spread them evenly).
+  int n_expert = 0;
+  double min_expert_share = 0;
+  double max_expert_share = 0;
   double bandwidth_ratio() const {
     return memory_bandwidth > 0 ? decode_bytes_per_second / memory_bandwidth : 0;
   }

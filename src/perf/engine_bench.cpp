@@ -68,11 +68,12 @@ SchedulerOptions scheduler_options(const Model& model, const EngineBenchOptions&
 }
 
 // Decode tokens/s of `concurrency` sequences at prompt_tokens cached each: everything is
-// prefilled first, then decode steps alone are timed. ms_per_step: the mean step.
+// prefilled first, then decode steps alone are timed. ms_per_step: the mean step;
+// expert_bytes_per_step: expert weights the timed steps read, per step (0 for dense models).
 Result<double> decode_tokens_per_second(const Model& model, const Tokenizer& tokenizer,
                                         Backend& backend, const EngineBenchOptions& o,
                                         int concurrency, int prompt_tokens, KvType kv_type,
-                                        double& ms_per_step) {
+                                        double& ms_per_step, double& expert_bytes_per_step) {
   const int max_tokens = o.decode_steps + 4;
   auto opts =
       scheduler_options(model, o, concurrency * (prompt_tokens + max_tokens + 16), concurrency);
@@ -91,12 +92,15 @@ Result<double> decode_tokens_per_second(const Model& model, const Tokenizer& tok
     if (step.n_decodes == concurrency) break;
   }
   int tokens = 0;
+  const uint64_t expert_runs = model.expert_runs();
   const auto start = Clock::now();
   for (int i = 0; i < o.decode_steps; ++i) {
     IG_ASSIGN_OR_RETURN(StepResult step, s.step());
     tokens += step.n_tokens;
   }
   const double secs = seconds_between(start, Clock::now());
+  expert_bytes_per_step = static_cast<double>(model.expert_runs() - expert_runs) *
+                          static_cast<double>(model.expert_bytes()) / o.decode_steps;
   s.abort_all(FinishReason::kCancelled);
   ms_per_step = 1000.0 * secs / o.decode_steps;
   return tokens / secs;
@@ -107,21 +111,38 @@ Status bench_throughput(const Model& model, const Tokenizer& tokenizer, Backend&
                         const EngineBenchOptions& o, std::string& text, nlohmann::json& json) {
   const int prompt_tokens = 32;
   double batch1 = 0;
+  const ModelConfig& mc = model.config();
+  const bool moe = mc.is_moe();
   text += "decode throughput (tokens/s at each concurrency; weights are read once per step)\n";
-  text += fmt::format("  {:>11} {:>12} {:>10} {:>12}\n", "concurrency", "tokens/s", "vs batch 1",
-                      "ms/step");
+  text += fmt::format("  {:>11} {:>12} {:>10} {:>12}{}\n", "concurrency", "tokens/s", "vs batch 1",
+                      "ms/step", moe ? fmt::format(" {:>17}", "expert MiB/step") : "");
   for (int c : o.concurrency) {
-    double ms_per_step = 0;
+    double ms_per_step = 0, expert_bytes_per_step = 0;
     IG_ASSIGN_OR_RETURN(const double tps,
                         decode_tokens_per_second(model, tokenizer, backend, o, c, prompt_tokens,
-                                                 o.kv_type, ms_per_step));
+                                                 o.kv_type, ms_per_step, expert_bytes_per_step));
     if (c == o.concurrency.front()) batch1 = tps;
     const double ratio = batch1 > 0 ? tps / batch1 : 0;
-    text += fmt::format("  {:>11} {:>12.1f} {:>9.2f}x {:>12.1f}\n", c, tps, ratio, ms_per_step);
+    text += fmt::format("  {:>11} {:>12.1f} {:>9.2f}x {:>12.1f}{}\n", c, tps, ratio, ms_per_step,
+                        moe ? fmt::format(" {:>17.1f}", expert_bytes_per_step / 1048576.0) : "");
     json["throughput"].push_back({{"concurrency", c},
                                   {"tokens_per_second", tps},
                                   {"ratio_to_first", ratio},
                                   {"ms_per_step", ms_per_step}});
+    if (moe) json["throughput"].back()["expert_bytes_per_step"] = expert_bytes_per_step;
+  }
+  if (moe) {
+    // A dense feed-forward with the same active parameters reads its whole width every step.
+    const double dense = static_cast<double>(mc.n_layer) * mc.n_expert_used *
+                         static_cast<double>(model.expert_bytes());
+    const double all =
+        static_cast<double>(mc.n_layer) * mc.n_expert * static_cast<double>(model.expert_bytes());
+    text += fmt::format(
+        "  expert weights per step: a dense FFN of the same active size reads {:.1f} MiB at any "
+        "concurrency; all {} experts are {:.1f} MiB\n",
+        dense / 1048576.0, mc.n_expert, all / 1048576.0);
+    json["dense_equivalent_ffn_bytes_per_step"] = dense;
+    json["all_experts_bytes"] = all;
   }
   return Status::ok();
 }
@@ -344,10 +365,11 @@ Status bench_kv_type(const Model& model, const Tokenizer& tokenizer, Backend& ba
       IG_ASSIGN_OR_RETURN(const auto generated, generate_all(kv_type));
       a = compare_generations(reference, generated);
     }
-    double ms_per_step = 0;
-    IG_ASSIGN_OR_RETURN(const double tps,
-                        decode_tokens_per_second(model, tokenizer, backend, o, o.kv_type_sequences,
-                                                 o.kv_type_context, kv_type, ms_per_step));
+    double ms_per_step = 0, expert_bytes_per_step = 0;
+    IG_ASSIGN_OR_RETURN(
+        const double tps,
+        decode_tokens_per_second(model, tokenizer, backend, o, o.kv_type_sequences,
+                                 o.kv_type_context, kv_type, ms_per_step, expert_bytes_per_step));
     if (kv_type == KvType::kF32) f32_tps = tps;
     const size_t bytes_per_token = KvPool::block_bytes(model.config(), 1, kv_type);
     text += fmt::format(
