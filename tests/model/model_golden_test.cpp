@@ -3,8 +3,10 @@
 // independent naive implementation on the same files.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <ostream>
 
 #include "golden_required.h"
@@ -162,6 +164,51 @@ TEST_P(ModelGolden, RepackedWeightsGiveTheSameBitsAsTheFileLayout) {
                            b = teacher_forced_logits(**plain, tokens, n_prompt, kDefaultKvType);
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], b[i]) << c.name << " logit " << i;
+}
+
+// Free-running greedy decoding against llama.cpp's own greedy continuation: every step where
+// llama.cpp's top two logits were clearly apart must give its token. At a near-tie either
+// choice is right; where ours differs there, llama.cpp's token is fed instead (counted), so
+// the contexts stay identical and the rest of the 32 steps are still compared.
+TEST_P(ModelGolden, GreedyDecodingMatchesLlamaCppAtEveryClearStep) {
+  const GoldenCase& c = GetParam();
+  if (golden_dir().empty()) IG_GOLDEN_MISSING("../shared/golden not present; golden tests skipped");
+  auto golden = load_golden(c.name);
+  ASSERT_TRUE(golden.has_value()) << "missing golden data for " << c.name;
+  auto model = Model::load(golden_model_path(c.name));
+  ASSERT_TRUE(model.is_ok()) << model.status().to_string();
+  // The margins the teacher-forced argmax checks above use.
+  const double tie = c.max_abs == 0 ? 0.1 : 0.05;
+  const size_t n_prompt = golden->prompt_tokens.size();
+  CpuBackend backend(2);
+  const int n_vocab = (*model)->config().n_vocab;
+  KvCache cache((*model)->config(), 128, kDefaultKvType);
+  ForwardScratch scratch((*model)->config(), 32);
+  auto logits =
+      (*model)->forward(backend, cache, scratch, golden->prompt_tokens, 0, Model::Logits::kLast);
+  int clear_steps = 0, ties_taken_otherwise = 0;
+  for (size_t step = 0; step < golden->greedy_tokens.size(); ++step) {
+    ASSERT_TRUE(logits.is_ok()) << logits.status().to_string();
+    const auto ours = static_cast<int32_t>(
+        std::max_element(logits->begin(), logits->begin() + n_vocab) - logits->begin());
+    std::vector<float> row = golden->logits[n_prompt - 1 + step];
+    std::partial_sort(row.begin(), row.begin() + 2, row.end(), std::greater<>());
+    const bool clear = row[0] - row[1] >= tie;
+    if (ours != golden->greedy_tokens[step]) {
+      EXPECT_FALSE(clear) << "step " << step << ": " << ours << " instead of "
+                          << golden->greedy_tokens[step] << " (margin " << row[0] - row[1] << ")";
+      ++ties_taken_otherwise;
+    }
+    clear_steps += clear;
+    const int32_t next = golden->greedy_tokens[step];  // == ours except at a near-tie
+    logits = (*model)->forward(backend, cache, scratch, std::span<const int32_t>(&next, 1),
+                               static_cast<int>(n_prompt + step), Model::Logits::kLast);
+  }
+  std::printf(
+      "[greedy %s] %zu steps, %d with a clear margin (all agree); %d near-ties taken the "
+      "other way\n",
+      c.name, golden->greedy_tokens.size(), clear_steps, ties_taken_otherwise);
+  EXPECT_GT(clear_steps, 0) << "no step with a clear margin was compared";
 }
 
 INSTANTIATE_TEST_SUITE_P(
