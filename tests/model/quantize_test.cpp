@@ -5,13 +5,17 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <string>
 
 #include "golden_required.h"
+#include "kernels/cpu_backend.h"
 #include "model/gguf.h"
 #include "model/golden_data.h"
+#include "model/model.h"
+#include "model/synth.h"
 
 namespace infergrid {
 namespace {
@@ -75,6 +79,54 @@ TEST(Quantize, NamesAndErrors) {
   options.allow_requantize = true;
   EXPECT_TRUE(quantize_model(golden_model_path("tiny-llama-q8_0"), out, options).is_ok());
   std::filesystem::remove(out);
+}
+
+// Rows that are not a multiple of 256 (Qwen2.5-0.5B's n_embd is 896) get llama-quantize's
+// fallbacks inside a Q4_K_M file (Q4_K -> Q5_0, Q6_K -> Q8_0), and the file loads and computes
+// what the F32 file does, within the quantization's error.
+TEST(Quantize, RowsOffTheSuperBlockFallBackAndStillCompute) {
+  const auto dir = std::filesystem::temp_directory_path() / "infergrid_quantize_fallback";
+  std::filesystem::create_directories(dir);
+  SynthOptions o;
+  o.arch = "qwen2";
+  o.size = "1m";
+  o.type = TensorType::kF32;
+  o.n_embd = 384;  // 1.5 super-blocks per row
+  o.n_head = 6;
+  o.n_head_kv = 2;
+  o.n_ff = 1024;
+  const std::string f32 = (dir / "f32.gguf").string(), q = (dir / "q4_k_m.gguf").string();
+  ASSERT_TRUE(synthesize_model(o, f32, 2).is_ok());
+  QuantizeOptions options;
+  options.target = LlamaFileType::kQ4_K_M;
+  auto summary = quantize_model(f32, q, options);
+  ASSERT_TRUE(summary.is_ok()) << summary.status().to_string();
+  EXPECT_GT(summary->n_fallback, 0);
+  EXPECT_GT(summary->tensors_by_type["q5_0"], 0);  // Q4_K rows of 384
+  EXPECT_GT(summary->tensors_by_type["q8_0"], 0);  // Q6_K rows of 384 (output, some attn_v)
+  EXPECT_GT(summary->tensors_by_type["q4_k"], 0);  // ffn_down's rows of 1024 fit
+  auto reference = Model::load(f32);
+  auto quantized = Model::load(q);
+  ASSERT_TRUE(reference.is_ok() && quantized.is_ok()) << quantized.status().to_string();
+  CpuBackend backend(2);
+  const std::vector<int32_t> tokens = {1, 40, 41, 300, 7, 99, 12, 250};
+  auto logits_of = [&](const Model& m) {
+    KvCache cache(m.config(), 16, kDefaultKvType);
+    ForwardScratch scratch(m.config(), 16);
+    auto r = m.forward(backend, cache, scratch, tokens, 0, Model::Logits::kAll);
+    EXPECT_TRUE(r.is_ok());
+    return r.is_ok() ? std::vector<float>(r->begin(), r->end()) : std::vector<float>();
+  };
+  const std::vector<float> a = logits_of(**reference), b = logits_of(**quantized);
+  ASSERT_EQ(a.size(), b.size());
+  double dot = 0, na = 0, nb = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    dot += static_cast<double>(a[i]) * b[i];
+    na += static_cast<double>(a[i]) * a[i];
+    nb += static_cast<double>(b[i]) * b[i];
+  }
+  EXPECT_GT(dot / std::sqrt(na * nb), 0.99);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
