@@ -88,6 +88,7 @@ struct CpuKernels {
   MatDotFn mat_dot_q8_0 = nullptr;
   MatDotFn mat_dot_q4_K = nullptr;
   MatDotFn mat_dot_q6_K = nullptr;
+  MatDotFn mat_dot_q5_K = nullptr;
   MatDotFn mat_dot_q4_1 = nullptr;
   MatDotFn mat_dot_q5_0 = nullptr;
   MatDotFn mat_dot_q5_1 = nullptr;
@@ -98,6 +99,7 @@ struct CpuKernels {
   PackedKernel packed_q8_0;
   PackedKernel packed_q4_K;
   PackedKernel packed_q6_K;
+  PackedKernel packed_q5_K;
 
   QuantizeActFn quantize_q8_0 = nullptr;
   QuantizeActFn quantize_q8_K = nullptr;

@@ -1,4 +1,4 @@
-// Integer GEMM for Q4_0, Q8_0, Q4_K and Q6_K weights on AVX-512 VNNI, over the row-group
+// Integer GEMM for Q4_0, Q8_0, Q4_K, Q5_K and Q6_K weights on AVX-512 VNNI, over the row-group
 // layout of cpu_kernels.h (PackedLayout::kRowGroup16), and the plain-row dots and tiles of the
 // AVX-512 table, which give the same bits. The K-quant layouts are described with their code.
 //
@@ -208,21 +208,44 @@ void act_sums_q8_0(const void* x_in, int64_t n, int32_t* sums) {
 constexpr size_t kQ4KScales = 64, kQ4KMins = 192, kQ4KQuants = 320;
 constexpr size_t kQ4KSuperBytes = kQ4KQuants + 32 * 64;
 
+// The part of a Q4_K or Q5_K group both share (everything but Q5_K's fifth bits), for row r.
+template <typename Block>
+void pack_k4_row(const Block& b, int64_t r, uint8_t* out) {
+  std::memcpy(out + 2 * r, &b.d, 2);
+  std::memcpy(out + 32 + 2 * r, &b.dmin, 2);
+  for (int j = 0; j < 8; ++j) {
+    uint8_t sc, m;
+    get_scale_min_k4(j, b.scales, &sc, &m);
+    out[kQ4KScales + 16 * j + r] = sc;
+    out[kQ4KMins + 32 * (j / 2) + 2 * r + (j % 2)] = m;
+  }
+  for (int chunk = 0; chunk < 32; ++chunk) {
+    std::memcpy(out + kQ4KQuants + 64 * chunk + 4 * r, b.qs + 4 * chunk, 4);
+  }
+}
+
 void q4_K_pack_group(int64_t n, const uint8_t* rows, size_t row_bytes, uint8_t* out) {
   for (int64_t s = 0; s < n / kQK_K; ++s, out += kQ4KSuperBytes) {
     for (int64_t r = 0; r < kRows; ++r) {
-      const BlockQ4_K& b = reinterpret_cast<const BlockQ4_K*>(rows + r * row_bytes)[s];
-      std::memcpy(out + 2 * r, &b.d, 2);
-      std::memcpy(out + 32 + 2 * r, &b.dmin, 2);
-      for (int j = 0; j < 8; ++j) {
-        uint8_t sc, m;
-        get_scale_min_k4(j, b.scales, &sc, &m);
-        out[kQ4KScales + 16 * j + r] = sc;
-        out[kQ4KMins + 32 * (j / 2) + 2 * r + (j % 2)] = m;
-      }
-      for (int chunk = 0; chunk < 32; ++chunk) {
-        std::memcpy(out + kQ4KQuants + 64 * chunk + 4 * r, b.qs + 4 * chunk, 4);
-      }
+      pack_k4_row(reinterpret_cast<const BlockQ4_K*>(rows + r * row_bytes)[s], r, out);
+    }
+  }
+}
+
+// ---- Q5_K ----
+// Q4_K's group, then [2368, 2880) the fifth bits: chunk j (0..7) of 64 bytes = bytes 4j..4j+3
+// of each row's qh. Column l of 64-group g adds 16 when bit 2g (low nibbles, sub-block 2g) or
+// 2g + 1 (high nibbles) of qh[l] is set, so sub-block `sub` takes bit `sub` of the chunk that
+// matches its quant chunk's columns. Per super-block the arithmetic is Q4_K's.
+constexpr size_t kQ5KHigh = kQ4KSuperBytes;
+constexpr size_t kQ5KSuperBytes = kQ5KHigh + 8 * 64;
+
+void q5_K_pack_group(int64_t n, const uint8_t* rows, size_t row_bytes, uint8_t* out) {
+  for (int64_t s = 0; s < n / kQK_K; ++s, out += kQ5KSuperBytes) {
+    for (int64_t r = 0; r < kRows; ++r) {
+      const BlockQ5_K& b = reinterpret_cast<const BlockQ5_K*>(rows + r * row_bytes)[s];
+      pack_k4_row(b, r, out);
+      for (int j = 0; j < 8; ++j) std::memcpy(out + kQ5KHigh + 64 * j + 4 * r, b.qh + 4 * j, 4);
     }
   }
 }
@@ -242,27 +265,37 @@ void q4_K_act_sums(const void* x_in, int64_t n, int32_t* sums) {
   }
 }
 
-template <int C>
+// Q4_K, or with kFifthBit Q5_K (its group is kQ5KSuperBytes).
+template <int C, bool kFifthBit = false>
 inline void q4_K_group_tile(int64_t n_super, const uint8_t* group, const BlockQ8_K* const* x,
                             const int32_t* const* sums, float* y, int64_t y_stride) {
+  constexpr size_t kSuperBytes = kFifthBit ? kQ5KSuperBytes : kQ4KSuperBytes;
   const __m512i low4 = _mm512_set1_epi8(0x0F);
+  [[maybe_unused]] const __m512i one = _mm512_set1_epi8(1);
   __m512 acc[C];
   for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
   for (int64_t s = 0; s < n_super; ++s) {
-    const uint8_t* blk = group + s * kQ4KSuperBytes;
+    const uint8_t* blk = group + s * kSuperBytes;
     __m512i sumi[C];
     for (int c = 0; c < C; ++c) sumi[c] = _mm512_setzero_si512();
     // Sub-block by sub-block: 2g from the low nibbles of group g's chunks, 2g + 1 from the
     // high nibbles (the chunks are read twice, the second time from L1).
     for (int sub = 0; sub < 8; ++sub) {
-      prefetch_lines(blk + 2 * kQ4KSuperBytes, sub, 8, kQ4KSuperBytes);
+      prefetch_lines(blk + 2 * kSuperBytes, sub, 8, kSuperBytes);
       const int g = sub / 2;
       __m512i part[C];
       for (int c = 0; c < C; ++c) part[c] = _mm512_setzero_si512();
       for (int j = 0; j < 8; ++j) {
         const __m512i raw = _mm512_loadu_si512(blk + kQ4KQuants + 64 * (8 * g + j));
-        const __m512i q = (sub & 1) ? _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4)
-                                    : _mm512_and_si512(raw, low4);
+        __m512i q = (sub & 1) ? _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4)
+                              : _mm512_and_si512(raw, low4);
+        if constexpr (kFifthBit) {
+          // Bit `sub` of each qh byte to bit 4 (masked to one bit before the 16-bit shift, so
+          // nothing crosses into the next byte).
+          const __m512i high = _mm512_loadu_si512(blk + kQ5KHigh + 64 * j);
+          q = _mm512_or_si512(
+              q, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(high, sub), one), 4));
+        }
         for (int c = 0; c < C; ++c) {
           part[c] = _mm512_dpbusd_epi32(part[c], q, broadcast4(x[c][s].qs + 32 * sub + 4 * j));
         }
@@ -484,6 +517,17 @@ struct Q4_KKind {
   }
 };
 
+struct Q5_KKind {
+  using Act = BlockQ8_K;
+  static constexpr int64_t kCols = kQK_K, kSums = 4;
+  static constexpr size_t kBytes = kQ5KSuperBytes;
+  template <int C>
+  static void tile(int64_t units, const uint8_t* g, const Act* const* x, const int32_t* const* s,
+                   float* y, int64_t y_stride) {
+    q4_K_group_tile<C, true>(units, g, x, s, y, y_stride);
+  }
+};
+
 struct Q6_KKind {
   using Act = BlockQ8_K;
   static constexpr int64_t kCols = kQK_K, kSums = 8;
@@ -601,6 +645,37 @@ float dot_q4_K(int64_t n, const void* w, const void* x_in) {
   return acc;
 }
 
+// The plain-row Q5_K dot with the packed kernel's arithmetic (Q4_K's, on 5-bit codes).
+float dot_q5_K(int64_t n, const void* w, const void* x_in) {
+  const auto* a = static_cast<const BlockQ5_K*>(w);
+  const auto* x = static_cast<const BlockQ8_K*>(x_in);
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i one = _mm256_set1_epi8(1);
+  float acc = 0;
+  for (int64_t s = 0; s < n / kQK_K; ++s) {
+    uint8_t sc[8], m[8];
+    for (int j = 0; j < 8; ++j) get_scale_min_k4(j, a[s].scales, &sc[j], &m[j]);
+    const __m256i high = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[s].qh));
+    int32_t sumi = 0, summ = 0;
+    for (int g = 0; g < 4; ++g) {
+      const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[s].qs + 32 * g));
+      const __m256i lo = _mm256_or_si256(
+          _mm256_and_si256(bits, low4),
+          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(high, 2 * g), one), 4));
+      const __m256i hi = _mm256_or_si256(
+          _mm256_and_si256(_mm256_srli_epi16(bits, 4), low4),
+          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(high, 2 * g + 1), one), 4));
+      const auto* y = reinterpret_cast<const __m256i*>(x[s].qs + 64 * g);
+      sumi += sc[2 * g] * dot32_u8_s8(lo, _mm256_loadu_si256(y));
+      sumi += sc[2 * g + 1] * dot32_u8_s8(hi, _mm256_loadu_si256(y + 1));
+    }
+    for (int j = 0; j < 8; ++j) summ += m[j] * (x[s].bsums[2 * j] + x[s].bsums[2 * j + 1]);
+    acc = std::fma(half(a[s].d) * x[s].d, static_cast<float>(sumi), acc);
+    acc = std::fma(-(half(a[s].dmin) * x[s].d), static_cast<float>(summ), acc);
+  }
+  return acc;
+}
+
 // Plain rows through the packed kernels: for 4 activation rows or more, each full group of 16
 // rows is packed into a per-thread buffer and run as one packed group, so a matrix that was not
 // repacked at load still gets the GEMM (and exactly its results); rows past the last full group
@@ -644,11 +719,13 @@ void fill_avx512_packed_kernels(CpuKernels& k) {
   k.dot_q8_0 = dot_q8_0;
   k.dot_q4_K = dot_q4_K;
   k.dot_q6_K = dot_q6_K;
+  k.dot_q5_K = dot_q5_K;
   // Replaces the AVX2 tiles inherited from below, whose float order differs from these dots.
   k.mat_dot_q4_0 = plain_mat_dot<Q4_0Kind, pack_group<Q4_0Packing>, act_sums_q8_0, dot_q4_0>;
   k.mat_dot_q8_0 = plain_mat_dot<Q8_0Kind, pack_group<Q8_0Packing>, act_sums_q8_0, dot_q8_0>;
   k.mat_dot_q4_K = plain_mat_dot<Q4_KKind, q4_K_pack_group, q4_K_act_sums, dot_q4_K>;
   k.mat_dot_q6_K = plain_mat_dot<Q6_KKind, q6_K_pack_group, q6_K_act_sums, dot_q6_K>;
+  k.mat_dot_q5_K = plain_mat_dot<Q5_KKind, q5_K_pack_group, q4_K_act_sums, dot_q5_K>;
   k.packed_q4_0 = {PackedLayout::kRowGroup16, group_bytes<Q4_0Kind>, pack_group<Q4_0Packing>,
                    sums_per_row<Q4_0Kind>,    act_sums_q8_0,         packed_mat_dot<Q4_0Kind>};
   k.packed_q8_0 = {PackedLayout::kRowGroup16, group_bytes<Q8_0Kind>, pack_group<Q8_0Packing>,
@@ -657,6 +734,8 @@ void fill_avx512_packed_kernels(CpuKernels& k) {
                    sums_per_row<Q4_KKind>,    q4_K_act_sums,         packed_mat_dot<Q4_KKind>};
   k.packed_q6_K = {PackedLayout::kRowGroup16, group_bytes<Q6_KKind>, q6_K_pack_group,
                    sums_per_row<Q6_KKind>,    q6_K_act_sums,         packed_mat_dot<Q6_KKind>};
+  k.packed_q5_K = {PackedLayout::kRowGroup16, group_bytes<Q5_KKind>, q5_K_pack_group,
+                   sums_per_row<Q5_KKind>,    q4_K_act_sums,         packed_mat_dot<Q5_KKind>};
 }
 
 }  // namespace detail
