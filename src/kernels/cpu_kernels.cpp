@@ -106,6 +106,8 @@ MatDotFn CpuKernels::mat_dot_for(TensorType weight_type) const {
       return mat_dot_q6_K;
     case TensorType::kQ5_K:
       return mat_dot_q5_K;
+    case TensorType::kIQ4_XS:
+      return mat_dot_iq4_xs;
     case TensorType::kQ4_1:
       return mat_dot_q4_1;
     case TensorType::kQ5_0:
@@ -126,6 +128,7 @@ const PackedKernel* CpuKernels::packed_for(TensorType weight_type) const {
   if (weight_type == TensorType::kQ4_K) k = &packed_q4_K;
   if (weight_type == TensorType::kQ6_K) k = &packed_q6_K;
   if (weight_type == TensorType::kQ5_K) k = &packed_q5_K;
+  if (weight_type == TensorType::kIQ4_XS) k = &packed_iq4_xs;
   return k != nullptr && k->layout != PackedLayout::kNone ? k : nullptr;
 }
 

@@ -1,6 +1,7 @@
-// Integer GEMM for Q4_0, Q8_0, Q4_K, Q5_K and Q6_K weights on AVX-512 VNNI, over the row-group
-// layout of cpu_kernels.h (PackedLayout::kRowGroup16), and the plain-row dots and tiles of the
-// AVX-512 table, which give the same bits. The K-quant layouts are described with their code.
+// Integer GEMM for Q4_0, Q8_0, Q4_K, Q5_K, Q6_K and IQ4_XS weights on AVX-512 VNNI, over the
+// row-group layout of cpu_kernels.h (PackedLayout::kRowGroup16), and the plain-row dots and tiles
+// of the AVX-512 table, which give the same bits. The K-quant layouts are described with their
+// code.
 //
 // Q4_0 / Q8_0 packed group, per block b of 32 columns (Q4_0: 288 bytes, Q8_0: 544 bytes, the same
 // as the 16 plain blocks they replace):
@@ -334,6 +335,92 @@ inline __m256i load256(const void* p) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
 }
 
+// ---- IQ4_XS ----
+// Packed group, per super-block of 256 columns (2,336 bytes; the 16 plain blocks are 2,176):
+//   [0, 32) d, fp16 per row;
+//   [32, 160) the 8 sub-block scales ls - 32 (int8), chunk j of 16 bytes = scale j of each row;
+//   [160, 288) the same scales in pairs, chunk i of 32 bytes = (scale 2i, scale 2i + 1) of each
+//     row, for vpdpwssd against a broadcast pair of activation sums (as Q4_K's mins);
+//   [288, 2336) quants: sub-block j, part p (0..3) is chunk 4j + p of 64 bytes = bytes
+//     16j + 4p .. 16j + 4p + 3 of each row's qs (low nibbles: columns 4p.., high: 16 + 4p..).
+// Codes become level + 128 (unsigned) by one vpshufb; per super-block, exactly:
+//   sumi = sum_j s_j * ((level + 128) . y over sub-block j) - 128 * sum_j s_j * (sum of y over j);
+//   acc = fma(d * d_x, float(sumi), acc).
+constexpr size_t kIQ4XSScales = 32, kIQ4XSPairs = 160, kIQ4XSQuants = 288;
+constexpr size_t kIQ4XSSuperBytes = kIQ4XSQuants + 32 * 64;
+
+// kIq4nlValues + 128: the unsigned codes vpdpbusd takes.
+alignas(16) constexpr uint8_t kIq4Unsigned[16] = {1,   24,  45,  63,  79,  93,  106, 118,
+                                                  129, 141, 153, 166, 181, 197, 217, 241};
+
+void iq4_xs_pack_group(int64_t n, const uint8_t* rows, size_t row_bytes, uint8_t* out) {
+  for (int64_t s = 0; s < n / kQK_K; ++s, out += kIQ4XSSuperBytes) {
+    for (int64_t r = 0; r < kRows; ++r) {
+      const BlockIQ4_XS& b = reinterpret_cast<const BlockIQ4_XS*>(rows + r * row_bytes)[s];
+      std::memcpy(out + 2 * r, &b.d, 2);
+      for (int j = 0; j < 8; ++j) {
+        const auto scale = static_cast<int8_t>(iq4_xs_scale(b, j) - 32);
+        std::memcpy(out + kIQ4XSScales + 16 * j + r, &scale, 1);
+        std::memcpy(out + kIQ4XSPairs + 32 * (j / 2) + 2 * r + (j % 2), &scale, 1);
+      }
+      for (int chunk = 0; chunk < 32; ++chunk) {
+        std::memcpy(out + kIQ4XSQuants + 64 * chunk + 4 * r, b.qs + 4 * chunk, 4);
+      }
+    }
+  }
+}
+
+template <int C>
+inline void iq4_xs_group_tile(int64_t n_super, const uint8_t* group, const BlockQ8_K* const* x,
+                              const int32_t* const* sums, float* y, int64_t y_stride) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const __m512i table =
+      _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(kIq4Unsigned)));
+  __m512 acc[C];
+  for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
+  for (int64_t s = 0; s < n_super; ++s) {
+    const uint8_t* blk = group + s * kIQ4XSSuperBytes;
+    __m512i sumi[C];
+    for (int c = 0; c < C; ++c) sumi[c] = _mm512_setzero_si512();
+    for (int sub = 0; sub < 8; ++sub) {
+      prefetch_lines(blk + 2 * kIQ4XSSuperBytes, sub, 8, kIQ4XSSuperBytes);
+      __m512i part[C];
+      for (int c = 0; c < C; ++c) part[c] = _mm512_setzero_si512();
+      for (int p = 0; p < 4; ++p) {
+        const __m512i raw = _mm512_loadu_si512(blk + kIQ4XSQuants + 64 * (4 * sub + p));
+        const __m512i lo = _mm512_shuffle_epi8(table, _mm512_and_si512(raw, low4));
+        const __m512i hi =
+            _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4));
+        for (int c = 0; c < C; ++c) {
+          part[c] = _mm512_dpbusd_epi32(part[c], lo, broadcast4(x[c][s].qs + 32 * sub + 4 * p));
+          part[c] =
+              _mm512_dpbusd_epi32(part[c], hi, broadcast4(x[c][s].qs + 32 * sub + 16 + 4 * p));
+        }
+      }
+      const __m512i sc = _mm512_cvtepi8_epi32(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kIQ4XSScales + 16 * sub)));
+      for (int c = 0; c < C; ++c)
+        sumi[c] = _mm512_add_epi32(sumi[c], _mm512_mullo_epi32(part[c], sc));
+    }
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
+    __m512i pairs[4];
+    for (int i = 0; i < 4; ++i) {
+      pairs[i] = _mm512_cvtepi8_epi16(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kIQ4XSPairs + 32 * i)));
+    }
+    for (int c = 0; c < C; ++c) {
+      __m512i corr = _mm512_setzero_si512();
+      for (int i = 0; i < 4; ++i) {
+        corr = _mm512_dpwssd_epi32(corr, pairs[i], _mm512_set1_epi32(sums[c][4 * s + i]));
+      }
+      const __m512i total = _mm512_sub_epi32(sumi[c], _mm512_slli_epi32(corr, 7));
+      acc[c] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(x[c][s].d)),
+                               _mm512_cvtepi32_ps(total), acc[c]);
+    }
+  }
+  for (int c = 0; c < C; ++c) _mm512_storeu_ps(y + c * y_stride, acc[c]);
+}
+
 // ---- Q6_K ----
 // Packed group, per super-block of 256 columns (3,360 bytes, as the 16 plain blocks):
 //   [0, 32) d, fp16 per row;
@@ -528,6 +615,17 @@ struct Q5_KKind {
   }
 };
 
+struct IQ4_XSKind {
+  using Act = BlockQ8_K;
+  static constexpr int64_t kCols = kQK_K, kSums = 4;
+  static constexpr size_t kBytes = kIQ4XSSuperBytes;
+  template <int C>
+  static void tile(int64_t units, const uint8_t* g, const Act* const* x, const int32_t* const* s,
+                   float* y, int64_t y_stride) {
+    iq4_xs_group_tile<C>(units, g, x, s, y, y_stride);
+  }
+};
+
 struct Q6_KKind {
   using Act = BlockQ8_K;
   static constexpr int64_t kCols = kQK_K, kSums = 8;
@@ -645,6 +743,29 @@ float dot_q4_K(int64_t n, const void* w, const void* x_in) {
   return acc;
 }
 
+// The plain-row IQ4_XS dot with the packed kernel's arithmetic.
+float dot_iq4_xs(int64_t n, const void* w, const void* x_in) {
+  const auto* a = static_cast<const BlockIQ4_XS*>(w);
+  const auto* x = static_cast<const BlockQ8_K*>(x_in);
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i table =
+      _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(kIq4Unsigned)));
+  float acc = 0;
+  for (int64_t s = 0; s < n / kQK_K; ++s) {
+    int32_t sumi = 0;
+    for (int j = 0; j < 8; ++j) {
+      const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a[s].qs + 16 * j));
+      const __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low4);
+      const __m256i codes = _mm256_shuffle_epi8(table, nibbles);
+      const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[s].qs + 32 * j));
+      const int32_t y_sum = x[s].bsums[2 * j] + x[s].bsums[2 * j + 1];
+      sumi += (iq4_xs_scale(a[s], j) - 32) * (dot32_u8_s8(codes, y) - 128 * y_sum);
+    }
+    acc = std::fma(half(a[s].d) * x[s].d, static_cast<float>(sumi), acc);
+  }
+  return acc;
+}
+
 // The plain-row Q5_K dot with the packed kernel's arithmetic (Q4_K's, on 5-bit codes).
 float dot_q5_K(int64_t n, const void* w, const void* x_in) {
   const auto* a = static_cast<const BlockQ5_K*>(w);
@@ -720,12 +841,14 @@ void fill_avx512_packed_kernels(CpuKernels& k) {
   k.dot_q4_K = dot_q4_K;
   k.dot_q6_K = dot_q6_K;
   k.dot_q5_K = dot_q5_K;
+  k.dot_iq4_xs = dot_iq4_xs;
   // Replaces the AVX2 tiles inherited from below, whose float order differs from these dots.
   k.mat_dot_q4_0 = plain_mat_dot<Q4_0Kind, pack_group<Q4_0Packing>, act_sums_q8_0, dot_q4_0>;
   k.mat_dot_q8_0 = plain_mat_dot<Q8_0Kind, pack_group<Q8_0Packing>, act_sums_q8_0, dot_q8_0>;
   k.mat_dot_q4_K = plain_mat_dot<Q4_KKind, q4_K_pack_group, q4_K_act_sums, dot_q4_K>;
   k.mat_dot_q6_K = plain_mat_dot<Q6_KKind, q6_K_pack_group, q6_K_act_sums, dot_q6_K>;
   k.mat_dot_q5_K = plain_mat_dot<Q5_KKind, q5_K_pack_group, q4_K_act_sums, dot_q5_K>;
+  k.mat_dot_iq4_xs = plain_mat_dot<IQ4_XSKind, iq4_xs_pack_group, q4_K_act_sums, dot_iq4_xs>;
   k.packed_q4_0 = {PackedLayout::kRowGroup16, group_bytes<Q4_0Kind>, pack_group<Q4_0Packing>,
                    sums_per_row<Q4_0Kind>,    act_sums_q8_0,         packed_mat_dot<Q4_0Kind>};
   k.packed_q8_0 = {PackedLayout::kRowGroup16, group_bytes<Q8_0Kind>, pack_group<Q8_0Packing>,
@@ -736,6 +859,9 @@ void fill_avx512_packed_kernels(CpuKernels& k) {
                    sums_per_row<Q6_KKind>,    q6_K_act_sums,         packed_mat_dot<Q6_KKind>};
   k.packed_q5_K = {PackedLayout::kRowGroup16, group_bytes<Q5_KKind>, q5_K_pack_group,
                    sums_per_row<Q5_KKind>,    q4_K_act_sums,         packed_mat_dot<Q5_KKind>};
+  k.packed_iq4_xs = {
+      PackedLayout::kRowGroup16, group_bytes<IQ4_XSKind>, iq4_xs_pack_group,
+      sums_per_row<IQ4_XSKind>,  q4_K_act_sums,           packed_mat_dot<IQ4_XSKind>};
 }
 
 }  // namespace detail

@@ -201,7 +201,7 @@ size_t tensor_row_bytes(TensorType type, int64_t n);
 enum class PackedLayout : uint8_t {
   kNone,
   kRowGroup16,  // groups of 16 rows, quants interleaved 4 bytes per row (Q4_0, Q8_0, Q4_K, Q5_K,
-                // Q6_K)
+                // Q6_K, IQ4_XS)
 };
 
 }  // namespace infergrid
