@@ -108,6 +108,8 @@ MatDotFn CpuKernels::mat_dot_for(TensorType weight_type) const {
       return mat_dot_q5_K;
     case TensorType::kIQ4_XS:
       return mat_dot_iq4_xs;
+    case TensorType::kQ3_K:
+      return mat_dot_q3_K;
     case TensorType::kQ4_1:
       return mat_dot_q4_1;
     case TensorType::kQ5_0:
@@ -129,6 +131,7 @@ const PackedKernel* CpuKernels::packed_for(TensorType weight_type) const {
   if (weight_type == TensorType::kQ6_K) k = &packed_q6_K;
   if (weight_type == TensorType::kQ5_K) k = &packed_q5_K;
   if (weight_type == TensorType::kIQ4_XS) k = &packed_iq4_xs;
+  if (weight_type == TensorType::kQ3_K) k = &packed_q3_K;
   return k != nullptr && k->layout != PackedLayout::kNone ? k : nullptr;
 }
 

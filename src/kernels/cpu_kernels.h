@@ -90,6 +90,7 @@ struct CpuKernels {
   MatDotFn mat_dot_q6_K = nullptr;
   MatDotFn mat_dot_q5_K = nullptr;
   MatDotFn mat_dot_iq4_xs = nullptr;
+  MatDotFn mat_dot_q3_K = nullptr;
   MatDotFn mat_dot_q4_1 = nullptr;
   MatDotFn mat_dot_q5_0 = nullptr;
   MatDotFn mat_dot_q5_1 = nullptr;
@@ -102,6 +103,7 @@ struct CpuKernels {
   PackedKernel packed_q6_K;
   PackedKernel packed_q5_K;
   PackedKernel packed_iq4_xs;
+  PackedKernel packed_q3_K;
 
   QuantizeActFn quantize_q8_0 = nullptr;
   QuantizeActFn quantize_q8_K = nullptr;

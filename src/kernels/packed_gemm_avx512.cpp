@@ -1,4 +1,4 @@
-// Integer GEMM for Q4_0, Q8_0, Q4_K, Q5_K, Q6_K and IQ4_XS weights on AVX-512 VNNI, over the
+// Integer GEMM for Q4_0, Q8_0, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS weights on AVX-512 VNNI, over the
 // row-group layout of cpu_kernels.h (PackedLayout::kRowGroup16), and the plain-row dots and tiles
 // of the AVX-512 table, which give the same bits. The K-quant layouts are described with their
 // code.
@@ -421,6 +421,92 @@ inline void iq4_xs_group_tile(int64_t n_super, const uint8_t* group, const Block
   for (int c = 0; c < C; ++c) _mm512_storeu_ps(y + c * y_stride, acc[c]);
 }
 
+// ---- Q3_K ----
+// Packed group, per super-block of 256 columns (1,824 bytes; the 16 plain blocks are 1,760):
+//   [0, 32) d, fp16 per row;
+//   [32, 288) the 16 sub-block scales minus 32 (int8), chunk j of 16 bytes = scale j of each row;
+//   [288, 1312) qs: chunk 8h + p of 64 bytes = bytes 32h + 4p .. + 3 of each row's qs;
+//   [1312, 1824) hmask: chunk p of 64 bytes = bytes 4p .. 4p + 3 of each row's hmask.
+// Element 128h + 32k + 4p + i (i < 4) is bits 2k..2k+1 of byte i of qs chunk 8h + p, plus 4
+// times bit 4h + k of byte i of hmask chunk p: a code q3 in 0..7 standing for q3 - 4. Sub-block
+// j = 8h + 2k + p / 4 of 16 columns. Per super-block, exactly:
+//   sumi = sum_j s_j * (q3 . y - 4 * sum y, over sub-block j); acc = fma(d * d_x, float(sumi),
+//   acc).
+// Each sub-block's integer starts at -4 * (its activation sum), so the offset costs nothing.
+constexpr size_t kQ3KScales = 32, kQ3KLow = 288, kQ3KHigh = kQ3KLow + 16 * 64;
+constexpr size_t kQ3KSuperBytes = kQ3KHigh + 8 * 64;
+
+// noipa: GCC 12.2 at -O3 drops the call to this function from plain_mat_dot<Q3_KKind>
+// entirely (the on-the-fly packed group stayed all zero; the -fno-ipa-* switches tried one at a
+// time do not stop it, keeping it out of interprocedural analysis does). The tile tests
+// (MatDotTilesMatchVecDotExactly) catch it if it ever comes back.
+__attribute__((noipa)) void q3_K_pack_group(int64_t n, const uint8_t* rows, size_t row_bytes,
+                                            uint8_t* out) {
+  for (int64_t s = 0; s < n / kQK_K; ++s, out += kQ3KSuperBytes) {
+    for (int64_t r = 0; r < kRows; ++r) {
+      const BlockQ3_K& b = reinterpret_cast<const BlockQ3_K*>(rows + r * row_bytes)[s];
+      std::memcpy(out + 2 * r, &b.d, 2);
+      for (int j = 0; j < 16; ++j) {
+        const int low = j < 8 ? b.scales[j] & 0xF : b.scales[j - 8] >> 4;
+        const int scale = (low | (((b.scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+        out[kQ3KScales + 16 * j + r] = static_cast<uint8_t>(static_cast<int8_t>(scale));
+      }
+      for (int c = 0; c < 16; ++c) std::memcpy(out + kQ3KLow + 64 * c + 4 * r, b.qs + 4 * c, 4);
+      for (int c = 0; c < 8; ++c) std::memcpy(out + kQ3KHigh + 64 * c + 4 * r, b.hmask + 4 * c, 4);
+    }
+  }
+}
+
+// Per super-block, the 16 sub-block sums of 16 activations.
+void bsums16_act_sums(const void* x_in, int64_t n, int32_t* sums) {
+  const auto* x = static_cast<const BlockQ8_K*>(x_in);
+  for (int64_t s = 0; s < n / kQK_K; ++s) {
+    for (int j = 0; j < 16; ++j) sums[16 * s + j] = x[s].bsums[j];
+  }
+}
+
+template <int C>
+inline void q3_K_group_tile(int64_t n_super, const uint8_t* group, const BlockQ8_K* const* x,
+                            const int32_t* const* sums, float* y, int64_t y_stride) {
+  const __m512i three = _mm512_set1_epi8(3), one = _mm512_set1_epi8(1);
+  __m512 acc[C];
+  for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
+  for (int64_t s = 0; s < n_super; ++s) {
+    const uint8_t* blk = group + s * kQ3KSuperBytes;
+    __m512i sumi[C];
+    for (int c = 0; c < C; ++c) sumi[c] = _mm512_setzero_si512();
+      // Unrolled so that every shift count and offset below is a constant.
+#pragma GCC unroll 16
+    for (int sub = 0; sub < 16; ++sub) {  // half h, quarter k, which 16 of the 32
+      prefetch_lines(blk + 2 * kQ3KSuperBytes, sub, 16, kQ3KSuperBytes);
+      const int h = sub / 8, k = (sub / 2) % 4, p0 = 4 * (sub % 2);
+      __m512i part[C];
+      for (int c = 0; c < C; ++c) part[c] = _mm512_set1_epi32(-4 * sums[c][16 * s + sub]);
+      for (int p = p0; p < p0 + 4; ++p) {
+        const __m512i low = _mm512_and_si512(
+            _mm512_srli_epi16(_mm512_loadu_si512(blk + kQ3KLow + 64 * (8 * h + p)), 2 * k), three);
+        const __m512i high = _mm512_and_si512(
+            _mm512_srli_epi16(_mm512_loadu_si512(blk + kQ3KHigh + 64 * p), 4 * h + k), one);
+        const __m512i q = _mm512_or_si512(low, _mm512_slli_epi16(high, 2));
+        for (int c = 0; c < C; ++c) {
+          part[c] =
+              _mm512_dpbusd_epi32(part[c], q, broadcast4(x[c][s].qs + 128 * h + 32 * k + 4 * p));
+        }
+      }
+      const __m512i sc = _mm512_cvtepi8_epi32(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kQ3KScales + 16 * sub)));
+      for (int c = 0; c < C; ++c)
+        sumi[c] = _mm512_add_epi32(sumi[c], _mm512_mullo_epi32(part[c], sc));
+    }
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
+    for (int c = 0; c < C; ++c) {
+      acc[c] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(x[c][s].d)),
+                               _mm512_cvtepi32_ps(sumi[c]), acc[c]);
+    }
+  }
+  for (int c = 0; c < C; ++c) _mm512_storeu_ps(y + c * y_stride, acc[c]);
+}
+
 // ---- Q6_K ----
 // Packed group, per super-block of 256 columns (3,360 bytes, as the 16 plain blocks):
 //   [0, 32) d, fp16 per row;
@@ -626,6 +712,17 @@ struct IQ4_XSKind {
   }
 };
 
+struct Q3_KKind {
+  using Act = BlockQ8_K;
+  static constexpr int64_t kCols = kQK_K, kSums = 16;
+  static constexpr size_t kBytes = kQ3KSuperBytes;
+  template <int C>
+  static void tile(int64_t units, const uint8_t* g, const Act* const* x, const int32_t* const* s,
+                   float* y, int64_t y_stride) {
+    q3_K_group_tile<C>(units, g, x, s, y, y_stride);
+  }
+};
+
 struct Q6_KKind {
   using Act = BlockQ8_K;
   static constexpr int64_t kCols = kQK_K, kSums = 8;
@@ -743,6 +840,44 @@ float dot_q4_K(int64_t n, const void* w, const void* x_in) {
   return acc;
 }
 
+// Exact integer sum of 16 products of unsigned u with signed s.
+inline int32_t dot16_u8_s8(__m128i u, __m128i s) {
+  __m128i q = _mm_dpbusd_epi32(_mm_setzero_si128(), u, s);
+  q = _mm_add_epi32(q, _mm_unpackhi_epi64(q, q));
+  q = _mm_add_epi32(q, _mm_shuffle_epi32(q, 1));
+  return _mm_cvtsi128_si32(q);
+}
+
+// The plain-row Q3_K dot with the packed kernel's arithmetic.
+float dot_q3_K(int64_t n, const void* w, const void* x_in) {
+  const auto* a = static_cast<const BlockQ3_K*>(w);
+  const auto* x = static_cast<const BlockQ8_K*>(x_in);
+  const __m128i three = _mm_set1_epi8(3), one = _mm_set1_epi8(1);
+  float acc = 0;
+  for (int64_t s = 0; s < n / kQK_K; ++s) {
+    uint8_t scales[16];
+    unpack_q3_K_scales(a[s].scales, scales);
+    int32_t sumi = 0;
+    for (int sub = 0; sub < 16; ++sub) {
+      const int h = sub / 8, k = (sub / 2) % 4, l0 = 16 * (sub % 2);
+      const __m128i low = _mm_and_si128(
+          _mm_srli_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a[s].qs + 32 * h + l0)),
+                         2 * k),
+          three);
+      const __m128i high = _mm_and_si128(
+          _mm_srli_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a[s].hmask + l0)),
+                         4 * h + k),
+          one);
+      const __m128i q = _mm_or_si128(low, _mm_slli_epi16(high, 2));
+      const __m128i y =
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[s].qs + 128 * h + 32 * k + l0));
+      sumi += (scales[sub] - 32) * (dot16_u8_s8(q, y) - 4 * x[s].bsums[sub]);
+    }
+    acc = std::fma(half(a[s].d) * x[s].d, static_cast<float>(sumi), acc);
+  }
+  return acc;
+}
+
 // The plain-row IQ4_XS dot with the packed kernel's arithmetic.
 float dot_iq4_xs(int64_t n, const void* w, const void* x_in) {
   const auto* a = static_cast<const BlockIQ4_XS*>(w);
@@ -842,6 +977,7 @@ void fill_avx512_packed_kernels(CpuKernels& k) {
   k.dot_q6_K = dot_q6_K;
   k.dot_q5_K = dot_q5_K;
   k.dot_iq4_xs = dot_iq4_xs;
+  k.dot_q3_K = dot_q3_K;
   // Replaces the AVX2 tiles inherited from below, whose float order differs from these dots.
   k.mat_dot_q4_0 = plain_mat_dot<Q4_0Kind, pack_group<Q4_0Packing>, act_sums_q8_0, dot_q4_0>;
   k.mat_dot_q8_0 = plain_mat_dot<Q8_0Kind, pack_group<Q8_0Packing>, act_sums_q8_0, dot_q8_0>;
@@ -849,6 +985,7 @@ void fill_avx512_packed_kernels(CpuKernels& k) {
   k.mat_dot_q6_K = plain_mat_dot<Q6_KKind, q6_K_pack_group, q6_K_act_sums, dot_q6_K>;
   k.mat_dot_q5_K = plain_mat_dot<Q5_KKind, q5_K_pack_group, q4_K_act_sums, dot_q5_K>;
   k.mat_dot_iq4_xs = plain_mat_dot<IQ4_XSKind, iq4_xs_pack_group, q4_K_act_sums, dot_iq4_xs>;
+  k.mat_dot_q3_K = plain_mat_dot<Q3_KKind, q3_K_pack_group, bsums16_act_sums, dot_q3_K>;
   k.packed_q4_0 = {PackedLayout::kRowGroup16, group_bytes<Q4_0Kind>, pack_group<Q4_0Packing>,
                    sums_per_row<Q4_0Kind>,    act_sums_q8_0,         packed_mat_dot<Q4_0Kind>};
   k.packed_q8_0 = {PackedLayout::kRowGroup16, group_bytes<Q8_0Kind>, pack_group<Q8_0Packing>,
@@ -862,6 +999,8 @@ void fill_avx512_packed_kernels(CpuKernels& k) {
   k.packed_iq4_xs = {
       PackedLayout::kRowGroup16, group_bytes<IQ4_XSKind>, iq4_xs_pack_group,
       sums_per_row<IQ4_XSKind>,  q4_K_act_sums,           packed_mat_dot<IQ4_XSKind>};
+  k.packed_q3_K = {PackedLayout::kRowGroup16, group_bytes<Q3_KKind>, q3_K_pack_group,
+                   sums_per_row<Q3_KKind>,    bsums16_act_sums,      packed_mat_dot<Q3_KKind>};
 }
 
 }  // namespace detail
