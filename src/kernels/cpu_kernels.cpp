@@ -132,6 +132,7 @@ const PackedKernel* CpuKernels::packed_for(TensorType weight_type) const {
   if (weight_type == TensorType::kQ5_K) k = &packed_q5_K;
   if (weight_type == TensorType::kIQ4_XS) k = &packed_iq4_xs;
   if (weight_type == TensorType::kQ3_K) k = &packed_q3_K;
+  if (weight_type == TensorType::kIQ4_NL) k = &packed_iq4_nl;
   return k != nullptr && k->layout != PackedLayout::kNone ? k : nullptr;
 }
 

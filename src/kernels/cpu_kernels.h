@@ -104,6 +104,7 @@ struct CpuKernels {
   PackedKernel packed_q5_K;
   PackedKernel packed_iq4_xs;
   PackedKernel packed_q3_K;
+  PackedKernel packed_iq4_nl;
 
   QuantizeActFn quantize_q8_0 = nullptr;
   QuantizeActFn quantize_q8_K = nullptr;

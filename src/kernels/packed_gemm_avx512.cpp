@@ -1,7 +1,7 @@
-// Integer GEMM for Q4_0, Q8_0, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS weights on AVX-512 VNNI, over the
-// row-group layout of cpu_kernels.h (PackedLayout::kRowGroup16), and the plain-row dots and tiles
-// of the AVX-512 table, which give the same bits. The K-quant layouts are described with their
-// code.
+// Integer GEMM for Q4_0, Q8_0, IQ4_NL, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS weights on AVX-512 VNNI,
+// over the row-group layout of cpu_kernels.h (PackedLayout::kRowGroup16), and the plain-row dots
+// and tiles of the AVX-512 table, which give the same bits. The K-quant layouts are described with
+// their code.
 //
 // Q4_0 / Q8_0 packed group, per block b of 32 columns (Q4_0: 288 bytes, Q8_0: 544 bytes, the same
 // as the 16 plain blocks they replace):
@@ -51,6 +51,7 @@ struct Q4_0Packing {
   static constexpr int32_t kOffset = 8;
   using Block = BlockQ4_0;
   static constexpr uint32_t kFlip = 0;
+  static constexpr bool kLookup = false;
 };
 
 struct Q8_0Packing {
@@ -58,7 +59,22 @@ struct Q8_0Packing {
   static constexpr int32_t kOffset = 128;
   using Block = BlockQ8_0;
   static constexpr uint32_t kFlip = 0x80808080;  // w + 128 for signed w, per byte
+  static constexpr bool kLookup = false;
 };
+
+// IQ4_NL: Q4_0's nibble packing; each nibble becomes its level + 128 by one vpshufb in the
+// kernel (kIq4Unsigned), so the offset is 128.
+struct IQ4_NLPacking {
+  static constexpr int kChunks = 4;
+  static constexpr int32_t kOffset = 128;
+  using Block = BlockIQ4_NL;
+  static constexpr uint32_t kFlip = 0;
+  static constexpr bool kLookup = true;
+};
+
+// kIq4nlValues + 128: the unsigned codes vpdpbusd takes.
+alignas(16) constexpr uint8_t kIq4Unsigned[16] = {1,   24,  45,  63,  79,  93,  106, 118,
+                                                  129, 141, 153, 166, 181, 197, 217, 241};
 
 template <typename P>
 constexpr size_t block_bytes() {
@@ -94,13 +110,19 @@ inline __m512i broadcast4(const int8_t* p) {
 
 // One block's integers into acc[c]. Q4_0 chunk j: low nibbles are columns 4j.., high nibbles
 // 16 + 4j..; Q8_0 chunk j: columns 4j...
-template <int C>
+template <int C, bool kLookup = false>
 inline void block_q4_0(const uint8_t* blk, const BlockQ8_0* const* x, int64_t b, __m512i* acc) {
   const __m512i low4 = _mm512_set1_epi8(0x0F);
+  [[maybe_unused]] const __m512i table =
+      _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(kIq4Unsigned)));
   for (int j = 0; j < 4; ++j) {
     const __m512i raw = _mm512_loadu_si512(blk + kScaleBytes + 64 * j);
-    const __m512i lo = _mm512_and_si512(raw, low4);
-    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
+    __m512i lo = _mm512_and_si512(raw, low4);
+    __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
+    if constexpr (kLookup) {
+      lo = _mm512_shuffle_epi8(table, lo);
+      hi = _mm512_shuffle_epi8(table, hi);
+    }
     for (int c = 0; c < C; ++c) {
       acc[c] = _mm512_dpbusd_epi32(acc[c], lo, broadcast4(x[c][b].qs + 4 * j));
       acc[c] = _mm512_dpbusd_epi32(acc[c], hi, broadcast4(x[c][b].qs + 16 + 4 * j));
@@ -132,7 +154,7 @@ inline void group_tile(int64_t nb, const uint8_t* group, const BlockQ8_0* const*
     __m512i isum[C];
     for (int c = 0; c < C; ++c) isum[c] = _mm512_set1_epi32(-P::kOffset * sums[c][b]);
     if constexpr (P::kChunks == 4) {
-      block_q4_0<C>(blk, x, b, isum);
+      block_q4_0<C, P::kLookup>(blk, x, b, isum);
     } else {
       block_q8_0<C>(blk, x, b, isum);
     }
@@ -182,6 +204,24 @@ float dot_q8_0(int64_t n, const void* w, const void* x_in) {
   for (int64_t b = 0; b < n / kQK8_0; ++b) {
     const __m256i q = _mm256_xor_si256(
         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs)), _mm256_set1_epi8(-128));
+    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs));
+    const int32_t isum = dot32_u8_s8(q, y) - 128 * block_sum(x[b]);
+    acc = std::fma(half(a[b].d) * half(x[b].d), static_cast<float>(isum), acc);
+  }
+  return acc;
+}
+
+float dot_iq4_nl(int64_t n, const void* w, const void* x_in) {
+  const auto* a = static_cast<const BlockIQ4_NL*>(w);
+  const auto* x = static_cast<const BlockQ8_0*>(x_in);
+  const __m256i table =
+      _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(kIq4Unsigned)));
+  float acc = 0;
+  for (int64_t b = 0; b < n / kQK4_NL; ++b) {
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a[b].qs));
+    const __m256i q = _mm256_shuffle_epi8(
+        table,
+        _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0F)));
     const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs));
     const int32_t isum = dot32_u8_s8(q, y) - 128 * block_sum(x[b]);
     acc = std::fma(half(a[b].d) * half(x[b].d), static_cast<float>(isum), acc);
@@ -348,10 +388,6 @@ inline __m256i load256(const void* p) {
 //   acc = fma(d * d_x, float(sumi), acc).
 constexpr size_t kIQ4XSScales = 32, kIQ4XSPairs = 160, kIQ4XSQuants = 288;
 constexpr size_t kIQ4XSSuperBytes = kIQ4XSQuants + 32 * 64;
-
-// kIq4nlValues + 128: the unsigned codes vpdpbusd takes.
-alignas(16) constexpr uint8_t kIq4Unsigned[16] = {1,   24,  45,  63,  79,  93,  106, 118,
-                                                  129, 141, 153, 166, 181, 197, 217, 241};
 
 void iq4_xs_pack_group(int64_t n, const uint8_t* rows, size_t row_bytes, uint8_t* out) {
   for (int64_t s = 0; s < n / kQK_K; ++s, out += kIQ4XSSuperBytes) {
@@ -678,6 +714,7 @@ struct BlockKind {
 };
 using Q4_0Kind = BlockKind<Q4_0Packing>;
 using Q8_0Kind = BlockKind<Q8_0Packing>;
+using IQ4_NLKind = BlockKind<IQ4_NLPacking>;
 
 struct Q4_KKind {
   using Act = BlockQ8_K;
@@ -978,6 +1015,7 @@ void fill_avx512_packed_kernels(CpuKernels& k) {
   k.dot_q5_K = dot_q5_K;
   k.dot_iq4_xs = dot_iq4_xs;
   k.dot_q3_K = dot_q3_K;
+  k.dot_iq4_nl = dot_iq4_nl;
   // Replaces the AVX2 tiles inherited from below, whose float order differs from these dots.
   k.mat_dot_q4_0 = plain_mat_dot<Q4_0Kind, pack_group<Q4_0Packing>, act_sums_q8_0, dot_q4_0>;
   k.mat_dot_q8_0 = plain_mat_dot<Q8_0Kind, pack_group<Q8_0Packing>, act_sums_q8_0, dot_q8_0>;
@@ -986,6 +1024,8 @@ void fill_avx512_packed_kernels(CpuKernels& k) {
   k.mat_dot_q5_K = plain_mat_dot<Q5_KKind, q5_K_pack_group, q4_K_act_sums, dot_q5_K>;
   k.mat_dot_iq4_xs = plain_mat_dot<IQ4_XSKind, iq4_xs_pack_group, q4_K_act_sums, dot_iq4_xs>;
   k.mat_dot_q3_K = plain_mat_dot<Q3_KKind, q3_K_pack_group, bsums16_act_sums, dot_q3_K>;
+  k.mat_dot_iq4_nl =
+      plain_mat_dot<IQ4_NLKind, pack_group<IQ4_NLPacking>, act_sums_q8_0, dot_iq4_nl>;
   k.packed_q4_0 = {PackedLayout::kRowGroup16, group_bytes<Q4_0Kind>, pack_group<Q4_0Packing>,
                    sums_per_row<Q4_0Kind>,    act_sums_q8_0,         packed_mat_dot<Q4_0Kind>};
   k.packed_q8_0 = {PackedLayout::kRowGroup16, group_bytes<Q8_0Kind>, pack_group<Q8_0Packing>,
@@ -1001,6 +1041,9 @@ void fill_avx512_packed_kernels(CpuKernels& k) {
       sums_per_row<IQ4_XSKind>,  q4_K_act_sums,           packed_mat_dot<IQ4_XSKind>};
   k.packed_q3_K = {PackedLayout::kRowGroup16, group_bytes<Q3_KKind>, q3_K_pack_group,
                    sums_per_row<Q3_KKind>,    bsums16_act_sums,      packed_mat_dot<Q3_KKind>};
+  k.packed_iq4_nl = {
+      PackedLayout::kRowGroup16, group_bytes<IQ4_NLKind>, pack_group<IQ4_NLPacking>,
+      sums_per_row<IQ4_NLKind>,  act_sums_q8_0,           packed_mat_dot<IQ4_NLKind>};
 }
 
 }  // namespace detail
