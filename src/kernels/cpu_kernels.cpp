@@ -133,6 +133,7 @@ const PackedKernel* CpuKernels::packed_for(TensorType weight_type) const {
   if (weight_type == TensorType::kIQ4_XS) k = &packed_iq4_xs;
   if (weight_type == TensorType::kQ3_K) k = &packed_q3_K;
   if (weight_type == TensorType::kIQ4_NL) k = &packed_iq4_nl;
+  if (weight_type == TensorType::kQ5_0) k = &packed_q5_0;
   return k != nullptr && k->layout != PackedLayout::kNone ? k : nullptr;
 }
 

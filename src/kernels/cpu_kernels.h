@@ -105,6 +105,7 @@ struct CpuKernels {
   PackedKernel packed_iq4_xs;
   PackedKernel packed_q3_K;
   PackedKernel packed_iq4_nl;
+  PackedKernel packed_q5_0;
 
   QuantizeActFn quantize_q8_0 = nullptr;
   QuantizeActFn quantize_q8_K = nullptr;

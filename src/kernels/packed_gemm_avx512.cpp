@@ -1,7 +1,7 @@
-// Integer GEMM for Q4_0, Q8_0, IQ4_NL, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS weights on AVX-512 VNNI,
-// over the row-group layout of cpu_kernels.h (PackedLayout::kRowGroup16), and the plain-row dots
-// and tiles of the AVX-512 table, which give the same bits. The K-quant layouts are described with
-// their code.
+// Integer GEMM for Q4_0, Q5_0, Q8_0, IQ4_NL, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS weights on AVX-512
+// VNNI, over the row-group layout of cpu_kernels.h (PackedLayout::kRowGroup16), and the plain-row
+// dots and tiles of the AVX-512 table, which give the same bits. The K-quant layouts are described
+// with their code.
 //
 // Q4_0 / Q8_0 packed group, per block b of 32 columns (Q4_0: 288 bytes, Q8_0: 544 bytes, the same
 // as the 16 plain blocks they replace):
@@ -52,6 +52,7 @@ struct Q4_0Packing {
   using Block = BlockQ4_0;
   static constexpr uint32_t kFlip = 0;
   static constexpr bool kLookup = false;
+  static constexpr bool kHighBits = false;
 };
 
 struct Q8_0Packing {
@@ -60,6 +61,7 @@ struct Q8_0Packing {
   using Block = BlockQ8_0;
   static constexpr uint32_t kFlip = 0x80808080;  // w + 128 for signed w, per byte
   static constexpr bool kLookup = false;
+  static constexpr bool kHighBits = false;
 };
 
 // IQ4_NL: Q4_0's nibble packing; each nibble becomes its level + 128 by one vpshufb in the
@@ -70,6 +72,19 @@ struct IQ4_NLPacking {
   using Block = BlockIQ4_NL;
   static constexpr uint32_t kFlip = 0;
   static constexpr bool kLookup = true;
+  static constexpr bool kHighBits = false;
+};
+
+// Q5_0: Q4_0's nibble packing plus one 64-byte chunk of each row's qh word (row r at 4r);
+// bit i of a row's word is the fifth bit of column i, spread to 0x10 bytes in the kernel. Codes
+// 0..31 stand for q - 16, so the offset is 16.
+struct Q5_0Packing {
+  static constexpr int kChunks = 4;
+  static constexpr int32_t kOffset = 16;
+  using Block = BlockQ5_0;
+  static constexpr uint32_t kFlip = 0;
+  static constexpr bool kLookup = false;
+  static constexpr bool kHighBits = true;
 };
 
 // kIq4nlValues + 128: the unsigned codes vpdpbusd takes.
@@ -78,7 +93,7 @@ alignas(16) constexpr uint8_t kIq4Unsigned[16] = {1,   24,  45,  63,  79,  93,  
 
 template <typename P>
 constexpr size_t block_bytes() {
-  return kScaleBytes + static_cast<size_t>(P::kChunks) * 64;
+  return kScaleBytes + static_cast<size_t>(P::kChunks) * 64 + (P::kHighBits ? 64 : 0);
 }
 
 template <typename P>
@@ -93,6 +108,9 @@ void pack_group(int64_t n, const uint8_t* rows, size_t row_bytes, uint8_t* out) 
         std::memcpy(&four, reinterpret_cast<const uint8_t*>(block.qs) + 4 * j, 4);
         four ^= P::kFlip;
         std::memcpy(out + kScaleBytes + 64 * j + 4 * r, &four, 4);
+      }
+      if constexpr (P::kHighBits) {
+        std::memcpy(out + kScaleBytes + 64 * P::kChunks + 4 * r, block.qh, 4);
       }
     }
   }
@@ -110,11 +128,22 @@ inline __m512i broadcast4(const int8_t* p) {
 
 // One block's integers into acc[c]. Q4_0 chunk j: low nibbles are columns 4j.., high nibbles
 // 16 + 4j..; Q8_0 chunk j: columns 4j...
-template <int C, bool kLookup = false>
+// Bits shift .. shift + 3 of each 32-bit lane of qh, as 0x10 in bytes 0..3 of the lane: the
+// multiply moves bit k to bit 8k (no two terms meet, so nothing carries).
+inline __m512i fifth_bits(__m512i qh, int shift) {
+  const __m512i nibble = _mm512_and_si512(_mm512_srli_epi32(qh, shift), _mm512_set1_epi32(0xF));
+  const __m512i spread = _mm512_and_si512(_mm512_mullo_epi32(nibble, _mm512_set1_epi32(0x00204081)),
+                                          _mm512_set1_epi32(0x01010101));
+  return _mm512_slli_epi32(spread, 4);
+}
+
+template <int C, bool kLookup = false, bool kHighBits = false>
 inline void block_q4_0(const uint8_t* blk, const BlockQ8_0* const* x, int64_t b, __m512i* acc) {
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   [[maybe_unused]] const __m512i table =
       _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(kIq4Unsigned)));
+  [[maybe_unused]] __m512i qh;
+  if constexpr (kHighBits) qh = _mm512_loadu_si512(blk + kScaleBytes + 64 * 4);
   for (int j = 0; j < 4; ++j) {
     const __m512i raw = _mm512_loadu_si512(blk + kScaleBytes + 64 * j);
     __m512i lo = _mm512_and_si512(raw, low4);
@@ -122,6 +151,10 @@ inline void block_q4_0(const uint8_t* blk, const BlockQ8_0* const* x, int64_t b,
     if constexpr (kLookup) {
       lo = _mm512_shuffle_epi8(table, lo);
       hi = _mm512_shuffle_epi8(table, hi);
+    }
+    if constexpr (kHighBits) {
+      lo = _mm512_or_si512(lo, fifth_bits(qh, 4 * j));
+      hi = _mm512_or_si512(hi, fifth_bits(qh, 16 + 4 * j));
     }
     for (int c = 0; c < C; ++c) {
       acc[c] = _mm512_dpbusd_epi32(acc[c], lo, broadcast4(x[c][b].qs + 4 * j));
@@ -154,7 +187,7 @@ inline void group_tile(int64_t nb, const uint8_t* group, const BlockQ8_0* const*
     __m512i isum[C];
     for (int c = 0; c < C; ++c) isum[c] = _mm512_set1_epi32(-P::kOffset * sums[c][b]);
     if constexpr (P::kChunks == 4) {
-      block_q4_0<C, P::kLookup>(blk, x, b, isum);
+      block_q4_0<C, P::kLookup, P::kHighBits>(blk, x, b, isum);
     } else {
       block_q8_0<C>(blk, x, b, isum);
     }
@@ -224,6 +257,32 @@ float dot_iq4_nl(int64_t n, const void* w, const void* x_in) {
         _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0F)));
     const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs));
     const int32_t isum = dot32_u8_s8(q, y) - 128 * block_sum(x[b]);
+    acc = std::fma(half(a[b].d) * half(x[b].d), static_cast<float>(isum), acc);
+  }
+  return acc;
+}
+
+float dot_q5_0(int64_t n, const void* w, const void* x_in) {
+  const auto* a = static_cast<const BlockQ5_0*>(w);
+  const auto* x = static_cast<const BlockQ8_0*>(x_in);
+  // Byte j takes qh byte j / 8 and keeps bit j % 8 as 0x10.
+  const __m256i spread_index =
+      _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303);
+  const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201));
+  float acc = 0;
+  for (int64_t b = 0; b < n / kQK5_0; ++b) {
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a[b].qs));
+    const __m256i low =
+        _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0F));
+    uint32_t bits;
+    std::memcpy(&bits, a[b].qh, 4);
+    const __m256i spread =
+        _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)), spread_index);
+    const __m256i high = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit),
+                                          _mm256_set1_epi8(0x10));
+    const __m256i q = _mm256_or_si256(low, high);
+    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs));
+    const int32_t isum = dot32_u8_s8(q, y) - 16 * block_sum(x[b]);
     acc = std::fma(half(a[b].d) * half(x[b].d), static_cast<float>(isum), acc);
   }
   return acc;
@@ -715,6 +774,7 @@ struct BlockKind {
 using Q4_0Kind = BlockKind<Q4_0Packing>;
 using Q8_0Kind = BlockKind<Q8_0Packing>;
 using IQ4_NLKind = BlockKind<IQ4_NLPacking>;
+using Q5_0Kind = BlockKind<Q5_0Packing>;
 
 struct Q4_KKind {
   using Act = BlockQ8_K;
@@ -1016,6 +1076,7 @@ void fill_avx512_packed_kernels(CpuKernels& k) {
   k.dot_iq4_xs = dot_iq4_xs;
   k.dot_q3_K = dot_q3_K;
   k.dot_iq4_nl = dot_iq4_nl;
+  k.dot_q5_0 = dot_q5_0;
   // Replaces the AVX2 tiles inherited from below, whose float order differs from these dots.
   k.mat_dot_q4_0 = plain_mat_dot<Q4_0Kind, pack_group<Q4_0Packing>, act_sums_q8_0, dot_q4_0>;
   k.mat_dot_q8_0 = plain_mat_dot<Q8_0Kind, pack_group<Q8_0Packing>, act_sums_q8_0, dot_q8_0>;
@@ -1026,6 +1087,7 @@ void fill_avx512_packed_kernels(CpuKernels& k) {
   k.mat_dot_q3_K = plain_mat_dot<Q3_KKind, q3_K_pack_group, bsums16_act_sums, dot_q3_K>;
   k.mat_dot_iq4_nl =
       plain_mat_dot<IQ4_NLKind, pack_group<IQ4_NLPacking>, act_sums_q8_0, dot_iq4_nl>;
+  k.mat_dot_q5_0 = plain_mat_dot<Q5_0Kind, pack_group<Q5_0Packing>, act_sums_q8_0, dot_q5_0>;
   k.packed_q4_0 = {PackedLayout::kRowGroup16, group_bytes<Q4_0Kind>, pack_group<Q4_0Packing>,
                    sums_per_row<Q4_0Kind>,    act_sums_q8_0,         packed_mat_dot<Q4_0Kind>};
   k.packed_q8_0 = {PackedLayout::kRowGroup16, group_bytes<Q8_0Kind>, pack_group<Q8_0Packing>,
@@ -1044,6 +1106,8 @@ void fill_avx512_packed_kernels(CpuKernels& k) {
   k.packed_iq4_nl = {
       PackedLayout::kRowGroup16, group_bytes<IQ4_NLKind>, pack_group<IQ4_NLPacking>,
       sums_per_row<IQ4_NLKind>,  act_sums_q8_0,           packed_mat_dot<IQ4_NLKind>};
+  k.packed_q5_0 = {PackedLayout::kRowGroup16, group_bytes<Q5_0Kind>, pack_group<Q5_0Packing>,
+                   sums_per_row<Q5_0Kind>,    act_sums_q8_0,         packed_mat_dot<Q5_0Kind>};
 }
 
 }  // namespace detail

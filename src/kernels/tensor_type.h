@@ -200,8 +200,8 @@ size_t tensor_row_bytes(TensorType type, int64_t n);
 // A CPU kernel table's repacked copy of a weight matrix (cpu_kernels.h, PackedKernel).
 enum class PackedLayout : uint8_t {
   kNone,
-  kRowGroup16,  // groups of 16 rows, quants interleaved 4 bytes per row (Q4_0, Q8_0, IQ4_NL,
-                // Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS)
+  kRowGroup16,  // groups of 16 rows, quants interleaved 4 bytes per row (Q4_0, Q5_0, Q8_0,
+                // IQ4_NL, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS)
 };
 
 }  // namespace infergrid

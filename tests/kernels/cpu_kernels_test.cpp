@@ -542,9 +542,9 @@ TEST(CpuKernels, PackedGemmMatchesPlainDotExactly) {
   std::mt19937 rng(test::kSeed + 10);
   int tables_with_packing = 0;
   for (const CpuKernels* k : available_cpu_kernels()) {
-    for (TensorType type :
-         {TensorType::kQ4_0, TensorType::kQ8_0, TensorType::kQ4_K, TensorType::kQ5_K,
-          TensorType::kQ6_K, TensorType::kIQ4_XS, TensorType::kQ3_K, TensorType::kIQ4_NL}) {
+    for (TensorType type : {TensorType::kQ4_0, TensorType::kQ8_0, TensorType::kQ4_K,
+                            TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kIQ4_XS,
+                            TensorType::kQ3_K, TensorType::kIQ4_NL, TensorType::kQ5_0}) {
       const PackedKernel* packed = k->packed_for(type);
       if (packed == nullptr) continue;
       ++tables_with_packing;
@@ -608,8 +608,8 @@ TEST(CpuKernels, PackedGemmMatchesPlainDotExactly) {
     }
   }
   if (cpu_features().avx512vnni && cpu_features().has_avx512_path()) {
-    EXPECT_EQ(tables_with_packing, 8)
-        << "the AVX-512 VNNI table packs Q4_0, Q8_0, IQ4_NL, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS";
+    EXPECT_EQ(tables_with_packing, 9) << "the AVX-512 VNNI table packs Q4_0, Q5_0, Q8_0, IQ4_NL, "
+                                         "Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS";
   }
 }
 
