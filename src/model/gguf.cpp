@@ -68,30 +68,6 @@ class Cursor {
   size_t offset_ = 0;
 };
 
-size_t scalar_size(GgufValueType type) {
-  switch (type) {
-    case GgufValueType::kUint8:
-    case GgufValueType::kInt8:
-    case GgufValueType::kBool:
-      return 1;
-    case GgufValueType::kUint16:
-    case GgufValueType::kInt16:
-      return 2;
-    case GgufValueType::kUint32:
-    case GgufValueType::kInt32:
-    case GgufValueType::kFloat32:
-      return 4;
-    case GgufValueType::kUint64:
-    case GgufValueType::kInt64:
-    case GgufValueType::kFloat64:
-      return 8;
-    case GgufValueType::kString:
-    case GgufValueType::kArray:
-      return 0;
-  }
-  return 0;
-}
-
 bool valid_value_type(uint32_t raw) {
   return raw <= static_cast<uint32_t>(GgufValueType::kFloat64);
 }
@@ -206,7 +182,7 @@ Status read_value(Cursor& cursor, GgufValueType type, GgufValue* value) {
     }
     return Status::ok();
   }
-  const uint64_t elem = scalar_size(value->array_type);
+  const uint64_t elem = gguf_scalar_size(value->array_type);
   if (value->array_count > cursor.remaining() / elem) {
     return make_error(StatusCode::kCorrupt, "array of {} x {}-byte entries exceeds the file",
                       value->array_count, elem);
@@ -222,7 +198,7 @@ T load_unaligned(const uint8_t* p) {
 }
 
 double array_element_as_double(const GgufValue& v, uint64_t i) {
-  const uint8_t* p = v.array_data + i * scalar_size(v.array_type);
+  const uint8_t* p = v.array_data + i * gguf_scalar_size(v.array_type);
   switch (v.array_type) {
     case GgufValueType::kUint8:
       return load_unaligned<uint8_t>(p);
@@ -252,7 +228,7 @@ double array_element_as_double(const GgufValue& v, uint64_t i) {
 }
 
 int64_t array_element_as_int(const GgufValue& v, uint64_t i) {
-  const uint8_t* p = v.array_data + i * scalar_size(v.array_type);
+  const uint8_t* p = v.array_data + i * gguf_scalar_size(v.array_type);
   switch (v.array_type) {
     case GgufValueType::kUint64:
       return static_cast<int64_t>(load_unaligned<uint64_t>(p));
@@ -280,6 +256,30 @@ bool is_integer_type(GgufValueType t) {
 }
 
 }  // namespace
+
+size_t gguf_scalar_size(GgufValueType type) {
+  switch (type) {
+    case GgufValueType::kUint8:
+    case GgufValueType::kInt8:
+    case GgufValueType::kBool:
+      return 1;
+    case GgufValueType::kUint16:
+    case GgufValueType::kInt16:
+      return 2;
+    case GgufValueType::kUint32:
+    case GgufValueType::kInt32:
+    case GgufValueType::kFloat32:
+      return 4;
+    case GgufValueType::kUint64:
+    case GgufValueType::kInt64:
+    case GgufValueType::kFloat64:
+      return 8;
+    case GgufValueType::kString:
+    case GgufValueType::kArray:
+      return 0;
+  }
+  return 0;
+}
 
 const char* gguf_value_type_name(GgufValueType type) {
   switch (type) {

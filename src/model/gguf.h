@@ -37,6 +37,8 @@ enum class GgufValueType : uint32_t {
 };
 
 const char* gguf_value_type_name(GgufValueType type);
+// Bytes of one value of a fixed-size type (0 for strings and arrays).
+size_t gguf_scalar_size(GgufValueType type);
 
 // One metadata value. Scalars are decoded; arrays stay in the mapping until asked for.
 struct GgufValue {

@@ -23,31 +23,6 @@ void put_string(std::vector<uint8_t>& out, std::string_view s) {
   out.insert(out.end(), s.begin(), s.end());
 }
 
-// Bytes of one element of a fixed-size GGUF type (0 for strings and arrays).
-size_t fixed_size(GgufValueType type) {
-  switch (type) {
-    case GgufValueType::kUint8:
-    case GgufValueType::kInt8:
-    case GgufValueType::kBool:
-      return 1;
-    case GgufValueType::kUint16:
-    case GgufValueType::kInt16:
-      return 2;
-    case GgufValueType::kUint32:
-    case GgufValueType::kInt32:
-    case GgufValueType::kFloat32:
-      return 4;
-    case GgufValueType::kUint64:
-    case GgufValueType::kInt64:
-    case GgufValueType::kFloat64:
-      return 8;
-    case GgufValueType::kString:
-    case GgufValueType::kArray:
-      break;
-  }
-  return 0;
-}
-
 void put_scalar(std::vector<uint8_t>& out, const GgufValue& v) {
   switch (v.type) {
     case GgufValueType::kUint8:
@@ -91,7 +66,7 @@ void GgufWriter::set_value(std::string key, const GgufValue& value) {
     if (value.array_type == GgufValueType::kString) {
       for (std::string_view s : value.array_strings) put_string(p, s);
     } else {
-      const size_t n = fixed_size(value.array_type) * value.array_count;
+      const size_t n = gguf_scalar_size(value.array_type) * value.array_count;
       p.insert(p.end(), value.array_data, value.array_data + n);
     }
   }
