@@ -29,6 +29,24 @@ inline int nearest_int(float x) {
   return static_cast<int>(fp32_to_bits(shifted) & 0x007fffffu) - 0x00400000;
 }
 
+// The element of largest magnitude (the first of equals) and that magnitude: the signed
+// extreme ggml's symmetric quantizers scale against, so its side uses the full range.
+struct SignedExtreme {
+  float value = 0;
+  float magnitude = 0;
+};
+
+SignedExtreme signed_extreme(const float* x, int64_t n) {
+  SignedExtreme e;
+  for (int64_t i = 0; i < n; ++i) {
+    if (std::fabs(x[i]) > e.magnitude) {
+      e.magnitude = std::fabs(x[i]);
+      e.value = x[i];
+    }
+  }
+  return e;
+}
+
 // Fits x[i] ~= scale * L[i] - the_min with L in [0, nmax], minimising the weighted squared
 // (or, with use_abs_error, absolute) error over a small grid of candidate scales (ggml's
 // make_qkx2_quants).
@@ -99,15 +117,7 @@ float fit_scale_min(int n, int nmax, const float* x, const float* weights, uint8
 // Symmetric fit x[i] ~= scale * (L[i] - nmax), L in [0, 2 nmax - 1], weights x^2, searching
 // scales around nmax / max (ggml's make_qx_quants with rmse_type = 1, no importance weights).
 float fit_symmetric_scale(int n, int nmax, const float* x, int8_t* L) {
-  float max = 0;
-  float amax = 0;
-  for (int i = 0; i < n; ++i) {
-    const float ax = std::fabs(x[i]);
-    if (ax > amax) {
-      amax = ax;
-      max = x[i];
-    }
-  }
+  const auto [max, amax] = signed_extreme(x, n);
   if (amax < kGroupMaxEps) {
     std::fill(L, L + n, 0);
     return 0.0f;
@@ -214,15 +224,7 @@ void fit_k_levels(const float* x, int nmax, float rmin, int nstep, uint8_t* L, u
 // then up to five passes of moving single levels while that raises the fit's
 // (sum w x l)^2 / sum w l^2 (ggml's make_q3_quants with do_rmse).
 float fit_q3_levels(int n, int nmax, const float* x, int8_t* L) {
-  float max = 0;
-  float amax = 0;
-  for (int i = 0; i < n; ++i) {
-    const float ax = std::fabs(x[i]);
-    if (ax > amax) {
-      amax = ax;
-      max = x[i];
-    }
-  }
+  const auto [max, amax] = signed_extreme(x, n);
   if (amax < kGroupMaxEps) {
     std::fill(L, L + n, 0);
     return 0.0f;
@@ -283,13 +285,7 @@ int nearest_iq4_level(float x) {
 // all-zero group (L untouched).
 float fit_iq4_group(const float* x, uint8_t* L) {
   constexpr int kTries = 7;
-  float amax = 0, max = 0;
-  for (int j = 0; j < 32; ++j) {
-    if (std::fabs(x[j]) > amax) {
-      amax = std::fabs(x[j]);
-      max = x[j];
-    }
-  }
+  const auto [max, amax] = signed_extreme(x, 32);
   if (amax < kGroupMaxEps) return 0.0f;
   float d = -max / kIq4nlValues[0];
   float id = 1 / d;
@@ -391,13 +387,7 @@ void quantize_row_q5_0_ref(const float* x, BlockQ5_0* y, int64_t n) {
   assert(n % kQK5_0 == 0);
   uint8_t L[32];
   for (int64_t b = 0; b < n / kQK5_0; ++b, x += kQK5_0) {
-    float amax = 0, max = 0;
-    for (int j = 0; j < 32; ++j) {
-      if (amax < std::fabs(x[j])) {
-        amax = std::fabs(x[j]);
-        max = x[j];
-      }
-    }
+    const float max = signed_extreme(x, 32).value;
     const float d = max / -16;
     const float id = d ? 1.0f / d : 0.0f;
     y[b].d = fp32_to_fp16(d);
@@ -607,13 +597,7 @@ void quantize_row_q4_0_ref(const float* x, BlockQ4_0* y, int64_t n) {
   assert(n % kQK4_0 == 0);
   for (int64_t b = 0; b < n / kQK4_0; ++b, x += kQK4_0) {
     // The signed extreme maps to -8 so the full range [-8, 7] is used on its side.
-    float amax = 0, max = 0;
-    for (int j = 0; j < kQK4_0; ++j) {
-      if (amax < std::fabs(x[j])) {
-        amax = std::fabs(x[j]);
-        max = x[j];
-      }
-    }
+    const float max = signed_extreme(x, kQK4_0).value;
     const float d = max / -8;
     const float id = d ? 1.0f / d : 0.0f;
     y[b].d = fp32_to_fp16(d);
@@ -706,14 +690,7 @@ void quantize_row_q8_K_ref(const float* x, BlockQ8_K* y, int64_t n) {
   assert(n % kQK_K == 0);
   for (int64_t b = 0; b < n / kQK_K; ++b, x += kQK_K) {
     BlockQ8_K& out = y[b];
-    float max = 0;
-    float amax = 0;
-    for (int j = 0; j < kQK_K; ++j) {
-      if (std::fabs(x[j]) > amax) {
-        amax = std::fabs(x[j]);
-        max = x[j];
-      }
-    }
+    const auto [max, amax] = signed_extreme(x, kQK_K);
     if (!amax) {
       std::memset(&out, 0, sizeof out);
       continue;
