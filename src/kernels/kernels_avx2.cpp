@@ -388,8 +388,12 @@ inline __m256i broadcast_i16_pattern(int k) {
   return _mm256_set1_epi16(static_cast<int16_t>((2 * k) | ((2 * k + 1) << 8)));
 }
 
-float dot_q4_K(int64_t n, const void* w, const void* x) {
-  const auto* a = static_cast<const BlockQ4_K*>(w);
+// Q4_K, and with kFifthBit Q5_K: the same layout plus a fifth bit per element from qh (bit 2g
+// for the low sub-block of 64-group g, 2g + 1 for the high one); codes <= 31, so pairs stay
+// below 2 * 31 * 127.
+template <typename Block, bool kFifthBit>
+float dot_k4(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const Block*>(w);
   const auto* b = static_cast<const BlockQ8_K*>(x);
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   const __m256i pick[8] = {broadcast_i16_pattern(0), broadcast_i16_pattern(1),
@@ -413,12 +417,22 @@ float dot_q4_K(int64_t n, const void* w, const void* x) {
 
     const __m256i scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sc_m));
     const uint8_t* q4 = a[i].qs;
+    [[maybe_unused]] __m256i high;
+    if constexpr (kFifthBit) high = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[i].qh));
     const int8_t* q8 = b[i].qs;
     __m256i sumi = _mm256_setzero_si256();
     for (int g = 0; g < kQK_K / 64; ++g) {
       const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q4 + 32 * g));
-      const __m256i lo = _mm256_and_si256(bits, m4);
-      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+      __m256i lo = _mm256_and_si256(bits, m4);
+      __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+      if constexpr (kFifthBit) {
+        // Masking each byte to one bit before the 16-bit shift keeps bits inside their byte.
+        const __m256i one = _mm256_set1_epi8(1);
+        lo = _mm256_or_si256(
+            lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(high, 2 * g), one), 4));
+        hi = _mm256_or_si256(
+            hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(high, 2 * g + 1), one), 4));
+      }
       const __m256i y_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8 + 64 * g));
       const __m256i y_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8 + 64 * g + 32));
       const __m256i p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y_lo),
@@ -483,59 +497,6 @@ float dot_q6_K(int64_t n, const void* w, const void* x) {
     acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * half(a[i].d)), _mm256_cvtepi32_ps(sumi), acc);
   }
   return hsum(acc);
-}
-
-// Q5_K: Q4_K's layout plus a fifth bit per element from qh (bit 2g for the low sub-block of
-// 64-group g, 2g + 1 for the high one). Codes <= 31: pairs stay below 2 * 31 * 127.
-float dot_q5_K(int64_t n, const void* w, const void* x) {
-  const auto* a = static_cast<const BlockQ5_K*>(w);
-  const auto* b = static_cast<const BlockQ8_K*>(x);
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
-  const __m256i one = _mm256_set1_epi8(1);
-  const __m256i pick[8] = {broadcast_i16_pattern(0), broadcast_i16_pattern(1),
-                           broadcast_i16_pattern(2), broadcast_i16_pattern(3),
-                           broadcast_i16_pattern(4), broadcast_i16_pattern(5),
-                           broadcast_i16_pattern(6), broadcast_i16_pattern(7)};
-  __m256 acc = _mm256_setzero_ps();
-  __m128 acc_m = _mm_setzero_ps();
-  for (int64_t i = 0; i < n / kQK_K; ++i) {
-    uint32_t unpacked[4];
-    unpack_q4_K_scales(a[i].scales, unpacked);
-    const __m128i sc_m = _mm_loadu_si128(reinterpret_cast<const __m128i*>(unpacked));
-    const __m128i mins = _mm_cvtepu8_epi16(_mm_srli_si128(sc_m, 8));
-    const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].bsums));
-    const __m128i sub_sums =
-        _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
-    acc_m = _mm_fmadd_ps(_mm_set1_ps(b[i].d * half(a[i].dmin)),
-                         _mm_cvtepi32_ps(_mm_madd_epi16(mins, sub_sums)), acc_m);
-
-    const __m256i scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sc_m));
-    const __m256i high = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[i].qh));
-    const uint8_t* q5 = a[i].qs;
-    const int8_t* q8 = b[i].qs;
-    __m256i sumi = _mm256_setzero_si256();
-    for (int g = 0; g < kQK_K / 64; ++g) {
-      const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q5 + 32 * g));
-      // Masking each byte to one bit before the 16-bit shift keeps bits inside their byte.
-      const __m256i h_lo =
-          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(high, 2 * g), one), 4);
-      const __m256i h_hi =
-          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(high, 2 * g + 1), one), 4);
-      const __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4), h_lo);
-      const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), h_hi);
-      const __m256i y_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8 + 64 * g));
-      const __m256i y_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8 + 64 * g + 32));
-      const __m256i p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y_lo),
-                                             _mm256_shuffle_epi8(scales, pick[2 * g]));
-      const __m256i p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y_hi),
-                                             _mm256_shuffle_epi8(scales, pick[2 * g + 1]));
-      sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
-    }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * half(a[i].d)), _mm256_cvtepi32_ps(sumi), acc);
-  }
-  acc_m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
-  acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
-  return hsum(acc) - _mm_cvtss_f32(acc_m);
 }
 
 // vpshufb patterns that put byte 2k of a vector in bytes 0..7 and byte 2k + 1 in bytes 8..15:
@@ -1032,7 +993,7 @@ void fill_avx2_kernels(CpuKernels& k) {
   k.dot_q8_0 = vec_dot<Q8_0Dot>;
   k.mat_dot_q4_0 = mat_dot<Q4_0Dot>;
   k.mat_dot_q8_0 = mat_dot<Q8_0Dot>;
-  k.dot_q4_K = dot_q4_K;
+  k.dot_q4_K = dot_k4<BlockQ4_K, false>;
   k.dot_q6_K = dot_q6_K;
   k.dot_q4_1 = vec_dot<Q4_1Dot>;
   k.dot_q5_0 = vec_dot<Q5_0Dot>;
@@ -1042,7 +1003,7 @@ void fill_avx2_kernels(CpuKernels& k) {
   k.mat_dot_q5_0 = mat_dot<Q5_0Dot>;
   k.mat_dot_q5_1 = mat_dot<Q5_1Dot>;
   k.mat_dot_iq4_nl = mat_dot<IQ4_NLDot>;
-  k.dot_q5_K = dot_q5_K;
+  k.dot_q5_K = dot_k4<BlockQ5_K, true>;
   k.dot_q2_K = dot_q2_K;
   k.dot_q3_K = dot_q3_K;
   k.dot_iq4_xs = dot_iq4_xs;
