@@ -274,9 +274,9 @@ std::vector<const MatrixView*> LayerWeights::matrices() const {
   return out;
 }
 
-size_t Model::expert_bytes() const {
+size_t Model::expert_bytes(int layer) const {
   if (!config_.is_moe()) return 0;
-  const ExpertWeights& E = weights_.layers.front().moe;
+  const ExpertWeights& E = weights_.layers[static_cast<size_t>(layer)].moe;
   return E.gate.front().total_bytes() + E.up.front().total_bytes() + E.down.front().total_bytes();
 }
 
@@ -328,16 +328,12 @@ uint64_t Model::compute_fingerprint() const {
 
 size_t Model::weight_bytes_per_token() const {
   size_t bytes = weights_.output.total_bytes() + weights_.token_embd.row_bytes;
-  for (const auto& L : weights_.layers) {
-    for (const MatrixView* m : L.matrices()) bytes += m->total_bytes();
-    // One token reads only its n_expert_used experts of each layer.
-    if (config_.is_moe()) {
-      size_t expert_bytes = 0;
-      for (const auto* experts : {&L.moe.gate, &L.moe.up, &L.moe.down}) {
-        for (const MatrixView& m : *experts) expert_bytes += m.total_bytes();
-      }
-      bytes -= expert_bytes - expert_bytes / config_.n_expert * config_.n_expert_used;
+  for (int l = 0; l < config_.n_layer; ++l) {
+    for (const MatrixView* m : weights_.layers[static_cast<size_t>(l)].matrices()) {
+      bytes += m->total_bytes();
     }
+    // One token reads only its n_expert_used experts of each layer.
+    bytes -= static_cast<size_t>(config_.n_expert - config_.n_expert_used) * expert_bytes(l);
   }
   return bytes;
 }
@@ -584,7 +580,7 @@ void Model::moe_feed_forward(Backend& backend, const LayerWeights& L, int layer,
     if (m == 0) continue;
     expert_counts_[static_cast<size_t>(layer) * n_expert + e].fetch_add(static_cast<uint64_t>(m),
                                                                         std::memory_order_relaxed);
-    expert_runs_.fetch_add(1, std::memory_order_relaxed);
+    expert_bytes_read_.fetch_add(expert_bytes(layer), std::memory_order_relaxed);
     const std::span<const int32_t> rows(s.expert_rows.data() + offsets[e], static_cast<size_t>(m));
     const std::span<const float> scales(s.expert_scales.data() + offsets[e],
                                         static_cast<size_t>(m));

@@ -153,10 +153,12 @@ class Model {
   std::string describe() const;
   // Tokens routed to each expert since load, [layer * n_expert + expert] (empty when dense).
   std::vector<uint64_t> expert_activation_counts() const;
-  // Expert matrix runs since load: (layer, expert) pairs that had at least one token in a
-  // forward pass; each run reads expert_bytes() of weights.
-  uint64_t expert_runs() const { return expert_runs_.load(std::memory_order_relaxed); }
-  size_t expert_bytes() const;
+  // Expert weight bytes forward passes have read since load (each expert that had at least one
+  // token in a pass counts once for that pass).
+  uint64_t expert_bytes_read() const { return expert_bytes_read_.load(std::memory_order_relaxed); }
+  // Bytes of one expert's gate, up and down matrices in `layer` (the experts of a layer share
+  // their types; layers need not: the _M mixes give some ffn_down more bits).
+  size_t expert_bytes(int layer) const;
 
   enum class Logits { kLast, kAll };
   // Runs `tokens` at positions start_pos.. of `cache`, appending their K/V. Returns logits for
@@ -192,7 +194,7 @@ class Model {
   uint64_t fingerprint_ = 0;
   // Bumped by forward passes on any thread (statistics only: relaxed).
   std::unique_ptr<std::atomic<uint64_t>[]> expert_counts_;
-  mutable std::atomic<uint64_t> expert_runs_{0};
+  mutable std::atomic<uint64_t> expert_bytes_read_{0};
 
   void moe_feed_forward(Backend& backend, const LayerWeights& L, int layer, ForwardScratch& s,
                         int64_t n) const;

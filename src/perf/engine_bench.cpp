@@ -92,15 +92,15 @@ Result<double> decode_tokens_per_second(const Model& model, const Tokenizer& tok
     if (step.n_decodes == concurrency) break;
   }
   int tokens = 0;
-  const uint64_t expert_runs = model.expert_runs();
+  const uint64_t expert_bytes_before = model.expert_bytes_read();
   const auto start = Clock::now();
   for (int i = 0; i < o.decode_steps; ++i) {
     IG_ASSIGN_OR_RETURN(StepResult step, s.step());
     tokens += step.n_tokens;
   }
   const double secs = seconds_between(start, Clock::now());
-  expert_bytes_per_step = static_cast<double>(model.expert_runs() - expert_runs) *
-                          static_cast<double>(model.expert_bytes()) / o.decode_steps;
+  expert_bytes_per_step =
+      static_cast<double>(model.expert_bytes_read() - expert_bytes_before) / o.decode_steps;
   s.abort_all(FinishReason::kCancelled);
   ms_per_step = 1000.0 * secs / o.decode_steps;
   return tokens / secs;
@@ -133,10 +133,11 @@ Status bench_throughput(const Model& model, const Tokenizer& tokenizer, Backend&
   }
   if (moe) {
     // A dense feed-forward with the same active parameters reads its whole width every step.
-    const double dense = static_cast<double>(mc.n_layer) * mc.n_expert_used *
-                         static_cast<double>(model.expert_bytes());
-    const double all =
-        static_cast<double>(mc.n_layer) * mc.n_expert * static_cast<double>(model.expert_bytes());
+    double dense = 0, all = 0;
+    for (int l = 0; l < mc.n_layer; ++l) {
+      dense += static_cast<double>(mc.n_expert_used) * static_cast<double>(model.expert_bytes(l));
+      all += static_cast<double>(mc.n_expert) * static_cast<double>(model.expert_bytes(l));
+    }
     text += fmt::format(
         "  expert weights per step: a dense FFN of the same active size reads {:.1f} MiB at any "
         "concurrency; all {} experts are {:.1f} MiB\n",
