@@ -7,6 +7,7 @@
 #include "cli/bench_serve_cmd.h"
 #include "cli/default_model.h"
 #include "cli/kv_cache_type_option.h"
+#include "cli/model_build_cmd.h"
 #include "cli/model_eval_cmd.h"
 #include "cli/serve_cmd.h"
 #include "core/cpu_features.h"
@@ -244,6 +245,28 @@ int main(int argc, char** argv) {
   ppl_cmd->add_option("-b,--batch", ppl.batch, "Tokens per forward pass")->capture_default_str();
   ppl_cmd->add_option("-t,--threads", ppl.threads);
   add_kv_cache_type_option(*ppl_cmd, ppl.kv_cache_type);
+  TrainTokenizerArgs train_tok;
+  auto* train_tok_cmd = model_cmd->add_subcommand(
+      "train-tokenizer", "Train a byte-level BPE vocabulary on a text file (a vocabulary GGUF)");
+  train_tok_cmd->add_option("--corpus", train_tok.corpus, "Text file")->required();
+  train_tok_cmd->add_option("--vocab-size", train_tok.vocab_size, "Tokens in all")
+      ->capture_default_str();
+  train_tok_cmd->add_option("-o,--out", train_tok.out, "Vocabulary GGUF to write")->required();
+  EncodeCorpusArgs encode;
+  auto* encode_cmd = model_cmd->add_subcommand(
+      "encode", "Tokenize a text file paragraph by paragraph into uint32 ids (training data)");
+  encode_cmd->add_option("--vocab", encode.vocab, "GGUF with a vocabulary")->required();
+  encode_cmd->add_option("--in", encode.in, "Text file, paragraphs separated by blank lines")
+      ->required();
+  encode_cmd->add_option("-o,--out", encode.out, "Binary file to write")->required();
+  encode_cmd->add_flag("--parse-special", encode.parse_special,
+                       "Read control-token texts such as <|im_start|> as their ids");
+  ImportModelArgs import_args;
+  auto* import_cmd = model_cmd->add_subcommand(
+      "import", "Write an F32 GGUF from safetensors weights (GGUF names) and a vocabulary GGUF");
+  import_cmd->add_option("--tensors", import_args.tensors, "safetensors file")->required();
+  import_cmd->add_option("--vocab", import_args.vocab, "Vocabulary GGUF")->required();
+  import_cmd->add_option("-o,--out", import_args.out, "GGUF file to write")->required();
 
   // bench decode
   auto* bench_cmd = app.add_subcommand("bench", "Benchmarks");
@@ -345,6 +368,9 @@ int main(int argc, char** argv) {
   }
   if (eval_cmd->parsed()) return run_model_eval(eval);
   if (ppl_cmd->parsed()) return run_model_perplexity(ppl);
+  if (train_tok_cmd->parsed()) return run_train_tokenizer(train_tok);
+  if (encode_cmd->parsed()) return run_encode_corpus(encode);
+  if (import_cmd->parsed()) return run_import_model(import_args);
   if (default_cmd->parsed()) {
     auto path = resolve_model_path("");
     if (!path.is_ok()) return fail(path.status());

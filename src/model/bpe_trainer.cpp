@@ -148,23 +148,29 @@ const std::vector<std::string>& default_bpe_special_tokens() {
   return kSpecials;
 }
 
-Result<TokenizerVocab> make_default_bpe_vocab(int vocab_size, PreTokenizerType pre) {
-  const std::vector<std::string>& specials = default_bpe_special_tokens();
-  const int min_size = 256 + static_cast<int>(specials.size());
-  if (vocab_size < min_size || vocab_size > kMaxVocabSize) {
+Result<TokenizerVocab> train_bpe_vocab(std::string_view corpus, const BpeVocabSpec& spec) {
+  const int min_size = 256 + static_cast<int>(spec.specials.size());
+  if (spec.vocab_size < min_size || spec.vocab_size > kMaxVocabSize) {
     return make_error(StatusCode::kInvalidArgument,
                       "BPE vocabulary size {} is outside [{}, {}] (256 bytes + {} special tokens "
                       "at least)",
-                      vocab_size, min_size, kMaxVocabSize, specials.size());
+                      spec.vocab_size, min_size, kMaxVocabSize, spec.specials.size());
   }
-  const int n_learned = vocab_size - min_size;
+  const auto special_count = static_cast<int>(spec.specials.size());
+  for (int index : {spec.bos_index, spec.eos_index, spec.eot_index}) {
+    if (index < -1 || index >= special_count) {
+      return make_error(StatusCode::kInvalidArgument,
+                        "special token index {} is outside the {} special tokens", index,
+                        special_count);
+    }
+  }
+  const int n_learned = spec.vocab_size - min_size;
   // A merge whose result already is a token adds none, so ask for a little more and cut back.
-  IG_ASSIGN_OR_RETURN(Training t,
-                      train(default_bpe_training_corpus(), n_learned + n_learned / 8 + 8, pre));
+  IG_ASSIGN_OR_RETURN(Training t, train(corpus, n_learned + n_learned / 8 + 8, spec.pre));
 
   TokenizerVocab vocab;
   vocab.model = "gpt2";
-  vocab.pre = pre_tokenizer_name(pre);
+  vocab.pre = pre_tokenizer_name(spec.pre);
   int learned = 0;
   size_t n_merges = 0;
   while (n_merges < t.merges.size() && learned < n_learned) {
@@ -177,22 +183,34 @@ Result<TokenizerVocab> make_default_bpe_vocab(int vocab_size, PreTokenizerType p
   }
   vocab.types.assign(vocab.tokens.size(), TokenType::kNormal);
   const auto special_base = static_cast<int32_t>(vocab.tokens.size());
-  for (const std::string& special : specials) {
+  for (const std::string& special : spec.specials) {
     vocab.tokens.push_back(special);
     vocab.types.push_back(TokenType::kControl);
   }
-  for (int i = 0; static_cast<int>(vocab.tokens.size()) < vocab_size; ++i) {
+  for (int i = 0; static_cast<int>(vocab.tokens.size()) < spec.vocab_size; ++i) {
     vocab.tokens.push_back("<|reserved_special_token_" + std::to_string(i) + "|>");
     vocab.types.push_back(TokenType::kControl);
   }
   vocab.scores.assign(vocab.tokens.size(), 0.0f);
-  vocab.bos_id = special_base + 0;
-  vocab.eos_id = special_base + 1;
-  vocab.eot_id = special_base + 4;
+  const auto special_id = [&](int index) { return index < 0 ? -1 : special_base + index; };
+  vocab.bos_id = special_id(spec.bos_index);
+  vocab.eos_id = special_id(spec.eos_index);
+  vocab.eot_id = special_id(spec.eot_index);
   const std::optional<PreTokenizerInfo> info = pre_tokenizer_from_name(vocab.pre);
   vocab.add_bos = info && info->add_bos_by_default;
   vocab.add_eos = false;
   return vocab;
+}
+
+Result<TokenizerVocab> make_default_bpe_vocab(int vocab_size, PreTokenizerType pre) {
+  BpeVocabSpec spec;
+  spec.vocab_size = vocab_size;
+  spec.pre = pre;
+  spec.specials = default_bpe_special_tokens();
+  spec.bos_index = 0;  // <|begin_of_text|>
+  spec.eos_index = 1;  // <|end_of_text|>
+  spec.eot_index = 4;  // <|eot_id|>
+  return train_bpe_vocab(default_bpe_training_corpus(), spec);
 }
 
 }  // namespace infergrid

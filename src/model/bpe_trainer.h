@@ -36,6 +36,19 @@ std::string_view default_bpe_training_corpus();
 // The special tokens make_default_bpe_vocab adds after the learned tokens, in id order.
 const std::vector<std::string>& default_bpe_special_tokens();
 
+// What a trained vocabulary holds besides its learned tokens.
+struct BpeVocabSpec {
+  int vocab_size = 0;  // exactly this many tokens (reserved specials pad a short corpus)
+  PreTokenizerType pre = PreTokenizerType::kLlama3;
+  std::vector<std::string> specials;  // control tokens, after the learned ones, in id order
+  // Which of `specials` are BOS, EOS and end-of-turn (-1: none).
+  int bos_index = -1, eos_index = -1, eot_index = -1;
+};
+
+// A "gpt2" vocabulary trained on `corpus`: 256 byte tokens, learned tokens, spec.specials and,
+// only if the corpus cannot supply enough merges, <|reserved_special_token_N|> padding.
+Result<TokenizerVocab> train_bpe_vocab(std::string_view corpus, const BpeVocabSpec& spec);
+
 // A ready "gpt2" vocabulary of exactly vocab_size tokens trained on the built-in corpus with
 // the `pre` pre-tokenizer (recorded in the vocabulary under its llama.cpp name): 256 byte tokens,
 // learned tokens, the special tokens above (BOS <|begin_of_text|>, EOS <|end_of_text|>, EOT
