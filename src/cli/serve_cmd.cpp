@@ -6,8 +6,10 @@
 #include <cctype>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -47,6 +49,7 @@ struct ServeArgs {
   bool baseline = false;
   std::vector<std::string> served_model_names;
   std::string chat_template;
+  std::string chat_template_file;
   int shutdown_grace_ms = 30000;
   std::string kv_disk_dir;
   std::string kv_dram_bytes;
@@ -117,8 +120,31 @@ Result<std::unique_ptr<Instance>> build_instance(const std::string& path,
   in->names = std::move(names);
   IG_ASSIGN_OR_RETURN(in->model, Model::load(path));
   IG_ASSIGN_OR_RETURN(in->tokenizer, Tokenizer::from_gguf(in->model->gguf()));
-  auto chat = args.chat_template.empty() ? ChatTemplate::from_gguf(in->model->gguf())
-                                         : ChatTemplate::from_name(args.chat_template);
+  Result<ChatTemplate> chat = Status(StatusCode::kInternal, "no chat template");
+  if (!args.chat_template_file.empty()) {
+    // A template the user names must work: an unreadable or unparsable file stops the server.
+    std::ifstream file(args.chat_template_file, std::ios::binary);
+    if (!file) {
+      return make_error(StatusCode::kNotFound, "--chat-template-file {}: cannot read it",
+                        args.chat_template_file);
+    }
+    std::stringstream source;
+    source << file.rdbuf();
+    std::string eos_token;
+    const auto eos = in->tokenizer->eos_id();
+    if (eos >= 0) eos_token = std::string(in->tokenizer->token_text(eos));
+    chat = ChatTemplate::from_jinja(source.str(), std::move(eos_token));
+    if (!chat.is_ok()) {
+      return make_error(StatusCode::kInvalidArgument, "--chat-template-file {}: {}",
+                        args.chat_template_file, chat.status().message());
+    }
+  } else if (!args.chat_template.empty()) {
+    chat = ChatTemplate::from_name(args.chat_template);
+  } else {
+    std::string fallback_reason;
+    chat = ChatTemplate::from_gguf(in->model->gguf(), &fallback_reason);
+    if (!fallback_reason.empty()) spdlog::warn("{}: {}", in->names.front(), fallback_reason);
+  }
   if (!chat.is_ok()) {
     // Completions still work; chat requests get a clear error from the template.
     spdlog::warn(
@@ -359,8 +385,13 @@ CLI::App* add_serve_command(CLI::App& app) {
                       "Model name(s) clients use (default: the file name); with several --model, "
                       "one per model in the same order");
   command->add_option("--chat-template", args.chat_template,
-                      "Override the chat template: chatml, llama3, llama2, mistral, phi3, gemma, "
-                      "deepseek-r1");
+                      "Override the chat template with a built-in one: chatml, llama3, llama2, "
+                      "mistral, phi3, gemma, deepseek-r1");
+  command
+      ->add_option("--chat-template-file", args.chat_template_file,
+                   "Override the chat template with a Jinja file (as Hugging Face's "
+                   "chat_template)")
+      ->excludes("--chat-template");
   command->add_option("--kv-dram-bytes", args.kv_dram_bytes,
                       "Size of the shared host-DRAM KV tier per model, e.g. 8GiB (default: off); "
                       "every server of this model with the same --kv-dram-name shares it");

@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "model/jinja.h"
+
 namespace infergrid {
 
 namespace {
@@ -60,9 +62,31 @@ Result<ChatTemplate> ChatTemplate::detect(std::string_view src) {
                     head);
 }
 
-Result<ChatTemplate> ChatTemplate::from_gguf(const GgufFile& file) {
+Result<ChatTemplate> ChatTemplate::from_jinja(std::string_view jinja_source,
+                                              std::string eos_token) {
+  IG_ASSIGN_OR_RETURN(auto parsed, JinjaTemplate::parse(jinja_source));
+  ChatTemplate t(ChatFormat::kChatMl);
+  t.jinja_ = std::make_shared<const JinjaTemplate>(std::move(parsed));
+  t.eos_token_ = std::move(eos_token);
+  return t;
+}
+
+Result<ChatTemplate> ChatTemplate::from_gguf(const GgufFile& file, std::string* fallback_reason) {
   IG_ASSIGN_OR_RETURN(auto source, file.get_string("tokenizer.chat_template"));
-  return detect(source.value_or(std::string_view()));
+  if (!source || source->empty()) return detect({});
+  std::string eos_token;
+  IG_ASSIGN_OR_RETURN(auto eos_id, file.get_int("tokenizer.ggml.eos_token_id"));
+  IG_ASSIGN_OR_RETURN(auto tokens, file.get_string_array("tokenizer.ggml.tokens"));
+  if (eos_id && tokens && *eos_id >= 0 && static_cast<size_t>(*eos_id) < tokens->size()) {
+    eos_token = std::string((*tokens)[static_cast<size_t>(*eos_id)]);
+  }
+  auto jinja = from_jinja(*source, std::move(eos_token));
+  if (jinja.is_ok()) return jinja;
+  if (fallback_reason) {
+    *fallback_reason =
+        fmt::format("{}; using the built-in formatter its markers name", jinja.status().message());
+  }
+  return detect(*source);
 }
 
 Result<ChatTemplate> ChatTemplate::from_name(std::string_view name) {
@@ -76,6 +100,7 @@ Result<ChatTemplate> ChatTemplate::from_name(std::string_view name) {
 }
 
 std::string ChatTemplate::name() const {
+  if (jinja_) return "jinja";
   for (const auto& f : kFormats) {
     if (f.format == format_) return f.name;
   }
@@ -85,6 +110,15 @@ std::string ChatTemplate::name() const {
 Result<std::string> ChatTemplate::render(const std::vector<ChatMessage>& messages,
                                          bool add_generation_prompt) const {
   if (messages.empty()) return Status(StatusCode::kInvalidArgument, "messages must not be empty");
+  if (jinja_) {
+    nlohmann::ordered_json list = nlohmann::ordered_json::array();
+    for (const auto& m : messages) list.push_back({{"role", m.role}, {"content", m.content}});
+    const nlohmann::ordered_json context = {{"messages", std::move(list)},
+                                            {"add_generation_prompt", add_generation_prompt},
+                                            {"bos_token", ""},
+                                            {"eos_token", eos_token_}};
+    return jinja_->render(context);
+  }
   std::string out;
   switch (format_) {
     case ChatFormat::kChatMl:

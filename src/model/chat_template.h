@@ -1,13 +1,17 @@
 // ChatTemplate: turns a list of chat messages into the prompt text a model was trained on.
 //
-// GGUF files carry their template as Jinja source (`tokenizer.chat_template`). Rather than run
-// Jinja, the template is recognised by its distinctive markers (as llama.cpp does) and rendered
-// by a fixed formatter for that family: ChatML (Qwen, many fine-tunes), Llama 3, Llama 2,
-// Mistral (v3+/Nemo), Phi-3, Gemma and DeepSeek-R1. A template matching none of them is
-// reported as unsupported by name rather than rendered wrongly. Files without a template get
-// ChatML, the common default of llama.cpp and vLLM.
+// GGUF files carry their template as Jinja source (`tokenizer.chat_template`), and that source
+// is what renders the prompt, through model/jinja.h, exactly as transformers' apply_chat_template
+// would (a template's own raise_exception, such as Gemma's refusal of a system turn, is an
+// invalid-argument error: a 400 to clients). Built-in formatters for the common families
+// (ChatML, Llama 3, Llama 2, Mistral v3+/Nemo, Phi-3, Gemma, DeepSeek-R1), chosen by name or
+// recognised by the template's markers as llama.cpp does, are the fallback for files without a
+// template (ChatML, the common default of llama.cpp and vLLM) or with one that does not parse.
+//
+// BOS is never part of the rendered text (bos_token renders as ""): the tokenizer adds it.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -25,15 +29,24 @@ struct ChatMessage {
 
 enum class ChatFormat { kChatMl, kLlama3, kLlama2, kMistral, kPhi3, kGemma, kDeepSeekR1 };
 
+class JinjaTemplate;
+
 class ChatTemplate {
  public:
-  // From the template text (empty = none given: ChatML).
+  // The built-in formatter that the template text's markers name (empty = none given: ChatML).
   static Result<ChatTemplate> detect(std::string_view jinja_source);
+  // The template itself, executed as Jinja; eos_token is what `{{ eos_token }}` renders.
+  static Result<ChatTemplate> from_jinja(std::string_view jinja_source, std::string eos_token);
+  // The file's template as Jinja; if it has none or it does not parse, the built-in formatter
+  // detect() finds (the warning, if any, in *fallback_reason).
+  static Result<ChatTemplate> from_gguf(const GgufFile& file, std::string* fallback_reason);
   static Result<ChatTemplate> from_gguf(const GgufFile& file);
   static Result<ChatTemplate> from_name(std::string_view name);  // "chatml", "llama3", ...
 
   ChatFormat format() const { return format_; }
+  // The built-in family ("chatml", ...), or "jinja" for an executed template.
   std::string name() const;
+  bool is_jinja() const { return jinja_ != nullptr; }
   // The prompt text, ending with the assistant's turn header when add_generation_prompt.
   // BOS is not included: the tokenizer adds it.
   Result<std::string> render(const std::vector<ChatMessage>& messages,
@@ -42,6 +55,8 @@ class ChatTemplate {
  private:
   explicit ChatTemplate(ChatFormat format) : format_(format) {}
   ChatFormat format_;
+  std::shared_ptr<const JinjaTemplate> jinja_;
+  std::string eos_token_;
 };
 
 }  // namespace infergrid

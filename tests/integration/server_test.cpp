@@ -306,6 +306,37 @@ TEST_F(ServerTest, TokenizeDetokenizeAndApplyTemplate) {
   EXPECT_EQ(error_param("/apply-template", json{{"messages", "hi"}}), "messages");
 }
 
+// A template given as a Jinja file is what chat requests render through, its own errors
+// included: Gemma 2's template refuses a system turn, and the client gets that as a 400.
+TEST_F(ServerTest, ChatTemplateFileRendersAsJinjaAndItsErrorsAre400) {
+  const auto file = std::filesystem::path(INFERGRID_SHARED_DIR) / "golden" / "chat-templates" /
+                    "google-gemma-2-2b-it.jinja";
+  if (!std::filesystem::exists(file)) IG_GOLDEN_MISSING("no golden chat template " << file);
+  start({"--chat-template-file", file.string()});
+  auto applied = curl(url("/apply-template"),
+                      json{{"messages", {{{"role", "user"}, {"content", "Hi"}}}}}.dump());
+  ASSERT_EQ(applied.status, 200) << applied.body;
+  EXPECT_EQ(json::parse(applied.body)["prompt"],
+            "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n");
+  const json with_system = {{{"role", "system"}, {"content", "Be brief."}},
+                            {{"role", "user"}, {"content", "Hi"}}};
+  auto refused =
+      curl(url("/v1/chat/completions"), json{{"messages", with_system}, {"max_tokens", 1}}.dump());
+  EXPECT_EQ(refused.status, 400) << refused.body;
+  EXPECT_EQ(json::parse(refused.body)["error"]["message"], "System role not supported");
+  EXPECT_EQ(curl(url("/health")).status, 200);
+}
+
+TEST_F(ServerTest, ChatTemplateFileThatDoesNotParseStopsTheServer) {
+  const auto file = std::filesystem::temp_directory_path() / "infergrid-bad-template.jinja";
+  std::ofstream(file) << "{% for m in messages %}{{ m.content }}";
+  ServerProcess bad;
+  std::string log;
+  EXPECT_FALSE(bad.start(test_server_args({"--chat-template-file", file.string()}), log));
+  EXPECT_NE(log.find("missing {% endfor %}"), std::string::npos) << log;
+  std::filesystem::remove(file);
+}
+
 TEST_F(ServerTest, StreamingSendsSseChunksUsageAndDone) {
   start();
   auto r = curl(url("/v1/chat/completions"),

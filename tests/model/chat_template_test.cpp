@@ -58,5 +58,31 @@ TEST(ChatTemplate, DetectsTheFamilyOfRealTemplates) {
   EXPECT_EQ(ChatTemplate::detect("")->name(), "chatml");
 }
 
+TEST(ChatTemplate, ExecutesTemplatesAsJinja) {
+  const auto dir = std::filesystem::path(INFERGRID_SHARED_DIR) / "golden" / "chat-templates";
+  if (!std::filesystem::exists(dir)) IG_GOLDEN_MISSING("no golden chat templates in " << dir);
+  const auto read = [&](const char* file) {
+    std::ifstream in(dir / file);
+    std::stringstream source;
+    source << in.rdbuf();
+    return source.str();
+  };
+  auto qwen = ChatTemplate::from_jinja(read("Qwen-Qwen2.5-7B-Instruct.jinja"), "<|im_end|>");
+  ASSERT_TRUE(qwen.is_ok()) << qwen.status().to_string();
+  EXPECT_TRUE(qwen->is_jinja());
+  EXPECT_EQ(qwen->name(), "jinja");
+  // The template's own default system prompt, which no marker-based formatter knows.
+  EXPECT_EQ(*qwen->render({{"user", "Hi"}}),
+            "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
+            "assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+  auto gemma = ChatTemplate::from_jinja(read("google-gemma-2-2b-it.jinja"), "<eos>");
+  ASSERT_TRUE(gemma.is_ok());
+  auto refused = gemma->render({{"system", "Be brief."}, {"user", "Hi"}});
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(refused.status().message(), "System role not supported");
+  EXPECT_EQ(*gemma->render({{"user", "Hi"}}, false), "<start_of_turn>user\nHi<end_of_turn>\n");
+  EXPECT_EQ(ChatTemplate::from_jinja("{% if %}", "").status().code(), StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace infergrid
