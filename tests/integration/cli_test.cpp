@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <set>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -56,6 +58,77 @@ TEST(Cli, GenerateWithNoModelCreatesAndUsesTheDefaultModel) {
   ASSERT_EQ(second.exit_code, 0);
   const auto first_line = [](const std::string& s) { return s.substr(0, s.find('\n')); };
   EXPECT_EQ(first_line(first.output), first_line(second.output));
+}
+
+// The share of words in `text` that are English by /usr/share/dict/words, as
+// tools/english_word_ratio counts them: runs of letters with inner apostrophes, found as
+// written, in lower case, or without a trailing 's.
+double english_word_ratio(const std::string& text, const std::set<std::string>& words,
+                          std::string* not_found) {
+  size_t total = 0, english = 0;
+  for (size_t i = 0; i < text.size();) {
+    if (!std::isalpha(static_cast<unsigned char>(text[i]))) {
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    for (;;) {
+      while (j < text.size() && std::isalpha(static_cast<unsigned char>(text[j]))) ++j;
+      if (j + 1 < text.size() && text[j] == '\'' &&
+          std::isalpha(static_cast<unsigned char>(text[j + 1]))) {
+        ++j;
+        continue;
+      }
+      break;
+    }
+    const std::string word = text.substr(i, j - i);
+    std::string lower = word;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    bool found = false;
+    for (const std::string& w : {word, lower}) {
+      found = found || words.count(w) ||
+              (w.size() > 2 && w.compare(w.size() - 2, 2, "'s") == 0 &&
+               words.count(w.substr(0, w.size() - 2)));
+    }
+    ++total;
+    english += found;
+    if (!found && not_found) *not_found += word + " ";
+    i = j;
+  }
+  return total ? static_cast<double>(english) / static_cast<double>(total) : 0.0;
+}
+
+// The shipped default model writes English (issue: a default model that writes English): at
+// least 90% of the words of 200 generated tokens, greedy and sampled, from several prompts.
+TEST(Cli, TheDefaultModelWritesEnglishWords) {
+  std::ifstream dictionary("/usr/share/dict/words");
+  ASSERT_TRUE(dictionary) << "/usr/share/dict/words is missing (tools/setup installs wamerican)";
+  std::set<std::string> words;
+  for (std::string line; std::getline(dictionary, line);) {
+    if (!line.empty()) words.insert(line);
+  }
+  const std::string model = (temp_dir() / "default-english.gguf").string();
+  const std::string env = "INFERGRID_DEFAULT_MODEL=" + model;
+  std::string all;
+  for (const char* prompt : {"It is a truth universally acknowledged", "In the beginning",
+                             "She walked into the room and"}) {
+    for (const char* sampling : {"--greedy", "--temp 0.8 --seed 7"}) {
+      CommandResult r =
+          run(std::string("generate --no-stats -n 200 ") + sampling + " -p '" + prompt + "'", env);
+      ASSERT_EQ(r.exit_code, 0) << r.output;
+      ASSERT_EQ(r.output.rfind(prompt, 0), 0u) << r.output;
+      const std::string generated = r.output.substr(std::string(prompt).size());
+      std::string not_found;
+      const double ratio = english_word_ratio(generated, words, &not_found);
+      EXPECT_GE(ratio, 0.90) << prompt << " " << sampling << ": " << generated
+                             << "\nnot words: " << not_found;
+      all += generated;
+    }
+  }
+  // The metric itself can fail: random letters are not English.
+  EXPECT_LT(english_word_ratio("laug census pr improving Pe di der streams xqzt", words, nullptr),
+            0.9);
+  std::filesystem::remove(model);
 }
 
 TEST(Cli, SynthThenInspectThenGenerate) {
