@@ -121,6 +121,8 @@ Result<std::unique_ptr<Instance>> build_instance(const std::string& path,
   IG_ASSIGN_OR_RETURN(in->model, Model::load(path));
   IG_ASSIGN_OR_RETURN(in->tokenizer, Tokenizer::from_gguf(in->model->gguf()));
   Result<ChatTemplate> chat = Status(StatusCode::kInternal, "no chat template");
+  // What a template's {{ eos_token }} renders: the text of the model's EOS token.
+  const std::string eos_token(in->tokenizer->token_text(in->tokenizer->eos_id()));
   if (!args.chat_template_file.empty()) {
     // A template the user names must work: an unreadable or unparsable file stops the server.
     std::ifstream file(args.chat_template_file, std::ios::binary);
@@ -130,10 +132,7 @@ Result<std::unique_ptr<Instance>> build_instance(const std::string& path,
     }
     std::stringstream source;
     source << file.rdbuf();
-    std::string eos_token;
-    const auto eos = in->tokenizer->eos_id();
-    if (eos >= 0) eos_token = std::string(in->tokenizer->token_text(eos));
-    chat = ChatTemplate::from_jinja(source.str(), std::move(eos_token));
+    chat = ChatTemplate::from_jinja(source.str(), eos_token);
     if (!chat.is_ok()) {
       return make_error(StatusCode::kInvalidArgument, "--chat-template-file {}: {}",
                         args.chat_template_file, chat.status().message());
@@ -142,7 +141,7 @@ Result<std::unique_ptr<Instance>> build_instance(const std::string& path,
     chat = ChatTemplate::from_name(args.chat_template);
   } else {
     std::string fallback_reason;
-    chat = ChatTemplate::from_gguf(in->model->gguf(), &fallback_reason);
+    chat = ChatTemplate::from_gguf(in->model->gguf(), eos_token, &fallback_reason);
     if (!fallback_reason.empty()) spdlog::warn("{}: {}", in->names.front(), fallback_reason);
   }
   if (!chat.is_ok()) {

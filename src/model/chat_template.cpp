@@ -71,15 +71,10 @@ Result<ChatTemplate> ChatTemplate::from_jinja(std::string_view jinja_source,
   return t;
 }
 
-Result<ChatTemplate> ChatTemplate::from_gguf(const GgufFile& file, std::string* fallback_reason) {
+Result<ChatTemplate> ChatTemplate::from_gguf(const GgufFile& file, std::string eos_token,
+                                             std::string* fallback_reason) {
   IG_ASSIGN_OR_RETURN(auto source, file.get_string("tokenizer.chat_template"));
   if (!source || source->empty()) return detect({});
-  std::string eos_token;
-  IG_ASSIGN_OR_RETURN(auto eos_id, file.get_int("tokenizer.ggml.eos_token_id"));
-  IG_ASSIGN_OR_RETURN(auto tokens, file.get_string_array("tokenizer.ggml.tokens"));
-  if (eos_id && tokens && *eos_id >= 0 && static_cast<size_t>(*eos_id) < tokens->size()) {
-    eos_token = std::string((*tokens)[static_cast<size_t>(*eos_id)]);
-  }
   auto jinja = from_jinja(*source, std::move(eos_token));
   if (jinja.is_ok()) return jinja;
   if (fallback_reason) {

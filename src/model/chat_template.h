@@ -37,9 +37,11 @@ class ChatTemplate {
   static Result<ChatTemplate> detect(std::string_view jinja_source);
   // The template itself, executed as Jinja; eos_token is what `{{ eos_token }}` renders.
   static Result<ChatTemplate> from_jinja(std::string_view jinja_source, std::string eos_token);
-  // The file's template as Jinja; if it has none or it does not parse, the built-in formatter
-  // detect() finds (the warning, if any, in *fallback_reason).
-  static Result<ChatTemplate> from_gguf(const GgufFile& file, std::string* fallback_reason);
+  // The file's template as Jinja (eos_token as in from_jinja: the tokenizer's EOS text); if it
+  // has none or it does not parse, the built-in formatter detect() finds (the warning, if any,
+  // in *fallback_reason).
+  static Result<ChatTemplate> from_gguf(const GgufFile& file, std::string eos_token,
+                                        std::string* fallback_reason);
   static Result<ChatTemplate> from_gguf(const GgufFile& file);
   static Result<ChatTemplate> from_name(std::string_view name);  // "chatml", "llama3", ...
 

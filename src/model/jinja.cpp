@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "model/jinja_ast.h"
+#include "model/unicode_util.h"
 
 namespace infergrid {
 
@@ -187,24 +188,6 @@ struct Token {
   double f = 0;
 };
 
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
 std::vector<Token> tokenize(const std::string& s, int line) {
   std::vector<Token> out;
   size_t i = 0;
@@ -293,7 +276,7 @@ std::vector<Token> tokenize(const std::string& s, int line) {
                                                        : (std::tolower(h) - 'a' + 10));
             }
             if (cp > 0x10FFFF) fail("escape beyond Unicode in string");
-            append_utf8(value, cp);
+            append_utf8(cp, value);
             j += n;
             break;
           }

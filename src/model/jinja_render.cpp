@@ -17,6 +17,7 @@
 
 #include "model/jinja.h"
 #include "model/jinja_ast.h"
+#include "model/unicode_util.h"
 
 namespace infergrid {
 
@@ -42,16 +43,8 @@ bool is_space(char c) {
 std::vector<std::string> code_points(const std::string& s) {
   std::vector<std::string> out;
   for (size_t i = 0; i < s.size();) {
-    size_t n = 1;
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0xF0) {
-      n = 4;
-    } else if (c >= 0xE0) {
-      n = 3;
-    } else if (c >= 0xC0) {
-      n = 2;
-    }
-    n = std::min(n, s.size() - i);
+    const size_t n_announced = utf8_sequence_length(static_cast<uint8_t>(s[i]));
+    const size_t n = std::min(n_announced, s.size() - i);
     out.push_back(s.substr(i, n));
     i += n;
   }
