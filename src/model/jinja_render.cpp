@@ -1131,12 +1131,8 @@ class Renderer {
       if (items.empty()) return Value();
       return name == "first" ? items.front() : items.back();
     }
-    if (name == "replace") {
-      const Value from = arg(args, 0, "old"), to = arg(args, 1, "new"), n = arg(args, 2, "count");
-      if (!from.is_string() || !to.is_string()) fail("replace takes two strings");
-      return Value::string(replace_all(v.str(), from.as_string(), to.as_string(),
-                                       n.kind() == Kind::kInt ? n.as_int() : -1));
-    }
+    // The replace filter takes str.replace's arguments.
+    if (name == "replace") return string_method(Value::string(v.str()), "replace").fn()(args);
     if (name == "int" || name == "float") {
       const Value fallback = arg(args, 0, "default");
       const auto fallback_or = [&](double d) {
