@@ -18,14 +18,42 @@ ModelRunner::ModelRunner(const Model& model, Backend& backend, const ModelRunner
   pass_sequence_.reserve(static_cast<size_t>(options.max_batch_tokens));
 }
 
-void ModelRunner::add_request(uint64_t request_id, const SamplingParams& sampling) {
-  [[maybe_unused]] const bool added =
-      samplers_.try_emplace(request_id, model_.config().n_vocab, sampling).second;
+void ModelRunner::add_request(uint64_t request_id, const SamplingParams& sampling,
+                              std::shared_ptr<const CompiledGrammar> grammar) {
+  RequestState state{Sampler(model_.config().n_vocab, sampling), std::nullopt, {}};
+  if (grammar) {
+    const size_t model_words = (static_cast<size_t>(model_.config().n_vocab) + 63) / 64;
+    state.mask.assign(std::max(model_words, grammar->vocabulary().mask_words()), 0);
+    state.matcher.emplace(std::move(grammar));
+  }
+  [[maybe_unused]] const bool added = requests_.try_emplace(request_id, std::move(state)).second;
   assert(added && "a request id is added twice");
 }
 
 void ModelRunner::remove_request(uint64_t request_id) {
-  samplers_.erase(request_id);
+  requests_.erase(request_id);
+}
+
+Status ModelRunner::sample(RequestState& state, const ScheduledSequence& s,
+                           std::span<const float> logits, GeneratedToken& out) {
+  if (!state.matcher) {
+    out.token = state.sampler.sample(logits, s.penalty_history);
+    return Status::ok();
+  }
+  GrammarMatcher& matcher = *state.matcher;
+  // The mask covers the model's rows; a tokenizer may have fewer tokens than the embedding table
+  // (validated: never more), and the rows past it stay zero.
+  const size_t grammar_words = matcher.compiled().vocabulary().mask_words();
+  IG_RETURN_IF_ERROR(matcher.fill_mask(std::span<uint64_t>(state.mask).first(grammar_words)));
+  bool any = false;
+  for (uint64_t word : state.mask) any = any || word != 0;
+  if (!any) {
+    return Status(StatusCode::kInvalidArgument,
+                  "the grammar cannot continue: no token of this model's vocabulary spells what "
+                  "it requires next");
+  }
+  out.token = state.sampler.sample(logits, s.penalty_history, state.mask);
+  return matcher.accept_token(out.token);
 }
 
 Status ModelRunner::execute(const ScheduledBatch& batch, StepOutput& out) {
@@ -70,14 +98,14 @@ Status ModelRunner::execute(const ScheduledBatch& batch, StepOutput& out) {
       const ScheduledSequence& s = batch.sequences[pass_sequence_[i]];
       const std::span<const float> row_logits(row, n_vocab);
       row += n_vocab;
-      auto sampler = samplers_.find(s.request_id);
-      if (sampler == samplers_.end()) {
+      auto state = requests_.find(s.request_id);
+      if (state == requests_.end()) {
         return make_error(StatusCode::kInternal, "no sampler for request {}", s.request_id);
       }
       SampledToken sampled;
       sampled.request_id = s.request_id;
-      sampled.token.token = sampler->second.sample(row_logits, s.penalty_history);
-      if (s.logprobs >= 0) {
+      sampled.error = sample(state->second, s, row_logits, sampled.token);
+      if (sampled.error.is_ok() && s.logprobs >= 0) {
         compute_logprobs(row_logits, sampled.token.token, s.logprobs, sampled.token);
       }
       out.sampled.push_back(std::move(sampled));

@@ -1,15 +1,20 @@
 // ModelRunner: executes what the scheduler decided. It owns the KV pool, the forward pass's
-// scratch and every request's sampler; execute() runs a ScheduledBatch through the model in
-// passes of at most max_batch_tokens and samples one token for each sequence that asks.
+// scratch and every request's sampler and grammar matcher; execute() runs a ScheduledBatch through
+// the model in passes of at most max_batch_tokens and samples one token for each sequence that
+// asks.
 //
 // The batch is plain data (request ids, token spans, positions, block tables), so the runner
 // never sees the scheduler's state, and a runner on another device or process could take the
 // same batch. Invariants: a sequence's tokens may span several passes, and only its final
 // piece produces logits; a request's sampler lives from add_request() to remove_request(), so a
-// preempted request continues its random stream where it stopped.
+// preempted request continues its random stream, and its grammar, where it stopped. A sampled
+// token has already advanced its request's grammar; a request whose grammar cannot go on gets
+// an error instead of a token.
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <span>
 #include <unordered_map>
 #include <vector>
@@ -18,6 +23,7 @@
 #include "engine/kv_pool.h"
 #include "engine/request.h"
 #include "engine/sampler.h"
+#include "grammar/grammar_matcher.h"
 #include "kernels/backend.h"
 #include "model/model.h"
 
@@ -45,6 +51,7 @@ struct ScheduledBatch {
 struct SampledToken {
   uint64_t request_id = 0;
   GeneratedToken token;  // with log-probabilities when the sequence asked for them
+  Status error;          // not ok: no token (the request's grammar could not go on)
 };
 
 struct StepOutput {
@@ -63,7 +70,9 @@ class ModelRunner {
  public:
   ModelRunner(const Model& model, Backend& backend, const ModelRunnerOptions& options);
 
-  void add_request(uint64_t request_id, const SamplingParams& sampling);
+  // grammar: null, or bound to a vocabulary of the model's size.
+  void add_request(uint64_t request_id, const SamplingParams& sampling,
+                   std::shared_ptr<const CompiledGrammar> grammar = nullptr);
   void remove_request(uint64_t request_id);
 
   // Computes every sequence's tokens into its blocks and fills `out` with the sampled tokens.
@@ -77,7 +86,16 @@ class ModelRunner {
   ModelRunnerOptions options_;
   KvPool pool_;
   ForwardScratch scratch_;
-  std::unordered_map<uint64_t, Sampler> samplers_;
+  struct RequestState {
+    Sampler sampler;
+    std::optional<GrammarMatcher> matcher;
+    std::vector<uint64_t> mask;  // the matcher's, reused step after step
+  };
+  // The next token of one request from its logits row.
+  Status sample(RequestState& state, const ScheduledSequence& s, std::span<const float> logits,
+                GeneratedToken& out);
+
+  std::unordered_map<uint64_t, RequestState> requests_;
   std::vector<BatchSequence> pass_;    // one forward pass
   std::vector<size_t> pass_sequence_;  // its pieces' indices in the batch
 };

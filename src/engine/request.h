@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,8 @@
 #include "engine/sampler.h"
 
 namespace infergrid {
+
+class CompiledGrammar;
 
 struct RequestOptions {
   int max_tokens = 16;  // OpenAI's completions default
@@ -20,6 +23,10 @@ struct RequestOptions {
   bool ignore_eos = false;              // keep going through end-of-generation tokens
   int logprobs = -1;                    // < 0: none; 0: the chosen token's; N: and the top N
   int priority = 0;                     // higher is served first, preempted last
+  // Constrained decoding: every sampled token keeps the text a prefix of a sentence of this
+  // grammar, and the request ends (with an end-of-generation token) only where one is complete.
+  // Bound to the model's vocabulary; null: unconstrained.
+  std::shared_ptr<const CompiledGrammar> grammar;
 };
 
 struct GenerationRequest {

@@ -36,10 +36,19 @@ void Sampler::apply_penalties(std::span<const int32_t> history) {
   }
 }
 
-int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> history) {
+int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> history,
+                        std::span<const uint64_t> allowed) {
   const size_t n_vocab = std::min(logits.size(), candidates_.size());
   for (size_t i = 0; i < n_vocab; ++i) candidates_[i] = {static_cast<int32_t>(i), logits[i], 0.0f};
   apply_penalties(history);
+  for (const auto& [id, bias] : params_.logit_bias) {
+    if (id >= 0 && static_cast<size_t>(id) < n_vocab) candidates_[id].logit += bias;
+  }
+  if (!allowed.empty()) {
+    for (size_t i = 0; i < n_vocab; ++i) {
+      if (!((allowed[i >> 6] >> (i & 63)) & 1)) candidates_[i].logit = -INFINITY;
+    }
+  }
 
   auto by_logit = [](const Candidate& a, const Candidate& b) {
     return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
@@ -57,6 +66,8 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
     std::sort(candidates_.begin(), candidates_.begin() + n, by_logit);
   }
 
+  // Banned and masked tokens sort last; they are never drawn while any other token is left.
+  while (n > 1 && candidates_[n - 1].logit == -INFINITY) --n;
   const float max_logit = candidates_[0].logit;
   double sum = 0;
   for (size_t i = 0; i < n; ++i) {

@@ -1,15 +1,17 @@
 // Sampler: turns one row of logits into the next token, per request settings.
 //
 // Order of operations (as llama.cpp's default chain): repetition / presence / frequency
-// penalties over the recent tokens -> top-k -> temperature -> softmax -> top-p -> min-p ->
-// draw. temperature <= 0 means greedy (argmax after penalties). The random stream is owned by
-// the sampler and seeded per request, so a seed reproduces the same text whatever else runs.
-// Invariant: candidate storage is sized once (n_vocab) and reused; sampling never allocates.
+// penalties over the recent tokens -> logit bias -> the grammar's mask -> top-k -> temperature ->
+// softmax -> top-p -> min-p -> draw. temperature <= 0 means greedy (argmax after penalties). The
+// random stream is owned by the sampler and seeded per request, so a seed reproduces the same text
+// whatever else runs. Invariant: candidate storage is sized once (n_vocab) and reused; sampling
+// never allocates.
 #pragma once
 
 #include <cstdint>
 #include <random>
 #include <span>
+#include <utility>
 #include <vector>
 
 namespace infergrid {
@@ -27,6 +29,8 @@ struct SamplingParams {
   // frequency penalties: only generated tokens). Applied by the serving scheduler.
   bool penalize_prompt = true;
   uint64_t seed = 0xC0FFEE;
+  // Added to a token's logit after the penalties (OpenAI's logit_bias; -inf bans the token).
+  std::vector<std::pair<int32_t, float>> logit_bias;
 
   static SamplingParams greedy() {
     SamplingParams p;
@@ -40,7 +44,10 @@ class Sampler {
   Sampler(int n_vocab, const SamplingParams& params);
 
   // history: tokens so far (prompt + generated), for the penalties. logits is not modified.
-  int32_t sample(std::span<const float> logits, std::span<const int32_t> history);
+  // allowed (empty: every token): bit `id` set for each token that may be drawn; at least one
+  // must be set, and no other token is ever returned.
+  int32_t sample(std::span<const float> logits, std::span<const int32_t> history,
+                 std::span<const uint64_t> allowed = {});
   const SamplingParams& params() const { return params_; }
 
   static int32_t argmax(std::span<const float> logits);

@@ -173,6 +173,26 @@ Status Scheduler::validate(const GenerationRequest& request) const {
   for (const std::string& s : o.stop) {
     if (s.empty()) return Status(StatusCode::kInvalidArgument, "stop strings must not be empty");
   }
+  if (o.grammar) {
+    if (o.grammar->vocabulary().n_vocab() > model_.config().n_vocab) {
+      return make_error(StatusCode::kInvalidArgument,
+                        "the grammar is bound to a vocabulary of {} tokens; this model has {}",
+                        o.grammar->vocabulary().n_vocab(), model_.config().n_vocab);
+    }
+    if (o.ignore_eos) {
+      // The grammar ends the text with an end-of-generation token; ignoring it would leave
+      // the grammar nothing to allow.
+      return Status(StatusCode::kInvalidArgument,
+                    "ignore_eos cannot be combined with a grammar or response_format");
+    }
+  }
+  for (const auto& [id, bias] : o.sampling.logit_bias) {
+    if (id < 0 || id >= model_.config().n_vocab) {
+      return make_error(StatusCode::kInvalidArgument,
+                        "logit_bias token id {} is outside the vocabulary [0, {})", id,
+                        model_.config().n_vocab);
+    }
+  }
   return Status::ok();
 }
 
@@ -183,7 +203,7 @@ Status Scheduler::add(uint64_t id, GenerationRequest request, RequestCallback ca
   }
   auto seq = std::make_unique<Sequence>(id, next_arrival_++, std::move(request),
                                         std::move(callback), tokenizer_, max_context_);
-  runner_.add_request(id, seq->options.sampling);
+  runner_.add_request(id, seq->options.sampling, seq->options.grammar);
   Sequence* raw = seq.get();
   sequences_.emplace(id, std::move(seq));
   enqueue_waiting(raw);
@@ -577,6 +597,10 @@ void Scheduler::update(const ScheduledBatch& batch, const StepOutput& output) {
     commit_computed(seq, static_cast<int>(s.tokens.size()));
     if (!s.sample) continue;
     const SampledToken& sampled = output.sampled[next_sampled++];
+    if (!sampled.error.is_ok()) {
+      finish(seq, FinishReason::kError, sampled.error);
+      continue;
+    }
     emit_token(seq, sampled.token);
   }
 }

@@ -38,8 +38,10 @@ const std::map<std::string, std::string>& primitives() {
       {"day28", R"("0" [1-9] | "1" [0-9] | "2" [0-8])"},
       {"day30", R"(day28 | "29" | "30")"},
       {"day31", R"(day30 | "31")"},
+      // Year 0000 is valid RFC 3339 but not a date most validators (Python's, for one) accept.
+      {"year", R"([1-9] [0-9]{3} | "0" ( [1-9] [0-9]{2} | "0" ( [1-9] [0-9] | "0" [1-9] ) ))"},
       {"date",
-       R"([0-9]{4} "-" ( ( "0" [13578] | "1" [02] ) "-" day31 | ( "0" [469] | "11" ) "-" day30 | "02" "-" day28 ))"},
+       R"(year "-" ( ( "0" [13578] | "1" [02] ) "-" day31 | ( "0" [469] | "11" ) "-" day30 | "02" "-" day28 ))"},
       {"time",
        R"(( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] ":" [0-5] [0-9] ( "." [0-9]{1,6} )? ( "Z" | [+-] ( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] ))"},
       {"date-time", R"(date "T" time)"},
@@ -61,7 +63,7 @@ const std::map<std::string, std::vector<std::string>>& primitive_uses() {
       {"array", {"space", "value"}},
       {"day30", {"day28"}},
       {"day31", {"day30"}},
-      {"date", {"day28", "day30", "day31"}},
+      {"date", {"year", "day28", "day30", "day31"}},
       {"date-time", {"date", "time"}},
   };
   return kUses;

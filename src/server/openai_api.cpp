@@ -1,11 +1,14 @@
 #include "server/openai_api.h"
 
+#include <charconv>
 #include <cmath>
 #include <limits>
 #include <random>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include "grammar/json_schema.h"
 
 namespace infergrid {
 
@@ -146,12 +149,6 @@ std::optional<ApiError> refuse_unimplemented(const json& body) {
        [](const json& v) { return v.is_array() && v.empty(); }},
       {"function_call", "function calls are not implemented",
        [](const json& v) { return v == "none"; }},
-      {"response_format", "structured output is not implemented",
-       [](const json& v) {
-         return v.is_object() && v.size() == 1 && v.value("type", "") == "text";
-       }},
-      {"logit_bias", "logit biases are not implemented",
-       [](const json& v) { return v.is_object() && v.empty(); }},
       {"echo", "echoing the prompt is not implemented", [](const json& v) { return v == false; }},
       {"best_of", "best_of is not implemented", [](const json& v) { return v == 1; }},
       {"suffix", "insertion after a suffix is not implemented",
@@ -169,7 +166,140 @@ std::optional<ApiError> refuse_unimplemented(const json& body) {
   return std::nullopt;
 }
 
-std::variant<ApiRequest, ApiError> parse_object(const json& body, Endpoint endpoint) {
+// A JSON schema in its declared property order: the generated object lists properties as the
+// schema does (nlohmann::json sorts keys), so the body is read again as ordered_json.
+std::variant<nlohmann::ordered_json, ApiError> ordered_member(
+    std::string_view raw_body, std::initializer_list<const char*> path, const std::string& param) {
+  nlohmann::ordered_json node = nlohmann::ordered_json::parse(raw_body, nullptr, false);
+  for (const char* key : path) {
+    if (!node.is_object() || !node.contains(key)) {
+      return api_error(400, fmt::format("'{}' is missing", param), param);
+    }
+    nlohmann::ordered_json next = std::move(node[key]);
+    node = std::move(next);
+  }
+  return node;
+}
+
+std::optional<ApiError> schema_grammar(std::string_view raw_body,
+                                       std::initializer_list<const char*> path,
+                                       const std::string& param, std::string& grammar) {
+  auto schema = ordered_member(raw_body, path, param);
+  if (auto* error = std::get_if<ApiError>(&schema)) return *error;
+  auto gbnf = json_schema_to_gbnf(std::get<nlohmann::ordered_json>(schema));
+  if (!gbnf.is_ok()) {
+    return api_error(400,
+                     fmt::format("'{}' cannot be enforced: {}", param, gbnf.status().message()),
+                     param, "invalid_json_schema");
+  }
+  grammar = std::move(*gbnf);
+  return std::nullopt;
+}
+
+// response_format (OpenAI), json_schema and grammar (llama-server): at most one of them.
+std::optional<ApiError> parse_output_constraint(const json& body, std::string_view raw_body,
+                                                ApiRequest& r) {
+  auto set_source = [&](const char* param) -> std::optional<ApiError> {
+    if (!r.grammar_param.empty()) {
+      return api_error(400,
+                       fmt::format("'{}' and '{}' both constrain the output; send only one",
+                                   r.grammar_param, param),
+                       param);
+    }
+    r.grammar_param = param;
+    return std::nullopt;
+  };
+  auto format = body.find("response_format");
+  if (format != body.end() && !format->is_null()) {
+    if (!format->is_object()) return wrong_type("response_format", "an object", *format);
+    auto type = format->find("type");
+    if (type == format->end() || !type->is_string()) {
+      return api_error(400, "'response_format.type' must be a string", "response_format");
+    }
+    const std::string kind = type->get<std::string>();
+    if (kind == "json_object") {
+      IG_API_CHECK(set_source("response_format"));
+      r.grammar = json_object_gbnf();
+    } else if (kind == "json_schema") {
+      auto spec = format->find("json_schema");
+      if (spec == format->end() || !spec->is_object()) {
+        return api_error(400,
+                         "'response_format.json_schema' must be an object with 'name' and "
+                         "'schema'",
+                         "response_format");
+      }
+      auto name = spec->find("name");
+      if (name != spec->end() && !name->is_string()) {
+        return wrong_type("response_format.json_schema.name", "a string", *name);
+      }
+      auto strict = spec->find("strict");
+      if (strict != spec->end() && !strict->is_null() && !strict->is_boolean()) {
+        return wrong_type("response_format.json_schema.strict", "a boolean", *strict);
+      }
+      IG_API_CHECK(set_source("response_format"));
+      auto schema = spec->find("schema");
+      if (schema == spec->end() || schema->is_null()) {
+        r.grammar = json_object_gbnf();  // OpenAI: without a schema, any JSON object
+      } else if (!schema->is_object() && !schema->is_boolean()) {
+        return wrong_type("response_format.json_schema.schema", "an object", *schema);
+      } else {
+        IG_API_CHECK(schema_grammar(raw_body, {"response_format", "json_schema", "schema"},
+                                    "response_format", r.grammar));
+      }
+    } else if (kind != "text") {
+      return api_error(400,
+                       fmt::format("'response_format.type' '{}' is not one of 'text', "
+                                   "'json_object', 'json_schema'",
+                                   kind.substr(0, 40)),
+                       "response_format");
+    }
+  }
+  auto schema = body.find("json_schema");
+  if (schema != body.end() && !schema->is_null()) {
+    if (!schema->is_object() && !schema->is_boolean()) {
+      return wrong_type("json_schema", "an object", *schema);
+    }
+    IG_API_CHECK(set_source("json_schema"));
+    IG_API_CHECK(schema_grammar(raw_body, {"json_schema"}, "json_schema", r.grammar));
+  }
+  auto grammar = body.find("grammar");
+  if (grammar != body.end() && !grammar->is_null()) {
+    if (!grammar->is_string()) return wrong_type("grammar", "a string (GBNF)", *grammar);
+    if (!grammar->get_ref<const std::string&>().empty()) {
+      IG_API_CHECK(set_source("grammar"));
+      r.grammar = grammar->get<std::string>();
+    }
+  }
+  return std::nullopt;
+}
+
+// OpenAI's {"token id": bias} with biases from -100 to 100.
+std::optional<ApiError> parse_logit_bias(const json& body, SamplingParams& s) {
+  auto bias = body.find("logit_bias");
+  if (bias == body.end() || bias->is_null()) return std::nullopt;
+  if (!bias->is_object()) return wrong_type("logit_bias", "an object of token id to bias", *bias);
+  if (bias->size() > 1024)
+    return api_error(400, "'logit_bias' has more than 1024 entries", "logit_bias");
+  for (const auto& [key, value] : bias->items()) {
+    int64_t id = -1;
+    const auto [end, ec] = std::from_chars(key.data(), key.data() + key.size(), id);
+    if (ec != std::errc() || end != key.data() + key.size() || id < 0 || id > INT32_MAX) {
+      return api_error(400,
+                       fmt::format("'logit_bias' key '{}' is not a token id", key.substr(0, 40)),
+                       "logit_bias");
+    }
+    if (!value.is_number() || value.get<double>() < -100.0 || value.get<double>() > 100.0) {
+      return api_error(400,
+                       fmt::format("'logit_bias[\"{}\"]' must be a number from -100 to 100", key),
+                       "logit_bias");
+    }
+    s.logit_bias.emplace_back(static_cast<int32_t>(id), value.get<float>());
+  }
+  return std::nullopt;
+}
+
+std::variant<ApiRequest, ApiError> parse_object(const json& body, Endpoint endpoint,
+                                                std::string_view raw_body) {
   ApiRequest r;
   r.endpoint = endpoint;
   if (!body.is_object()) {
@@ -287,6 +417,8 @@ std::variant<ApiRequest, ApiError> parse_object(const json& body, Endpoint endpo
   } else {
     s.seed = std::random_device{}();
   }
+  IG_API_CHECK(parse_logit_bias(body, s));
+  IG_API_CHECK(parse_output_constraint(body, raw_body, r));
 
   auto stop = body.find("stop");
   if (stop != body.end() && !stop->is_null()) {
@@ -512,7 +644,7 @@ std::variant<ApiRequest, ApiError> parse_api_request(std::string_view body, Endp
   auto parsed = parse_json_body(body, limits);
   if (auto* error = std::get_if<ApiError>(&parsed)) return *error;
   try {
-    return parse_object(std::get<json>(parsed), endpoint);
+    return parse_object(std::get<json>(parsed), endpoint, body);
   } catch (const std::bad_alloc&) {
     return api_error(413, "the request body is too large to parse");
   } catch (const std::exception& e) {

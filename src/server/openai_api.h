@@ -48,6 +48,10 @@ struct ApiRequest {
   bool include_usage = false;
   bool logprobs = false;  // chat: logprobs flag; completions: logprobs field present
   std::string user;
+  // GBNF the output must follow, from response_format, llama-server's json_schema or grammar
+  // (empty: unconstrained), and the field it came from, for errors.
+  std::string grammar;
+  std::string grammar_param;
 };
 
 // Bounds on the shape of a request body, checked before its tree is built (the tree of a

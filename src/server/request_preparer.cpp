@@ -9,7 +9,10 @@ namespace infergrid {
 
 RequestPreparer::RequestPreparer(const Tokenizer& tokenizer, ChatTemplate chat_template,
                                  PreparerOptions options)
-    : tokenizer_(tokenizer), chat_template_(chat_template), options_(std::move(options)) {
+    : tokenizer_(tokenizer),
+      chat_template_(chat_template),
+      options_(std::move(options)),
+      grammars_(std::make_shared<GrammarCache>(tokenizer)) {
   if (options_.model_names.empty()) options_.model_names.push_back("default");
   // A vocabulary entry is stored at least as long as the text it matches (SentencePiece's
   // U+2581 and byte-level BPE's byte mapping only lengthen it; byte-fallback tokens are
@@ -68,6 +71,24 @@ std::variant<PreparedRequest, ApiError> RequestPreparer::prepare_parsed(ApiReque
   }
   request.options.priority =
       options_.trust_request_priority && api.priority ? *api.priority : caller_priority;
+
+  if (!api.grammar.empty()) {
+    if (request.options.ignore_eos) {
+      return api_error(400,
+                       fmt::format("'ignore_eos' cannot be combined with '{}': the constrained "
+                                   "output ends with an end-of-generation token",
+                                   api.grammar_param),
+                       "ignore_eos");
+    }
+    auto grammar = grammars_->get(api.grammar);
+    if (!grammar.is_ok()) {
+      return api_error(400,
+                       fmt::format("'{}' is not a grammar this server can enforce: {}",
+                                   api.grammar_param, grammar.status().message()),
+                       api.grammar_param, "invalid_grammar");
+    }
+    request.options.grammar = std::move(*grammar);
+  }
 
   // -1: as many as leave room for max_tokens (or one token when it is not given).
   const std::optional<int> keep =

@@ -14,7 +14,10 @@
 #include <variant>
 #include <vector>
 
+#include <memory>
+
 #include "engine/request.h"
+#include "grammar/grammar_cache.h"
 #include "model/chat_template.h"
 #include "model/tokenizer.h"
 #include "server/openai_api.h"
@@ -58,6 +61,7 @@ class RequestPreparer {
   ChatTemplate chat_template_;
   PreparerOptions options_;
   size_t max_token_bytes_ = 1;  // the most text bytes one token can stand for
+  std::shared_ptr<GrammarCache> grammars_;
 };
 
 }  // namespace infergrid

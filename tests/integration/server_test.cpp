@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <thread>
+#include <tuple>
 #include <utility>
 
 #include "golden_required.h"
@@ -370,6 +371,100 @@ TEST_F(ServerTest, StreamingSendsSseChunksUsageAndDone) {
   EXPECT_NE(plain.body.find("\"object\":\"text_completion\""), std::string::npos);
   EXPECT_NE(plain.body.find("data: [DONE]"), std::string::npos);
   EXPECT_EQ(plain.body.find("\"usage\""), std::string::npos);  // not asked for
+}
+
+// A person as the schema below defines one; what a client would check after parsing.
+void expect_person(const std::string& text) {
+  json person = json::parse(text, nullptr, false);
+  ASSERT_FALSE(person.is_discarded()) << text;
+  ASSERT_TRUE(person.is_object()) << text;
+  ASSERT_TRUE(person["name"].is_string()) << text;
+  EXPECT_LE(person["name"].get<std::string>().size(), 4u * 10) << text;  // 10 code points
+  ASSERT_TRUE(person["age"].is_number_integer()) << text;
+  EXPECT_GE(person["age"].get<int>(), 0) << text;
+  EXPECT_LE(person["age"].get<int>(), 120) << text;
+  ASSERT_TRUE(person["pets"].is_array()) << text;
+  EXPECT_LE(person["pets"].size(), 2u) << text;
+  for (const json& pet : person["pets"]) {
+    EXPECT_TRUE(pet == "cat" || pet == "dog") << text;
+  }
+  EXPECT_EQ(person.size(), 3u) << text;
+  EXPECT_LT(text.find("\"name\""), text.find("\"age\"")) << "declared order: " << text;
+}
+
+TEST_F(ServerTest, StructuredOutputFollowsTheSchemaStreamedOrNot) {
+  start();
+  // ordered_json: the request lists the properties as a client would, name first.
+  const nlohmann::ordered_json schema =
+      nlohmann::ordered_json::parse(R"({"type":"object","properties":{
+      "name":{"type":"string","maxLength":10},
+      "age":{"type":"integer","minimum":0,"maximum":120},
+      "pets":{"type":"array","items":{"enum":["cat","dog"]},"maxItems":2}},
+      "required":["name","age","pets"],"additionalProperties":false})");
+  for (int seed = 1; seed <= 4; ++seed) {
+    nlohmann::ordered_json body = {
+        {"messages", {{{"role", "user"}, {"content", "Describe a person"}}}},
+        {"max_tokens", 400},
+        {"seed", seed},
+        {"response_format",
+         {{"type", "json_schema"},
+          {"json_schema", {{"name", "person"}, {"strict", true}, {"schema", schema}}}}}};
+    auto r = curl(url("/v1/chat/completions"), body.dump());
+    ASSERT_EQ(r.status, 200) << r.body;
+    json reply = json::parse(r.body);
+    EXPECT_EQ(reply["choices"][0]["finish_reason"], "stop") << r.body;
+    expect_person(reply["choices"][0]["message"]["content"].get<std::string>());
+
+    body["stream"] = true;
+    auto streamed = curl(url("/v1/chat/completions"), body.dump());
+    ASSERT_EQ(streamed.status, 200) << streamed.body;
+    std::string content;
+    for (size_t at = 0; (at = streamed.body.find("data: {", at)) != std::string::npos;) {
+      const size_t end = streamed.body.find("\n\n", at);
+      json chunk = json::parse(streamed.body.substr(at + 6, end - at - 6));
+      if (!chunk["choices"].empty()) {
+        content += chunk["choices"][0]["delta"].value("content", "");
+      }
+      at = end;
+    }
+    // The same seed gives the same text, streamed or not.
+    EXPECT_EQ(content, reply["choices"][0]["message"]["content"]) << streamed.body;
+  }
+
+  // llama-server's fields on the completions endpoint.
+  auto yes_no =
+      curl(url("/v1/completions"),
+           R"({"prompt":"Is it?","max_tokens":20,"grammar":"root ::= (\"yes\" | \"no\") \"!\""})");
+  ASSERT_EQ(yes_no.status, 200) << yes_no.body;
+  const std::string answer = json::parse(yes_no.body)["choices"][0]["text"];
+  EXPECT_TRUE(answer == "yes!" || answer == "no!") << answer;
+  auto number = curl(
+      url("/v1/completions"),
+      R"({"prompt":"n","max_tokens":30,"json_schema":{"type":"integer","minimum":-9,"maximum":9}})");
+  ASSERT_EQ(number.status, 200) << number.body;
+  json value = json::parse(json::parse(number.body)["choices"][0]["text"].get<std::string>());
+  ASSERT_TRUE(value.is_number_integer()) << number.body;
+  EXPECT_LE(std::abs(value.get<int>()), 9);
+
+  // What cannot be enforced is a 400 naming the field and the construct, never a crash.
+  const std::vector<std::tuple<std::string, std::string, std::string>> refused = {
+      {R"({"prompt":"x","grammar":"root ::= missing"})", "grammar", "missing"},
+      {R"({"prompt":"x","grammar":"root ::= root \"a\""})", "grammar", "'root'"},
+      {R"({"prompt":"x","json_schema":{"type":"string","pattern":"(?<=a)b"}})", "json_schema",
+       "lookaround"},
+      {R"({"prompt":"x","json_schema":{"if":{"type":"string"}}})", "json_schema", "'if'"},
+      {R"({"prompt":"x","ignore_eos":true,"response_format":{"type":"json_object"}})", "ignore_eos",
+       "ignore_eos"},
+  };
+  for (const auto& [request, param, mentions] : refused) {
+    auto r = curl(url("/v1/completions"), request);
+    EXPECT_EQ(r.status, 400) << request << " -> " << r.body;
+    json e = json::parse(r.body, nullptr, false);
+    ASSERT_FALSE(e.is_discarded()) << r.body;
+    EXPECT_EQ(e["error"]["param"], param) << r.body;
+    EXPECT_NE(e["error"]["message"].get<std::string>().find(mentions), std::string::npos) << r.body;
+  }
+  EXPECT_EQ(curl(url("/health")).status, 200);
 }
 
 TEST_F(ServerTest, BadInputGetsOpenAiErrors) {

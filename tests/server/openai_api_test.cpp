@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <random>
+#include <tuple>
 
 namespace infergrid {
 namespace {
@@ -119,10 +121,6 @@ TEST(OpenAiApi, RefusesUnimplementedFieldsInsteadOfIgnoringThem) {
       {R"("tool_choice":"required")", "tool_choice"},
       {R"("parallel_tool_calls":true)", "parallel_tool_calls"},
       {R"("functions":[{"name":"f"}])", "functions"},
-      {R"("response_format":{"type":"json_object"})", "response_format"},
-      {R"("response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{}}})",
-       "response_format"},
-      {R"("logit_bias":{"50256":-100})", "logit_bias"},
   };
   for (const auto& [field, param] : refused) {
     const ApiError e = parse_error("{" + chat + "," + field + "}", Endpoint::kChat);
@@ -145,6 +143,76 @@ TEST(OpenAiApi, RefusesUnimplementedFieldsInsteadOfIgnoringThem) {
   }
   for (const std::string field : {R"("echo":false)", R"("best_of":1)", R"("suffix":"")"}) {
     parse_ok(R"({"prompt":"x",)" + field + "}", Endpoint::kCompletions);
+  }
+}
+
+TEST(OpenAiApi, ResponseFormatJsonSchemaAndGrammarBecomeOneGrammar) {
+  const std::string chat = R"({"messages":[{"role":"user","content":"hi"}],)";
+  ApiRequest object =
+      parse_ok(chat + R"("response_format":{"type":"json_object"}})", Endpoint::kChat);
+  EXPECT_EQ(object.grammar_param, "response_format");
+  EXPECT_NE(object.grammar.find("root ::= object"), std::string::npos) << object.grammar;
+
+  // The properties come out in the order the schema declares them, not sorted.
+  ApiRequest schema = parse_ok(
+      chat + R"("response_format":{"type":"json_schema","json_schema":{"name":"x","strict":true,)"
+             R"("schema":{"type":"object","properties":{"zeta":{"type":"integer"},)"
+             R"("alpha":{"type":"string"}},"required":["zeta","alpha"]}}}})",
+      Endpoint::kChat);
+  EXPECT_EQ(schema.grammar_param, "response_format");
+  const size_t zeta = schema.grammar.find("zeta"), alpha = schema.grammar.find("alpha");
+  ASSERT_NE(zeta, std::string::npos) << schema.grammar;
+  ASSERT_NE(alpha, std::string::npos) << schema.grammar;
+  EXPECT_LT(zeta, alpha) << schema.grammar;
+
+  ApiRequest llama_schema =
+      parse_ok(R"({"prompt":"x","json_schema":{"type":"boolean"}})", Endpoint::kCompletions);
+  EXPECT_EQ(llama_schema.grammar_param, "json_schema");
+  ApiRequest gbnf =
+      parse_ok(R"({"prompt":"x","grammar":"root ::= \"yes\" | \"no\""})", Endpoint::kCompletions);
+  EXPECT_EQ(gbnf.grammar, R"(root ::= "yes" | "no")");
+  EXPECT_EQ(gbnf.grammar_param, "grammar");
+  EXPECT_TRUE(
+      parse_ok(chat + R"("response_format":{"type":"text"}})", Endpoint::kChat).grammar.empty());
+
+  const std::vector<std::tuple<std::string, std::string, std::string>> refused = {
+      {R"("response_format":{"type":"xml"})", "response_format", "'xml'"},
+      {R"("response_format":"json")", "response_format", "object"},
+      {R"("response_format":{"type":"json_schema"})", "response_format", "json_schema"},
+      {R"("response_format":{"type":"json_schema","json_schema":{"name":3,"schema":{}}})",
+       "response_format.json_schema.name", "string"},
+      {R"("response_format":{"type":"json_schema","json_schema":{"schema":{"not":{}}}})",
+       "response_format", "'not'"},
+      {R"("response_format":{"type":"json_schema","json_schema":{"schema":{"type":"string",)"
+       R"j("pattern":"(?=x)"}}})j",
+       "response_format", "lookaround"},
+      {R"("json_schema":{"type":"integer","multipleOf":3})", "json_schema", "multipleOf"},
+      {R"("json_schema":{"$ref":"#/$defs/missing"})", "json_schema", "missing"},
+      {R"("grammar":42)", "grammar", "GBNF"},
+      {R"("grammar":"root ::= x","json_schema":{})", "grammar", "both"},
+  };
+  for (const auto& [field, param, mentions] : refused) {
+    const ApiError e = parse_error(chat + field + "}", Endpoint::kChat);
+    EXPECT_EQ(e.http_status, 400) << field;
+    EXPECT_EQ(e.param, param) << field;
+    EXPECT_NE(e.message.find(mentions), std::string::npos) << field << ": " << e.message;
+  }
+}
+
+TEST(OpenAiApi, LogitBiasIsReadAsTokenIdsWithBoundedBiases) {
+  ApiRequest r =
+      parse_ok(R"({"prompt":"x","logit_bias":{"5":100,"17":-2.5}})", Endpoint::kCompletions);
+  auto bias = r.options.sampling.logit_bias;
+  std::sort(bias.begin(), bias.end());
+  ASSERT_EQ(bias.size(), 2u);
+  EXPECT_EQ(bias[0], (std::pair<int32_t, float>{5, 100.0f}));
+  EXPECT_EQ(bias[1], (std::pair<int32_t, float>{17, -2.5f}));
+  for (const std::string field :
+       {R"("logit_bias":{"x":1})", R"("logit_bias":{"-1":1})", R"("logit_bias":{"1":101})",
+        R"("logit_bias":{"1":"a"})", R"("logit_bias":[1])"}) {
+    const ApiError e = parse_error(R"({"prompt":"x",)" + field + "}", Endpoint::kCompletions);
+    EXPECT_EQ(e.http_status, 400) << field;
+    EXPECT_EQ(e.param, "logit_bias") << field;
   }
 }
 
