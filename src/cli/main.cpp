@@ -21,6 +21,7 @@
 #include "model/tokenizer.h"
 #include "perf/decode_bench.h"
 #include "perf/engine_bench.h"
+#include "perf/grammar_bench.h"
 #include "perf/tier_bench.h"
 
 namespace infergrid {
@@ -287,6 +288,19 @@ int main(int argc, char** argv) {
   add_kv_cache_type_option(*decode_cmd, bench_options.kv_type);
   decode_cmd->add_flag("--json", bench_json, "Print JSON instead of text");
 
+  GrammarBenchOptions grammar_bench;
+  auto* grammar_cmd = bench_cmd->add_subcommand(
+      "grammar", "Constrained decoding: the grammar's cost per token next to a decode step");
+  grammar_cmd->add_option("-m,--model", bench_model,
+                          "GGUF model whose decode step is the reference (default: the default "
+                          "model)");
+  grammar_cmd
+      ->add_option("--vocab", grammar_bench.vocabularies,
+                   "GGUF files whose vocabularies are measured too")
+      ->check(CLI::ExistingFile);
+  grammar_cmd->add_option("--generations", grammar_bench.generations)->capture_default_str();
+  grammar_cmd->add_option("-t,--threads", bench_threads);
+
   EngineBenchOptions engine_bench;
   auto* engine_cmd = bench_cmd->add_subcommand(
       "engine",
@@ -386,6 +400,17 @@ int main(int argc, char** argv) {
     auto result = run_decode_bench(**model, backend, bench_options);
     if (!result.is_ok()) return fail(result.status());
     std::printf("%s\n", bench_json ? result->to_json().c_str() : result->to_text().c_str());
+    return 0;
+  }
+  if (grammar_cmd->parsed()) {
+    auto path = resolve_model_path(bench_model);
+    if (!path.is_ok()) return fail(path.status());
+    auto model = Model::load(*path);
+    if (!model.is_ok()) return fail(model.status());
+    CpuBackend backend(bench_threads);
+    auto report = run_grammar_bench(**model, backend, grammar_bench);
+    if (!report.is_ok()) return fail(report.status());
+    std::printf("%s", report->c_str());
     return 0;
   }
   if (tiers_cmd->parsed()) {
