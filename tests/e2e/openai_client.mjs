@@ -1,7 +1,9 @@
 // End-to-end check of `infergrid serve` with the official OpenAI Node.js client.
 // Usage: node openai_client.mjs BASE_URL MODEL   (exit code 0 when every check passed)
 import OpenAI from "openai";
+import { zodResponseFormat } from "openai/helpers/zod";
 import assert from "node:assert/strict";
+import { z } from "zod";
 
 const [baseURL, model] = process.argv.slice(2);
 const client = new OpenAI({ baseURL: `${baseURL}/v1`, apiKey: "unused", maxRetries: 0 });
@@ -79,6 +81,30 @@ await check("chat.completions.create stream with usage", async () => {
   assert.equal(role, "assistant");
   assert.equal(usage.completion_tokens, 7);
   assert.ok(text.length > 0);
+});
+
+await check("beta.chat.completions.parse with a zod schema", async () => {
+  const Person = z.object({
+    name: z.string().max(12),
+    age: z.number().int().min(0).max(120),
+    pets: z.array(z.enum(["cat", "dog"])).max(2),
+  });
+  for (const seed of [1, 2, 3]) {
+    const r = await client.beta.chat.completions.parse({
+      model, messages: [{ role: "user", content: "Describe a person" }], max_tokens: 300, seed,
+      response_format: zodResponseFormat(Person, "person"),
+    });
+    assert.equal(r.choices[0].finish_reason, "stop");
+    // The client parsed the content itself; the result must satisfy the zod schema as well.
+    Person.parse(r.choices[0].message.parsed);
+  }
+  await assert.rejects(
+    client.chat.completions.create({
+      model, messages: [{ role: "user", content: "x" }],
+      response_format: { type: "json_schema", json_schema: { name: "n", schema: { not: {} } } },
+    }),
+    (err) => err instanceof OpenAI.APIError && err.status === 400 && err.param === "response_format",
+  );
 });
 
 await check("errors become APIError with status", async () => {

@@ -39,6 +39,8 @@ TEST(OpenAiSdk, StreamingAndNonStreamingChatAndCompletions) {
   EXPECT_EQ(output.find("FAIL"), std::string::npos) << output;
   EXPECT_NE(output.find("ok   chat.completions.create stream with usage"), std::string::npos)
       << output;
+  EXPECT_NE(output.find("ok   beta.chat.completions.parse with a zod schema"), std::string::npos)
+      << output;
 }
 
 }  // namespace
