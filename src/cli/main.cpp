@@ -391,10 +391,13 @@ int main(int argc, char** argv) {
     std::printf("%s\n", path->c_str());
     return 0;
   }
+  // The model a benchmark runs: --model, or the default model.
+  auto load_bench_model = [&]() -> Result<std::unique_ptr<Model>> {
+    IG_ASSIGN_OR_RETURN(std::string path, resolve_model_path(bench_model));
+    return Model::load(path);
+  };
   if (decode_cmd->parsed()) {
-    auto path = resolve_model_path(bench_model);
-    if (!path.is_ok()) return fail(path.status());
-    auto model = Model::load(*path);
+    auto model = load_bench_model();
     if (!model.is_ok()) return fail(model.status());
     CpuBackend backend(bench_threads);
     auto result = run_decode_bench(**model, backend, bench_options);
@@ -403,9 +406,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (grammar_cmd->parsed()) {
-    auto path = resolve_model_path(bench_model);
-    if (!path.is_ok()) return fail(path.status());
-    auto model = Model::load(*path);
+    auto model = load_bench_model();
     if (!model.is_ok()) return fail(model.status());
     CpuBackend backend(bench_threads);
     auto report = run_grammar_bench(**model, backend, grammar_bench);
@@ -420,9 +421,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (engine_cmd->parsed()) {
-    auto path = resolve_model_path(bench_model);
-    if (!path.is_ok()) return fail(path.status());
-    auto model = Model::load(*path);
+    auto model = load_bench_model();
     if (!model.is_ok()) return fail(model.status());
     auto tokenizer = Tokenizer::from_gguf((*model)->gguf());
     if (!tokenizer.is_ok()) return fail(tokenizer.status());

@@ -79,6 +79,14 @@ std::string escape_codepoint(uint32_t cp) {
 }
 
 // A GBNF string literal matching exactly `text` (UTF-8).
+// One GBNF expression for any of `items` (at least one): a group only when there is a choice.
+std::string gbnf_alternatives(const std::vector<std::string>& items) {
+  if (items.size() == 1) return items[0];
+  std::string out = "(";
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? " | " : " ") + items[i];
+  return out + " )";
+}
+
 std::string gbnf_literal(std::string_view text) {
   std::string out = "\"";
   for (unsigned char c : text) {
@@ -177,10 +185,7 @@ std::string json_char_expression(const std::vector<Range>& ranges) {
     alternatives.push_back(cls + "]");
   }
   alternatives.insert(alternatives.end(), escaped.begin(), escaped.end());
-  if (alternatives.size() == 1) return alternatives[0];
-  std::string out = "(";
-  for (size_t i = 0; i < alternatives.size(); ++i) out += (i ? " | " : " ") + alternatives[i];
-  return out + " )";
+  return gbnf_alternatives(alternatives);
 }
 
 // Canonical decimal integers from a to b, both with the same number of digits.
@@ -210,10 +215,7 @@ std::string same_length_range(const std::string& a, const std::string& b) {
     alternatives.push_back(fmt::format("[{}-{}] [0-9]{{{}}}", first_lo, first_hi, a_rest.size()));
   }
   if (!upper.empty()) alternatives.push_back(upper);
-  if (alternatives.size() == 1) return alternatives[0];
-  std::string out = "(";
-  for (size_t i = 0; i < alternatives.size(); ++i) out += (i ? " | " : " ") + alternatives[i];
-  return out + " )";
+  return gbnf_alternatives(alternatives);
 }
 
 // Canonical decimal integers from lo to hi (0 <= lo <= hi).
@@ -229,18 +231,14 @@ std::string unsigned_range(int64_t lo, int64_t hi) {
     if (end == hi) break;
     start = end + 1;
   }
-  if (alternatives.size() == 1) return alternatives[0];
-  std::string out = "(";
-  for (size_t i = 0; i < alternatives.size(); ++i) out += (i ? " | " : " ") + alternatives[i];
-  return out + " )";
+  return gbnf_alternatives(alternatives);
 }
 
 std::string integer_range(int64_t lo, int64_t hi) {
   std::vector<std::string> alternatives;
   if (lo < 0) alternatives.push_back("\"-\" " + unsigned_range(hi < 0 ? -hi : 1, -lo));
   if (hi >= 0) alternatives.push_back(unsigned_range(std::max<int64_t>(lo, 0), hi));
-  if (alternatives.size() == 1) return alternatives[0];
-  return "( " + alternatives[0] + " | " + alternatives[1] + " )";
+  return gbnf_alternatives(alternatives);
 }
 
 bool is_annotation_or_structural(const std::string& key) {
@@ -299,10 +297,7 @@ class PatternConverter {
       break;
     }
     if (several) *several = alternatives.size() > 1;
-    if (alternatives.size() == 1) return alternatives[0];
-    std::string out = "(";
-    for (size_t i = 0; i < alternatives.size(); ++i) out += (i ? " | " : " ") + alternatives[i];
-    return out + " )";
+    return gbnf_alternatives(alternatives);
   }
 
   Result<std::string> sequence(int depth) {
@@ -607,13 +602,6 @@ class SchemaConverter {
     return gbnf_literal(value.dump()) + " " + primitive("space");
   }
 
-  static std::string alternatives(const std::vector<std::string>& items) {
-    if (items.size() == 1) return items[0];
-    std::string out = "(";
-    for (size_t i = 0; i < items.size(); ++i) out += (i ? " | " : " ") + items[i];
-    return out + " )";
-  }
-
   Result<const ojson*> resolve(const std::string& ref, const std::string& where) const {
     if (ref.empty() || ref[0] != '#') {
       return refuse(where, fmt::format("$ref '{}' points outside this schema", ref));
@@ -711,7 +699,7 @@ class SchemaConverter {
       if (!e->is_array() || e->empty()) return refuse(where, "'enum' must be a non-empty array");
       std::vector<std::string> items;
       for (const ojson& v : *e) items.push_back(literal(v));
-      return alternatives(items);
+      return gbnf_alternatives(items);
     }
     for (const char* key : {"anyOf", "oneOf"}) {
       auto it = schema.find(key);
@@ -731,7 +719,7 @@ class SchemaConverter {
             visit((*it)[i], hint, fmt::format("{}/{}/{}", where, key, i), depth + 1));
         items.push_back(std::move(item));
       }
-      return alternatives(items);
+      return gbnf_alternatives(items);
     }
     if (auto all = schema.find("allOf"); all != schema.end()) {
       IG_ASSIGN_OR_RETURN(ojson merged, merge_all_of(schema, where));
@@ -768,7 +756,7 @@ class SchemaConverter {
       IG_ASSIGN_OR_RETURN(std::string item, visit_type(schema, type, hint, where, depth));
       items.push_back(std::move(item));
     }
-    return alternatives(items);
+    return gbnf_alternatives(items);
   }
 
   Result<ojson> merge_all_of(const ojson& schema, const std::string& where) {
@@ -978,12 +966,12 @@ class SchemaConverter {
       std::vector<std::string> parts;
       if (a <= b - 1) parts.push_back(unsigned_range(a, b - 1) + " " + fraction);
       parts.push_back(gbnf_literal(std::to_string(b)) + " " + zeros);
-      return alternatives(parts);
+      return gbnf_alternatives(parts);
     };
     std::vector<std::string> parts;
     if (low < 0) parts.push_back("\"-\" " + magnitude(high < 0 ? -high : 0, -low));
     if (high >= 0) parts.push_back(magnitude(std::max<int64_t>(low, 0), high));
-    return alternatives(parts) + " " + primitive("space");
+    return gbnf_alternatives(parts) + " " + primitive("space");
   }
 
   Result<std::string> object_expression(const ojson& schema, const std::string& hint,
