@@ -19,9 +19,12 @@ ModelRunner::ModelRunner(const Model& model, Backend& backend, const ModelRunner
 }
 
 void ModelRunner::add_request(uint64_t request_id, const SamplingParams& sampling,
-                              std::shared_ptr<const CompiledGrammar> grammar) {
-  RequestState state{Sampler(model_.config().n_vocab, sampling), std::nullopt, {}};
+                              std::shared_ptr<const CompiledGrammar> grammar,
+                              std::string grammar_trigger) {
+  RequestState state{Sampler(model_.config().n_vocab, sampling), std::nullopt, {}, {}, {}, true};
   if (grammar) {
+    state.trigger = std::move(grammar_trigger);
+    state.grammar_active = state.trigger.empty();
     const size_t model_words = (static_cast<size_t>(model_.config().n_vocab) + 63) / 64;
     state.mask.assign(std::max(model_words, grammar->vocabulary().mask_words()), 0);
     state.matcher.emplace(std::move(grammar));
@@ -41,6 +44,24 @@ Status ModelRunner::sample(RequestState& state, const ScheduledSequence& s,
     return Status::ok();
   }
   GrammarMatcher& matcher = *state.matcher;
+  if (!state.grammar_active) {
+    out.token = state.sampler.sample(logits, s.penalty_history);
+    const TokenVocabulary& vocab = matcher.compiled().vocabulary();
+    if (out.token >= vocab.n_vocab()) return Status::ok();
+    state.tail += vocab.piece(out.token);
+    const size_t at = state.tail.find(state.trigger);
+    if (at == std::string::npos) {
+      const size_t keep = state.trigger.size() - 1;
+      if (state.tail.size() > keep) state.tail.erase(0, state.tail.size() - keep);
+      return Status::ok();
+    }
+    // From the trigger on, the text is the grammar's: what this token brought past the
+    // trigger must already follow it.
+    state.grammar_active = true;
+    const std::string from_trigger = state.tail.substr(at);
+    state.tail.clear();
+    return matcher.accept_bytes(from_trigger);
+  }
   // The mask covers the model's rows; a tokenizer may have fewer tokens than the embedding table
   // (validated: never more), and the rows past it stay zero.
   const size_t grammar_words = matcher.compiled().vocabulary().mask_words();

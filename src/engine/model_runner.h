@@ -71,8 +71,10 @@ class ModelRunner {
   ModelRunner(const Model& model, Backend& backend, const ModelRunnerOptions& options);
 
   // grammar: null, or bound to a vocabulary of the model's size.
+  // grammar_trigger: see RequestOptions (empty: the grammar applies from the first token).
   void add_request(uint64_t request_id, const SamplingParams& sampling,
-                   std::shared_ptr<const CompiledGrammar> grammar = nullptr);
+                   std::shared_ptr<const CompiledGrammar> grammar = nullptr,
+                   std::string grammar_trigger = {});
   void remove_request(uint64_t request_id);
 
   // Computes every sequence's tokens into its blocks and fills `out` with the sampled tokens.
@@ -90,6 +92,11 @@ class ModelRunner {
     Sampler sampler;
     std::optional<GrammarMatcher> matcher;
     std::vector<uint64_t> mask;  // the matcher's, reused step after step
+    // A lazy grammar: inactive until `trigger` shows in the output; `tail` keeps the last
+    // bytes of the output, enough to find a trigger split across tokens.
+    std::string trigger;
+    std::string tail;
+    bool grammar_active = true;
   };
   // The next token of one request from its logits row.
   Status sample(RequestState& state, const ScheduledSequence& s, std::span<const float> logits,

@@ -27,6 +27,10 @@ struct RequestOptions {
   // grammar, and the request ends (with an end-of-generation token) only where one is complete.
   // Bound to the model's vocabulary; null: unconstrained.
   std::shared_ptr<const CompiledGrammar> grammar;
+  // Non-empty: the grammar is lazy. Tokens are free until the output contains this text (the
+  // start of a tool call, say), and from there on the grammar constrains the rest, the trigger
+  // included, as llama.cpp's lazy grammars do for `tool_choice: auto`.
+  std::string grammar_trigger;
 };
 
 struct GenerationRequest {

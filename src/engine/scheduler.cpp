@@ -186,6 +186,10 @@ Status Scheduler::validate(const GenerationRequest& request) const {
                     "ignore_eos cannot be combined with a grammar or response_format");
     }
   }
+  if (!o.grammar_trigger.empty() && (!o.grammar || o.grammar_trigger.size() > 256)) {
+    return Status(StatusCode::kInvalidArgument,
+                  "a grammar trigger needs a grammar and at most 256 bytes");
+  }
   for (const auto& [id, bias] : o.sampling.logit_bias) {
     if (id < 0 || id >= model_.config().n_vocab) {
       return make_error(StatusCode::kInvalidArgument,
@@ -203,7 +207,8 @@ Status Scheduler::add(uint64_t id, GenerationRequest request, RequestCallback ca
   }
   auto seq = std::make_unique<Sequence>(id, next_arrival_++, std::move(request),
                                         std::move(callback), tokenizer_, max_context_);
-  runner_.add_request(id, seq->options.sampling, seq->options.grammar);
+  runner_.add_request(id, seq->options.sampling, seq->options.grammar,
+                      seq->options.grammar_trigger);
   Sequence* raw = seq.get();
   sequences_.emplace(id, std::move(seq));
   enqueue_waiting(raw);

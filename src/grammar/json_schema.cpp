@@ -584,8 +584,10 @@ class SchemaConverter {
           std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '-';
     }
     if (base.empty() || base.size() > 48) base = base.empty() ? "rule" : base.substr(0, 48);
+    // Names beginning with "root" are left to callers that wrap this grammar in their own rules.
+    if (base.rfind("root", 0) == 0) base = "r-" + base;
     std::string name = base;
-    for (int i = 1; defined_.count(name) || primitives().count(name) || name == "root"; ++i) {
+    for (int i = 1; defined_.count(name) || primitives().count(name); ++i) {
       name = fmt::format("{}-{}", base, i);
     }
     defined_.insert(name);

@@ -24,6 +24,8 @@
 
 namespace infergrid {
 
+// The grammar's start rule is `root`; no other rule's name begins with "root", so a caller may
+// rename it and add rules of its own around it (root-call, ...).
 Result<std::string> json_schema_to_gbnf(const nlohmann::ordered_json& schema);
 
 // Any JSON object (response_format {"type": "json_object"}).

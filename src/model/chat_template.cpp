@@ -35,7 +35,104 @@ constexpr NamedFormat kFormats[] = {
     {"deepseek-r1", ChatFormat::kDeepSeekR1},
 };
 
+// The call convention a template's source teaches its model.
+ToolCallFormat detect_tool_format(std::string_view src) {
+  if (contains(src, "[TOOL_CALLS]")) return ToolCallFormat::kMistral;
+  if (contains(src, "<tool_call>")) return ToolCallFormat::kHermes;
+  if (contains(src, "<|python_tag|>") ||
+      (contains(src, "<|start_header_id|>") && contains(src, "\"parameters\""))) {
+    return ToolCallFormat::kLlama3Json;
+  }
+  return ToolCallFormat::kHermes;
+}
+
+// Arguments as templates expect them: the object itself (they apply tojson), or the text when
+// it is not JSON.
+nlohmann::ordered_json arguments_value(const std::string& arguments) {
+  auto parsed = nlohmann::ordered_json::parse(arguments, nullptr, false);
+  if (parsed.is_discarded()) return arguments;
+  return parsed;
+}
+
+std::string hermes_call(const ChatToolCall& call) {
+  nlohmann::ordered_json args = arguments_value(call.arguments);
+  return fmt::format("<tool_call>\n{{\"name\": {}, \"arguments\": {}}}\n</tool_call>",
+                     nlohmann::ordered_json(call.name).dump(), args.dump());
+}
+
+// For templates that know nothing of tools: the signatures and the Hermes convention in the
+// system turn, calls and results as text (what llama.cpp does for such templates).
+std::vector<ChatMessage> with_tools_as_text(const std::vector<ChatMessage>& messages,
+                                            const nlohmann::ordered_json* tools) {
+  std::vector<ChatMessage> out;
+  out.reserve(messages.size() + 1);
+  if (tools && tools->is_array() && !tools->empty()) {
+    std::string text =
+        "# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou "
+        "are provided with function signatures within <tools></tools> XML tags:\n<tools>";
+    for (const auto& tool : *tools) text += "\n" + tool.dump();
+    text +=
+        "\n</tools>\n\nFor each function call, return a json object with function name and "
+        "arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": "
+        "<function-name>, \"arguments\": <args-json-object>}\n</tool_call>";
+    if (!messages.empty() && messages.front().role == "system") {
+      ChatMessage system = messages.front();
+      system.content = system.content.empty() ? text : system.content + "\n\n" + text;
+      out.push_back(std::move(system));
+    } else {
+      out.push_back({"system", text});
+    }
+  }
+  for (size_t i = 0; i < messages.size(); ++i) {
+    if (i == 0 && !out.empty() && messages[0].role == "system") continue;
+    ChatMessage m = messages[i];
+    if (m.role == "tool") {
+      m.role = "user";
+      m.content = "<tool_response>\n" + m.content + "\n</tool_response>";
+    }
+    for (const ChatToolCall& call : m.tool_calls) {
+      if (!m.content.empty()) m.content += '\n';
+      m.content += hermes_call(call);
+    }
+    m.tool_calls.clear();
+    m.content_null = false;
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+nlohmann::ordered_json message_json(const ChatMessage& m) {
+  nlohmann::ordered_json out = {{"role", m.role}};
+  out["content"] = m.content_null ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(m.content);
+  // Templates test `'tool_calls' in message`: the key is there only when there are calls.
+  if (!m.tool_calls.empty()) {
+    nlohmann::ordered_json calls = nlohmann::ordered_json::array();
+    for (const ChatToolCall& call : m.tool_calls) {
+      calls.push_back({{"id", call.id},
+                       {"type", "function"},
+                       {"function",
+                        {{"name", call.name}, {"arguments", arguments_value(call.arguments)}}}});
+    }
+    out["tool_calls"] = std::move(calls);
+  }
+  if (!m.tool_call_id.empty()) out["tool_call_id"] = m.tool_call_id;
+  if (!m.name.empty()) out["name"] = m.name;
+  return out;
+}
+
 }  // namespace
+
+const char* tool_call_format_name(ToolCallFormat format) {
+  switch (format) {
+    case ToolCallFormat::kHermes:
+      return "hermes";
+    case ToolCallFormat::kLlama3Json:
+      return "llama3-json";
+    case ToolCallFormat::kMistral:
+      return "mistral";
+  }
+  return "hermes";
+}
 
 Result<ChatTemplate> ChatTemplate::detect(std::string_view src) {
   if (src.empty() || contains(src, "<|im_start|>")) return ChatTemplate(ChatFormat::kChatMl);
@@ -68,6 +165,8 @@ Result<ChatTemplate> ChatTemplate::from_jinja(std::string_view jinja_source,
   ChatTemplate t(ChatFormat::kChatMl);
   t.jinja_ = std::make_shared<const JinjaTemplate>(std::move(parsed));
   t.eos_token_ = std::move(eos_token);
+  t.renders_tools_ = contains(jinja_source, "tools");
+  if (t.renders_tools_) t.tool_format_ = detect_tool_format(jinja_source);
   return t;
 }
 
@@ -102,16 +201,25 @@ std::string ChatTemplate::name() const {
   return "unknown";
 }
 
-Result<std::string> ChatTemplate::render(const std::vector<ChatMessage>& messages,
-                                         bool add_generation_prompt) const {
-  if (messages.empty()) return Status(StatusCode::kInvalidArgument, "messages must not be empty");
+Result<std::string> ChatTemplate::render(const std::vector<ChatMessage>& given,
+                                         bool add_generation_prompt,
+                                         const nlohmann::ordered_json* tools) const {
+  if (given.empty()) return Status(StatusCode::kInvalidArgument, "messages must not be empty");
+  const bool has_tools = tools && tools->is_array() && !tools->empty();
+  const bool tool_turns = std::any_of(given.begin(), given.end(), [](const ChatMessage& m) {
+    return m.role == "tool" || !m.tool_calls.empty();
+  });
+  std::vector<ChatMessage> rewritten;
+  if (!renders_tools_ && (has_tools || tool_turns)) rewritten = with_tools_as_text(given, tools);
+  const std::vector<ChatMessage>& messages = rewritten.empty() ? given : rewritten;
   if (jinja_) {
     nlohmann::ordered_json list = nlohmann::ordered_json::array();
-    for (const auto& m : messages) list.push_back({{"role", m.role}, {"content", m.content}});
-    const nlohmann::ordered_json context = {{"messages", std::move(list)},
-                                            {"add_generation_prompt", add_generation_prompt},
-                                            {"bos_token", ""},
-                                            {"eos_token", eos_token_}};
+    for (const auto& m : messages) list.push_back(message_json(m));
+    nlohmann::ordered_json context = {{"messages", std::move(list)},
+                                      {"add_generation_prompt", add_generation_prompt},
+                                      {"bos_token", ""},
+                                      {"eos_token", eos_token_}};
+    if (has_tools && renders_tools_) context["tools"] = *tools;
     return jinja_->render(context);
   }
   std::string out;

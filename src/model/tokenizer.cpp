@@ -14,6 +14,15 @@
 namespace infergrid {
 namespace {
 
+bool is_tool_call_marker(std::string_view text) {
+  static constexpr std::string_view kMarkers[] = {"<tool_call>", "</tool_call>", "[TOOL_CALLS]",
+                                                  "<|python_tag|>"};
+  for (std::string_view marker : kMarkers) {
+    if (text == marker) return true;
+  }
+  return false;
+}
+
 constexpr std::string_view kSpmSpace = "\xE2\x96\x81";  // U+2581, SentencePiece's space
 
 // Texts of control tokens that end a turn in the chat formats we know (llama.cpp's list).
@@ -293,7 +302,11 @@ Status Tokenizer::init() {
         pieces_[i] = text;  // converters store user-defined tokens already decoded
         break;
       default:
-        break;  // control, unknown, unused: rendered only on request
+        // Control, unknown, unused: rendered only on request; except the markers that open and
+        // close tool calls, which are the output's content (the call is parsed from the text,
+        // and a grammar must be able to spell them).
+        if (v.types[i] == TokenType::kControl && is_tool_call_marker(text)) pieces_[i] = text;
+        break;
     }
   }
 
@@ -404,6 +417,7 @@ std::string Tokenizer::token_to_piece(int32_t id, bool render_special) const {
     case TokenType::kUserDefined:
       return pieces_[index];
     default:
+      if (!pieces_[index].empty()) return pieces_[index];  // a tool-call marker
       return render_special ? vocab_.tokens[index] : std::string();
   }
 }
@@ -419,8 +433,8 @@ std::string Tokenizer::decode(std::span<const int32_t> tokens, bool render_speci
     const int32_t id = tokens[i];
     if (id < 0 || id >= n_vocab()) continue;
     const TokenType type = vocab_.types[static_cast<size_t>(id)];
-    const bool plain =
-        type == TokenType::kNormal || type == TokenType::kByte || type == TokenType::kUserDefined;
+    const bool plain = type == TokenType::kNormal || type == TokenType::kByte ||
+                       type == TokenType::kUserDefined || !pieces_[static_cast<size_t>(id)].empty();
     std::string_view piece;
     if (plain) {
       piece = pieces_[static_cast<size_t>(id)];

@@ -83,7 +83,9 @@ class Tokenizer {
   // Out-of-range ids decode to nothing.
   std::string decode(std::span<const int32_t> tokens, bool render_special = false) const;
   // The bytes one token stands for (may be part of a UTF-8 character). Control, unknown and
-  // unused tokens are empty unless render_special, which gives their text.
+  // unused tokens are empty unless render_special, which gives their text; the control tokens
+  // that mark tool calls (<tool_call>, </tool_call>, [TOOL_CALLS], <|python_tag|>) always give
+  // theirs, since the call is read from the output text.
   std::string token_to_piece(int32_t id, bool render_special = false) const;
 
   TokenizerKind kind() const { return kind_; }

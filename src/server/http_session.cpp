@@ -362,18 +362,32 @@ class Session : public std::enable_shared_from_this<Session> {
     gen_.emplace(OpenAiResponder(model_->tokenizer, endpoint,
                                  {random_id(endpoint == Endpoint::kChat ? "chatcmpl-" : "cmpl-"),
                                   unix_seconds(), model_->names.front()},
-                                 p.stream, p.include_usage, p.logprobs));
+                                 p.stream, p.include_usage, p.logprobs, p.n, p.tool_format));
     gen_->start = SteadyClock::now();
 
     std::weak_ptr<Session> weak = shared_from_this();
     auto executor = stream_.get_executor();
-    auto id = model_->engine.submit(std::move(p.request), [weak, executor](const RequestEvent& e) {
-      // On the engine's step thread: hand the event to the session's strand.
-      if (auto self = weak.lock()) {
-        net::post(executor, [self, e] { self->on_event(e); });
-      }
-    });
+    // n choices are n engine requests of one prompt, submitted together: the scheduler lets the
+    // first compute the prompt and the others reuse its blocks.
+    Result<uint64_t> id = make_error(StatusCode::kInternal, "no choice was submitted");
+    const uint64_t seed = p.request.options.sampling.seed;
+    for (int choice = 0; choice < p.n; ++choice) {
+      GenerationRequest request = choice + 1 < p.n ? p.request : std::move(p.request);
+      request.options.sampling.seed = choice_seed(seed, choice);
+      id = model_->engine.submit(std::move(request),
+                                 [weak, executor, choice](const RequestEvent& e) {
+                                   // On the engine's step thread: hand the event to the
+                                   // session's strand.
+                                   if (auto self = weak.lock()) {
+                                     net::post(executor,
+                                               [self, e, choice] { self->on_event(choice, e); });
+                                   }
+                                 });
+      if (!id.is_ok()) break;
+      gen_->request_ids.push_back(*id);
+    }
     if (!id.is_ok()) {
+      for (uint64_t submitted : gen_->request_ids) model_->engine.cancel(submitted);
       gen_.reset();
       const Status& st = id.status();
       switch (st.code()) {
@@ -389,7 +403,6 @@ class Session : public std::enable_shared_from_this<Session> {
           return send_error(api_error(400, st.message()));
       }
     }
-    gen_->request_id = *id;
     // The session must outlive the request's final event; the engine holds only a weak
     // pointer, so the session keeps itself alive until then.
     gen_->keep_alive_self = shared_from_this();
@@ -504,18 +517,19 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     liveness_timer_.cancel();
     if (gen_ && !gen_->finished) {
-      model_->engine.cancel(gen_->request_id);
+      for (uint64_t id : gen_->request_ids) model_->engine.cancel(id);
     } else if (!gen_) {
       close();
     }
   }
 
-  void on_event(const RequestEvent& e) {
+  void on_event(int choice, const RequestEvent& e) {
     if (!gen_) return;
     Generation& g = *gen_;
     const auto now = SteadyClock::now();
     if (!e.tokens.empty() && !g.first_token) g.first_token = now;
-    OpenAiResponder::Output out = g.responder.on_event(e);
+    if (e.finished) g.completion_tokens += e.completion_tokens;
+    OpenAiResponder::Output out = g.responder.on_event(choice, e);
     if (g.responder.stream() && !client_gone_) {
       for (std::string& chunk : out.sse) enqueue({WriteItem::kChunk, std::move(chunk)});
     }
@@ -527,7 +541,7 @@ class Session : public std::enable_shared_from_this<Session> {
     record.ttft_seconds = g.first_token ? seconds_between(g.start, *g.first_token) : -1;
     record.e2e_seconds = seconds_between(g.start, now);
     record.prompt_tokens = e.prompt_tokens;
-    record.completion_tokens = e.completion_tokens;
+    record.completion_tokens = g.completion_tokens;
     record.finish_reason = finish_reason_json(e.finish_reason);
     server_.metrics.record_request(record);
     auto self = std::move(g.keep_alive_self);  // released when this handler returns
@@ -703,7 +717,8 @@ class Session : public std::enable_shared_from_this<Session> {
     explicit Generation(OpenAiResponder r) : responder(std::move(r)) {}
     OpenAiResponder responder;
     bool finished = false;
-    uint64_t request_id = 0;
+    std::vector<uint64_t> request_ids;  // one per choice
+    int completion_tokens = 0;          // of the choices that have ended
     SteadyClock::time_point start;
     std::optional<SteadyClock::time_point> first_token;
     std::shared_ptr<Session> keep_alive_self;

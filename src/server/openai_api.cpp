@@ -131,6 +131,56 @@ std::optional<ApiError> read_content(const json& message, size_t index, std::str
   return std::nullopt;
 }
 
+// An assistant turn's tool_calls, a tool turn's tool_call_id and name.
+std::optional<ApiError> read_tool_turn(const json& m, size_t index, ChatMessage& message) {
+  auto content = m.find("content");
+  message.content_null = content == m.end() || content->is_null();
+  auto calls = m.find("tool_calls");
+  if (calls != m.end() && !calls->is_null()) {
+    const std::string field = fmt::format("messages[{}].tool_calls", index);
+    if (message.role != "assistant") {
+      return api_error(400, fmt::format("'{}' is only allowed on assistant messages", field),
+                       "messages");
+    }
+    if (!calls->is_array()) return wrong_type(field, "an array", *calls);
+    for (size_t k = 0; k < calls->size(); ++k) {
+      const json& call = (*calls)[k];
+      const std::string where = fmt::format("{}[{}]", field, k);
+      auto function = call.is_object() ? call.find("function") : call.end();
+      if (!call.is_object() || function == call.end() || !function->is_object()) {
+        return api_error(400, fmt::format("'{}' must be an object with 'function'", where),
+                         "messages");
+      }
+      ChatToolCall out;
+      IG_API_CHECK(read_string(call, "id", out.id));
+      IG_API_CHECK(read_string(*function, "name", out.name));
+      IG_API_CHECK(read_string(*function, "arguments", out.arguments));
+      if (out.name.empty()) {
+        return api_error(400, fmt::format("'{}.function.name' must be a non-empty string", where),
+                         "messages");
+      }
+      if (out.arguments.empty()) out.arguments = "{}";
+      message.tool_calls.push_back(std::move(out));
+    }
+  } else if (message.role == "assistant" && message.content_null) {
+    return api_error(400,
+                     fmt::format("'messages[{}]' is an assistant message with neither content "
+                                 "nor tool_calls",
+                                 index),
+                     "messages");
+  }
+  if (message.role == "tool") {
+    IG_API_CHECK(read_string(m, "tool_call_id", message.tool_call_id));
+    if (message.tool_call_id.empty()) {
+      return api_error(400, fmt::format("'messages[{}].tool_call_id' is required on tool messages",
+                                        index),
+                       "messages");
+    }
+  }
+  IG_API_CHECK(read_string(m, "name", message.name));
+  return std::nullopt;
+}
+
 // Fields clients send that this server does not implement yet: refused with a 400 naming
 // them, never accepted and silently ignored (a client relying on a tool call or a JSON schema
 // must learn it got none). Their default values, which ask for nothing, are accepted.
@@ -141,13 +191,9 @@ std::optional<ApiError> refuse_unimplemented(const json& body) {
     bool (*is_default)(const json& value);
   };
   static const Field kFields[] = {
-      {"tools", "tool calls are not implemented",
+      {"functions", "the deprecated functions field is not implemented; send 'tools'",
        [](const json& v) { return v.is_array() && v.empty(); }},
-      {"tool_choice", "tool calls are not implemented", [](const json& v) { return v == "none"; }},
-      {"parallel_tool_calls", "tool calls are not implemented", [](const json&) { return false; }},
-      {"functions", "function calls are not implemented",
-       [](const json& v) { return v.is_array() && v.empty(); }},
-      {"function_call", "function calls are not implemented",
+      {"function_call", "the deprecated function_call field is not implemented; send 'tool_choice'",
        [](const json& v) { return v == "none"; }},
       {"echo", "echoing the prompt is not implemented", [](const json& v) { return v == false; }},
       {"best_of", "best_of is not implemented", [](const json& v) { return v == 1; }},
@@ -373,6 +419,7 @@ std::variant<ApiRequest, ApiError> parse_object(const json& body, Endpoint endpo
       }
       if (message.role == "developer") message.role = "system";
       IG_API_CHECK(read_content(m, i, message.content));
+      IG_API_CHECK(read_tool_turn(m, i, message));
       r.messages.push_back(std::move(message));
     }
   }
@@ -387,8 +434,22 @@ std::variant<ApiRequest, ApiError> parse_object(const json& body, Endpoint endpo
   if (value) r.max_tokens = static_cast<int>(*value);
 
   value.reset();
-  IG_API_CHECK(read_int(body, "n", 1, 1, value));
+  IG_API_CHECK(read_int(body, "n", 1, kMaxChoices, value));
+  if (value) r.n = static_cast<int>(*value);
   IG_API_CHECK(refuse_unimplemented(body));
+  if (endpoint == Endpoint::kChat) {
+    IG_API_CHECK(parse_tools(body, raw_body, r.tools));
+  } else {
+    for (const char* field : {"tools", "tool_choice", "parallel_tool_calls"}) {
+      auto it = body.find(field);
+      if (it != body.end() && !it->is_null()) {
+        return api_error(400,
+                         fmt::format("'{}' is for /v1/chat/completions, not /v1/completions",
+                                     field),
+                         field, "unsupported_parameter");
+      }
+    }
+  }
 
   SamplingParams& s = r.options.sampling;
   // OpenAI's defaults: temperature 1, top_p 1, no top-k or min-p.
@@ -484,57 +545,6 @@ std::variant<ApiRequest, ApiError> parse_object(const json& body, Endpoint endpo
     }
   }
   return r;
-}
-
-json logprobs_json(Endpoint endpoint, const std::vector<ChoiceLogprob>& logprobs,
-                   size_t text_offset_start) {
-  auto bytes_of = [](const std::string& s) {
-    json b = json::array();
-    for (unsigned char c : s) b.push_back(static_cast<int>(c));
-    return b;
-  };
-  if (endpoint == Endpoint::kChat) {
-    json content = json::array();
-    for (const auto& lp : logprobs) {
-      json top = json::array();
-      for (const auto& [token, value] : lp.top) {
-        top.push_back({{"token", token}, {"logprob", value}, {"bytes", bytes_of(token)}});
-      }
-      content.push_back({{"token", lp.token},
-                         {"logprob", lp.logprob},
-                         {"bytes", bytes_of(lp.token)},
-                         {"top_logprobs", top}});
-    }
-    return {{"content", content}};
-  }
-  json tokens = json::array(), token_logprobs = json::array(), top = json::array(),
-       offsets = json::array();
-  size_t offset = text_offset_start;
-  for (const auto& lp : logprobs) {
-    tokens.push_back(lp.token);
-    token_logprobs.push_back(lp.logprob);
-    json alternatives = json::object();
-    for (const auto& [token, value] : lp.top) alternatives[token] = value;
-    top.push_back(alternatives);
-    offsets.push_back(offset);
-    offset += lp.token.size();
-  }
-  return {{"tokens", tokens},
-          {"token_logprobs", token_logprobs},
-          {"top_logprobs", top},
-          {"text_offset", offsets}};
-}
-
-json usage_json(const Usage& u) {
-  return {{"prompt_tokens", u.prompt_tokens},
-          {"completion_tokens", u.completion_tokens},
-          {"total_tokens", u.prompt_tokens + u.completion_tokens},
-          {"prompt_tokens_details", {{"cached_tokens", u.cached_tokens}}}};
-}
-
-json reason_json(std::optional<FinishReason> reason) {
-  if (!reason) return nullptr;
-  return finish_reason_json(*reason);
 }
 
 // Validates syntax and bounds the shape of a body without building it (see parse_api_request).
@@ -667,59 +677,6 @@ std::string finish_reason_json(FinishReason reason) {
       return "";
   }
   return "";
-}
-
-std::string completion_response(const ResponseMeta& meta, Endpoint endpoint,
-                                const std::string& text, const std::vector<ChoiceLogprob>* logprobs,
-                                FinishReason reason, const Usage& usage) {
-  json choice = {{"index", 0},
-                 {"finish_reason", finish_reason_json(reason)},
-                 {"logprobs", logprobs ? logprobs_json(endpoint, *logprobs, 0) : json(nullptr)}};
-  if (endpoint == Endpoint::kChat) {
-    choice["message"] = {{"role", "assistant"}, {"content", text}};
-  } else {
-    choice["text"] = text;
-  }
-  json r = {{"id", meta.id},
-            {"object", endpoint == Endpoint::kChat ? "chat.completion" : "text_completion"},
-            {"created", meta.created},
-            {"model", meta.model},
-            {"choices", json::array({choice})},
-            {"usage", usage_json(usage)}};
-  return r.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-std::string stream_chunk(const ResponseMeta& meta, Endpoint endpoint, const std::string& text,
-                         const std::vector<ChoiceLogprob>* logprobs,
-                         std::optional<FinishReason> reason, bool first_chunk) {
-  json choice = {{"index", 0},
-                 {"finish_reason", reason_json(reason)},
-                 {"logprobs", logprobs && !logprobs->empty() ? logprobs_json(endpoint, *logprobs, 0)
-                                                             : json(nullptr)}};
-  if (endpoint == Endpoint::kChat) {
-    json delta = json::object();
-    if (first_chunk) delta["role"] = "assistant";
-    if (!text.empty() || (first_chunk && !reason)) delta["content"] = text;
-    choice["delta"] = delta;
-  } else {
-    choice["text"] = text;
-  }
-  json r = {{"id", meta.id},
-            {"object", endpoint == Endpoint::kChat ? "chat.completion.chunk" : "text_completion"},
-            {"created", meta.created},
-            {"model", meta.model},
-            {"choices", json::array({choice})}};
-  return r.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-std::string usage_chunk(const ResponseMeta& meta, Endpoint endpoint, const Usage& usage) {
-  json r = {{"id", meta.id},
-            {"object", endpoint == Endpoint::kChat ? "chat.completion.chunk" : "text_completion"},
-            {"created", meta.created},
-            {"model", meta.model},
-            {"choices", json::array()},
-            {"usage", usage_json(usage)}};
-  return r.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 }  // namespace infergrid

@@ -18,6 +18,7 @@
 
 #include "engine/request.h"
 #include "model/chat_template.h"
+#include "server/tool_calls.h"
 
 namespace infergrid {
 
@@ -52,7 +53,12 @@ struct ApiRequest {
   // (empty: unconstrained), and the field it came from, for errors.
   std::string grammar;
   std::string grammar_param;
+  ToolSpec tools;  // chat: tools, tool_choice, parallel_tool_calls
+  int n = 1;       // choices, each its own generation from the same prompt
 };
+
+// The most choices one request may ask for.
+inline constexpr int kMaxChoices = 16;
 
 // Bounds on the shape of a request body, checked before its tree is built (the tree of a
 // small-valued array costs about 16 bytes per value, many times the bytes it came from).
@@ -90,13 +96,27 @@ struct Usage {
 
 std::string finish_reason_json(FinishReason reason);  // "stop", "length" (cancel -> "abort")
 
+// One finished choice. `message`: a chat answer read for tool calls (content may be null).
+struct ChoiceResult {
+  std::string text;
+  std::optional<std::vector<ChoiceLogprob>> logprobs;
+  FinishReason reason = FinishReason::kStop;
+  std::optional<AssistantMessage> message;
+};
+
+std::string completion_response(const ResponseMeta& meta, Endpoint endpoint,
+                                const std::vector<ChoiceResult>& choices, const Usage& usage);
 std::string completion_response(const ResponseMeta& meta, Endpoint endpoint,
                                 const std::string& text, const std::vector<ChoiceLogprob>* logprobs,
                                 FinishReason reason, const Usage& usage);
-// One SSE data payload (without the "data: " framing). For chat, first_chunk adds the role.
+// One SSE data payload (without the "data: " framing) for choice `index`. For chat, first_chunk
+// adds the role; tool_calls adds delta.tool_calls; reason_tool_calls reports a stop as
+// "tool_calls".
 std::string stream_chunk(const ResponseMeta& meta, Endpoint endpoint, const std::string& text,
                          const std::vector<ChoiceLogprob>* logprobs,
-                         std::optional<FinishReason> reason, bool first_chunk);
+                         std::optional<FinishReason> reason, bool first_chunk, int index = 0,
+                         const std::vector<ToolCallDelta>* tool_calls = nullptr,
+                         bool reason_tool_calls = false);
 std::string usage_chunk(const ResponseMeta& meta, Endpoint endpoint, const Usage& usage);
 
 }  // namespace infergrid

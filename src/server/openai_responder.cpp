@@ -1,5 +1,6 @@
 #include "server/openai_responder.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace infergrid {
@@ -13,16 +14,36 @@ std::string sse(const std::string& payload) {
 }  // namespace
 
 OpenAiResponder::OpenAiResponder(const Tokenizer& tokenizer, Endpoint endpoint, ResponseMeta meta,
-                                 bool stream, bool include_usage, bool logprobs)
+                                 bool stream, bool include_usage, bool logprobs, int n,
+                                 std::optional<ToolCallFormat> tool_format)
     : tokenizer_(tokenizer),
       endpoint_(endpoint),
       meta_(std::move(meta)),
       stream_(stream),
       include_usage_(include_usage),
-      logprobs_(logprobs) {}
+      logprobs_(logprobs),
+      tool_format_(endpoint == Endpoint::kChat ? tool_format : std::nullopt),
+      choices_(static_cast<size_t>(std::max(1, n))) {
+  if (tool_format_ && stream_) {
+    for (Choice& c : choices_) c.tools.emplace(*tool_format_);
+  }
+}
 
-OpenAiResponder::Output OpenAiResponder::on_event(const RequestEvent& e) {
+std::string OpenAiResponder::chunk(int index, Choice& c, const std::string& text,
+                                   const std::vector<ChoiceLogprob>* logprobs,
+                                   std::optional<FinishReason> reason,
+                                   const std::vector<ToolCallDelta>* calls) {
+  const bool reason_tool_calls = c.tools && c.tools->n_calls() > 0;
+  std::string out = sse(stream_chunk(meta_, endpoint_, text, logprobs, reason, c.first_chunk, index,
+                                     calls, reason_tool_calls));
+  c.first_chunk = false;
+  return out;
+}
+
+OpenAiResponder::Output OpenAiResponder::on_event(int index, const RequestEvent& e) {
   Output out;
+  if (index < 0 || index >= n() || choices_[static_cast<size_t>(index)].finished) return out;
+  Choice& c = choices_[static_cast<size_t>(index)];
   std::vector<ChoiceLogprob> logprobs;
   if (logprobs_) {
     for (const auto& t : e.tokens) {
@@ -33,34 +54,81 @@ OpenAiResponder::Output OpenAiResponder::on_event(const RequestEvent& e) {
       logprobs.push_back(std::move(lp));
     }
   }
-  usage_ = {e.prompt_tokens, e.completion_tokens, e.cached_tokens};
+  prompt_tokens_ = e.prompt_tokens;
+  c.completion_tokens = e.completion_tokens;
+  c.cached_tokens = e.cached_tokens;
   if (stream_) {
-    if (!e.text.empty() || !logprobs.empty() || first_chunk_) {
-      out.sse.push_back(sse(stream_chunk(meta_, endpoint_, e.text, logprobs_ ? &logprobs : nullptr,
-                                         std::nullopt, first_chunk_)));
-      first_chunk_ = false;
+    AssistantDelta delta;
+    if (c.tools) {
+      delta = c.tools->push(e.text);
+    } else {
+      delta.content = e.text;
+    }
+    if (!delta.empty() || !logprobs.empty() || c.first_chunk) {
+      out.sse.push_back(chunk(index, c, delta.content, logprobs_ ? &logprobs : nullptr,
+                              std::nullopt, &delta.calls));
     }
   } else {
-    text_ += e.text;
-    for (auto& lp : logprobs) all_logprobs_.push_back(std::move(lp));
+    c.text += e.text;
+    for (auto& lp : logprobs) c.logprobs.push_back(std::move(lp));
   }
   if (!e.finished) return out;
 
-  out.finished = true;
+  c.finished = true;
+  c.reason = e.finish_reason;
+  c.error = e.error;
+  ++n_finished_;
   if (stream_) {
-    out.sse.push_back(sse(stream_chunk(meta_, endpoint_, "", nullptr, e.finish_reason, false)));
-    if (include_usage_) out.sse.push_back(sse(usage_chunk(meta_, endpoint_, usage_)));
-    out.sse.push_back("data: [DONE]\n\n");
-  } else if (e.finish_reason == FinishReason::kError) {
-    out.error = api_error(500, "generation failed: " + e.error.to_string());
-  } else if (e.finish_reason == FinishReason::kCancelled) {
-    out.error = api_error(503, "the server is shutting down");
-    out.retry_after = "5";
-  } else {
-    out.body = completion_response(meta_, endpoint_, text_, logprobs_ ? &all_logprobs_ : nullptr,
-                                   e.finish_reason, usage_);
+    if (c.tools) {
+      AssistantDelta rest = c.tools->finish();
+      if (!rest.empty()) {
+        out.sse.push_back(chunk(index, c, rest.content, nullptr, std::nullopt, &rest.calls));
+      }
+    }
+    out.sse.push_back(chunk(index, c, "", nullptr, e.finish_reason, nullptr));
   }
+  if (n_finished_ == n()) finish_response(out);
   return out;
+}
+
+void OpenAiResponder::finish_response(Output& out) {
+  out.finished = true;
+  Usage usage;
+  usage.prompt_tokens = prompt_tokens_;
+  usage.cached_tokens = choices_.front().cached_tokens;
+  for (const Choice& c : choices_) {
+    usage.completion_tokens += c.completion_tokens;
+    usage.cached_tokens = std::min(usage.cached_tokens, c.cached_tokens);
+  }
+  if (stream_) {
+    if (include_usage_) out.sse.push_back(sse(usage_chunk(meta_, endpoint_, usage)));
+    out.sse.push_back("data: [DONE]\n\n");
+    return;
+  }
+  for (const Choice& c : choices_) {
+    if (c.reason == FinishReason::kError) {
+      out.error = api_error(500, "generation failed: " + c.error.to_string());
+      return;
+    }
+  }
+  for (const Choice& c : choices_) {
+    if (c.reason == FinishReason::kCancelled) {
+      out.error = api_error(503, "the server is shutting down");
+      out.retry_after = "5";
+      return;
+    }
+  }
+  std::vector<ChoiceResult> results;
+  results.reserve(choices_.size());
+  for (Choice& c : choices_) {
+    ChoiceResult r;
+    if (logprobs_) r.logprobs = std::move(c.logprobs);
+    r.reason = c.reason;
+    if (tool_format_) r.message = parse_assistant_output(c.text, *tool_format_);
+    r.text = std::move(c.text);
+    results.push_back(std::move(r));
+  }
+  out.body = completion_response(meta_, endpoint_, results, usage);
 }
 
 }  // namespace infergrid

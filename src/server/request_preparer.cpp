@@ -72,6 +72,26 @@ std::variant<PreparedRequest, ApiError> RequestPreparer::prepare_parsed(ApiReque
   request.options.priority =
       options_.trust_request_priority && api.priority ? *api.priority : caller_priority;
 
+  out.n = api.n;
+  if (api.tools.active() && chat) {
+    out.tool_format = chat_template_.tool_call_format();
+    auto tool_grammar = tool_call_grammar(api.tools, *out.tool_format);
+    if (!tool_grammar.is_ok()) {
+      return api_error(400, tool_grammar.status().message(), "tools", "invalid_json_schema");
+    }
+    if (!tool_grammar->gbnf.empty()) {
+      if (!api.grammar.empty()) {
+        return api_error(400,
+                         fmt::format("'{}' and 'tool_choice' both constrain the output; send "
+                                     "only one, or tool_choice \"none\"",
+                                     api.grammar_param),
+                         api.grammar_param);
+      }
+      api.grammar = std::move(tool_grammar->gbnf);
+      api.grammar_param = "tools";
+      request.options.grammar_trigger = std::move(tool_grammar->trigger);
+    }
+  }
   if (!api.grammar.empty()) {
     if (request.options.ignore_eos) {
       return api_error(400,
@@ -110,7 +130,8 @@ std::variant<PreparedRequest, ApiError> RequestPreparer::prepare_parsed(ApiReque
     }
     std::string rendered;
     if (chat) {
-      auto text = chat_template_.render(api.messages);
+      auto text = chat_template_.render(api.messages, true,
+                                        api.tools.names.empty() ? nullptr : &api.tools.tools);
       if (!text.is_ok()) return api_error(400, text.status().message(), "messages");
       rendered = std::move(*text);
     }
@@ -146,6 +167,15 @@ std::variant<PreparedRequest, ApiError> RequestPreparer::prepare_parsed(ApiReque
   request.options.max_tokens =
       api.max_tokens.value_or(chat ? room : std::min(RequestOptions{}.max_tokens, room));
   return out;
+}
+
+uint64_t choice_seed(uint64_t seed, int index) {
+  if (index == 0) return seed;
+  // splitmix64 of (seed, index): neighbouring seeds do not share choices.
+  uint64_t z = seed + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(index);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
 }
 
 std::vector<int32_t> RequestPreparer::encode_tail(std::string_view text, int keep) const {

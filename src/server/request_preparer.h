@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <memory>
+#include <optional>
 
 #include "engine/request.h"
 #include "grammar/grammar_cache.h"
@@ -30,7 +31,14 @@ struct PreparedRequest {
   bool stream = false;
   bool include_usage = false;
   bool logprobs = false;
+  int n = 1;  // choices: n generations of request, seeds from choice_seed
+  // Set when the answer is read for tool calls, in this format.
+  std::optional<ToolCallFormat> tool_format;
 };
+
+// The seed of choice `index` of a request seeded `seed`: the seed itself for the first, so n = 1
+// is unchanged, and well-mixed distinct streams for the others.
+uint64_t choice_seed(uint64_t seed, int index);
 
 struct PreparerOptions {
   std::vector<std::string> model_names;  // any is accepted; the first is reported

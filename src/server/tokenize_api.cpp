@@ -121,7 +121,8 @@ std::variant<std::string, ApiError> apply_template_body(const ServerContext& ser
     auto routed = server.route(api.model);
     if (auto* error = std::get_if<ApiError>(&routed)) return *error;
     const ModelEntry* model = std::get<const ModelEntry*>(routed);
-    auto rendered = model->chat_template.render(api.messages);
+    auto rendered = model->chat_template.render(
+        api.messages, true, api.tools.names.empty() ? nullptr : &api.tools.tools);
     if (!rendered.is_ok()) return api_error(400, rendered.status().message(), "messages");
     return json{{"prompt", *rendered}}.dump(-1, ' ', false, json::error_handler_t::replace);
   } catch (const std::bad_alloc&) {
