@@ -162,12 +162,6 @@ std::optional<ApiError> read_tool_turn(const json& m, size_t index, ChatMessage&
       if (out.arguments.empty()) out.arguments = "{}";
       message.tool_calls.push_back(std::move(out));
     }
-  } else if (message.role == "assistant" && message.content_null) {
-    return api_error(400,
-                     fmt::format("'messages[{}]' is an assistant message with neither content "
-                                 "nor tool_calls",
-                                 index),
-                     "messages");
   }
   if (message.role == "tool") {
     IG_API_CHECK(read_string(m, "tool_call_id", message.tool_call_id));

@@ -81,7 +81,9 @@ TEST(OpenAiApi, RejectsWrongTypesAndValuesNamingTheField) {
       {R"({"prompt":"x","max_tokens":true})", Endpoint::kCompletions, "max_tokens"},
       {R"({"prompt":"x","temperature":-1})", Endpoint::kCompletions, "temperature"},
       {R"({"prompt":"x","top_p":0})", Endpoint::kCompletions, "top_p"},
-      {R"({"prompt":"x","n":3})", Endpoint::kCompletions, "n"},
+      {R"({"prompt":"x","n":17})", Endpoint::kCompletions, "n"},
+      {R"({"prompt":"x","n":0})", Endpoint::kCompletions, "n"},
+      {R"({"prompt":"x","tools":[]})", Endpoint::kCompletions, "tools"},
       {R"({"prompt":"x","seed":"s"})", Endpoint::kCompletions, "seed"},
       {R"({"prompt":"x","stop":""})", Endpoint::kCompletions, "stop"},
       {R"({"prompt":"x","stop":{"a":1}})", Endpoint::kCompletions, "stop"},
@@ -117,10 +119,8 @@ TEST(OpenAiApi, RejectsWrongTypesAndValuesNamingTheField) {
 TEST(OpenAiApi, RefusesUnimplementedFieldsInsteadOfIgnoringThem) {
   const std::string chat = R"("messages":[{"role":"user","content":"hi"}])";
   const std::vector<std::pair<std::string, std::string>> refused = {
-      {R"("tools":[{"type":"function","function":{"name":"f","parameters":{}}}])", "tools"},
-      {R"("tool_choice":"required")", "tool_choice"},
-      {R"("parallel_tool_calls":true)", "parallel_tool_calls"},
       {R"("functions":[{"name":"f"}])", "functions"},
+      {R"("function_call":"auto")", "function_call"},
   };
   for (const auto& [field, param] : refused) {
     const ApiError e = parse_error("{" + chat + "," + field + "}", Endpoint::kChat);
@@ -333,6 +333,10 @@ TEST(OpenAiApi, EveryFieldWithEveryHostileValueIsAnErrorOrARequest) {
                                            "stream",
                                            "stream_options",
                                            "truncate_prompt_tokens",
+                                           "tools",
+                                           "tool_choice",
+                                           "parallel_tool_calls",
+                                           "response_format",
                                            "unknown_field"};
   const std::string digits400(400, '9');
   const std::vector<std::string> values = {
