@@ -1,6 +1,8 @@
 // `infergrid serve` as users run it: a real process on a loopback port, driven by curl.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <nlohmann/json.hpp>
 
 #include <atomic>
@@ -465,6 +467,160 @@ TEST_F(ServerTest, StructuredOutputFollowsTheSchemaStreamedOrNot) {
     EXPECT_NE(e["error"]["message"].get<std::string>().find(mentions), std::string::npos) << r.body;
   }
   EXPECT_EQ(curl(url("/health")).status, 200);
+}
+
+// SSE events of a stream, parsed ("data: [DONE]" excluded).
+std::vector<json> sse_events(const std::string& body) {
+  std::vector<json> out;
+  for (size_t at = 0; (at = body.find("data: {", at)) != std::string::npos;) {
+    const size_t end = body.find("\n\n", at);
+    out.push_back(json::parse(body.substr(at + 6, end - at - 6)));
+    at = end;
+  }
+  return out;
+}
+
+// A forced call: message.tool_calls with arguments that validate against the tool's schema,
+// the same seed streamed giving deltas that reassemble to the same call; the tool's result
+// sent back renders through the template and gets an answer.
+TEST_F(ServerTest, ToolCallsFollowTheToolsSchemaStreamedOrNot) {
+  start();
+  const nlohmann::ordered_json tools = nlohmann::ordered_json::parse(R"([
+    {"type":"function","function":{"name":"get_weather","description":"Weather of a city",
+     "parameters":{"type":"object","properties":{"city":{"type":"string","maxLength":12},
+     "unit":{"enum":["c","f"]}},"required":["city","unit"],"additionalProperties":false}}},
+    {"type":"function","function":{"name":"get_time","parameters":{"type":"object",
+     "properties":{"zone":{"type":"string","maxLength":6}},"required":["zone"]}}}])");
+  for (int seed = 1; seed <= 3; ++seed) {
+    nlohmann::ordered_json body = {
+        {"messages", {{{"role", "user"}, {"content", "What is the weather in Oslo?"}}}},
+        {"tools", tools},
+        {"tool_choice", {{"type", "function"}, {"function", {{"name", "get_weather"}}}}},
+        {"parallel_tool_calls", false},
+        {"max_tokens", 200},
+        {"seed", seed}};
+    auto r = curl(url("/v1/chat/completions"), body.dump());
+    ASSERT_EQ(r.status, 200) << r.body;
+    const json choice = json::parse(r.body)["choices"][0];
+    EXPECT_EQ(choice["finish_reason"], "tool_calls") << r.body;
+    ASSERT_EQ(choice["message"]["tool_calls"].size(), 1u) << r.body;
+    const json call = choice["message"]["tool_calls"][0];
+    EXPECT_TRUE(choice["message"]["content"].is_null()) << r.body;
+    EXPECT_EQ(call["type"], "function");
+    EXPECT_EQ(call["id"].get<std::string>().rfind("call_", 0), 0u);
+    EXPECT_EQ(call["function"]["name"], "get_weather");
+    const json args = json::parse(call["function"]["arguments"].get<std::string>());
+    ASSERT_TRUE(args.is_object()) << r.body;
+    EXPECT_EQ(args.size(), 2u) << args;
+    const std::string city = args["city"];
+    // maxLength counts characters, not bytes.
+    EXPECT_LE(std::count_if(city.begin(), city.end(), [](char c) { return (c & 0xC0) != 0x80; }),
+              12)
+        << city;
+    EXPECT_TRUE(args["unit"] == "c" || args["unit"] == "f") << args;
+
+    body["stream"] = true;
+    auto streamed = curl(url("/v1/chat/completions"), body.dump());
+    ASSERT_EQ(streamed.status, 200) << streamed.body;
+    std::string name, arguments, finish;
+    int headers = 0;
+    for (const json& event : sse_events(streamed.body)) {
+      if (event["choices"].empty()) continue;
+      const json& c = event["choices"][0];
+      if (c["finish_reason"].is_string()) finish = c["finish_reason"];
+      if (!c["delta"].contains("tool_calls")) continue;
+      for (const json& d : c["delta"]["tool_calls"]) {
+        EXPECT_EQ(d["index"], 0);
+        if (d.contains("id")) {
+          ++headers;
+          name = d["function"]["name"];
+        }
+        arguments += d["function"]["arguments"].get<std::string>();
+      }
+    }
+    EXPECT_EQ(headers, 1) << streamed.body;
+    EXPECT_EQ(name, "get_weather");
+    EXPECT_EQ(arguments, call["function"]["arguments"]) << streamed.body;
+    EXPECT_EQ(finish, "tool_calls");
+
+    // The call and its result go back; the answer is free text (tool_choice auto).
+    nlohmann::ordered_json next = {
+        {"messages",
+         {{{"role", "user"}, {"content", "What is the weather in Oslo?"}},
+          {{"role", "assistant"}, {"content", nullptr}, {"tool_calls", {call}}},
+          {{"role", "tool"}, {"tool_call_id", call["id"]}, {"content", "4 degrees"}}}},
+        {"tools", tools},
+        {"max_tokens", 20},
+        {"seed", seed}};
+    auto answer = curl(url("/v1/chat/completions"), next.dump());
+    ASSERT_EQ(answer.status, 200) << answer.body;
+    auto prompt = curl(url("/apply-template"), next.dump());
+    ASSERT_EQ(prompt.status, 200) << prompt.body;
+    const std::string text = json::parse(prompt.body)["prompt"];
+    EXPECT_NE(text.find("<tools>"), std::string::npos) << text;
+    EXPECT_NE(text.find("<tool_response>\n4 degrees\n</tool_response>"), std::string::npos)
+        << text;
+  }
+}
+
+// n choices: one prompt, n generations with their own seeds; the first is the n = 1 answer of
+// the same seed, usage counts the prompt once and the choices' tokens together.
+TEST_F(ServerTest, NChoicesShareThePromptAndEachHasItsOwnSeed) {
+  start();
+  const std::string prompt = R"("messages":[{"role":"user","content":"Tell me a story about a )"
+                             R"(lighthouse keeper and the sea, in a few words."}])";
+  auto one = curl(url("/v1/chat/completions"),
+                  "{" + prompt + R"(,"max_tokens":24,"seed":11,"temperature":1})");
+  ASSERT_EQ(one.status, 200) << one.body;
+  auto three = curl(url("/v1/chat/completions"),
+                    "{" + prompt + R"(,"max_tokens":24,"seed":11,"temperature":1,"n":3})");
+  ASSERT_EQ(three.status, 200) << three.body;
+  const json a = json::parse(one.body), b = json::parse(three.body);
+  ASSERT_EQ(b["choices"].size(), 3u) << three.body;
+  std::set<std::string> texts;
+  int completion = 0;
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(b["choices"][i]["index"], i);
+    texts.insert(b["choices"][i]["message"]["content"].get<std::string>());
+  }
+  EXPECT_EQ(b["choices"][0]["message"]["content"], a["choices"][0]["message"]["content"]);
+  EXPECT_EQ(texts.size(), 3u) << three.body;  // their own seed streams
+  for (const json& c : b["choices"]) completion += c["finish_reason"] == "length" ? 24 : 0;
+  EXPECT_EQ(b["usage"]["prompt_tokens"], a["usage"]["prompt_tokens"]);
+  if (completion == 72) {
+    EXPECT_EQ(b["usage"]["completion_tokens"], 72);
+  }
+  // The second request found the prompt's full blocks cached by the first.
+  EXPECT_GT(b["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>(), 0) << three.body;
+
+  // Streamed: every choice has its own index, role chunk and finish, then one usage.
+  auto streamed = curl(url("/v1/chat/completions"),
+                       "{" + prompt +
+                           R"(,"max_tokens":24,"seed":11,"temperature":1,"n":3,"stream":true,)"
+                           R"("stream_options":{"include_usage":true}})");
+  ASSERT_EQ(streamed.status, 200) << streamed.body;
+  std::vector<std::string> content(3);
+  std::vector<int> finishes(3, 0), roles(3, 0);
+  int usages = 0;
+  for (const json& event : sse_events(streamed.body)) {
+    if (event["choices"].empty()) {
+      ++usages;
+      EXPECT_EQ(event["usage"]["completion_tokens"], b["usage"]["completion_tokens"]);
+      continue;
+    }
+    const json& c = event["choices"][0];
+    const int i = c["index"];
+    ASSERT_TRUE(i >= 0 && i < 3) << event;
+    content[static_cast<size_t>(i)] += c["delta"].value("content", "");
+    if (c["delta"].contains("role")) ++roles[static_cast<size_t>(i)];
+    if (c["finish_reason"].is_string()) ++finishes[static_cast<size_t>(i)];
+  }
+  EXPECT_EQ(usages, 1);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(roles[i], 1);
+    EXPECT_EQ(finishes[i], 1);
+    EXPECT_EQ(content[i], b["choices"][i]["message"]["content"]) << i;
+  }
 }
 
 TEST_F(ServerTest, BadInputGetsOpenAiErrors) {
