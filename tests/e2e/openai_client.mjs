@@ -1,7 +1,7 @@
 // End-to-end check of `infergrid serve` with the official OpenAI Node.js client.
 // Usage: node openai_client.mjs BASE_URL MODEL   (exit code 0 when every check passed)
 import OpenAI from "openai";
-import { zodResponseFormat } from "openai/helpers/zod";
+import { zodFunction, zodResponseFormat } from "openai/helpers/zod";
 import assert from "node:assert/strict";
 import { z } from "zod";
 
@@ -105,6 +105,81 @@ await check("beta.chat.completions.parse with a zod schema", async () => {
     }),
     (err) => err instanceof OpenAI.APIError && err.status === 400 && err.param === "response_format",
   );
+});
+
+const Weather = z.object({ city: z.string().max(12), unit: z.enum(["c", "f"]) });
+// One small tool: the default model's context is 512 tokens, and JSON costs it many.
+const weatherTools = [zodFunction({ name: "get_weather", parameters: Weather })];
+const weatherQuestion = [{ role: "user", content: "What is the weather in Oslo?" }];
+
+await check("tool calls with tool_choice named", async () => {
+  for (const seed of [1, 2, 3]) {
+    const r = await client.beta.chat.completions.parse({
+      model, messages: weatherQuestion, tools: weatherTools, max_tokens: 100, seed,
+      tool_choice: { type: "function", function: { name: "get_weather" } }, parallel_tool_calls: false,
+    });
+    const choice = r.choices[0];
+    assert.equal(choice.finish_reason, "tool_calls");
+    assert.equal(choice.message.tool_calls.length, 1);
+    const call = choice.message.tool_calls[0];
+    assert.equal(call.function.name, "get_weather");
+    // The client parsed the arguments with the zod schema itself.
+    Weather.parse(call.function.parsed_arguments);
+    Weather.parse(JSON.parse(call.function.arguments));
+  }
+});
+
+await check("tool calls with tool_choice auto", async () => {
+  for (const seed of [1, 2, 3]) {
+    const r = await client.chat.completions.create({
+      model, messages: weatherQuestion, tools: weatherTools, tool_choice: "auto", max_tokens: 40, seed,
+    });
+    const message = r.choices[0].message;
+    assert.ok(["stop", "length", "tool_calls"].includes(r.choices[0].finish_reason));
+    // Free to answer in text; any call it makes is complete and well-formed.
+    for (const call of message.tool_calls ?? []) JSON.parse(call.function.arguments);
+    assert.ok(typeof message.content === "string" || (message.tool_calls ?? []).length > 0);
+  }
+  // The result of a call goes back through the template and gets an answer.
+  const call = { id: "call_1", type: "function", function: { name: "get_weather", arguments: '{"city":"Oslo","unit":"c"}' } };
+  const r = await client.chat.completions.create({
+    model, tools: weatherTools, max_tokens: 10, seed: 1,
+    messages: [...weatherQuestion, { role: "assistant", content: null, tool_calls: [call] },
+      { role: "tool", tool_call_id: "call_1", content: "4 degrees" }],
+  });
+  assert.ok(r.choices[0].message.content !== undefined);
+});
+
+await check("streamed tool-call deltas reassembled", async () => {
+  const request = {
+    model, messages: weatherQuestion, tools: weatherTools, max_tokens: 100, seed: 5,
+    tool_choice: { type: "function", function: { name: "get_weather" } }, parallel_tool_calls: false,
+  };
+  const whole = await client.chat.completions.create(request);
+  // The client's stream helper rebuilds message.tool_calls from the delta.tool_calls chunks.
+  const stream = client.beta.chat.completions.stream({ ...request, stream: true });
+  let deltas = 0;
+  for await (const chunk of stream) deltas += chunk.choices[0]?.delta?.tool_calls?.length ?? 0;
+  const final = await stream.finalChatCompletion();
+  assert.ok(deltas > 1, "the arguments arrive in several deltas");
+  const [a, b] = [whole.choices[0].message.tool_calls[0], final.choices[0].message.tool_calls[0]];
+  assert.equal(b.function.name, a.function.name);
+  assert.equal(b.function.arguments, a.function.arguments);
+  Weather.parse(JSON.parse(b.function.arguments));
+  assert.equal(final.choices[0].finish_reason, "tool_calls");
+});
+
+await check("n: 3", async () => {
+  const request = { model, messages: [{ role: "user", content: "Tell me a story" }], max_tokens: 12, seed: 9, n: 3 };
+  const r = await client.chat.completions.create(request);
+  assert.deepEqual(r.choices.map((c) => c.index), [0, 1, 2]);
+  assert.equal(new Set(r.choices.map((c) => c.message.content)).size, 3, "each choice its own seed");
+  const stream = await client.chat.completions.create({ ...request, stream: true });
+  const texts = ["", "", ""];
+  for await (const chunk of stream) {
+    for (const c of chunk.choices) texts[c.index] += c.delta?.content ?? "";
+  }
+  assert.deepEqual(texts, r.choices.map((c) => c.message.content));
 });
 
 await check("errors become APIError with status", async () => {

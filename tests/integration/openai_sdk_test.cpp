@@ -41,6 +41,10 @@ TEST(OpenAiSdk, StreamingAndNonStreamingChatAndCompletions) {
       << output;
   EXPECT_NE(output.find("ok   beta.chat.completions.parse with a zod schema"), std::string::npos)
       << output;
+  for (const char* check : {"tool calls with tool_choice named", "tool calls with tool_choice auto",
+                            "streamed tool-call deltas reassembled", "n: 3"}) {
+    EXPECT_NE(output.find(std::string("ok   ") + check), std::string::npos) << output;
+  }
 }
 
 }  // namespace
