@@ -211,3 +211,48 @@ TEST_F(ConstrainedDecodingTest, PreemptionAndBatchingGiveTheSameConstrainedText)
 
 }  // namespace
 }  // namespace infergrid
+
+namespace infergrid {
+namespace {
+
+// A lazy grammar (tool_choice auto): free text until the trigger shows in the output, however
+// the tokens split it, and from the trigger on exactly the grammar; the text before it is the
+// model's own, as it would be unconstrained.
+TEST_F(ConstrainedDecodingTest, ALazyGrammarConstrainsFromItsTriggerOn) {
+  auto grammar = grammars_->get(R"(root ::= " the" [a-z]{0,8} " end")");
+  ASSERT_TRUE(grammar.is_ok()) << grammar.status().to_string();
+  std::vector<GenerationRequest> lazy, free;
+  for (uint64_t seed = 1; seed <= 24; ++seed) {
+    GenerationRequest r = request(*grammar, seed);
+    r.options.max_tokens = 120;
+    r.options.grammar_trigger = " the";
+    lazy.push_back(r);
+    r.options.grammar = nullptr;
+    r.options.grammar_trigger.clear();
+    free.push_back(std::move(r));
+  }
+  const std::vector<Outcome> constrained = run(lazy, 400);
+  const std::vector<Outcome> unconstrained = run(free, 400);
+  int triggered = 0;
+  for (size_t i = 0; i < constrained.size(); ++i) {
+    const Outcome& c = constrained[i];
+    ASSERT_TRUE(c.error.is_ok()) << c.error.to_string();
+    const size_t at = c.text.find(" the");
+    if (at == std::string::npos) {
+      // Never triggered: the unconstrained text, token for token.
+      EXPECT_EQ(c.text, unconstrained[i].text);
+      continue;
+    }
+    ++triggered;
+    EXPECT_EQ(c.text.substr(0, at), unconstrained[i].text.substr(0, at)) << c.text;
+    const std::string tail = c.text.substr(at);
+    EXPECT_EQ(c.reason, FinishReason::kStop) << c.text;
+    ASSERT_GE(tail.size(), 8u) << c.text;
+    EXPECT_EQ(tail.substr(tail.size() - 4), " end") << c.text;
+    for (char ch : tail.substr(4, tail.size() - 8)) EXPECT_TRUE(ch >= 'a' && ch <= 'z') << c.text;
+  }
+  EXPECT_GE(triggered, 12) << "\" the\" should show in most English outputs";
+}
+
+}  // namespace
+}  // namespace infergrid
