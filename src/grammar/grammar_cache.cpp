@@ -11,7 +11,7 @@ const std::shared_ptr<const TokenVocabulary>& GrammarCache::vocabulary() {
   std::call_once(vocabulary_once_, [this] {
     std::vector<std::string> pieces(static_cast<size_t>(tokenizer_.n_vocab()));
     // The text a token adds is what the output decoder appends for it; control tokens are
-    // empty, so no grammar allows them.
+    // empty, so no grammar allows them (but the tool-call markers, which the decoder renders).
     for (int32_t id = 0; id < tokenizer_.n_vocab(); ++id) {
       pieces[static_cast<size_t>(id)] = tokenizer_.token_to_piece(id, false);
     }

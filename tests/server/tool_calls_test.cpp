@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include <nlohmann/json.hpp>
 
 #include "../grammar/grammar_test_util.h"
@@ -254,6 +256,60 @@ TEST(ToolCalls, StreamedDeltasReassembleToTheWholeAnswerHoweverTheTextIsCut) {
       }
     }
   }
+}
+
+// Random text made of the formats' own pieces, cut at random: the stream never fails, its calls
+// are those of the whole answer whenever that has any, and text without calls comes back whole.
+TEST(ToolCalls, RandomTextCutAtRandomStreamsAsTheWholeAnswerParses) {
+  const std::vector<std::string> atoms = {
+      "<tool_call>", "</tool_call>", "[TOOL_CALLS]", "<|python_tag|>", "{", "}", "[", "]",
+      "\"name\"", "\"arguments\"", "\"parameters\"", "\"id\"", ":", ",", "\"f\"", "\"x\\\"y\"",
+      "12", "true", " ", "\n", "\\", "\"", "<", "<tool", "text", "{\"name\": \"g\", "};
+  std::mt19937 rng(7);
+  int with_calls = 0;
+  for (int iteration = 0; iteration < 3000; ++iteration) {
+    const auto format = static_cast<ToolCallFormat>(iteration % 3);
+    std::string text;
+    const int n = 1 + static_cast<int>(rng() % 24);
+    for (int k = 0; k < n; ++k) text += atoms[rng() % atoms.size()];
+    if (iteration % 4 == 0) {  // a well-formed call somewhere in it
+      const std::string call = format == ToolCallFormat::kMistral
+                                   ? R"([TOOL_CALLS][{"name": "f", "arguments": {"a": [1, "}"]}}])"
+                               : format == ToolCallFormat::kLlama3Json
+                                   ? R"({"name": "f", "parameters": {"a": "]"}})"
+                                   : "<tool_call>\n{\"name\": \"f\", \"arguments\": {}}\n</tool_call>";
+      text.insert(rng() % (text.size() + 1), call);
+    }
+    const AssistantMessage whole = parse_assistant_output(text, format);
+    ToolCallStream stream(format);
+    std::string content;
+    std::vector<AssistantMessage::Call> calls;
+    auto take = [&](const AssistantDelta& d) {
+      content += d.content;
+      for (const ToolCallDelta& call : d.calls) {
+        if (call.header) calls.push_back({call.id, call.name, {}});
+        ASSERT_LT(call.index, static_cast<int>(calls.size()));
+        calls[static_cast<size_t>(call.index)].arguments += call.arguments;
+      }
+    };
+    for (size_t at = 0; at < text.size();) {
+      const size_t piece = 1 + rng() % 9;
+      take(stream.push(text.substr(at, piece)));
+      at += piece;
+    }
+    take(stream.finish());
+    if (!whole.calls.empty()) {
+      ++with_calls;
+      ASSERT_EQ(calls.size(), whole.calls.size()) << text;
+      for (size_t i = 0; i < calls.size(); ++i) {
+        EXPECT_EQ(calls[i].name, whole.calls[i].name) << text;
+        EXPECT_EQ(calls[i].arguments, whole.calls[i].arguments) << text;
+      }
+    } else if (calls.empty()) {
+      EXPECT_EQ(content, text);
+    }
+  }
+  EXPECT_GT(with_calls, 300);
 }
 
 }  // namespace
