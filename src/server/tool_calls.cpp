@@ -562,6 +562,15 @@ AssistantDelta ToolCallStream::push(std::string_view text) {
     pending_.erase(0, first);
     in_region_ = true;
   }
+  // Each scan reads the region from its start; past a few KB it is read again only once it has
+  // grown by an eighth, so a long call costs linear time, not quadratic (its deltas just come
+  // in larger slices).
+  constexpr size_t kRescanEveryTokenBytes = 4096;
+  if (pending_.size() > kRescanEveryTokenBytes &&
+      pending_.size() < scanned_bytes_ + scanned_bytes_ / 8) {
+    return out;
+  }
+  scanned_bytes_ = pending_.size();
   scan_region(out, false);
   return out;
 }

@@ -312,5 +312,26 @@ TEST(ToolCalls, RandomTextCutAtRandomStreamsAsTheWholeAnswerParses) {
   EXPECT_GT(with_calls, 300);
 }
 
+// A call with long arguments streams in linear time: slices get larger, but still add up to
+// exactly the arguments.
+TEST(ToolCalls, ALongCallStreamsWhole) {
+  std::string value(200000, 'a');
+  const std::string text = "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"v\": \"" + value +
+                           "\"}}\n</tool_call>";
+  ToolCallStream stream(ToolCallFormat::kHermes);
+  std::string arguments;
+  int deltas = 0;
+  for (size_t at = 0; at < text.size(); at += 3) {
+    for (const ToolCallDelta& d : stream.push(text.substr(at, 3)).calls) {
+      arguments += d.arguments;
+      ++deltas;
+    }
+  }
+  for (const ToolCallDelta& d : stream.finish().calls) arguments += d.arguments;
+  EXPECT_EQ(arguments, "{\"v\": \"" + value + "\"}");
+  EXPECT_GT(deltas, 50);
+  EXPECT_LT(deltas, 3000);
+}
+
 }  // namespace
 }  // namespace infergrid
