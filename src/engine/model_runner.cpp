@@ -55,12 +55,14 @@ Status ModelRunner::sample(RequestState& state, const ScheduledSequence& s,
       if (state.tail.size() > keep) state.tail.erase(0, state.tail.size() - keep);
       return Status::ok();
     }
-    // From the trigger on, the text is the grammar's: what this token brought past the
-    // trigger must already follow it.
+    // From the trigger on, the text is the grammar's. When what this token brought past the
+    // trigger cannot begin a sentence of it, the rest stays free, as with no grammar at all
+    // (what vLLM does for `auto`): a malformed call is read as content, never an error.
     state.grammar_active = true;
     const std::string from_trigger = state.tail.substr(at);
     state.tail.clear();
-    return matcher.accept_bytes(from_trigger);
+    if (!matcher.accept_bytes(from_trigger).is_ok()) state.matcher.reset();
+    return Status::ok();
   }
   // The mask covers the model's rows; a tokenizer may have fewer tokens than the embedding table
   // (validated: never more), and the rows past it stay zero.

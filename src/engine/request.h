@@ -29,7 +29,8 @@ struct RequestOptions {
   std::shared_ptr<const CompiledGrammar> grammar;
   // Non-empty: the grammar is lazy. Tokens are free until the output contains this text (the
   // start of a tool call, say), and from there on the grammar constrains the rest, the trigger
-  // included, as llama.cpp's lazy grammars do for `tool_choice: auto`.
+  // included, as llama.cpp's lazy grammars do for `tool_choice: auto`; if the token that
+  // completes the trigger brings text the grammar refuses, the rest of the output is free.
   std::string grammar_trigger;
 };
 

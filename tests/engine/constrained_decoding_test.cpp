@@ -252,6 +252,33 @@ TEST_F(ConstrainedDecodingTest, ALazyGrammarConstrainsFromItsTriggerOn) {
     for (char ch : tail.substr(4, tail.size() - 8)) EXPECT_TRUE(ch >= 'a' && ch <= 'z') << c.text;
   }
   EXPECT_GE(triggered, 12) << "\" the\" should show in most English outputs";
+
+  // A trigger inside a token whose rest the grammar refuses ("th" then "e" where it wants
+  // "Q"): the output goes on free, exactly the unconstrained text, never an error. A token
+  // that ends with the trigger (" both") starts the grammar as before.
+  auto refusing = grammars_->get(R"(root ::= "th" "Q")");
+  ASSERT_TRUE(refusing.is_ok());
+  std::vector<GenerationRequest> fallback = lazy;
+  for (auto& r : fallback) {
+    r.options.grammar = *refusing;
+    r.options.grammar_trigger = "th";
+  }
+  const std::vector<Outcome> free_again = run(fallback, 400);
+  int fell_back = 0, followed = 0;
+  for (size_t i = 0; i < free_again.size(); ++i) {
+    const Outcome& o = free_again[i];
+    EXPECT_TRUE(o.error.is_ok()) << o.error.to_string();
+    const size_t at = o.text.find("th");
+    if (at != std::string::npos && o.text.substr(at) == "thQ") {
+      ++followed;
+      EXPECT_EQ(o.reason, FinishReason::kStop);
+    } else {
+      fell_back += at != std::string::npos;
+      EXPECT_EQ(o.text, unconstrained[i].text);
+    }
+  }
+  EXPECT_GE(fell_back, 3);
+  EXPECT_GE(followed, 3);
 }
 
 }  // namespace
