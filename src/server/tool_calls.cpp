@@ -293,6 +293,13 @@ RegionScan scan_llama3(std::string_view s) {
     }
     size_t end = 0;
     if (!scan_object_into(s, region.calls.empty() ? 0 : j, j, region, end)) return region;
+    if (!region.calls.back().has_arguments) {
+      // A JSON answer that happens to have a "name" ({"name": "Ada", "age": 36}) is content:
+      // a Llama call always carries its parameters.
+      region.state = RegionScan::kInvalid;
+      region.end = region.calls.back().start;
+      return region;
+    }
     j = skip_ws(s, end);
     if (j < s.size() && s[j] == ';') ++j;
   }

@@ -194,6 +194,12 @@ TEST(ToolCalls, ParsesEachFamilysFormat) {
   ASSERT_EQ(llama.calls.size(), 1u);
   EXPECT_EQ(llama.calls[0].arguments, R"({"city": "Rome"})");
 
+  // A JSON answer with a "name" is not a Llama call: calls carry parameters.
+  const std::string person = R"({"name": "Ada", "age": 36})";
+  auto answer = parse_assistant_output(person, ToolCallFormat::kLlama3Json);
+  EXPECT_TRUE(answer.calls.empty());
+  EXPECT_EQ(answer.content, person);
+
   // Not calls: plain text, a broken call, a truncated one, arguments that are not JSON.
   for (const std::string& text :
        {std::string("The weather is fine."),
