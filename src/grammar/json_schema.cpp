@@ -74,7 +74,6 @@ const std::map<std::string, std::vector<std::string>>& primitive_uses() {
   return kUses;
 }
 
-
 bool is_annotation_or_structural(const std::string& key) {
   static const std::set<std::string> kIgnored = {
       "$schema",  "$id",          "$comment",         "$defs",           "definitions",
@@ -83,7 +82,6 @@ bool is_annotation_or_structural(const std::string& key) {
       "strict",   "discriminator"};
   return kIgnored.count(key) > 0;
 }
-
 
 class SchemaConverter {
  public:
@@ -407,8 +405,7 @@ class SchemaConverter {
       const ojson& pattern = schema["pattern"];
       if (!pattern.is_string()) return refuse(where, "'pattern' must be a string");
       primitive("char");
-      IG_ASSIGN_OR_RETURN(std::string body,
-                          pattern_to_gbnf(pattern.get<std::string>(), where));
+      IG_ASSIGN_OR_RETURN(std::string body, pattern_to_gbnf(pattern.get<std::string>(), where));
       return quote + " " + add_rule("pattern", body) + " " + quote + " " + primitive("space");
     }
     if (!min_length && !max_length) return primitive("string");

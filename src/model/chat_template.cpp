@@ -103,15 +103,16 @@ std::vector<ChatMessage> with_tools_as_text(const std::vector<ChatMessage>& mess
 
 nlohmann::ordered_json message_json(const ChatMessage& m) {
   nlohmann::ordered_json out = {{"role", m.role}};
-  out["content"] = m.content_null ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(m.content);
+  out["content"] =
+      m.content_null ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(m.content);
   // Templates test `'tool_calls' in message`: the key is there only when there are calls.
   if (!m.tool_calls.empty()) {
     nlohmann::ordered_json calls = nlohmann::ordered_json::array();
     for (const ChatToolCall& call : m.tool_calls) {
-      calls.push_back({{"id", call.id},
-                       {"type", "function"},
-                       {"function",
-                        {{"name", call.name}, {"arguments", arguments_value(call.arguments)}}}});
+      calls.push_back(
+          {{"id", call.id},
+           {"type", "function"},
+           {"function", {{"name", call.name}, {"arguments", arguments_value(call.arguments)}}}});
     }
     out["tool_calls"] = std::move(calls);
   }

@@ -374,15 +374,14 @@ class Session : public std::enable_shared_from_this<Session> {
     for (int choice = 0; choice < p.n; ++choice) {
       GenerationRequest request = choice + 1 < p.n ? p.request : std::move(p.request);
       request.options.sampling.seed = choice_seed(seed, choice);
-      id = model_->engine.submit(std::move(request),
-                                 [weak, executor, choice](const RequestEvent& e) {
-                                   // On the engine's step thread: hand the event to the
-                                   // session's strand.
-                                   if (auto self = weak.lock()) {
-                                     net::post(executor,
-                                               [self, e, choice] { self->on_event(choice, e); });
-                                   }
-                                 });
+      id = model_->engine.submit(
+          std::move(request), [weak, executor, choice](const RequestEvent& e) {
+            // On the engine's step thread: hand the event to the
+            // session's strand.
+            if (auto self = weak.lock()) {
+              net::post(executor, [self, e, choice] { self->on_event(choice, e); });
+            }
+          });
       if (!id.is_ok()) break;
       gen_->request_ids.push_back(*id);
     }

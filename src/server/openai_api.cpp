@@ -166,9 +166,9 @@ std::optional<ApiError> read_tool_turn(const json& m, size_t index, ChatMessage&
   if (message.role == "tool") {
     IG_API_CHECK(read_string(m, "tool_call_id", message.tool_call_id));
     if (message.tool_call_id.empty()) {
-      return api_error(400, fmt::format("'messages[{}].tool_call_id' is required on tool messages",
-                                        index),
-                       "messages");
+      return api_error(
+          400, fmt::format("'messages[{}].tool_call_id' is required on tool messages", index),
+          "messages");
     }
   }
   IG_API_CHECK(read_string(m, "name", message.name));
@@ -437,10 +437,9 @@ std::variant<ApiRequest, ApiError> parse_object(const json& body, Endpoint endpo
     for (const char* field : {"tools", "tool_choice", "parallel_tool_calls"}) {
       auto it = body.find(field);
       if (it != body.end() && !it->is_null()) {
-        return api_error(400,
-                         fmt::format("'{}' is for /v1/chat/completions, not /v1/completions",
-                                     field),
-                         field, "unsupported_parameter");
+        return api_error(
+            400, fmt::format("'{}' is for /v1/chat/completions, not /v1/completions", field), field,
+            "unsupported_parameter");
       }
     }
   }

@@ -56,8 +56,8 @@ class OpenAiResponder {
     int cached_tokens = 0;
   };
   std::string chunk(int index, Choice& c, const std::string& text,
-                    const std::vector<ChoiceLogprob>* logprobs,
-                    std::optional<FinishReason> reason, const std::vector<ToolCallDelta>* calls);
+                    const std::vector<ChoiceLogprob>* logprobs, std::optional<FinishReason> reason,
+                    const std::vector<ToolCallDelta>* calls);
   void finish_response(Output& out);
 
   const Tokenizer& tokenizer_;

@@ -4,8 +4,8 @@
 // -> {"tokens": [id...]} or, with pieces, [{"id", "piece"}] (a piece that is not valid UTF-8 is
 // given as its bytes); /detokenize {"tokens": [id...], "model"} -> {"content": string}.
 // Special tokens in the content are parsed, as in llama-server. POST /apply-template
-// {"messages": [...], "tools": [...], "model"} -> {"prompt": the text the chat template renders, the
-// assistant's turn opened}, which /v1/chat/completions would tokenize. Never throws.
+// {"messages": [...], "tools": [...], "model"} -> {"prompt": the text the chat template renders,
+// the assistant's turn opened}, which /v1/chat/completions would tokenize. Never throws.
 #pragma once
 
 #include <string>

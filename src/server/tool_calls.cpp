@@ -173,8 +173,7 @@ constexpr std::string_view kMistralOpen = "[TOOL_CALLS]";
 constexpr std::string_view kPythonTag = "<|python_tag|>";
 
 // Scans a call object at s[j] into region; false when the region's state is decided.
-bool scan_object_into(std::string_view s, size_t start, size_t j, RegionScan& region,
-                      size_t& end) {
+bool scan_object_into(std::string_view s, size_t start, size_t j, RegionScan& region, size_t& end) {
   CallScan call;
   call.start = start;
   const Scan scan = scan_call_object(s, j, call, end);
@@ -368,7 +367,8 @@ std::optional<ApiError> parse_tools(const json& body, std::string_view raw_body,
     for (size_t i = 0; i < tools->size(); ++i) {
       const json& tool = (*tools)[i];
       const std::string where = fmt::format("tools[{}]", i);
-      if (!tool.is_object()) return api_error(400, fmt::format("'{}' must be an object", where), "tools");
+      if (!tool.is_object())
+        return api_error(400, fmt::format("'{}' must be an object", where), "tools");
       auto type = tool.find("type");
       if (type == tool.end() || *type != "function") {
         return api_error(400, fmt::format("'{}.type' must be \"function\"", where), "tools");
@@ -388,13 +388,12 @@ std::optional<ApiError> parse_tools(const json& body, std::string_view raw_body,
       }
       const std::string function_name = name->get<std::string>();
       if (std::find(out.names.begin(), out.names.end(), function_name) != out.names.end()) {
-        return api_error(400, fmt::format("'{}.function.name' '{}' is declared twice", where,
-                                          function_name),
-                         "tools");
+        return api_error(
+            400, fmt::format("'{}.function.name' '{}' is declared twice", where, function_name),
+            "tools");
       }
       auto description = function->find("description");
-      if (description != function->end() && !description->is_null() &&
-          !description->is_string()) {
+      if (description != function->end() && !description->is_null() && !description->is_string()) {
         return api_error(400, fmt::format("'{}.function.description' must be a string", where),
                          "tools");
       }
@@ -407,10 +406,9 @@ std::optional<ApiError> parse_tools(const json& body, std::string_view raw_body,
       ojson schema = {{"type", "object"}};
       if (parameters != function->end() && !parameters->is_null()) {
         if (!parameters->is_object()) {
-          return api_error(400,
-                           fmt::format("'{}.function.parameters' must be a JSON Schema object",
-                                       where),
-                           "tools");
+          return api_error(
+              400, fmt::format("'{}.function.parameters' must be a JSON Schema object", where),
+              "tools");
         }
         schema = ordered["tools"][i]["function"]["parameters"];
       }

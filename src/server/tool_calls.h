@@ -87,9 +87,9 @@ class ToolCallStream {
 
   ToolCallFormat format_;
   std::vector<std::string_view> triggers_;
-  std::string pending_;     // text not yet emitted as content (outside a region) or the region
-  bool in_region_ = false;  // pending_ begins with a call marker
-  bool done_ = false;       // past the calls: everything else is content
+  std::string pending_;       // text not yet emitted as content (outside a region) or the region
+  bool in_region_ = false;    // pending_ begins with a call marker
+  bool done_ = false;         // past the calls: everything else is content
   size_t scanned_bytes_ = 0;  // pending_'s size at the last scan
   struct Emitted {
     std::string id;

@@ -558,8 +558,7 @@ TEST_F(ServerTest, ToolCallsFollowTheToolsSchemaStreamedOrNot) {
     ASSERT_EQ(prompt.status, 200) << prompt.body;
     const std::string text = json::parse(prompt.body)["prompt"];
     EXPECT_NE(text.find("<tools>"), std::string::npos) << text;
-    EXPECT_NE(text.find("<tool_response>\n4 degrees\n</tool_response>"), std::string::npos)
-        << text;
+    EXPECT_NE(text.find("<tool_response>\n4 degrees\n</tool_response>"), std::string::npos) << text;
   }
 }
 

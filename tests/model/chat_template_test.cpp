@@ -109,7 +109,10 @@ TEST(ChatTemplate, ToolConversationsRenderAsJinja2RendersThem) {
   const std::vector<std::vector<ChatMessage>> conversations = {
       {{"user", "Weather in Oslo?"}},
       {{"system", "Be brief."}, {"user", "Weather in Oslo?"}, call, result},
-      {{"user", "Weather in Oslo?"}, call, result, {"assistant", "It is 4 degrees."},
+      {{"user", "Weather in Oslo?"},
+       call,
+       result,
+       {"assistant", "It is 4 degrees."},
        {"user", "And the time?"}},
   };
   struct Family {
@@ -209,8 +212,9 @@ TEST(ChatTemplate, TemplatesWithoutToolsGetThemAsText) {
   auto text = chatml->render({{"user", "go"}, call, result}, true, &tools);
   ASSERT_TRUE(text.is_ok()) << text.status().to_string();
   EXPECT_EQ(text->rfind("<|im_start|>system\n# Tools\n", 0), 0u) << *text;
-  EXPECT_NE(text->find(R"({"type":"function","function":{"name":"f","parameters":{"type":"object"}}})"),
-            std::string::npos);
+  EXPECT_NE(
+      text->find(R"({"type":"function","function":{"name":"f","parameters":{"type":"object"}}})"),
+      std::string::npos);
   EXPECT_NE(text->find("<|im_start|>assistant\n<tool_call>\n{\"name\": \"f\", \"arguments\": "
                        "{\"a\":1}}\n</tool_call><|im_end|>"),
             std::string::npos)

@@ -37,8 +37,9 @@ ToolSpec parse_ok(const std::string& fields) {
 }
 
 TEST(ToolCalls, ReadsToolsChoiceAndParallelInTheirDeclaredOrder) {
-  const ToolSpec spec = parse_ok(std::string(R"("tools":[)") + kWeatherTool + "," + kTimeTool +
-                                 R"(],"tool_choice":{"type":"function","function":{"name":"get_time"}},"parallel_tool_calls":false)");
+  const ToolSpec spec = parse_ok(
+      std::string(R"("tools":[)") + kWeatherTool + "," + kTimeTool +
+      R"(],"tool_choice":{"type":"function","function":{"name":"get_time"}},"parallel_tool_calls":false)");
   ASSERT_EQ(spec.names.size(), 2u);
   EXPECT_EQ(spec.names[0], "get_weather");
   EXPECT_EQ(spec.choice, ToolChoice::kNamed);
@@ -50,8 +51,8 @@ TEST(ToolCalls, ReadsToolsChoiceAndParallelInTheirDeclaredOrder) {
   EXPECT_EQ(spec.parameters[1], nlohmann::ordered_json({{"type", "object"}}));
   EXPECT_EQ(spec.tools[0]["function"].begin().key(), "name");
   EXPECT_TRUE(spec.active());
-  EXPECT_FALSE(parse_ok(std::string(R"("tools":[)") + kTimeTool + R"(],"tool_choice":"none")")
-                   .active());
+  EXPECT_FALSE(
+      parse_ok(std::string(R"("tools":[)") + kTimeTool + R"(],"tool_choice":"none")").active());
 }
 
 TEST(ToolCalls, MalformedToolsAreA400NamingTheField) {
@@ -96,7 +97,8 @@ bool grammar_accepts(const std::string& gbnf, const std::string& text) {
 TEST(ToolCalls, TheGrammarOfEachFormatAcceptsItsCallsAndNothingElse) {
   ToolSpec spec = parse_ok(std::string(R"("tools":[)") + kWeatherTool + "," + kTimeTool +
                            R"(],"tool_choice":"required")");
-  const std::string weather = R"({"name": "get_weather", "arguments": {"city": "Oslo", "unit": "c"}})";
+  const std::string weather =
+      R"({"name": "get_weather", "arguments": {"city": "Oslo", "unit": "c"}})";
   const std::string time = R"({"name": "get_time", "arguments": {}})";
   auto hermes = tool_call_grammar(spec, ToolCallFormat::kHermes);
   ASSERT_TRUE(hermes.is_ok()) << hermes.status().to_string();
@@ -105,13 +107,11 @@ TEST(ToolCalls, TheGrammarOfEachFormatAcceptsItsCallsAndNothingElse) {
   EXPECT_TRUE(grammar_accepts(hermes->gbnf, "<tool_call>\n" + weather + "\n</tool_call>\n" +
                                                 "<tool_call>\n" + time + "\n</tool_call>"));
   EXPECT_FALSE(grammar_accepts(hermes->gbnf, "Sure! <tool_call>\n" + weather + "\n</tool_call>"));
-  EXPECT_FALSE(grammar_accepts(
-      hermes->gbnf,
-      R"(<tool_call>
+  EXPECT_FALSE(grammar_accepts(hermes->gbnf,
+                               R"(<tool_call>
 {"name": "get_weather", "arguments": {"city": "Oslo", "unit": "kelvin"}}
 </tool_call>)"));
-  EXPECT_FALSE(grammar_accepts(
-      hermes->gbnf, R"(<tool_call>
+  EXPECT_FALSE(grammar_accepts(hermes->gbnf, R"(<tool_call>
 {"name": "get_weather", "arguments": {"unit": "c"}}
 </tool_call>)"));  // a required argument missing
   EXPECT_FALSE(grammar_accepts(hermes->gbnf, R"(<tool_call>
@@ -131,8 +131,8 @@ TEST(ToolCalls, TheGrammarOfEachFormatAcceptsItsCallsAndNothingElse) {
 
   auto llama = tool_call_grammar(spec, ToolCallFormat::kLlama3Json);
   ASSERT_TRUE(llama.is_ok());
-  EXPECT_TRUE(grammar_accepts(llama->gbnf,
-                              R"({"name": "get_weather", "parameters": {"city": "Oslo", "unit": "f"}})"));
+  EXPECT_TRUE(grammar_accepts(
+      llama->gbnf, R"({"name": "get_weather", "parameters": {"city": "Oslo", "unit": "f"}})"));
   EXPECT_FALSE(grammar_accepts(llama->gbnf, weather));  // "arguments" is not Llama's key
 
   spec.choice = ToolChoice::kNamed;
@@ -182,9 +182,8 @@ TEST(ToolCalls, ParsesEachFamilysFormat) {
   EXPECT_FALSE(mistral.content.has_value());
   EXPECT_EQ(mistral.calls[0].id, "abcDEF123");  // the model's own id, when it is one
   EXPECT_EQ(mistral.calls[0].arguments, R"({"tz": "UTC"})");
-  auto mistral_new_id =
-      parse_assistant_output(R"([TOOL_CALLS][{"name": "f", "arguments": {}}])",
-                             ToolCallFormat::kMistral);
+  auto mistral_new_id = parse_assistant_output(R"([TOOL_CALLS][{"name": "f", "arguments": {}}])",
+                                               ToolCallFormat::kMistral);
   ASSERT_EQ(mistral_new_id.calls.size(), 1u);
   EXPECT_EQ(mistral_new_id.calls[0].id.size(), 9u);  // what Mistral's templates demand
 
@@ -202,8 +201,7 @@ TEST(ToolCalls, ParsesEachFamilysFormat) {
 
   // Not calls: plain text, a broken call, a truncated one, arguments that are not JSON.
   for (const std::string& text :
-       {std::string("The weather is fine."),
-        std::string("<tool_call>\nnot json\n</tool_call>"),
+       {std::string("The weather is fine."), std::string("<tool_call>\nnot json\n</tool_call>"),
         std::string("<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Os"),
         std::string("<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": tru}}\n</tool_call>"),
         std::string("<tool_call>\n{\"arguments\": {}}\n</tool_call>")}) {
@@ -220,14 +218,16 @@ TEST(ToolCalls, StreamedDeltasReassembleToTheWholeAnswerHoweverTheTextIsCut) {
        "I will check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": "
        "\"Oslo \\\"N\\\"\", \"days\": [1, 2]}}\n</tool_call>\n<tool_call>\n{\"name\": "
        "\"get_time\", \"arguments\": {}}\n</tool_call>"},
-      {ToolCallFormat::kHermes, "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": 12}}\n"
-                                "</tool_call>"},
+      {ToolCallFormat::kHermes,
+       "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": 12}}\n"
+       "</tool_call>"},
       {ToolCallFormat::kHermes, "No call here, only < and <tool and </tool_call> text."},
       {ToolCallFormat::kMistral,
        "[TOOL_CALLS][{\"name\": \"a\", \"arguments\": {\"k\": \"}]\"}}, {\"name\": \"b\", "
        "\"arguments\": {}}]"},
-      {ToolCallFormat::kLlama3Json, "{\"name\": \"get_weather\", \"parameters\": {\"city\": "
-                                    "\"Rome\"}}"},
+      {ToolCallFormat::kLlama3Json,
+       "{\"name\": \"get_weather\", \"parameters\": {\"city\": "
+       "\"Rome\"}}"},
   };
   for (const auto& [format, text] : outputs) {
     const AssistantMessage whole = parse_assistant_output(text, format);
@@ -267,10 +267,32 @@ TEST(ToolCalls, StreamedDeltasReassembleToTheWholeAnswerHoweverTheTextIsCut) {
 // Random text made of the formats' own pieces, cut at random: the stream never fails, its calls
 // are those of the whole answer whenever that has any, and text without calls comes back whole.
 TEST(ToolCalls, RandomTextCutAtRandomStreamsAsTheWholeAnswerParses) {
-  const std::vector<std::string> atoms = {
-      "<tool_call>", "</tool_call>", "[TOOL_CALLS]", "<|python_tag|>", "{", "}", "[", "]",
-      "\"name\"", "\"arguments\"", "\"parameters\"", "\"id\"", ":", ",", "\"f\"", "\"x\\\"y\"",
-      "12", "true", " ", "\n", "\\", "\"", "<", "<tool", "text", "{\"name\": \"g\", "};
+  const std::vector<std::string> atoms = {"<tool_call>",
+                                          "</tool_call>",
+                                          "[TOOL_CALLS]",
+                                          "<|python_tag|>",
+                                          "{",
+                                          "}",
+                                          "[",
+                                          "]",
+                                          "\"name\"",
+                                          "\"arguments\"",
+                                          "\"parameters\"",
+                                          "\"id\"",
+                                          ":",
+                                          ",",
+                                          "\"f\"",
+                                          "\"x\\\"y\"",
+                                          "12",
+                                          "true",
+                                          " ",
+                                          "\n",
+                                          "\\",
+                                          "\"",
+                                          "<",
+                                          "<tool",
+                                          "text",
+                                          "{\"name\": \"g\", "};
   std::mt19937 rng(7);
   int with_calls = 0;
   for (int iteration = 0; iteration < 3000; ++iteration) {
@@ -279,11 +301,12 @@ TEST(ToolCalls, RandomTextCutAtRandomStreamsAsTheWholeAnswerParses) {
     const int n = 1 + static_cast<int>(rng() % 24);
     for (int k = 0; k < n; ++k) text += atoms[rng() % atoms.size()];
     if (iteration % 4 == 0) {  // a well-formed call somewhere in it
-      const std::string call = format == ToolCallFormat::kMistral
-                                   ? R"([TOOL_CALLS][{"name": "f", "arguments": {"a": [1, "}"]}}])"
-                               : format == ToolCallFormat::kLlama3Json
-                                   ? R"({"name": "f", "parameters": {"a": "]"}})"
-                                   : "<tool_call>\n{\"name\": \"f\", \"arguments\": {}}\n</tool_call>";
+      const std::string call =
+          format == ToolCallFormat::kMistral
+              ? R"([TOOL_CALLS][{"name": "f", "arguments": {"a": [1, "}"]}}])"
+          : format == ToolCallFormat::kLlama3Json
+              ? R"({"name": "f", "parameters": {"a": "]"}})"
+              : "<tool_call>\n{\"name\": \"f\", \"arguments\": {}}\n</tool_call>";
       text.insert(rng() % (text.size() + 1), call);
     }
     const AssistantMessage whole = parse_assistant_output(text, format);
@@ -322,8 +345,8 @@ TEST(ToolCalls, RandomTextCutAtRandomStreamsAsTheWholeAnswerParses) {
 // exactly the arguments.
 TEST(ToolCalls, ALongCallStreamsWhole) {
   std::string value(200000, 'a');
-  const std::string text = "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"v\": \"" + value +
-                           "\"}}\n</tool_call>";
+  const std::string text =
+      "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"v\": \"" + value + "\"}}\n</tool_call>";
   ToolCallStream stream(ToolCallFormat::kHermes);
   std::string arguments;
   int deltas = 0;
