@@ -11,6 +11,11 @@
 
 namespace infergrid::gbnf {
 
+// Bounds both translators (schemas and their patterns) hold input to: nesting they follow, and
+// the largest count they expand into a grammar.
+inline constexpr int kMaxDepth = 64;
+inline constexpr int kMaxRepeat = 10000;
+
 // Inclusive code point range.
 struct Range {
   uint32_t lo, hi;

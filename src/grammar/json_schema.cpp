@@ -20,8 +20,8 @@ using gbnf::gbnf_literal;
 using gbnf::integer_range;
 using gbnf::unsigned_range;
 
-constexpr int kMaxDepth = 64;
-constexpr int kMaxRepeat = 10000;
+using gbnf::kMaxDepth;
+using gbnf::kMaxRepeat;
 // Unbounded integers stop at 18 digits: every value still validates, and a model cannot spend
 // its whole budget on one number.
 constexpr int64_t kIntegerCap = 999999999999999999;

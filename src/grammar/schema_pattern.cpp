@@ -20,8 +20,8 @@ using gbnf::json_char_expression;
 using gbnf::normalized;
 using gbnf::Range;
 
-constexpr int kMaxDepth = 64;
-constexpr int kMaxRepeat = 10000;
+using gbnf::kMaxDepth;
+using gbnf::kMaxRepeat;
 
 // A regular-expression subset (ECMA-262 as JSON Schema specifies it) to a GBNF expression over
 // the JSON encoding of the matched string. Shorthand classes are read conservatively (\d is

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "model/jinja.h"
+#include "model/tool_call_markers.h"
 
 namespace infergrid {
 
@@ -37,9 +38,9 @@ constexpr NamedFormat kFormats[] = {
 
 // The call convention a template's source teaches its model.
 ToolCallFormat detect_tool_format(std::string_view src) {
-  if (contains(src, "[TOOL_CALLS]")) return ToolCallFormat::kMistral;
-  if (contains(src, "<tool_call>")) return ToolCallFormat::kHermes;
-  if (contains(src, "<|python_tag|>") ||
+  if (contains(src, kMistralCallsOpen)) return ToolCallFormat::kMistral;
+  if (contains(src, kHermesCallOpen)) return ToolCallFormat::kHermes;
+  if (contains(src, kLlamaPythonTag) ||
       (contains(src, "<|start_header_id|>") && contains(src, "\"parameters\""))) {
     return ToolCallFormat::kLlama3Json;
   }

@@ -9,14 +9,15 @@
 #include <spdlog/spdlog.h>
 
 #include "model/gguf.h"
+#include "model/tool_call_markers.h"
 #include "model/unicode_util.h"
 
 namespace infergrid {
 namespace {
 
 bool is_tool_call_marker(std::string_view text) {
-  static constexpr std::string_view kMarkers[] = {"<tool_call>", "</tool_call>", "[TOOL_CALLS]",
-                                                  "<|python_tag|>"};
+  static constexpr std::string_view kMarkers[] = {kHermesCallOpen, kHermesCallClose,
+                                                  kMistralCallsOpen, kLlamaPythonTag};
   for (std::string_view marker : kMarkers) {
     if (text == marker) return true;
   }

@@ -206,25 +206,10 @@ std::optional<ApiError> refuse_unimplemented(const json& body) {
   return std::nullopt;
 }
 
-// A JSON schema in its declared property order: the generated object lists properties as the
-// schema does (nlohmann::json sorts keys), so the body is read again as ordered_json.
-std::variant<nlohmann::ordered_json, ApiError> ordered_member(
-    std::string_view raw_body, std::initializer_list<const char*> path, const std::string& param) {
-  nlohmann::ordered_json node = nlohmann::ordered_json::parse(raw_body, nullptr, false);
-  for (const char* key : path) {
-    if (!node.is_object() || !node.contains(key)) {
-      return api_error(400, fmt::format("'{}' is missing", param), param);
-    }
-    nlohmann::ordered_json next = std::move(node[key]);
-    node = std::move(next);
-  }
-  return node;
-}
-
 std::optional<ApiError> schema_grammar(std::string_view raw_body,
                                        std::initializer_list<const char*> path,
                                        const std::string& param, std::string& grammar) {
-  auto schema = ordered_member(raw_body, path, param);
+  auto schema = ordered_body_member(raw_body, path, param);
   if (auto* error = std::get_if<ApiError>(&schema)) return *error;
   auto gbnf = json_schema_to_gbnf(std::get<nlohmann::ordered_json>(schema));
   if (!gbnf.is_ok()) {
@@ -611,6 +596,19 @@ ApiError api_error(int status, std::string message, std::string param, std::stri
   if (status == 429) e.type = "rate_limit_error";
   if (status >= 500) e.type = status == 503 ? "service_unavailable_error" : "server_error";
   return e;
+}
+
+std::variant<nlohmann::ordered_json, ApiError> ordered_body_member(
+    std::string_view raw_body, std::initializer_list<const char*> path, const std::string& param) {
+  nlohmann::ordered_json node = nlohmann::ordered_json::parse(raw_body, nullptr, false);
+  for (const char* key : path) {
+    if (!node.is_object() || !node.contains(key)) {
+      return api_error(400, fmt::format("'{}' is missing", param), param);
+    }
+    nlohmann::ordered_json next = std::move(node[key]);
+    node = std::move(next);
+  }
+  return node;
 }
 
 std::string ApiError::to_json() const {

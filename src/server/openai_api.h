@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -66,6 +67,12 @@ struct JsonLimits {
   size_t max_depth = 64;
   size_t max_values = size_t{1} << 18;  // a token-id prompt of 262k tokens still fits
 };
+
+// The member at `path` of a body, read again as ordered_json: JSON schemas and tools keep the
+// key order the client wrote (nlohmann::json sorts keys), so generated objects list properties
+// as the schema declares them. A missing member is a 400 naming `param`.
+std::variant<nlohmann::ordered_json, ApiError> ordered_body_member(
+    std::string_view raw_body, std::initializer_list<const char*> path, const std::string& param);
 
 // Any JSON request body, checked against the limits before its tree is built. Never throws.
 std::variant<nlohmann::json, ApiError> parse_json_body(std::string_view body,

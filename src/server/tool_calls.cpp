@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "grammar/json_schema.h"
+#include "model/tool_call_markers.h"
 #include "server/openai_api.h"
 
 namespace infergrid {
@@ -167,11 +168,6 @@ struct RegionScan {
   size_t end = 0;  // closed: where the calls end; invalid: where the bad call begins
 };
 
-constexpr std::string_view kHermesOpen = "<tool_call>";
-constexpr std::string_view kHermesClose = "</tool_call>";
-constexpr std::string_view kMistralOpen = "[TOOL_CALLS]";
-constexpr std::string_view kPythonTag = "<|python_tag|>";
-
 // Scans a call object at s[j] into region; false when the region's state is decided.
 bool scan_object_into(std::string_view s, size_t start, size_t j, RegionScan& region, size_t& end) {
   CallScan call;
@@ -201,16 +197,17 @@ RegionScan scan_hermes(std::string_view s) {
   for (;;) {
     j = skip_ws(s, j);
     const std::string_view rest = s.substr(j);
-    if (rest.empty() || (!starts_with(rest, kHermesOpen) && starts_with(kHermesOpen, rest))) {
+    if (rest.empty() ||
+        (!starts_with(rest, kHermesCallOpen) && starts_with(kHermesCallOpen, rest))) {
       return region;  // open: more may come
     }
-    if (!starts_with(rest, kHermesOpen)) {
+    if (!starts_with(rest, kHermesCallOpen)) {
       region.state = region.calls.empty() ? RegionScan::kInvalid : RegionScan::kClosed;
       region.end = j;
       return region;
     }
     const size_t start = j;
-    j = skip_ws(s, j + kHermesOpen.size());
+    j = skip_ws(s, j + kHermesCallOpen.size());
     if (j >= s.size()) {
       CallScan opened;
       opened.start = start;
@@ -228,15 +225,16 @@ RegionScan scan_hermes(std::string_view s) {
     call.closed = false;  // until its closing marker
     j = skip_ws(s, end);
     const std::string_view after = s.substr(j);
-    if (after.empty() || (!starts_with(after, kHermesClose) && starts_with(kHermesClose, after))) {
+    if (after.empty() ||
+        (!starts_with(after, kHermesCallClose) && starts_with(kHermesCallClose, after))) {
       return region;
     }
-    if (!starts_with(after, kHermesClose)) {
+    if (!starts_with(after, kHermesCallClose)) {
       region.state = RegionScan::kInvalid;
       region.end = start;
       return region;
     }
-    j += kHermesClose.size();
+    j += kHermesCallClose.size();
     call.closed = true;
     call.end = j;
   }
@@ -244,7 +242,7 @@ RegionScan scan_hermes(std::string_view s) {
 
 RegionScan scan_mistral(std::string_view s) {
   RegionScan region;
-  size_t j = skip_ws(s, kMistralOpen.size());
+  size_t j = skip_ws(s, kMistralCallsOpen.size());
   if (j >= s.size()) return region;
   if (s[j] == '{') {
     size_t end = 0;
@@ -281,7 +279,7 @@ RegionScan scan_mistral(std::string_view s) {
 
 RegionScan scan_llama3(std::string_view s) {
   RegionScan region;
-  size_t j = starts_with(s, kPythonTag) ? kPythonTag.size() : 0;
+  size_t j = starts_with(s, kLlamaPythonTag) ? kLlamaPythonTag.size() : 0;
   for (;;) {
     j = skip_ws(s, j);
     if (j >= s.size()) return region;
@@ -360,10 +358,9 @@ std::optional<ApiError> parse_tools(const json& body, std::string_view raw_body,
     }
     // Again in the body's own key order: the template prints the tools (tojson keeps order)
     // and the grammar writes arguments in the schema's property order.
-    const ojson ordered = ojson::parse(raw_body, nullptr, false);
-    if (!ordered.is_object() || !ordered.contains("tools")) {
-      return api_error(400, "'tools' could not be read", "tools");
-    }
+    auto read_again = ordered_body_member(raw_body, {"tools"}, "tools");
+    if (auto* error = std::get_if<ApiError>(&read_again)) return *error;
+    const ojson& ordered = std::get<ojson>(read_again);
     for (size_t i = 0; i < tools->size(); ++i) {
       const json& tool = (*tools)[i];
       const std::string where = fmt::format("tools[{}]", i);
@@ -410,11 +407,11 @@ std::optional<ApiError> parse_tools(const json& body, std::string_view raw_body,
               400, fmt::format("'{}.function.parameters' must be a JSON Schema object", where),
               "tools");
         }
-        schema = ordered["tools"][i]["function"]["parameters"];
+        schema = ordered[i]["function"]["parameters"];
       }
       out.names.push_back(function_name);
       out.parameters.push_back(std::move(schema));
-      out.tools.push_back(ordered["tools"][i]);
+      out.tools.push_back(ordered[i]);
     }
   }
 
@@ -497,11 +494,11 @@ Result<ToolGrammar> tool_call_grammar(const ToolSpec& spec, ToolCallFormat forma
       out.gbnf = "root ::= root-block" + std::string(parallel ? " ( \"\\n\" root-block )*" : "") +
                  "\nroot-block ::= \"<tool_call>\\n\" root-call \"\\n</tool_call>\"\n" +
                  renamed_root(*call, "root-call");
-      out.trigger = kHermesOpen;
+      out.trigger = kHermesCallOpen;
       break;
     case ToolCallFormat::kMistral:
       out.gbnf = "root ::= \"[TOOL_CALLS]\" root-calls\n" + renamed_root(*call, "root-calls");
-      out.trigger = kMistralOpen;
+      out.trigger = kMistralCallsOpen;
       break;
     case ToolCallFormat::kLlama3Json:
       out.gbnf = *call;
@@ -526,13 +523,13 @@ std::string new_tool_call_id(ToolCallFormat format) {
 ToolCallStream::ToolCallStream(ToolCallFormat format) : format_(format) {
   switch (format) {
     case ToolCallFormat::kHermes:
-      triggers_ = {kHermesOpen};
+      triggers_ = {kHermesCallOpen};
       break;
     case ToolCallFormat::kMistral:
-      triggers_ = {kMistralOpen};
+      triggers_ = {kMistralCallsOpen};
       break;
     case ToolCallFormat::kLlama3Json:
-      triggers_ = {kPythonTag, "{\"name\""};
+      triggers_ = {kLlamaPythonTag, "{\"name\""};
       break;
   }
 }
