@@ -169,6 +169,8 @@ Result<std::unique_ptr<Instance>> build_instance(const std::string& path,
     s.max_running = 1;
     s.prefix_caching = false;
   }
+  // Cheap (one lock per committed block) and what a router follows: always kept.
+  if (s.prefix_caching) s.kv_events = std::make_shared<KvEventLog>();
   options.max_queued = args.max_queued;
   if (!args.kv_cache_bytes.empty() && !parse_bytes(args.kv_cache_bytes, options.kv_cache_bytes)) {
     return make_error(StatusCode::kInvalidArgument,

@@ -124,6 +124,7 @@ BlockManager::Committed BlockManager::commit(uint64_t parent_key, std::span<cons
     make_evictable(node.get());
   }
   nodes_.emplace(key, std::move(node));
+  if (event_log_) event_log_->stored(KvTierKind::kEngine, key);
   return {key, block, true};
 }
 
@@ -152,6 +153,7 @@ void BlockManager::evict(Node* node) {
   node_of_block_[static_cast<size_t>(node->block)] = nullptr;
   free_.push_back(node->block);
   ++n_evicted_;
+  if (event_log_) event_log_->removed(KvTierKind::kEngine, node->key);
   nodes_.erase(node->key);  // destroys node
   if (parent != root_.get() && parent->children.empty() &&
       refcount_[static_cast<size_t>(parent->block)] == 0) {

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "kvstore/block_key.h"
+#include "kvstore/kv_events.h"
 
 namespace infergrid {
 
@@ -90,6 +91,10 @@ class BlockManager {
                                        std::span<const int32_t> tokens)>;
   void set_evict_hook(EvictHook hook) { evict_hook_ = std::move(hook); }
 
+  // Blocks entering and leaving the prefix tree are recorded here (engine tier), so a router
+  // can follow what this engine holds. Not owned; null: no record.
+  void set_event_log(KvEventLog* log) { event_log_ = log; }
+
  private:
   struct Node;
   void make_evictable(Node* node);
@@ -112,6 +117,7 @@ class BlockManager {
   // Leaves with refcount 0, ordered by when they were last released (oldest first).
   std::set<std::pair<uint64_t, Node*>> evictable_;
   EvictHook evict_hook_;
+  KvEventLog* event_log_ = nullptr;
 };
 
 }  // namespace infergrid

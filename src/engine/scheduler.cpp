@@ -95,6 +95,7 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, Backend& ba
           on_block_evicted(block, key, parent_key, tokens);
         });
   }
+  if (options_.kv_events) blocks_.set_event_log(options_.kv_events.get());
   work_.reserve(static_cast<size_t>(options.max_running) + 16);
   batch_.sequences.reserve(work_.capacity());
 }

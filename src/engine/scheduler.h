@@ -68,6 +68,8 @@ struct SchedulerOptions {
   // take longer go on in the background while the step computes the other sequences, and their
   // sequences join a later step. 0: every load runs in the background.
   int tier_load_wait_us = 2000;
+  // Where the prefix cache records the blocks it gains and loses (GET /kv/events). Null: none.
+  std::shared_ptr<KvEventLog> kv_events;
 };
 
 struct SchedulerCounters {

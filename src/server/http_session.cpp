@@ -3,6 +3,8 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <optional>
@@ -14,6 +16,7 @@
 #include <boost/beast.hpp>
 #include <nlohmann/json.hpp>
 
+#include "server/kv_event_stream.h"
 #include "server/linger_close.h"
 #include "server/openai_api.h"
 #include "server/openai_responder.h"
@@ -215,6 +218,10 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       return send_json(http::status::ok, nlohmann::json{{"object", "list"}, {"data", data}}.dump());
     }
+    if (target == "/kv/events") {
+      if (!get) return method_not_allowed("GET, HEAD");
+      return start_kv_events();
+    }
     if (target == "/metrics") {
       if (!get) return method_not_allowed("GET, HEAD");
       return send_body(http::status::ok, "text/plain; version=0.0.4; charset=utf-8",
@@ -233,6 +240,32 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     send_error(api_error(
         404, fmt::format("no route for {} {}", std::string(request_.method_string()), target)));
+  }
+
+  // The connection becomes the event stream (kv_event_stream.h); this session ends here.
+  void start_kv_events() {
+    const std::string target(request_.target());
+    auto routed = server_.route(query_param(target, "model").value_or(""));
+    if (auto* error = std::get_if<ApiError>(&routed)) return send_error(*error);
+    const ModelEntry& model = *std::get<const ModelEntry*>(routed);
+    std::shared_ptr<KvEventLog> log = model.engine.scheduler_options().kv_events;
+    if (!log) {
+      return send_error(api_error(404, "this instance keeps no KV event log (prefix caching off)"));
+    }
+    KvEventQuery query;
+    const auto number = [&](const char* name, int base, uint64_t& out) {
+      const auto text = query_param(target, name);
+      if (!text) return true;
+      char* end = nullptr;
+      errno = 0;
+      out = std::strtoull(text->c_str(), &end, base);
+      return !text->empty() && *end == '\0' && errno == 0;
+    };
+    if (!number("since", 10, query.since) || !number("epoch", 16, query.epoch)) {
+      return send_error(api_error(400, "since must be a decimal and epoch a hex number"));
+    }
+    stream_.expires_never();
+    serve_kv_events(stream_.release_socket(), server_, model, std::move(log), query);
   }
 
   // Tokenizing costs what the text costs: on a worker thread, as generation requests are

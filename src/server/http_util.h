@@ -15,6 +15,9 @@ std::string_view trim_ascii(std::string_view s);
 bool iequals_ascii(std::string_view a, std::string_view b);
 // The path of a request target, without its query.
 std::string path_of(std::string_view target);
+// The value of `name` in a request target's query (`?a=1&b=2`), percent-decoding left to the
+// caller's syntax (our parameters are numbers and names); nullopt when absent.
+std::optional<std::string> query_param(std::string_view target, std::string_view name);
 // A Transfer-Encoding value that is exactly "chunked" (the only coding we decode).
 bool is_plain_chunked(std::string_view transfer_encoding);
 // A comma-separated list of header names (safe to echo in Access-Control-Allow-Headers).
