@@ -9,6 +9,7 @@
 #include "cli/kv_cache_type_option.h"
 #include "cli/model_build_cmd.h"
 #include "cli/model_eval_cmd.h"
+#include "cli/route_cmd.h"
 #include "cli/serve_cmd.h"
 #include "core/cpu_features.h"
 #include "core/logging.h"
@@ -343,12 +344,14 @@ int main(int argc, char** argv) {
 
   add_bench_serve_command(*bench_cmd);
   add_serve_command(app);
+  add_route_command(app);
 
   CLI11_PARSE(app, argc, argv);
   init_logging(log_level);
 
   if (generate->parsed()) return run_generate(gen);
   if (int rc = run_serve_if_parsed(); rc >= 0) return rc;
+  if (int rc = run_route_if_parsed(); rc >= 0) return rc;
   if (int rc = run_bench_serve_if_parsed(); rc >= 0) return rc;
   if (synth_cmd->parsed()) {
     auto type = tensor_type_from_name(synth_type);

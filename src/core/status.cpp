@@ -22,6 +22,8 @@ const char* status_code_name(StatusCode code) {
       return "resource exhausted";
     case StatusCode::kUnavailable:
       return "unavailable";
+    case StatusCode::kCancelled:
+      return "cancelled";
     case StatusCode::kInternal:
       return "internal error";
   }

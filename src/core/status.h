@@ -23,6 +23,7 @@ enum class StatusCode {
   kResourceExhausted,
   kUnavailable,  // not accepting work now (shutting down)
   kInternal,
+  kCancelled,  // the caller stopped the operation
 };
 
 const char* status_code_name(StatusCode code);

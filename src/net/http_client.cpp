@@ -211,6 +211,10 @@ asio::awaitable<Result<HttpResponse>> HttpClient::fetch_once(const HttpRequest& 
   const auto fail = [&](std::string_view step) -> Status {
     const std::string where = fmt::format("{} http://{}{}", request.method, key, request.target);
     if (ec == beast::error::timeout) {
+      if (request.idle_timeout.count() > 0 && Clock::now() < deadline) {
+        return make_error(StatusCode::kIoError, "{}: nothing received for {:.1f} s ({})", where,
+                          request.idle_timeout.count() / 1000.0, step);
+      }
       return make_error(StatusCode::kIoError, "{}: timed out after {:.1f} s ({})", where,
                         request.timeout.count() / 1000.0, step);
     }
@@ -246,7 +250,8 @@ asio::awaitable<Result<HttpResponse>> HttpClient::fetch_once(const HttpRequest& 
     http::request<http::string_body> req{
         request.method == "POST" ? http::verb::post : http::verb::get, request.target, 11};
     req.set(http::field::host, key);
-    req.set(http::field::user_agent, "infergrid-bench");
+    req.set(http::field::user_agent, "infergrid");
+    for (const auto& [name, value] : request.headers) req.set(name, value);
     if (!request.body.empty()) {
       req.set(http::field::content_type, "application/json");
       req.body() = request.body;
@@ -261,6 +266,12 @@ asio::awaitable<Result<HttpResponse>> HttpClient::fetch_once(const HttpRequest& 
 
     http::response_parser<http::buffer_body> parser;
     parser.body_limit(boost::none);  // streams are long; max_body_bytes guards whole bodies
+    const auto read_deadline = [&] {
+      return request.idle_timeout.count() > 0
+                 ? std::min(deadline, Clock::now() + request.idle_timeout)
+                 : deadline;
+    };
+    conn->stream.expires_at(read_deadline());
     co_await http::async_read_header(conn->stream, conn->buffer, parser, token);
     if (ec) {
       retryable = reused && closed_by_peer(ec);
@@ -270,6 +281,7 @@ asio::awaitable<Result<HttpResponse>> HttpClient::fetch_once(const HttpRequest& 
     HttpResponse response;
     response.status = static_cast<int>(parser.get().result_int());
     response.content_type = std::string(parser.get()[http::field::content_type]);
+    response.retry_after = std::string(parser.get()[http::field::retry_after]);
     response.event_stream = on_event && response.status == 200 &&
                             starts_with_ignoring_case(response.content_type, "text/event-stream");
     SseParser sse;
@@ -278,6 +290,7 @@ asio::awaitable<Result<HttpResponse>> HttpClient::fetch_once(const HttpRequest& 
     while (!parser.is_done()) {
       parser.get().body().data = chunk.data();
       parser.get().body().size = chunk.size();
+      if (!response.saw_done) conn->stream.expires_at(read_deadline());
       co_await http::async_read_some(conn->stream, conn->buffer, parser, token);
       const Clock::time_point arrived = Clock::now();
       if (ec == http::error::need_buffer) ec = {};
@@ -292,6 +305,10 @@ asio::awaitable<Result<HttpResponse>> HttpClient::fetch_once(const HttpRequest& 
         if (sse.done()) {
           response.saw_done = true;
           conn->stream.expires_at(std::min(deadline, arrived + options_.after_done_grace));
+        }
+        if (!response.saw_done && request.should_continue && !request.should_continue()) {
+          co_return make_error(StatusCode::kCancelled, "{} http://{}{}: cancelled", request.method,
+                               key, request.target);
         }
       } else {
         if (response.body.size() + n > options_.max_body_bytes) {

@@ -71,11 +71,19 @@ struct HttpRequest {
   std::string target = "/";
   std::string body;  // sent as application/json when non-empty
   std::chrono::milliseconds timeout{std::chrono::seconds(60)};  // whole request, connect included
+  // When set, the request also fails when no response byte arrives for this long (a hung
+  // peer; a stream that sends heartbeats stays open as long as they come).
+  std::chrono::milliseconds idle_timeout{0};
+  std::vector<std::pair<std::string, std::string>> headers;  // extra request headers
+  // Asked after each piece of the body is handled; false drops the connection and ends the
+  // request with kCancelled (a proxy whose client left, a follower told to stop).
+  std::function<bool()> should_continue;
 };
 
 struct HttpResponse {
   int status = 0;
   std::string content_type;
+  std::string retry_after;  // the Retry-After header, when the server sent one
   // The whole body, except for a text/event-stream read with an event handler (then empty).
   std::string body;
   bool event_stream = false;     // the body went to the event handler

@@ -76,7 +76,9 @@ class ServerProcess {
   // the output so far in `log`) if it exits or does not listen within the timeout.
   // `max_open_files` > 0: the server's soft RLIMIT_NOFILE (set around the spawn, so the child
   // inherits it from its first instruction).
-  bool start(const std::vector<std::string>& args, std::string& log, rlim_t max_open_files = 0) {
+  // `subcommand`: "serve", or "route" for a router (it prints the same "listening on" line).
+  bool start(const std::vector<std::string>& args, std::string& log, rlim_t max_open_files = 0,
+             const std::string& subcommand = "serve") {
     int fds[2];
     if (::pipe(fds) != 0) return false;
     posix_spawn_file_actions_t actions;
@@ -88,7 +90,8 @@ class ServerProcess {
     // a test fails without the fix it covers).
     const char* override_binary = std::getenv("INFERGRID_TEST_BINARY");
     const std::string binary = override_binary != nullptr ? override_binary : INFERGRID_BINARY;
-    std::vector<std::string> argv_strings = {binary, "serve", "--port", "0", "--host", "127.0.0.1"};
+    std::vector<std::string> argv_strings = {binary, subcommand, "--port",
+                                             "0",    "--host",   "127.0.0.1"};
     argv_strings.insert(argv_strings.end(), args.begin(), args.end());
     std::vector<char*> argv;
     for (auto& s : argv_strings) argv.push_back(s.data());

@@ -1,0 +1,806 @@
+#include "router/router_server.h"
+
+#include <condition_variable>
+#include <future>
+#include <map>
+#include <mutex>
+#include <random>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+
+#include "kvstore/block_key.h"
+#include "server/http_util.h"
+#include "server/openai_api.h"
+
+namespace infergrid {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using json = nlohmann::json;
+
+namespace {
+
+std::string new_request_id() {
+  static std::mt19937_64 rng(std::random_device{}());
+  return fmt::format("req-{:016x}", rng());
+}
+
+// The statuses after which another instance may succeed where this one did not.
+bool worth_retrying(int status) {
+  return status == 429 || status >= 500;
+}
+
+// `usage.prompt_tokens_details.cached_tokens` of a response body or stream chunk, if present.
+std::optional<int64_t> cached_tokens_of(const json& body) {
+  if (!body.is_object()) return std::nullopt;
+  auto usage = body.find("usage");
+  if (usage == body.end() || !usage->is_object()) return std::nullopt;
+  auto details = usage->find("prompt_tokens_details");
+  if (details == usage->end() || !details->is_object()) return std::nullopt;
+  auto cached = details->find("cached_tokens");
+  if (cached == details->end() || !cached->is_number_integer()) return std::nullopt;
+  return cached->get<int64_t>();
+}
+
+// How an upstream answer that did not complete ended (outside the coroutines: GCC 12
+// mishandles conditional temporaries in their frames).
+std::string describe_unfinished(const Result<HttpResponse>& result) {
+  if (!result.is_ok()) return result.status().message();
+  if (!result->event_stream) return fmt::format("HTTP {}", result->status);
+  return "the stream ended before [DONE]";
+}
+
+// One proxied stream between the upstream fetch and the writer to the client (one thread).
+struct UpstreamStream {
+  std::deque<std::string> events;
+  bool done = false;
+  bool client_gone = false;
+  std::optional<Result<HttpResponse>> result;
+};
+
+// Named locals only: GCC 12 double-destroys temporaries (lambdas, results) in some co_await
+// expressions.
+asio::awaitable<void> run_upstream(HttpClient& client, HttpRequest up,
+                                   std::shared_ptr<UpstreamStream> shared,
+                                   std::shared_ptr<asio::steady_timer> wake) {
+  EventHandler handler = [shared, wake](std::string_view data, Clock::time_point) {
+    shared->events.emplace_back(data);
+    wake->cancel();
+  };
+  Result<HttpResponse> result = co_await client.fetch(std::move(up), std::move(handler));
+  shared->result.emplace(std::move(result));
+  shared->done = true;
+  wake->cancel();
+}
+
+}  // namespace
+
+struct RouterServer::Impl {
+  Impl(RouterOptions o, RouterModel m, HttpClient& c, InstanceSet& i, KvIndex& x, RoutingPolicy& p)
+      : options(std::move(o)),
+        model(std::move(m)),
+        preparer(model.tokenizer, model.chat_template,
+                 PreparerOptions{
+                     {"router"}, model.max_context, /*trust_request_priority=*/true, JsonLimits{}}),
+        client(c),
+        instances(i),
+        index(x),
+        policy(p),
+        acceptor(c.context()),
+        signals(c.context(), SIGINT, SIGTERM) {}
+
+  // --- plumbing -----------------------------------------------------------------------------
+  using Response = http::response<http::string_body>;
+
+  // Takes an lvalue: GCC 12 double-destroys temporaries in some co_await expressions.
+  asio::awaitable<bool> write(beast::tcp_stream& stream, Response& res) {
+    res.prepare_payload();
+    beast::error_code ec;
+    stream.expires_after(std::chrono::seconds(30));
+    co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+    co_return !ec;
+  }
+
+  Response make_response(unsigned version, bool keep_alive, int status, std::string content_type,
+                         std::string body, const std::string& request_id = {}) {
+    Response res{static_cast<http::status>(status), version};
+    res.set(http::field::server, "infergrid-route");
+    res.set(http::field::content_type, content_type);
+    if (!request_id.empty()) res.set("X-Request-Id", request_id);
+    res.keep_alive(keep_alive);
+    res.body() = std::move(body);
+    return res;
+  }
+
+  Response error_response(unsigned version, bool keep_alive, const ApiError& error,
+                          const std::string& request_id = {}, std::string_view retry_after = {}) {
+    Response res = make_response(version, keep_alive, error.http_status, "application/json",
+                                 error.to_json(), request_id);
+    if (!retry_after.empty()) res.set(http::field::retry_after, retry_after);
+    return res;
+  }
+
+  ApiError read_limit_error(const beast::error_code& ec) const {
+    if (ec == http::error::body_limit) {
+      return api_error(413, fmt::format("the body is over {} bytes", options.max_body_bytes));
+    }
+    return api_error(431, "the request headers are too large");
+  }
+
+  // --- serving ------------------------------------------------------------------------------
+  asio::awaitable<void> accept_loop() {
+    while (!stopping) {
+      beast::error_code ec;
+      tcp::socket socket =
+          co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        if (stopping) break;
+        asio::steady_timer backoff(client.context(), std::chrono::milliseconds(50));
+        co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        continue;
+      }
+      asio::co_spawn(client.context(), session(std::move(socket)), asio::detached);
+    }
+  }
+
+  asio::awaitable<void> session(tcp::socket socket) {
+    beast::tcp_stream stream(std::move(socket));
+    beast::error_code ec;
+    stream.socket().set_option(tcp::no_delay(true), ec);
+    beast::flat_buffer buffer;
+    try {
+      while (!stopping) {
+        http::request_parser<http::string_body> parser;
+        parser.body_limit(options.max_body_bytes);
+        parser.header_limit(64 << 10);
+        stream.expires_after(std::chrono::seconds(120));
+        co_await http::async_read(stream, buffer, parser,
+                                  asio::redirect_error(asio::use_awaitable, ec));
+        if (ec == http::error::body_limit || ec == http::error::header_limit) {
+          Response res = error_response(11, false, read_limit_error(ec));
+          co_await write(stream, res);
+          break;
+        }
+        if (ec) break;
+        http::request<http::string_body> req = parser.release();
+        const bool keep = co_await handle(stream, req);
+        if (!keep || !req.keep_alive()) break;
+      }
+    } catch (const std::exception& e) {
+      spdlog::warn("route: connection: {}", e.what());
+    }
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream.socket().close(ec);
+  }
+
+  asio::awaitable<bool> handle(beast::tcp_stream& stream, http::request<http::string_body>& req) {
+    const std::string path = path_of(req.target());
+    if (req.method() == http::verb::post &&
+        (path == "/v1/completions" || path == "/v1/chat/completions")) {
+      co_return co_await proxy(
+          stream, req, path == "/v1/chat/completions" ? Endpoint::kChat : Endpoint::kCompletions);
+    }
+    Response res = answer_directly(req);
+    co_return co_await write(stream, res);
+  }
+
+  // Every endpoint but generation: answered from the router's own state.
+  Response answer_directly(const http::request<http::string_body>& req) {
+    const std::string target(req.target());
+    const std::string path = path_of(target);
+    const unsigned version = req.version();
+    const bool keep = req.keep_alive();
+    const bool get = req.method() == http::verb::get || req.method() == http::verb::head;
+    const auto not_allowed = [&](const char* allow) {
+      Response res =
+          error_response(version, keep, api_error(405, fmt::format("{} takes {}", path, allow)));
+      res.set(http::field::allow, allow);
+      return res;
+    };
+    const auto ok_json = [&](std::string body) {
+      return make_response(version, keep, 200, "application/json", std::move(body));
+    };
+    if (path == "/v1/completions" || path == "/v1/chat/completions") return not_allowed("POST");
+    const bool known = path == "/health" || path == "/v1/health" || path == "/v1/models" ||
+                       path == "/metrics" || path == "/route/explain" || path == "/route/instances";
+    if (!known) {
+      return error_response(
+          version, keep,
+          api_error(404, fmt::format("no route for {} {}", std::string(req.method_string()),
+                                     path.substr(0, 100))));
+    }
+    if (!get) return not_allowed("GET");
+    if (path == "/health" || path == "/v1/health") {
+      const bool any = !eligible_ids().empty();
+      return make_response(version, keep, any ? 200 : 503, "application/json",
+                           any ? R"({"status":"ok"})" : R"({"status":"no instance available"})");
+    }
+    if (path == "/v1/models") return ok_json(models_body());
+    if (path == "/metrics") {
+      return make_response(version, keep, 200, "text/plain; version=0.0.4; charset=utf-8",
+                           metrics_text());
+    }
+    if (path == "/route/instances") return ok_json(instances_body());
+    const std::string id = query_param(target, "id").value_or("");
+    auto it = records_by_id.find(id);
+    if (it == records_by_id.end()) {
+      return error_response(
+          version, keep,
+          api_error(404,
+                    fmt::format("no decision recorded for request id '{}' (the last {} are kept)",
+                                id.substr(0, 100), options.max_records),
+                    "id"));
+    }
+    return ok_json(it->second->dump());
+  }
+
+  std::vector<InstanceId> eligible_ids() {
+    std::vector<InstanceId> ids;
+    const auto now = Clock::now();
+    for (const auto& inst : instances.instances()) {
+      if (serves_our_model(*inst) && inst->eligible(now, instances.options()))
+        ids.push_back(inst->id);
+    }
+    return ids;
+  }
+
+  bool serves_our_model(const Instance& inst) const {
+    return inst.fingerprint == model.fingerprint && inst.block_size > 0;
+  }
+
+  std::string models_body() {
+    json data = json::array();
+    std::vector<std::string> seen;
+    for (InstanceId id : eligible_ids()) {
+      const std::string& name = instances.instances()[id]->model;
+      if (std::find(seen.begin(), seen.end(), name) != seen.end()) continue;
+      seen.push_back(name);
+      data.push_back({{"id", name},
+                      {"object", "model"},
+                      {"created", 0},
+                      {"owned_by", "infergrid"},
+                      {"max_model_len", model.max_context}});
+    }
+    return json{{"object", "list"}, {"data", data}}.dump();
+  }
+
+  std::string instances_body() {
+    json list = json::array();
+    const auto now = Clock::now();
+    for (const auto& inst : instances.instances()) {
+      list.push_back(
+          {{"id", inst->id},
+           {"address", inst->address},
+           {"health", health_name(inst->health)},
+           {"eligible", serves_our_model(*inst) && inst->eligible(now, instances.options())},
+           {"model", inst->model},
+           {"synced", inst->synced},
+           {"seq", inst->seq},
+           {"indexed_blocks", index.n_entries_of(inst->id)},
+           {"reported_load", inst->reported_load},
+           {"inflight", inst->inflight},
+           {"connects", inst->connects},
+           {"snapshots", inst->snapshots},
+           {"last_error", inst->last_error}});
+    }
+    return json{{"instances", list}, {"indexed_blocks", index.n_blocks()}}.dump();
+  }
+
+  // --- proxying -----------------------------------------------------------------------------
+  asio::awaitable<bool> send_error(beast::tcp_stream& stream, unsigned version, bool keep,
+                                   const ApiError& error, const std::string& request_id,
+                                   const char* retry_after) {
+    ++requests_by_outcome[fmt::format("{}", error.http_status)];
+    Response res =
+        error_response(version, keep, error, request_id, retry_after != nullptr ? retry_after : "");
+    co_return co_await write(stream, res);
+  }
+
+  asio::awaitable<bool> proxy(beast::tcp_stream& stream, http::request<http::string_body>& req,
+                              Endpoint endpoint) {
+    const unsigned version = req.version();
+    const bool keep = req.keep_alive();
+    std::string request_id(req["X-Request-Id"]);
+    if (request_id.empty() || request_id.size() > 128) request_id = new_request_id();
+    const auto fail = [&](const ApiError& e, const char* retry_after = nullptr) {
+      return send_error(stream, version, keep, e, request_id, retry_after);
+    };
+
+    auto parsed = parse_api_request(req.body(), endpoint, JsonLimits{});
+    if (auto* e = std::get_if<ApiError>(&parsed)) co_return co_await fail(*e);
+    ApiRequest& api = std::get<ApiRequest>(parsed);
+    const std::string model_name = api.model;
+    const std::vector<InstanceId> serving = eligible_ids();
+    if (!model_name.empty()) {
+      bool known = false;
+      for (InstanceId id : serving) known = known || instances.instances()[id]->model == model_name;
+      if (!known) {
+        const ApiError unknown =
+            api_error(404,
+                      fmt::format("the model '{}' is not served by any instance behind this router",
+                                  model_name.substr(0, 100)),
+                      "model", "model_not_found");
+        co_return co_await fail(unknown);
+      }
+    }
+    api.model.clear();
+    auto prepared = preparer.prepare(api, 0);
+    if (auto* e = std::get_if<ApiError>(&prepared)) co_return co_await fail(*e);
+    const PreparedRequest& p = std::get<PreparedRequest>(prepared);
+    const std::vector<int32_t>& prompt = p.request.prompt;
+
+    // Keys over the whole prompt as the instances' prefix caches will see it.
+    const int block_size =
+        serving.empty() ? 16 : instances.instances()[serving.front()]->block_size;
+    std::vector<uint64_t> keys;
+    uint64_t parent = kRootBlockKey;
+    for (size_t start = 0; start + static_cast<size_t>(block_size) <= prompt.size();
+         start += block_size) {
+      parent = block_key(parent, std::span(prompt).subspan(start, block_size), model.fingerprint);
+      keys.push_back(parent);
+    }
+    std::string session(req["x-session-id"]);
+    if (session.empty()) session = api.user;
+
+    auto record = std::make_shared<json>(json{{"id", request_id},
+                                              {"policy", policy_name(policy.options().policy)},
+                                              {"prompt_tokens", prompt.size()},
+                                              {"prompt_blocks", keys.size()},
+                                              {"session", session},
+                                              {"attempts", json::array()}});
+    remember(request_id, record);
+
+    std::vector<InstanceId> tried;
+    std::optional<HttpResponse> last_error_response;
+    std::string last_transport_error;
+    for (int attempt = 0; attempt < options.max_attempts; ++attempt) {
+      const auto now = Clock::now();
+      std::vector<InstanceView> views(instances.instances().size());
+      for (const auto& inst : instances.instances()) {
+        InstanceView& v = views[inst->id];
+        v.eligible = serves_our_model(*inst) && inst->eligible(now, instances.options()) &&
+                     inst->block_size == block_size &&
+                     (model_name.empty() || inst->model == model_name);
+        v.stable_hash = inst->stable_hash;
+        v.reported_load = inst->reported_load;
+        v.inflight = inst->inflight;
+        v.queued_prefill_tokens = inst->queued_prefill_tokens;
+      }
+      RouteRequest rr{keys, static_cast<int>(prompt.size()), block_size, session};
+      const auto decide_start = Clock::now();
+      RouteDecision decision = policy.choose(rr, views, index, tried);
+      decision_seconds.push_back(seconds_since(decide_start));
+      if (decision_seconds.size() > 4096) decision_seconds.pop_front();
+      ++decisions[fmt::format("policy=\"{}\",reason=\"{}\"", policy_name(policy.options().policy),
+                              decision.reason)];
+      json attempt_record = {{"reason", decision.reason}};
+      json candidates = json::array();
+      for (const CandidateScore& c : decision.candidates) {
+        candidates.push_back({{"instance", instances.instances()[c.instance]->address},
+                              {"engine_blocks", c.engine_blocks},
+                              {"tier_blocks", c.tier_blocks},
+                              {"load", c.load},
+                              {"cost", c.cost},
+                              {"within_slack", c.within_slack}});
+      }
+      attempt_record["candidates"] = std::move(candidates);
+      if (!decision.instance) {
+        (*record)["attempts"].push_back(std::move(attempt_record));
+        break;
+      }
+      Instance& inst = *instances.instances()[*decision.instance];
+      tried.push_back(inst.id);
+      const int predicted_cached = (decision.engine_blocks + decision.tier_blocks) * block_size;
+      attempt_record["instance"] = inst.address;
+      attempt_record["predicted_cached_tokens"] = predicted_cached;
+      if (attempt > 0) ++retries;
+      predicted_cached_tokens += predicted_cached;
+
+      const double uncached =
+          std::max<double>(0, static_cast<double>(prompt.size()) - predicted_cached);
+      ++inst.inflight;
+      inst.queued_prefill_tokens += uncached;
+      bool prefill_done = false;
+      const auto prefill_finished = [&] {
+        if (prefill_done) return;
+        prefill_done = true;
+        inst.queued_prefill_tokens = std::max(0.0, inst.queued_prefill_tokens - uncached);
+      };
+
+      HttpRequest up;
+      up.method = "POST";
+      up.host = inst.url.host;
+      up.port = inst.url.port;
+      up.target = inst.url.target(std::string(req.target()));
+      up.body = req.body();
+      up.timeout = options.request_timeout;
+      up.headers.emplace_back("X-Request-Id", request_id);
+      if (auto auth = req[http::field::authorization]; !auth.empty()) {
+        up.headers.emplace_back("Authorization", std::string(auth));
+      }
+      // (Not a ?: of two co_awaits: GCC 12 destroys such temporaries twice.)
+      Outcome outcome;
+      if (p.stream) {
+        outcome = co_await stream_through(stream, req, up, request_id, *record, prefill_finished);
+      } else {
+        outcome = co_await forward_whole(up, *record);
+      }
+      prefill_finished();
+      --inst.inflight;
+      if (outcome.actual_cached) {
+        actual_cached_tokens += *outcome.actual_cached;
+        attempt_record["actual_cached_tokens"] = *outcome.actual_cached;
+      }
+      attempt_record["outcome"] = outcome.summary;
+      (*record)["attempts"].push_back(std::move(attempt_record));
+      if (outcome.kind == Outcome::kDone) {
+        ++requests_by_outcome[fmt::format("{}", outcome.response ? outcome.response->status : 200)];
+        if (outcome.response) {  // a whole answer to write now
+          Response res =
+              make_response(version, keep, outcome.response->status,
+                            outcome.response->content_type.empty() ? "application/json"
+                                                                   : outcome.response->content_type,
+                            std::move(outcome.response->body), request_id);
+          co_return co_await write(stream, res);
+        }
+        co_return outcome.keep_connection;
+      }
+      if (outcome.kind == Outcome::kClientGone) {
+        ++requests_by_outcome["client_gone"];
+        co_return false;
+      }
+      // Failed before anything reached the client: another instance may do better.
+      instances.mark_failed(inst.id, outcome.summary);
+      if (outcome.response) {
+        last_error_response = std::move(outcome.response);
+      } else {
+        last_transport_error = outcome.summary;
+      }
+    }
+    if (last_error_response) {
+      ++requests_by_outcome[fmt::format("{}", last_error_response->status)];
+      Response res = make_response(version, keep, last_error_response->status, "application/json",
+                                   std::move(last_error_response->body), request_id);
+      if (!last_error_response->retry_after.empty())
+        res.set(http::field::retry_after, last_error_response->retry_after);
+      co_return co_await write(stream, res);
+    }
+    ApiError e =
+        api_error(503, last_transport_error.empty()
+                           ? "no instance is available to serve this request"
+                           : "every instance tried failed; the last: " + last_transport_error);
+    e.type = "service_unavailable";
+    co_return co_await fail(e, "1");
+  }
+
+  struct Outcome {
+    enum Kind { kDone, kRetry, kClientGone } kind = kDone;
+    std::optional<HttpResponse> response;  // kDone: a whole answer to write; kRetry: the error
+    bool keep_connection = true;
+    std::optional<int64_t> actual_cached;
+    std::string summary;
+  };
+
+  asio::awaitable<Outcome> forward_whole(HttpRequest up, json& /*record*/) {
+    Outcome out;
+    auto result = co_await client.fetch(std::move(up));
+    if (!result.is_ok()) {
+      out.kind = Outcome::kRetry;
+      out.summary = result.status().message();
+      co_return out;
+    }
+    out.summary = fmt::format("HTTP {}", result->status);
+    if (worth_retrying(result->status)) {
+      out.kind = Outcome::kRetry;
+      out.response = std::move(*result);
+      co_return out;
+    }
+    out.actual_cached = cached_tokens_of(json::parse(result->body, nullptr, false));
+    out.response = std::move(*result);
+    co_return out;
+  }
+
+  // Streams one upstream answer to the client. The SSE header goes out with the first event, so
+  // until then a failure can still be retried elsewhere unseen.
+  template <typename OnFirst>
+  asio::awaitable<Outcome> stream_through(beast::tcp_stream& stream,
+                                          const http::request<http::string_body>& req,
+                                          HttpRequest up, const std::string& request_id,
+                                          json& /*record*/, OnFirst on_first_event) {
+    Outcome out;
+    auto shared = std::make_shared<UpstreamStream>();
+    auto wake = std::make_shared<asio::steady_timer>(client.context());
+    wake->expires_at(asio::steady_timer::time_point::max());
+    up.idle_timeout = options.upstream_idle_timeout;
+    up.should_continue = [shared] { return !shared->client_gone; };
+    asio::co_spawn(client.context(), run_upstream(client, std::move(up), shared, wake),
+                   asio::detached);
+
+    bool header_sent = false;
+    http::response<http::empty_body> header{http::status::ok, req.version()};
+    header.set(http::field::server, "infergrid-route");
+    header.set(http::field::content_type, "text/event-stream");
+    header.set(http::field::cache_control, "no-cache");
+    header.set("X-Request-Id", request_id);
+    header.keep_alive(req.keep_alive());
+    header.chunked(true);
+    http::response_serializer<http::empty_body> serializer{header};
+    beast::error_code ec;
+    const auto client_gone = [&] {
+      shared->client_gone = true;
+      out.kind = Outcome::kClientGone;
+      out.summary = "the client went away";
+    };
+    while (true) {
+      if (shared->events.empty()) {
+        if (shared->done) break;
+        wake->expires_at(asio::steady_timer::time_point::max());
+        co_await wake->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        continue;
+      }
+      if (!header_sent) {
+        on_first_event();
+        stream.expires_after(std::chrono::seconds(30));
+        co_await http::async_write_header(stream, serializer,
+                                          asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) {
+          client_gone();
+          break;
+        }
+        header_sent = true;
+      }
+      std::string data = std::move(shared->events.front());
+      shared->events.pop_front();
+      if (auto cached = cached_tokens_of(json::parse(data, nullptr, false)))
+        out.actual_cached = cached;
+      const std::string frame = "data: " + data + "\n\n";
+      stream.expires_after(std::chrono::seconds(30));
+      co_await asio::async_write(stream, http::make_chunk(asio::buffer(frame)),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        client_gone();
+        break;
+      }
+    }
+    if (out.kind == Outcome::kClientGone) {
+      while (!shared->done) {  // the fetch sees client_gone at its next piece and ends
+        wake->expires_at(asio::steady_timer::time_point::max());
+        co_await wake->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      }
+      co_return out;
+    }
+    Result<HttpResponse>& result = *shared->result;
+    const bool complete = result.is_ok() && result->saw_done;
+    if (!header_sent) {
+      if (result.is_ok() && !result->event_stream) {  // an error answer (or a whole body)
+        out.summary = fmt::format("HTTP {}", result->status);
+        if (worth_retrying(result->status)) out.kind = Outcome::kRetry;
+        out.response = std::move(*result);
+        co_return out;
+      }
+      if (!complete) {
+        out.kind = Outcome::kRetry;
+        out.summary = describe_unfinished(result);
+        co_return out;
+      }
+      co_await http::async_write_header(stream, serializer,
+                                        asio::redirect_error(asio::use_awaitable, ec));
+      header_sent = true;
+    }
+    std::string tail;
+    if (!complete) {
+      // Tokens already reached the client: the stream ends with an error event.
+      const std::string why = describe_unfinished(result);
+      ApiError e = api_error(502, "the instance serving this stream failed: " + why);
+      e.type = "upstream_error";
+      tail = "data: " + e.to_json() + "\n\n";
+      out.summary = "failed mid-stream: " + why;
+      spdlog::warn("route: {}", out.summary);
+      ++streams_failed_midway;
+    } else {
+      out.summary = "HTTP 200 stream";
+    }
+    tail += "data: [DONE]\n\n";
+    stream.expires_after(std::chrono::seconds(30));
+    co_await asio::async_write(stream, http::make_chunk(asio::buffer(tail)),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec)
+      co_await asio::async_write(stream, http::make_chunk_last(),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    out.kind = Outcome::kDone;
+    out.keep_connection = !ec;
+    co_return out;
+  }
+
+  void remember(const std::string& id, std::shared_ptr<json> record) {
+    if (auto it = records_by_id.find(id); it != records_by_id.end()) {
+      it->second = record;
+    } else {
+      records_by_id.emplace(id, record);
+    }
+    records.push_back(id);
+    while (records.size() > options.max_records) {
+      const std::string old = std::move(records.front());
+      records.pop_front();
+      if (std::find(records.begin(), records.end(), old) == records.end()) records_by_id.erase(old);
+    }
+  }
+
+  std::string metrics_text() {
+    std::string out;
+    out += "# HELP infergrid_route_decisions_total Routing decisions by policy and reason.\n";
+    out += "# TYPE infergrid_route_decisions_total counter\n";
+    for (const auto& [labels, n] : decisions) {
+      out += fmt::format("infergrid_route_decisions_total{{{}}} {}\n", labels, n);
+    }
+    out += "# HELP infergrid_route_requests_total Requests answered, by HTTP status or outcome.\n";
+    out += "# TYPE infergrid_route_requests_total counter\n";
+    for (const auto& [outcome, n] : requests_by_outcome) {
+      out += fmt::format("infergrid_route_requests_total{{outcome=\"{}\"}} {}\n", outcome, n);
+    }
+    out += fmt::format(
+        "# HELP infergrid_route_retries_total Requests sent again to another instance.\n"
+        "# TYPE infergrid_route_retries_total counter\ninfergrid_route_retries_total {}\n",
+        retries);
+    out += fmt::format(
+        "# HELP infergrid_route_streams_failed_midway_total Streams whose instance failed after "
+        "tokens were sent.\n# TYPE infergrid_route_streams_failed_midway_total counter\n"
+        "infergrid_route_streams_failed_midway_total {}\n",
+        streams_failed_midway);
+    out += fmt::format(
+        "# HELP infergrid_route_predicted_cached_tokens_total Prompt tokens the index said were "
+        "cached where requests were sent.\n"
+        "# TYPE infergrid_route_predicted_cached_tokens_total counter\n"
+        "infergrid_route_predicted_cached_tokens_total {}\n"
+        "# HELP infergrid_route_actual_cached_tokens_total Cached prompt tokens the instances "
+        "reported (usage.prompt_tokens_details.cached_tokens).\n"
+        "# TYPE infergrid_route_actual_cached_tokens_total counter\n"
+        "infergrid_route_actual_cached_tokens_total {}\n",
+        predicted_cached_tokens, actual_cached_tokens);
+    out += fmt::format(
+        "# HELP infergrid_route_index_blocks Distinct KV blocks in the global index.\n"
+        "# TYPE infergrid_route_index_blocks gauge\ninfergrid_route_index_blocks {}\n"
+        "# HELP infergrid_route_index_entries Indexed (block, instance) pairs.\n"
+        "# TYPE infergrid_route_index_entries gauge\ninfergrid_route_index_entries {}\n",
+        index.n_blocks(), index.n_entries());
+    out += "# HELP infergrid_route_instance_up Whether the instance gets new requests.\n";
+    out += "# TYPE infergrid_route_instance_up gauge\n";
+    out +=
+        "# HELP infergrid_route_event_lag_seconds Time since the instance's last event or "
+        "heartbeat.\n";
+    out += "# TYPE infergrid_route_event_lag_seconds gauge\n";
+    const auto now = Clock::now();
+    for (const auto& inst : instances.instances()) {
+      if (!inst->wanted) continue;
+      out +=
+          fmt::format("infergrid_route_instance_up{{instance=\"{}\"}} {}\n", inst->address,
+                      serves_our_model(*inst) && inst->eligible(now, instances.options()) ? 1 : 0);
+      const double lag = inst->last_message == Clock::time_point{}
+                             ? -1
+                             : std::chrono::duration<double>(now - inst->last_message).count();
+      out += fmt::format("infergrid_route_event_lag_seconds{{instance=\"{}\"}} {:.3f}\n",
+                         inst->address, lag);
+    }
+    std::vector<double> sorted(decision_seconds.begin(), decision_seconds.end());
+    std::sort(sorted.begin(), sorted.end());
+    const auto quantile = [&](double q) {
+      return sorted.empty()
+                 ? 0.0
+                 : sorted[static_cast<size_t>(q * static_cast<double>(sorted.size() - 1))];
+    };
+    out +=
+        "# HELP infergrid_route_decision_seconds Time to decide, over the last 4096 decisions.\n";
+    out += "# TYPE infergrid_route_decision_seconds summary\n";
+    for (double q : {0.5, 0.9, 0.99}) {
+      out += fmt::format("infergrid_route_decision_seconds{{quantile=\"{}\"}} {:.9f}\n", q,
+                         quantile(q));
+    }
+    return out;
+  }
+
+  RouterOptions options;
+  RouterModel model;
+  RequestPreparer preparer;
+  HttpClient& client;
+  InstanceSet& instances;
+  KvIndex& index;
+  RoutingPolicy& policy;
+  tcp::acceptor acceptor;
+  asio::signal_set signals;
+  bool stopping = false;
+
+  std::deque<std::string> records;
+  std::unordered_map<std::string, std::shared_ptr<json>> records_by_id;
+  std::map<std::string, uint64_t> decisions;
+  std::map<std::string, uint64_t> requests_by_outcome;
+  std::deque<double> decision_seconds;
+  uint64_t retries = 0;
+  uint64_t streams_failed_midway = 0;
+  int64_t predicted_cached_tokens = 0;
+  int64_t actual_cached_tokens = 0;
+
+  std::mutex stop_mutex;
+  std::condition_variable stop_cv;
+  bool stop_requested = false;
+};
+
+RouterServer::RouterServer(RouterOptions options, RouterModel model, HttpClient& client,
+                           InstanceSet& instances, KvIndex& index, RoutingPolicy& policy)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(model), client, instances, index,
+                                   policy)) {}
+
+RouterServer::~RouterServer() {
+  // Close the acceptor on its thread; sessions still running end with the client's thread.
+  auto done = asio::co_spawn(
+      impl_->client.context(),
+      [impl = impl_.get()]() -> asio::awaitable<void> {
+        impl->stopping = true;
+        beast::error_code ec;
+        impl->acceptor.close(ec);
+        impl->signals.cancel(ec);
+        co_return;
+      },
+      asio::use_future);
+  done.wait();
+}
+
+Status RouterServer::start() {
+  Impl& m = *impl_;
+  std::promise<Status> bound;
+  auto future = bound.get_future();
+  asio::post(m.client.context(), [&] {
+    beast::error_code ec;
+    auto address = asio::ip::make_address(m.options.host, ec);
+    if (ec) {
+      bound.set_value(make_error(StatusCode::kInvalidArgument, "--host '{}': {}", m.options.host,
+                                 ec.message()));
+      return;
+    }
+    tcp::endpoint endpoint(address, static_cast<unsigned short>(m.options.port));
+    m.acceptor.open(endpoint.protocol(), ec);
+    if (!ec) m.acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) m.acceptor.bind(endpoint, ec);
+    if (!ec) m.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      bound.set_value(make_error(StatusCode::kIoError, "cannot listen on {}:{}: {}", m.options.host,
+                                 m.options.port, ec.message()));
+      return;
+    }
+    port_ = m.acceptor.local_endpoint().port();
+    asio::co_spawn(m.client.context(), m.accept_loop(), asio::detached);
+    m.signals.async_wait([this](const beast::error_code& ec, int) {
+      if (!ec) request_shutdown();
+    });
+    bound.set_value(Status::ok());
+  });
+  return future.get();
+}
+
+void RouterServer::run() {
+  std::unique_lock lock(impl_->stop_mutex);
+  impl_->stop_cv.wait(lock, [&] { return impl_->stop_requested; });
+}
+
+void RouterServer::request_shutdown() {
+  {
+    std::lock_guard lock(impl_->stop_mutex);
+    impl_->stop_requested = true;
+  }
+  impl_->stop_cv.notify_all();
+}
+
+}  // namespace infergrid
