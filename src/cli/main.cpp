@@ -11,6 +11,7 @@
 #include "cli/model_eval_cmd.h"
 #include "cli/route_cmd.h"
 #include "cli/serve_cmd.h"
+#include "cli/trace_gen_cmd.h"
 #include "core/cpu_features.h"
 #include "core/logging.h"
 #include "engine/generator.h"
@@ -343,6 +344,7 @@ int main(int argc, char** argv) {
   tiers_cmd->add_option("--dir", tier_bench.disk_dir, "Directory on the disk to measure");
 
   add_bench_serve_command(*bench_cmd);
+  add_trace_gen_command(*bench_cmd);
   add_serve_command(app);
   add_route_command(app);
 
@@ -353,6 +355,7 @@ int main(int argc, char** argv) {
   if (int rc = run_serve_if_parsed(); rc >= 0) return rc;
   if (int rc = run_route_if_parsed(); rc >= 0) return rc;
   if (int rc = run_bench_serve_if_parsed(); rc >= 0) return rc;
+  if (int rc = run_trace_gen_if_parsed(); rc >= 0) return rc;
   if (synth_cmd->parsed()) {
     auto type = tensor_type_from_name(synth_type);
     if (!type || *type == TensorType::kQ8_K) {

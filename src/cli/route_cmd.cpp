@@ -1,7 +1,9 @@
 #include "cli/route_cmd.h"
 
 #include <cstdio>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -9,6 +11,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include "bench/workload.h"
 #include "cli/default_model.h"
 #include "model/chat_template.h"
 #include "model/model.h"
@@ -18,6 +21,7 @@
 #include "router/kv_index.h"
 #include "router/router_server.h"
 #include "router/routing_policy.h"
+#include "router/simulator.h"
 
 namespace infergrid {
 
@@ -38,6 +42,49 @@ struct RouteArgs {
 
 RouteArgs args;
 CLI::App* command = nullptr;
+
+struct SimulateArgs {
+  std::string trace;
+  SimOptions sim;
+  std::string policy = "cache_aware";
+  bool json = false;
+};
+SimulateArgs sim_args;
+CLI::App* simulate_command = nullptr;
+
+int run_simulate() {
+  const auto policy = policy_from_name(sim_args.policy);
+  if (!policy) {
+    std::fprintf(stderr,
+                 "infergrid route simulate: --policy '%s': use round_robin, least_load, "
+                 "session or cache_aware\n",
+                 sim_args.policy.c_str());
+    return 1;
+  }
+  std::ifstream file(sim_args.trace, std::ios::binary);
+  if (!file) {
+    std::fprintf(stderr, "infergrid route simulate: cannot read %s\n", sim_args.trace.c_str());
+    return 1;
+  }
+  std::stringstream text;
+  text << file.rdbuf();
+  auto trace = parse_trace(text.str(), sim_args.trace);
+  if (!trace.is_ok()) {
+    std::fprintf(stderr, "infergrid route simulate: %s\n", trace.status().to_string().c_str());
+    return 1;
+  }
+  SimOptions options = sim_args.sim;
+  options.policy.policy = *policy;
+  auto result = simulate(*trace, options);
+  if (!result.is_ok()) {
+    std::fprintf(stderr, "infergrid route simulate: %s\n", result.status().to_string().c_str());
+    return 1;
+  }
+  const std::string out =
+      sim_args.json ? sim_result_json(*result, options) + "\n" : sim_result_text(*result, options);
+  std::fputs(out.c_str(), stdout);
+  return 0;
+}
 
 int fail(const Status& st) {
   std::fprintf(stderr, "infergrid route: %s\n", st.to_string().c_str());
@@ -141,10 +188,38 @@ CLI::App* add_route_command(CLI::App& app) {
       ->add_option("--heartbeat-timeout-ms", args.heartbeat_timeout_ms,
                    "An instance not heard from for this long gets no requests")
       ->capture_default_str();
+
+  simulate_command = command->add_subcommand(
+      "simulate", "Replay a Mooncake trace through the routing policy on simulated instances");
+  SimOptions& sim = sim_args.sim;
+  simulate_command
+      ->add_option("--trace", sim_args.trace, "JSONL trace (bench trace-gen writes one)")
+      ->required();
+  simulate_command->add_option("--instances", sim.instances)->capture_default_str();
+  simulate_command
+      ->add_option("--capacity-blocks", sim.capacity_blocks,
+                   "KV blocks (of the trace's 512 tokens) per instance")
+      ->capture_default_str();
+  simulate_command->add_option("--policy", sim_args.policy)->capture_default_str();
+  simulate_command->add_option("--load-slack", sim.policy.load_slack_abs)->capture_default_str();
+  simulate_command->add_option("--load-slack-ratio", sim.policy.load_slack_rel)
+      ->capture_default_str();
+  simulate_command->add_option("--prefill-tokens-per-s", sim.prefill_tokens_per_s)
+      ->capture_default_str();
+  simulate_command->add_option("--decode-ms-per-token", sim.decode_ms_per_token)
+      ->capture_default_str();
+  simulate_command->add_option("--decode-ms-per-running", sim.decode_ms_per_running)
+      ->capture_default_str();
+  simulate_command
+      ->add_option("--time-scale", sim.time_scale,
+                   "Divide the trace's timestamps by this (2: twice the rate)")
+      ->capture_default_str();
+  simulate_command->add_flag("--json", sim_args.json, "One JSON object instead of text");
   return command;
 }
 
 int run_route_if_parsed() {
+  if (simulate_command != nullptr && simulate_command->parsed()) return run_simulate();
   if (command == nullptr || !command->parsed()) return -1;
   return run();
 }

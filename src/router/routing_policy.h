@@ -31,8 +31,8 @@ std::optional<Policy> policy_from_name(std::string_view name);
 struct PolicyOptions {
   Policy policy = Policy::kCacheAware;
   // An instance is within the slack when its load <= min load + max(abs, rel x min load).
-  double load_slack_abs = 2;
-  double load_slack_rel = 0.25;
+  double load_slack_abs = 16;
+  double load_slack_rel = 1.0;
   // A block loaded from DRAM/SSD costs this fraction of computing it.
   double dram_load_cost = 0.1;
   double disk_load_cost = 0.3;
