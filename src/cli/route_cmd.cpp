@@ -3,11 +3,14 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include <spdlog/spdlog.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_future.hpp>
 
@@ -19,6 +22,7 @@
 #include "net/http_client.h"
 #include "router/instance_set.h"
 #include "router/kv_index.h"
+#include "router/registry_watch.h"
 #include "router/router_server.h"
 #include "router/routing_policy.h"
 #include "router/simulator.h"
@@ -38,6 +42,8 @@ struct RouteArgs {
   double load_slack_rel = PolicyOptions{}.load_slack_rel;
   int max_attempts = RouterOptions{}.max_attempts;
   int heartbeat_timeout_ms = 2000;
+  std::string etcd_url;
+  std::string etcd_prefix = RegistryWatchOptions{}.prefix;
 };
 
 RouteArgs args;
@@ -98,8 +104,15 @@ int run() {
                            "--policy '{}': use round_robin, least_load, session or cache_aware",
                            args.policy));
   }
-  if (args.instances.empty()) {
-    return fail(Status(StatusCode::kInvalidArgument, "give at least one --instance URL"));
+  if (args.instances.empty() && args.etcd_url.empty()) {
+    return fail(Status(StatusCode::kInvalidArgument,
+                       "give --etcd URL (the registry) or at least one --instance URL"));
+  }
+  std::optional<Url> etcd_url;
+  if (!args.etcd_url.empty()) {
+    auto url = Url::parse(args.etcd_url);
+    if (!url.is_ok()) return fail(url.status().with_context("--etcd"));
+    etcd_url = *url;
   }
   auto path = resolve_model_path(args.model);
   if (!path.is_ok()) return fail(path.status());
@@ -142,17 +155,27 @@ int run() {
     done.get();
     if (!added.empty()) return fail(added.front().with_context("--instance"));
   }
+  std::unique_ptr<RegistryWatch> registry;
+  if (etcd_url) {
+    registry = std::make_unique<RegistryWatch>(*client, *etcd_url, instances,
+                                               RegistryWatchOptions{args.etcd_prefix});
+    boost::asio::co_spawn(client->context(), registry->run(), boost::asio::detached);
+  }
   int rc = 0;
   {
     RouterServer server(options, router_model, *client, instances, index, routing);
     if (Status st = server.start(); !st.is_ok()) return fail(st);
-    std::printf("infergrid route: %s over %zu instance(s), listening on http://%s:%d\n",
-                args.policy.c_str(), args.instances.size(), args.host.c_str(), server.port());
+    std::printf("infergrid route: %s over %zu instance(s)%s, listening on http://%s:%d\n",
+                args.policy.c_str(), args.instances.size(),
+                etcd_url ? (" and the registry at " + etcd_url->to_string()).c_str() : "",
+                args.host.c_str(), server.port());
     std::fflush(stdout);
     server.run();
     spdlog::info("route: shutting down");
-    auto stopped = boost::asio::post(client->context(),
-                                     boost::asio::use_future([&] { instances.stop_all(); }));
+    auto stopped = boost::asio::post(client->context(), boost::asio::use_future([&] {
+                                       if (registry) registry->stop();
+                                       instances.stop_all();
+                                     }));
     stopped.get();
   }
   client.reset();  // stops the I/O thread before the set and the index it refers to go
@@ -170,6 +193,10 @@ CLI::App* add_route_command(CLI::App& app) {
   command->add_option("--chat-template", args.chat_template,
                       "The instances' --chat-template, when they were given one");
   command->add_option("--instance", args.instances, "An instance's URL (repeat for each)");
+  command->add_option("--etcd", args.etcd_url,
+                      "Follow the instances registered in etcd (serve --etcd) at this URL");
+  command->add_option("--etcd-prefix", args.etcd_prefix, "Key prefix of the registry")
+      ->capture_default_str();
   command->add_option("--policy", args.policy, "round_robin, least_load, session or cache_aware")
       ->capture_default_str();
   command->add_option("--host", args.host, "Address to listen on")->capture_default_str();

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "cli/default_model.h"
 #include "cli/kv_cache_type_option.h"
@@ -27,6 +28,7 @@
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "server/api_server.h"
+#include "server/instance_registration.h"
 
 namespace infergrid {
 
@@ -52,6 +54,10 @@ struct ServeArgs {
   std::string chat_template_file;
   int shutdown_grace_ms = 30000;
   std::string kv_disk_dir;
+  std::string etcd_url;
+  std::string etcd_prefix = RegistrationOptions{}.prefix;
+  int etcd_ttl_s = RegistrationOptions{}.ttl_seconds;
+  std::string advertise_url;
   std::string kv_dram_bytes;
   std::string kv_dram_name = "default";
   std::string kv_disk_bytes = "16GiB";
@@ -337,12 +343,39 @@ int run() {
                server.max_connections(), args.idle_timeout_s, args.write_timeout_s,
                access.api_keys.empty() ? std::string("no API key required")
                                        : fmt::format("{} API keys", access.api_keys.size()));
+  // Registered before "listening" is printed: a caller waiting for that line finds the
+  // instance in the registry too.
+  std::unique_ptr<InstanceRegistration> registration;
+  if (!args.etcd_url.empty()) {
+    const std::string address = args.advertise_url.empty()
+                                    ? fmt::format("http://{}:{}", args.host, server.port())
+                                    : args.advertise_url;
+    const Instance& first = *instances.front();
+    const EngineStats stats = first.engine->stats();
+    nlohmann::json record = {{"address", address},
+                             {"models", first.names},
+                             {"fingerprint", fmt::format("{:016x}", first.model->fingerprint())},
+                             {"role", "unified"},
+                             {"block_size", first.options.scheduler.block_size},
+                             {"blocks_total", stats.blocks_total}};
+    RegistrationOptions reg{args.etcd_url, args.etcd_prefix, args.etcd_ttl_s, address,
+                            record.dump()};
+    auto started_registration = InstanceRegistration::start(std::move(reg));
+    if (!started_registration.is_ok()) {
+      server.request_shutdown();
+      server.run();
+      for (const auto& in : instances) in->engine->shutdown();
+      return fail(started_registration.status());
+    }
+    registration = std::move(started_registration).value();
+  }
   for (const auto& in : instances) {
     std::printf("infergrid serve: model '%s' listening on http://%s:%d\n",
                 in->names.front().c_str(), args.host.c_str(), server.port());
   }
   std::fflush(stdout);
   server.run();
+  registration.reset();  // deregisters: routers stop sending here at once
   for (const auto& in : instances) in->engine->shutdown();
   spdlog::info("stopped");
   return 0;
@@ -398,6 +431,17 @@ CLI::App* add_serve_command(CLI::App& app) {
                       "every server of this model with the same --kv-dram-name shares it");
   command->add_option("--kv-dram-name", args.kv_dram_name, "Name of the shared DRAM tier")
       ->capture_default_str();
+  command->add_option("--etcd", args.etcd_url,
+                      "Register this instance in etcd (e.g. http://127.0.0.1:2379) under a "
+                      "lease, for `infergrid route --etcd`");
+  command->add_option("--etcd-prefix", args.etcd_prefix, "Key prefix of the registry")
+      ->capture_default_str();
+  command
+      ->add_option("--etcd-ttl", args.etcd_ttl_s,
+                   "Lease TTL in seconds: a killed instance leaves the registry this late")
+      ->capture_default_str();
+  command->add_option("--advertise-url", args.advertise_url,
+                      "The URL routers should use (default: http://HOST:PORT)");
   command->add_option("--kv-disk-dir", args.kv_disk_dir,
                       "Directory of the SSD KV tier (evicted prefix blocks; kept across restarts; "
                       "with several models, a subdirectory each)");

@@ -286,6 +286,7 @@ struct RouterServer::Impl {
           {{"id", inst->id},
            {"address", inst->address},
            {"health", health_name(inst->health)},
+           {"wanted", inst->wanted},
            {"eligible", serves_our_model(*inst) && inst->eligible(now, instances.options())},
            {"model", inst->model},
            {"synced", inst->synced},

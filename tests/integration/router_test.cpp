@@ -24,6 +24,10 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
+json instances_of(const ServerProcess& router) {
+  return json::parse(curl(router.url() + "/route/instances").body, nullptr, false);
+}
+
 // A prompt of several full blocks (16 tokens each) that differs per `tag` from its first word.
 std::string long_prompt(const std::string& tag) {
   std::string p = tag +
@@ -118,6 +122,12 @@ TEST_F(RouterTest, CacheAwareSendsAPrefixWhereItsKvIsAndThePredictionMatchesTheI
       curl(instances_[0]->url() + "/v1/completions",
            json{{"prompt", long_prompt("alpha")}, {"max_tokens", 8}, {"temperature", 0}}.dump())
           .body);
+  // Its blocks reach the router as events (polled every 20 ms by the instance's stream).
+  const auto indexed = std::chrono::steady_clock::now() + 5s;
+  while (instances_of(*router)["indexed_blocks"].get<int>() == 0 &&
+         std::chrono::steady_clock::now() < indexed) {
+    std::this_thread::sleep_for(20ms);
+  }
   const Routed first = complete(*router, long_prompt("alpha"));
   ASSERT_EQ(first.status, 200) << first.body.dump();
   EXPECT_EQ(text_of(first.body), text_of(direct));
@@ -297,6 +307,163 @@ TEST_F(RouterTest, BadInputAndBadInstancesGetClearErrorsAndNoCrash) {
     EXPECT_EQ(r.instance(), instances_[0]->url());
   }
   EXPECT_EQ(curl(router.url() + "/health").status, 200);
+}
+
+}  // namespace
+}  // namespace infergrid::testing
+
+namespace infergrid::testing {
+namespace {
+
+// A free loopback port (bound and released: good enough for a test's own etcd).
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// The real etcd (Debian's etcd-server, installed by tools/setup) on loopback ports of its own.
+class EtcdProcess {
+ public:
+  bool start(std::string& log) {
+    dir_ = std::filesystem::temp_directory_path() / ("ig_etcd_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir_);
+    client_port_ = free_port();
+    const int peer_port = free_port();
+    const std::string client = "http://127.0.0.1:" + std::to_string(client_port_);
+    const std::string peer = "http://127.0.0.1:" + std::to_string(peer_port);
+    std::vector<std::string> argv_strings = {"etcd",
+                                             "--data-dir",
+                                             dir_.string(),
+                                             "--listen-client-urls",
+                                             client,
+                                             "--advertise-client-urls",
+                                             client,
+                                             "--listen-peer-urls",
+                                             peer,
+                                             "--initial-advertise-peer-urls",
+                                             peer,
+                                             "--initial-cluster",
+                                             "default=" + peer};
+    std::vector<char*> argv;
+    for (auto& s : argv_strings) argv.push_back(s.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+    const int rc = posix_spawnp(&pid_, "etcd", &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0) {
+      log = "cannot start etcd (tools/setup installs etcd-server)";
+      pid_ = -1;
+      return false;
+    }
+    const auto deadline = std::chrono::steady_clock::now() + 15s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (curl(url() + "/health").status == 200) return true;
+      std::this_thread::sleep_for(100ms);
+    }
+    log = "etcd did not answer /health";
+    return false;
+  }
+  ~EtcdProcess() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(client_port_); }
+
+ private:
+  pid_t pid_ = -1;
+  int client_port_ = 0;
+  std::filesystem::path dir_;
+};
+
+// The router's view of one address: "absent", "removed" (left the registry) or "eligible" /
+// "ineligible".
+std::string state_of(const ServerProcess& router, const std::string& address) {
+  const json body = instances_of(router);
+  if (!body.is_object()) return "no answer";
+  for (const auto& inst : body["instances"]) {
+    if (inst["address"] != address) continue;
+    if (!inst["wanted"].get<bool>()) return "removed";
+    return inst["eligible"].get<bool>() ? "eligible" : "ineligible";
+  }
+  return "absent";
+}
+
+bool wait_state(const ServerProcess& router, const std::string& address, const std::string& want,
+                std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (state_of(router, address) == want) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return false;
+}
+
+TEST(RouterEtcdTest, InstancesJoinThroughEtcdAndLeaveWhenDrainedOrWhenTheirLeaseExpires) {
+  ASSERT_FALSE(test_model_path().empty());
+  EtcdProcess etcd;
+  std::string log;
+  ASSERT_TRUE(etcd.start(log)) << log;
+  std::vector<std::unique_ptr<ServerProcess>> instances;
+  for (int i = 0; i < 3; ++i) {
+    auto inst = std::make_unique<ServerProcess>();
+    ASSERT_TRUE(inst->start(test_server_args({"--etcd", etcd.url(), "--etcd-ttl", "2"}), log))
+        << log;
+    instances.push_back(std::move(inst));
+  }
+  ServerProcess router;
+  ASSERT_TRUE(router.start({"--model", test_model_path(), "--etcd", etcd.url()}, log, 0, "route"))
+      << log;
+  for (auto& inst : instances) {
+    ASSERT_TRUE(wait_state(router, inst->url(), "eligible", 10s)) << instances_of(router).dump();
+  }
+  EXPECT_EQ(curl(router.url() + "/v1/completions", R"({"prompt":"hi","max_tokens":2})").status,
+            200);
+
+  // Drained (SIGTERM): it deregisters on the way out, well before a lease would expire.
+  instances[0]->signal(SIGTERM);
+  const auto drained = std::chrono::steady_clock::now();
+  ASSERT_TRUE(wait_state(router, instances[0]->url(), "removed", 10s))
+      << instances_of(router).dump();
+  EXPECT_LT(std::chrono::steady_clock::now() - drained, 2s);
+
+  // Killed (SIGKILL): its lease expires after the TTL and the registry drops it.
+  instances[1]->signal(SIGKILL);
+  ASSERT_TRUE(wait_state(router, instances[1]->url(), "removed", 10s))
+      << instances_of(router).dump();
+
+  // Meanwhile requests keep being served by what is left, and a restarted instance on a new
+  // port joins.
+  EXPECT_EQ(curl(router.url() + "/v1/completions", R"({"prompt":"hi","max_tokens":2})").status,
+            200);
+  auto again = std::make_unique<ServerProcess>();
+  ASSERT_TRUE(again->start(test_server_args({"--etcd", etcd.url(), "--etcd-ttl", "2"}), log))
+      << log;
+  EXPECT_TRUE(wait_state(router, again->url(), "eligible", 10s)) << instances_of(router).dump();
+  EXPECT_EQ(state_of(router, instances[2]->url()), "eligible");
+}
+
+TEST(RouterEtcdTest, ServeRefusesToStartWhenItsRegistryIsUnreachable) {
+  ASSERT_FALSE(test_model_path().empty());
+  ServerProcess inst;
+  std::string log;
+  EXPECT_FALSE(inst.start(
+      test_server_args({"--etcd", "http://127.0.0.1:" + std::to_string(free_port())}), log));
+  EXPECT_NE(log.find("etcd"), std::string::npos) << log;
 }
 
 }  // namespace
