@@ -42,6 +42,7 @@ struct RouteArgs {
   double load_slack_rel = PolicyOptions{}.load_slack_rel;
   int max_attempts = RouterOptions{}.max_attempts;
   int heartbeat_timeout_ms = 2000;
+  RouterOptions router;
   std::string etcd_url;
   std::string etcd_prefix = RegistryWatchOptions{}.prefix;
 };
@@ -138,7 +139,7 @@ int run() {
   policy_options.load_slack_abs = args.load_slack_abs;
   policy_options.load_slack_rel = args.load_slack_rel;
   RoutingPolicy routing(policy_options);
-  RouterOptions options;
+  RouterOptions options = args.router;
   options.host = args.host;
   options.port = args.port;
   options.max_attempts = args.max_attempts;
@@ -211,6 +212,21 @@ CLI::App* add_route_command(CLI::App& app) {
       ->capture_default_str();
   command->add_option("--max-attempts", args.max_attempts, "Instances one request may be tried on")
       ->capture_default_str();
+  command
+      ->add_option("--max-inflight-per-instance", args.router.max_inflight_per_instance,
+                   "Admission: requests in flight the cluster holds per instance")
+      ->capture_default_str();
+  command
+      ->add_option("--batch-share", args.router.batch_share,
+                   "Admission: batch requests are shed past this share of it")
+      ->capture_default_str();
+  command
+      ->add_option("--standard-share", args.router.standard_share,
+                   "Admission: standard requests are shed past this share of it")
+      ->capture_default_str();
+  command->add_flag("--forward-priority", args.router.forward_priority,
+                    "Send the class to instances as `priority` (they need "
+                    "--trust-request-priority)");
   command
       ->add_option("--heartbeat-timeout-ms", args.heartbeat_timeout_ms,
                    "An instance not heard from for this long gets no requests")

@@ -89,6 +89,25 @@ asio::awaitable<void> run_upstream(HttpClient& client, HttpRequest up,
 
 }  // namespace
 
+std::optional<PriorityClass> priority_class_from_name(std::string_view name) {
+  if (name == "interactive") return PriorityClass::kInteractive;
+  if (name == "standard") return PriorityClass::kStandard;
+  if (name == "batch") return PriorityClass::kBatch;
+  return std::nullopt;
+}
+
+std::string_view priority_class_name(PriorityClass c) {
+  switch (c) {
+    case PriorityClass::kInteractive:
+      return "interactive";
+    case PriorityClass::kStandard:
+      return "standard";
+    case PriorityClass::kBatch:
+      return "batch";
+  }
+  return "standard";
+}
+
 struct RouterServer::Impl {
   Impl(RouterOptions o, RouterModel m, HttpClient& c, InstanceSet& i, KvIndex& x, RoutingPolicy& p)
       : options(std::move(o)),
@@ -301,6 +320,32 @@ struct RouterServer::Impl {
     return json{{"instances", list}, {"indexed_blocks", index.n_blocks()}}.dump();
   }
 
+  // --- admission ----------------------------------------------------------------------------
+  // nullptr: admitted; else why not. In flight counts every class, so a full cluster of batch
+  // work still leaves interactive requests the share batch may not use.
+  const char* admit(PriorityClass priority) {
+    double capacity = 0;
+    double inflight = 0;
+    for (InstanceId id : eligible_ids()) {
+      capacity += options.max_inflight_per_instance;
+      inflight += instances.instances()[id]->inflight;
+    }
+    if (capacity == 0) return nullptr;  // no instance: the routing answers 503
+    const double share = priority == PriorityClass::kBatch      ? options.batch_share
+                         : priority == PriorityClass::kStandard ? options.standard_share
+                                                                : 1.0;
+    if (inflight < share * capacity) return nullptr;
+    switch (priority) {
+      case PriorityClass::kBatch:
+        return "the cluster is busy: batch requests are shed first; retry later";
+      case PriorityClass::kStandard:
+        return "the cluster is busy: standard requests are shed; retry later";
+      case PriorityClass::kInteractive:
+        return "the cluster is at capacity; retry later";
+    }
+    return nullptr;
+  }
+
   // --- proxying -----------------------------------------------------------------------------
   asio::awaitable<bool> send_error(beast::tcp_stream& stream, unsigned version, bool keep,
                                    const ApiError& error, const std::string& request_id,
@@ -338,6 +383,42 @@ struct RouterServer::Impl {
         co_return co_await fail(unknown);
       }
     }
+    // The class: header first, then the body's field; standard when neither.
+    std::string forwarded_body;
+    PriorityClass priority = PriorityClass::kStandard;
+    {
+      std::string class_name(req["x-priority-class"]);
+      nlohmann::ordered_json body = nlohmann::ordered_json::parse(req.body(), nullptr, false);
+      if (class_name.empty() && body.is_object() && body.contains("priority_class")) {
+        class_name = body["priority_class"].is_string() ? body["priority_class"].get<std::string>()
+                                                        : std::string("(not a string)");
+      }
+      if (!class_name.empty()) {
+        auto parsed_class = priority_class_from_name(class_name);
+        if (!parsed_class) {
+          const ApiError bad = api_error(
+              400,
+              fmt::format("priority class '{}' is not one of interactive, standard, batch",
+                          class_name.substr(0, 100)),
+              "priority_class");
+          co_return co_await fail(bad);
+        }
+        priority = *parsed_class;
+      }
+      if (options.forward_priority && body.is_object()) {
+        body["priority"] = priority == PriorityClass::kInteractive ? 1
+                           : priority == PriorityClass::kBatch     ? -1
+                                                                   : 0;
+        forwarded_body = body.dump();
+      }
+    }
+    if (const char* shed = admit(priority)) {
+      ++shed_by_class[std::string(priority_class_name(priority))];
+      ApiError overloaded = api_error(429, shed, {}, "overloaded");
+      overloaded.type = "rate_limit_error";
+      co_return co_await fail(overloaded, "1");
+    }
+    ++admitted_by_class[std::string(priority_class_name(priority))];
     api.model.clear();
     auto prepared = preparer.prepare(api, 0);
     if (auto* e = std::get_if<ApiError>(&prepared)) co_return co_await fail(*e);
@@ -362,6 +443,7 @@ struct RouterServer::Impl {
                                               {"prompt_tokens", prompt.size()},
                                               {"prompt_blocks", keys.size()},
                                               {"session", session},
+                                              {"priority_class", priority_class_name(priority)},
                                               {"attempts", json::array()}});
     remember(request_id, record);
 
@@ -427,7 +509,7 @@ struct RouterServer::Impl {
       up.host = inst.url.host;
       up.port = inst.url.port;
       up.target = inst.url.target(std::string(req.target()));
-      up.body = req.body();
+      up.body = forwarded_body.empty() ? req.body() : forwarded_body;
       up.timeout = options.request_timeout;
       up.headers.emplace_back("X-Request-Id", request_id);
       if (auto auth = req[http::field::authorization]; !auth.empty()) {
@@ -653,6 +735,16 @@ struct RouterServer::Impl {
     for (const auto& [outcome, n] : requests_by_outcome) {
       out += fmt::format("infergrid_route_requests_total{{outcome=\"{}\"}} {}\n", outcome, n);
     }
+    out += "# HELP infergrid_route_admitted_total Requests admitted, by priority class.\n";
+    out += "# TYPE infergrid_route_admitted_total counter\n";
+    for (const auto& [c, n] : admitted_by_class) {
+      out += fmt::format("infergrid_route_admitted_total{{class=\"{}\"}} {}\n", c, n);
+    }
+    out += "# HELP infergrid_route_shed_total Requests refused with 429 by admission, by class.\n";
+    out += "# TYPE infergrid_route_shed_total counter\n";
+    for (const auto& [c, n] : shed_by_class) {
+      out += fmt::format("infergrid_route_shed_total{{class=\"{}\"}} {}\n", c, n);
+    }
     out += fmt::format(
         "# HELP infergrid_route_retries_total Requests sent again to another instance.\n"
         "# TYPE infergrid_route_retries_total counter\ninfergrid_route_retries_total {}\n",
@@ -729,6 +821,8 @@ struct RouterServer::Impl {
   std::map<std::string, uint64_t> decisions;
   std::map<std::string, uint64_t> requests_by_outcome;
   std::deque<double> decision_seconds;
+  std::map<std::string, uint64_t> admitted_by_class;
+  std::map<std::string, uint64_t> shed_by_class;
   uint64_t retries = 0;
   uint64_t streams_failed_midway = 0;
   int64_t predicted_cached_tokens = 0;

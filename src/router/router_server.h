@@ -15,7 +15,9 @@
 #include <chrono>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -46,7 +48,21 @@ struct RouterOptions {
   std::chrono::milliseconds upstream_idle_timeout{std::chrono::seconds(60)};
   int max_attempts = 3;
   size_t max_records = 10000;  // decisions kept for /route/explain
+  // Priority classes (`x-priority-class` header or `priority_class` field: interactive,
+  // standard, batch). The cluster holds max_inflight_per_instance requests per eligible
+  // instance; a class is admitted while the requests in flight are under its share of that,
+  // so under overload batch is shed first (429 with Retry-After) and interactive last.
+  int max_inflight_per_instance = 64;
+  double batch_share = 0.5;
+  double standard_share = 0.85;
+  // Also send the class to the instance as the engine's `priority` (interactive 1, standard 0,
+  // batch -1: served and kept first / last); the instances need --trust-request-priority.
+  bool forward_priority = false;
 };
+
+enum class PriorityClass { kInteractive, kStandard, kBatch };
+std::optional<PriorityClass> priority_class_from_name(std::string_view name);
+std::string_view priority_class_name(PriorityClass c);
 
 class RouterServer {
  public:

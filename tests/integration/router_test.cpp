@@ -468,3 +468,54 @@ TEST(RouterEtcdTest, ServeRefusesToStartWhenItsRegistryIsUnreachable) {
 
 }  // namespace
 }  // namespace infergrid::testing
+
+namespace infergrid::testing {
+namespace {
+
+TEST_F(RouterTest, UnderOverloadBatchIsShedFirstAndInteractiveStillGetsIn) {
+  // One instance, room for 2 in flight: batch may use half, standard 85%, interactive all.
+  ServerProcess instance;
+  std::string log;
+  ASSERT_TRUE(instance.start(test_server_args({"--trust-request-priority"}), log)) << log;
+  ServerProcess router;
+  ASSERT_TRUE(router.start({"--model", test_model_path(), "--instance", instance.url(),
+                            "--max-inflight-per-instance", "2", "--forward-priority"},
+                           log, 0, "route"))
+      << log;
+  ASSERT_TRUE(wait_eligible(router, 1));
+  // A long batch request holds the batch share.
+  const std::string long_batch = json{
+      {"prompt", "once"},
+      {"max_tokens", 4000},
+      {"ignore_eos", true},
+      {"stream", true},
+      {"priority_class", "batch"}}.dump();
+  std::thread holder([&] { curl(router.url() + "/v1/completions", long_batch, "-m 20"); });
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (instances_of(router)["instances"][0]["inflight"].get<int>() == 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  const std::string small = R"({"prompt":"hi","max_tokens":2})";
+  const HttpResult batch =
+      curl(router.url() + "/v1/completions", small, "-H 'x-priority-class: batch'");
+  EXPECT_EQ(batch.status, 429) << batch.body;
+  EXPECT_NE(batch.headers.find("Retry-After"), std::string::npos);
+  EXPECT_EQ(json::parse(batch.body)["error"]["code"], "overloaded");
+  const HttpResult interactive =
+      curl(router.url() + "/v1/completions", small, "-H 'x-priority-class: interactive'");
+  EXPECT_EQ(interactive.status, 200) << interactive.body;
+  const HttpResult standard = curl(router.url() + "/v1/completions", small);
+  EXPECT_EQ(standard.status, 200) << standard.body;
+  const HttpResult bad =
+      curl(router.url() + "/v1/completions", small, "-H 'x-priority-class: urgent'");
+  EXPECT_EQ(bad.status, 400);
+  const std::string metrics = curl(router.url() + "/metrics").body;
+  EXPECT_NE(metrics.find("infergrid_route_shed_total{class=\"batch\"} 1"), std::string::npos)
+      << metrics;
+  instance.signal(SIGKILL);  // ends the holder's stream (the router reports it, then [DONE])
+  holder.join();
+}
+
+}  // namespace
+}  // namespace infergrid::testing
