@@ -95,13 +95,28 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, Backend& ba
           on_block_evicted(block, key, parent_key, tokens);
         });
   }
-  if (options_.kv_events) blocks_.set_event_log(options_.kv_events.get());
+  if (options_.kv_events) {
+    blocks_.set_event_log(options_.kv_events.get());
+    // The SSD tier is this instance's own: its blocks (those found on disk at a restart
+    // included) are announced as the disk tier's. The DRAM segment is shared by every process
+    // of the host, which evicts each other's blocks unseen, so it announces nothing.
+    if (options_.disk_tier && connector_) {
+      options_.disk_tier->set_event_observer([log = options_.kv_events](bool stored, uint64_t key) {
+        if (stored) {
+          log->stored(KvTierKind::kDisk, key);
+        } else {
+          log->removed(KvTierKind::kDisk, key);
+        }
+      });
+    }
+  }
   work_.reserve(static_cast<size_t>(options.max_running) + 16);
   batch_.sequences.reserve(work_.capacity());
 }
 
 Scheduler::~Scheduler() {
   connector_.reset();  // its loads may still be writing into the pool
+  if (options_.disk_tier) options_.disk_tier->set_event_observer(nullptr);
 }
 
 uint64_t Scheduler::kv_layout_tag(const Model& model, int block_size, KvType kv_type,

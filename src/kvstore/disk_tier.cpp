@@ -138,6 +138,14 @@ bool DiskTier::contains(uint64_t key) {
   return index_.count(key) > 0;
 }
 
+void DiskTier::set_event_observer(EventObserver observer) {
+  std::lock_guard lock(mutex_);
+  observer_ = std::move(observer);
+  if (observer_) {
+    for (const auto& [key, entry] : index_) observer_(true, key);
+  }
+}
+
 void DiskTier::erase_locked(uint64_t key, bool count_as_eviction) {
   auto it = index_.find(key);
   if (it == index_.end()) return;
@@ -147,6 +155,7 @@ void DiskTier::erase_locked(uint64_t key, bool count_as_eviction) {
   if (it->second.children == 0) lru_.erase(it->second.lru);
   const uint64_t parent_key = it->second.parent_key;
   index_.erase(it);
+  if (observer_) observer_(false, key);
   remove_child_locked(parent_key, key);
   if (count_as_eviction) ++stats_.evicted;
   stats_.blocks = index_.size();
@@ -244,6 +253,7 @@ Status DiskTier::put(uint64_t key, uint64_t parent_key, std::span<const int32_t>
     index_[key] = {bytes, parent_key, 0, lru_.begin()};
     stats_.used_bytes += bytes;
     add_child_locked(parent_key, key);
+    if (observer_) observer_(true, key);
   }
   ++stats_.stored;
   stats_.bytes_written += bytes;

@@ -52,6 +52,7 @@ class DiskTier : public KvTier {
 
   TierStats stats() override;
   uint64_t layout_tag() const override { return layout_tag_; }
+  void set_event_observer(EventObserver observer) override;
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
@@ -75,6 +76,7 @@ class DiskTier : public KvTier {
   const uint64_t layout_tag_;
   const int block_tokens_;
   mutable std::mutex mutex_;
+  EventObserver observer_;  // guarded by mutex_
   std::unordered_map<uint64_t, Entry> index_;
   std::list<uint64_t> lru_;  // the leaves, most recently used first
   TierStats stats_;

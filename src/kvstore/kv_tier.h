@@ -53,6 +53,13 @@ class KvTier {
       std::function<void(uint64_t key, uint64_t parent_key, std::span<const int32_t> tokens,
                          std::span<const uint8_t> payload)>;
   virtual void set_evict_hook(EvictHook /*hook*/) {}
+
+  // Told of every block the tier gains (true) or loses (false), under the tier's lock (the
+  // observer must not call back into the tier); on being set it is told of every block held
+  // now, so a tier reopened after a restart announces what it kept. Null unhooks. A tier that
+  // cannot say (a segment other processes also write) ignores it.
+  using EventObserver = std::function<void(bool stored, uint64_t key)>;
+  virtual void set_event_observer(EventObserver /*observer*/) {}
 };
 
 }  // namespace infergrid

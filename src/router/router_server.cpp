@@ -462,6 +462,7 @@ struct RouterServer::Impl {
         v.reported_load = inst->reported_load;
         v.inflight = inst->inflight;
         v.queued_prefill_tokens = inst->queued_prefill_tokens;
+        v.tier_is_disk = true;  // instances announce their SSD tier only (kv_event_stream.h)
       }
       RouteRequest rr{keys, static_cast<int>(prompt.size()), block_size, session};
       const auto decide_start = Clock::now();

@@ -519,3 +519,40 @@ TEST_F(RouterTest, UnderOverloadBatchIsShedFirstAndInteractiveStillGetsIn) {
 
 }  // namespace
 }  // namespace infergrid::testing
+
+namespace infergrid::testing {
+namespace {
+
+TEST_F(RouterTest, ARestartedInstanceReannouncesItsSsdBlocksAndTheRouterCountsThem) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("ig_router_disk_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  const std::vector<std::string> flags = {"--kv-disk-dir", dir.string()};
+  auto instance = std::make_unique<ServerProcess>();
+  std::string log;
+  ASSERT_TRUE(instance->start(test_server_args(flags), log)) << log;
+  const json request = {{"prompt", long_prompt("delta")}, {"max_tokens", 4}, {"temperature", 0}};
+  ASSERT_EQ(curl(instance->url() + "/v1/completions", request.dump()).status, 200);
+  instance->signal(SIGTERM);  // a drain writes the cached blocks to the SSD tier
+  ASSERT_EQ(instance->wait(30s), 0);
+
+  instance = std::make_unique<ServerProcess>();
+  ASSERT_TRUE(instance->start(test_server_args(flags), log)) << log;
+  // Its snapshot carries the disk tier's blocks, found on disk at startup.
+  const HttpResult events = curl(instance->url() + "/kv/events", "", "-m 1");
+  EXPECT_NE(events.body.find("\"disk\":[\""), std::string::npos) << events.body.substr(0, 500);
+  ServerProcess router;
+  ASSERT_TRUE(
+      router.start({"--model", test_model_path(), "--instance", instance->url()}, log, 0, "route"))
+      << log;
+  ASSERT_TRUE(wait_eligible(router, 1));
+  const Routed again = complete(router, long_prompt("delta"), "", 4);
+  ASSERT_EQ(again.status, 200);
+  const json& attempt = again.record["attempts"].back();
+  EXPECT_EQ(attempt["candidates"][0]["engine_blocks"], 0) << again.record.dump();
+  EXPECT_GE(attempt["candidates"][0]["tier_blocks"].get<int>(), 2) << again.record.dump();
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace infergrid::testing
