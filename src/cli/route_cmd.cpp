@@ -149,7 +149,7 @@ int run() {
     std::vector<Status> added;
     auto done = boost::asio::post(client->context(), boost::asio::use_future([&] {
                                     for (const std::string& address : args.instances) {
-                                      auto id = instances.add(address);
+                                      auto id = instances.add(address, /*pinned=*/true);
                                       if (!id.is_ok()) added.push_back(id.status());
                                     }
                                   }));

@@ -58,22 +58,24 @@ InstanceSet::InstanceSet(HttpClient& client, KvIndex& index, InstanceSetOptions 
 
 InstanceSet::~InstanceSet() = default;
 
-Result<InstanceId> InstanceSet::add(std::string_view address) {
+Result<InstanceId> InstanceSet::add(std::string_view address, bool pinned) {
   auto url = Url::parse(address);
   if (!url.is_ok()) return url.status();
   const std::string canonical = url->to_string();
   for (auto& inst : instances_) {
     if (inst->address != canonical) continue;
-    if (!inst->wanted) {
-      inst->wanted = true;
-      asio::co_spawn(client_.context(), follow(inst->id), asio::detached);
-    }
+    inst->pinned = inst->pinned || pinned;
+    inst->wanted = true;
+    // A follower told to stop may still be waiting for its stream's next message: it sees
+    // `wanted` again and carries on, so a second one is never started beside it.
+    if (!inst->following) asio::co_spawn(client_.context(), follow(inst->id), asio::detached);
     return inst->id;
   }
   auto inst = std::make_unique<Instance>();
   inst->id = static_cast<InstanceId>(instances_.size());
   inst->address = canonical;
   inst->url = *url;
+  inst->pinned = pinned;
   inst->stable_hash = XXH3_64bits(canonical.data(), canonical.size());
   instances_.push_back(std::move(inst));
   asio::co_spawn(client_.context(), follow(instances_.back()->id), asio::detached);
@@ -85,7 +87,7 @@ void InstanceSet::remove(std::string_view address) {
   if (!url.is_ok()) return;
   const std::string canonical = url->to_string();
   for (auto& inst : instances_) {
-    if (inst->address != canonical || !inst->wanted) continue;
+    if (inst->address != canonical || !inst->wanted || inst->pinned) continue;
     inst->wanted = false;
     inst->synced = false;
     inst->health = Instance::Health::kDown;
@@ -104,6 +106,7 @@ void InstanceSet::stop_all() {
 }
 
 asio::awaitable<void> InstanceSet::follow(InstanceId id) {
+  instances_[id]->following = true;
   auto backoff = std::chrono::milliseconds(100);
   asio::steady_timer timer(client_.context());
   while (instances_[id]->wanted) {
@@ -142,6 +145,7 @@ asio::awaitable<void> InstanceSet::follow(InstanceId id) {
     co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     backoff = std::min(backoff * 2, options_.max_backoff);
   }
+  instances_[id]->following = false;
 }
 
 bool InstanceSet::on_message(Instance& inst, std::string_view data) {

@@ -45,7 +45,9 @@ struct Instance {
   std::string address;  // as given: http://host:port
   Url url;
   uint64_t stable_hash = 0;
-  bool wanted = true;  // in the static list or the registry
+  bool wanted = true;      // in the static list or the registry
+  bool pinned = false;     // given with --instance: the registry never removes it
+  bool following = false;  // its follower coroutine is running (at most one is)
   Health health = Health::kConnecting;
   std::string last_error;
 
@@ -83,9 +85,10 @@ class InstanceSet {
   InstanceSet(const InstanceSet&) = delete;
   InstanceSet& operator=(const InstanceSet&) = delete;
 
-  // On the client's I/O thread. Starts following the address (idempotent).
-  Result<InstanceId> add(std::string_view address);
-  // Stops following it; its blocks leave the index and it gets no new requests.
+  // On the client's I/O thread. Starts following the address (idempotent). `pinned`: a static
+  // instance, which remove() leaves alone.
+  Result<InstanceId> add(std::string_view address, bool pinned = false);
+  // Stops following it (unless pinned); its blocks leave the index and it gets no new requests.
   void remove(std::string_view address);
   // A request to it failed in transport or with a 5xx: no new requests for the probation.
   void mark_failed(InstanceId id, std::string why);

@@ -2,7 +2,8 @@
 // by reading the prefix every poll interval: a new record adds its address to the InstanceSet,
 // a record gone (deregistered, or its lease expired) removes it. Polling rather than a watch
 // stream: it needs no resume logic across etcd restarts, and a registry of thousands of
-// instances is one small read. Addresses given with --instance are never removed by it.
+// instances is one small read. Addresses given with --instance are pinned: it never removes
+// them.
 // Runs on the HttpClient's I/O thread, like the InstanceSet it edits.
 #pragma once
 
