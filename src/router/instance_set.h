@@ -94,6 +94,7 @@ class InstanceSet {
   void mark_failed(InstanceId id, std::string why);
 
   std::vector<std::unique_ptr<Instance>>& instances() { return instances_; }
+  const std::vector<std::unique_ptr<Instance>>& instances() const { return instances_; }
   const InstanceSetOptions& options() const { return options_; }
   // Stops every follower (the router is shutting down).
   void stop_all();

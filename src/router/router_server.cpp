@@ -1,5 +1,8 @@
 #include "router/router_server.h"
 
+#include "router/priority_class.h"
+#include "router/router_stats.h"
+
 #include <condition_variable>
 #include <future>
 #include <map>
@@ -89,25 +92,6 @@ asio::awaitable<void> run_upstream(HttpClient& client, HttpRequest up,
 
 }  // namespace
 
-std::optional<PriorityClass> priority_class_from_name(std::string_view name) {
-  if (name == "interactive") return PriorityClass::kInteractive;
-  if (name == "standard") return PriorityClass::kStandard;
-  if (name == "batch") return PriorityClass::kBatch;
-  return std::nullopt;
-}
-
-std::string_view priority_class_name(PriorityClass c) {
-  switch (c) {
-    case PriorityClass::kInteractive:
-      return "interactive";
-    case PriorityClass::kStandard:
-      return "standard";
-    case PriorityClass::kBatch:
-      return "batch";
-  }
-  return "standard";
-}
-
 struct RouterServer::Impl {
   Impl(RouterOptions o, RouterModel m, HttpClient& c, InstanceSet& i, KvIndex& x, RoutingPolicy& p)
       : options(std::move(o)),
@@ -120,7 +104,8 @@ struct RouterServer::Impl {
         index(x),
         policy(p),
         acceptor(c.context()),
-        signals(c.context(), SIGINT, SIGTERM) {}
+        signals(c.context(), SIGINT, SIGTERM),
+        records(options.max_records) {}
 
   // --- plumbing -----------------------------------------------------------------------------
   using Response = http::response<http::string_body>;
@@ -251,12 +236,15 @@ struct RouterServer::Impl {
     if (path == "/v1/models") return ok_json(models_body());
     if (path == "/metrics") {
       return make_response(version, keep, 200, "text/plain; version=0.0.4; charset=utf-8",
-                           metrics_text());
+                           stats.prometheus(instances, index, [&](const Instance& inst) {
+                             return serves_our_model(inst) &&
+                                    inst.eligible(Clock::now(), instances.options());
+                           }));
     }
     if (path == "/route/instances") return ok_json(instances_body());
     const std::string id = query_param(target, "id").value_or("");
-    auto it = records_by_id.find(id);
-    if (it == records_by_id.end()) {
+    const json* record = records.find(id);
+    if (record == nullptr) {
       return error_response(
           version, keep,
           api_error(404,
@@ -264,7 +252,7 @@ struct RouterServer::Impl {
                                 id.substr(0, 100), options.max_records),
                     "id"));
     }
-    return ok_json(it->second->dump());
+    return ok_json(record->dump());
   }
 
   std::vector<InstanceId> eligible_ids() {
@@ -350,7 +338,7 @@ struct RouterServer::Impl {
   asio::awaitable<bool> send_error(beast::tcp_stream& stream, unsigned version, bool keep,
                                    const ApiError& error, const std::string& request_id,
                                    const char* retry_after) {
-    ++requests_by_outcome[fmt::format("{}", error.http_status)];
+    ++stats.requests_by_outcome[fmt::format("{}", error.http_status)];
     Response res =
         error_response(version, keep, error, request_id, retry_after != nullptr ? retry_after : "");
     co_return co_await write(stream, res);
@@ -413,12 +401,12 @@ struct RouterServer::Impl {
       }
     }
     if (const char* shed = admit(priority)) {
-      ++shed_by_class[std::string(priority_class_name(priority))];
+      ++stats.shed_by_class[std::string(priority_class_name(priority))];
       ApiError overloaded = api_error(429, shed, {}, "overloaded");
       overloaded.type = "rate_limit_error";
       co_return co_await fail(overloaded, "1");
     }
-    ++admitted_by_class[std::string(priority_class_name(priority))];
+    ++stats.admitted_by_class[std::string(priority_class_name(priority))];
     api.model.clear();
     auto prepared = preparer.prepare(api, 0);
     if (auto* e = std::get_if<ApiError>(&prepared)) co_return co_await fail(*e);
@@ -445,7 +433,7 @@ struct RouterServer::Impl {
                                               {"session", session},
                                               {"priority_class", priority_class_name(priority)},
                                               {"attempts", json::array()}});
-    remember(request_id, record);
+    records.remember(request_id, record);
 
     std::vector<InstanceId> tried;
     std::optional<HttpResponse> last_error_response;
@@ -467,10 +455,9 @@ struct RouterServer::Impl {
       RouteRequest rr{keys, static_cast<int>(prompt.size()), block_size, session};
       const auto decide_start = Clock::now();
       RouteDecision decision = policy.choose(rr, views, index, tried);
-      decision_seconds.push_back(seconds_since(decide_start));
-      if (decision_seconds.size() > 4096) decision_seconds.pop_front();
-      ++decisions[fmt::format("policy=\"{}\",reason=\"{}\"", policy_name(policy.options().policy),
-                              decision.reason)];
+      stats.record_decision_seconds(seconds_since(decide_start));
+      ++stats.decisions[fmt::format("policy=\"{}\",reason=\"{}\"",
+                                    policy_name(policy.options().policy), decision.reason)];
       json attempt_record = {{"reason", decision.reason}};
       json candidates = json::array();
       for (const CandidateScore& c : decision.candidates) {
@@ -491,8 +478,8 @@ struct RouterServer::Impl {
       const int predicted_cached = (decision.engine_blocks + decision.tier_blocks) * block_size;
       attempt_record["instance"] = inst.address;
       attempt_record["predicted_cached_tokens"] = predicted_cached;
-      if (attempt > 0) ++retries;
-      predicted_cached_tokens += predicted_cached;
+      if (attempt > 0) ++stats.retries;
+      stats.predicted_cached_tokens += predicted_cached;
 
       const double uncached =
           std::max<double>(0, static_cast<double>(prompt.size()) - predicted_cached);
@@ -526,13 +513,14 @@ struct RouterServer::Impl {
       prefill_finished();
       --inst.inflight;
       if (outcome.actual_cached) {
-        actual_cached_tokens += *outcome.actual_cached;
+        stats.actual_cached_tokens += *outcome.actual_cached;
         attempt_record["actual_cached_tokens"] = *outcome.actual_cached;
       }
       attempt_record["outcome"] = outcome.summary;
       (*record)["attempts"].push_back(std::move(attempt_record));
       if (outcome.kind == Outcome::kDone) {
-        ++requests_by_outcome[fmt::format("{}", outcome.response ? outcome.response->status : 200)];
+        ++stats.requests_by_outcome[fmt::format("{}",
+                                                outcome.response ? outcome.response->status : 200)];
         if (outcome.response) {  // a whole answer to write now
           Response res =
               make_response(version, keep, outcome.response->status,
@@ -544,7 +532,7 @@ struct RouterServer::Impl {
         co_return outcome.keep_connection;
       }
       if (outcome.kind == Outcome::kClientGone) {
-        ++requests_by_outcome["client_gone"];
+        ++stats.requests_by_outcome["client_gone"];
         co_return false;
       }
       // Failed before anything reached the client: another instance may do better.
@@ -556,7 +544,7 @@ struct RouterServer::Impl {
       }
     }
     if (last_error_response) {
-      ++requests_by_outcome[fmt::format("{}", last_error_response->status)];
+      ++stats.requests_by_outcome[fmt::format("{}", last_error_response->status)];
       Response res = make_response(version, keep, last_error_response->status, "application/json",
                                    std::move(last_error_response->body), request_id);
       if (!last_error_response->retry_after.empty())
@@ -694,7 +682,7 @@ struct RouterServer::Impl {
       tail = "data: " + e.to_json() + "\n\n";
       out.summary = "failed mid-stream: " + why;
       spdlog::warn("route: {}", out.summary);
-      ++streams_failed_midway;
+      ++stats.streams_failed_midway;
     } else {
       out.summary = "HTTP 200 stream";
     }
@@ -710,102 +698,6 @@ struct RouterServer::Impl {
     co_return out;
   }
 
-  void remember(const std::string& id, std::shared_ptr<json> record) {
-    if (auto it = records_by_id.find(id); it != records_by_id.end()) {
-      it->second = record;
-    } else {
-      records_by_id.emplace(id, record);
-    }
-    records.push_back(id);
-    while (records.size() > options.max_records) {
-      const std::string old = std::move(records.front());
-      records.pop_front();
-      if (std::find(records.begin(), records.end(), old) == records.end()) records_by_id.erase(old);
-    }
-  }
-
-  std::string metrics_text() {
-    std::string out;
-    out += "# HELP infergrid_route_decisions_total Routing decisions by policy and reason.\n";
-    out += "# TYPE infergrid_route_decisions_total counter\n";
-    for (const auto& [labels, n] : decisions) {
-      out += fmt::format("infergrid_route_decisions_total{{{}}} {}\n", labels, n);
-    }
-    out += "# HELP infergrid_route_requests_total Requests answered, by HTTP status or outcome.\n";
-    out += "# TYPE infergrid_route_requests_total counter\n";
-    for (const auto& [outcome, n] : requests_by_outcome) {
-      out += fmt::format("infergrid_route_requests_total{{outcome=\"{}\"}} {}\n", outcome, n);
-    }
-    out += "# HELP infergrid_route_admitted_total Requests admitted, by priority class.\n";
-    out += "# TYPE infergrid_route_admitted_total counter\n";
-    for (const auto& [c, n] : admitted_by_class) {
-      out += fmt::format("infergrid_route_admitted_total{{class=\"{}\"}} {}\n", c, n);
-    }
-    out += "# HELP infergrid_route_shed_total Requests refused with 429 by admission, by class.\n";
-    out += "# TYPE infergrid_route_shed_total counter\n";
-    for (const auto& [c, n] : shed_by_class) {
-      out += fmt::format("infergrid_route_shed_total{{class=\"{}\"}} {}\n", c, n);
-    }
-    out += fmt::format(
-        "# HELP infergrid_route_retries_total Requests sent again to another instance.\n"
-        "# TYPE infergrid_route_retries_total counter\ninfergrid_route_retries_total {}\n",
-        retries);
-    out += fmt::format(
-        "# HELP infergrid_route_streams_failed_midway_total Streams whose instance failed after "
-        "tokens were sent.\n# TYPE infergrid_route_streams_failed_midway_total counter\n"
-        "infergrid_route_streams_failed_midway_total {}\n",
-        streams_failed_midway);
-    out += fmt::format(
-        "# HELP infergrid_route_predicted_cached_tokens_total Prompt tokens the index said were "
-        "cached where requests were sent.\n"
-        "# TYPE infergrid_route_predicted_cached_tokens_total counter\n"
-        "infergrid_route_predicted_cached_tokens_total {}\n"
-        "# HELP infergrid_route_actual_cached_tokens_total Cached prompt tokens the instances "
-        "reported (usage.prompt_tokens_details.cached_tokens).\n"
-        "# TYPE infergrid_route_actual_cached_tokens_total counter\n"
-        "infergrid_route_actual_cached_tokens_total {}\n",
-        predicted_cached_tokens, actual_cached_tokens);
-    out += fmt::format(
-        "# HELP infergrid_route_index_blocks Distinct KV blocks in the global index.\n"
-        "# TYPE infergrid_route_index_blocks gauge\ninfergrid_route_index_blocks {}\n"
-        "# HELP infergrid_route_index_entries Indexed (block, instance) pairs.\n"
-        "# TYPE infergrid_route_index_entries gauge\ninfergrid_route_index_entries {}\n",
-        index.n_blocks(), index.n_entries());
-    out += "# HELP infergrid_route_instance_up Whether the instance gets new requests.\n";
-    out += "# TYPE infergrid_route_instance_up gauge\n";
-    out +=
-        "# HELP infergrid_route_event_lag_seconds Time since the instance's last event or "
-        "heartbeat.\n";
-    out += "# TYPE infergrid_route_event_lag_seconds gauge\n";
-    const auto now = Clock::now();
-    for (const auto& inst : instances.instances()) {
-      if (!inst->wanted) continue;
-      out +=
-          fmt::format("infergrid_route_instance_up{{instance=\"{}\"}} {}\n", inst->address,
-                      serves_our_model(*inst) && inst->eligible(now, instances.options()) ? 1 : 0);
-      const double lag = inst->last_message == Clock::time_point{}
-                             ? -1
-                             : std::chrono::duration<double>(now - inst->last_message).count();
-      out += fmt::format("infergrid_route_event_lag_seconds{{instance=\"{}\"}} {:.3f}\n",
-                         inst->address, lag);
-    }
-    std::vector<double> sorted(decision_seconds.begin(), decision_seconds.end());
-    std::sort(sorted.begin(), sorted.end());
-    const auto quantile = [&](double q) {
-      return sorted.empty()
-                 ? 0.0
-                 : sorted[static_cast<size_t>(q * static_cast<double>(sorted.size() - 1))];
-    };
-    out +=
-        "# HELP infergrid_route_decision_seconds Time to decide, over the last 4096 decisions.\n";
-    out += "# TYPE infergrid_route_decision_seconds summary\n";
-    for (double q : {0.5, 0.9, 0.99}) {
-      out += fmt::format("infergrid_route_decision_seconds{{quantile=\"{}\"}} {:.9f}\n", q,
-                         quantile(q));
-    }
-    return out;
-  }
-
   RouterOptions options;
   RouterModel model;
   RequestPreparer preparer;
@@ -817,17 +709,8 @@ struct RouterServer::Impl {
   asio::signal_set signals;
   bool stopping = false;
 
-  std::deque<std::string> records;
-  std::unordered_map<std::string, std::shared_ptr<json>> records_by_id;
-  std::map<std::string, uint64_t> decisions;
-  std::map<std::string, uint64_t> requests_by_outcome;
-  std::deque<double> decision_seconds;
-  std::map<std::string, uint64_t> admitted_by_class;
-  std::map<std::string, uint64_t> shed_by_class;
-  uint64_t retries = 0;
-  uint64_t streams_failed_midway = 0;
-  int64_t predicted_cached_tokens = 0;
-  int64_t actual_cached_tokens = 0;
+  DecisionRecords records;
+  RouterStats stats;
 
   std::mutex stop_mutex;
   std::condition_variable stop_cv;

@@ -60,10 +60,6 @@ struct RouterOptions {
   bool forward_priority = false;
 };
 
-enum class PriorityClass { kInteractive, kStandard, kBatch };
-std::optional<PriorityClass> priority_class_from_name(std::string_view name);
-std::string_view priority_class_name(PriorityClass c);
-
 class RouterServer {
  public:
   RouterServer(RouterOptions options, RouterModel model, HttpClient& client, InstanceSet& instances,

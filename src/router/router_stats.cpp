@@ -1,0 +1,111 @@
+#include "router/router_stats.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace infergrid {
+
+void RouterStats::record_decision_seconds(double seconds) {
+  decision_seconds.push_back(seconds);
+  if (decision_seconds.size() > kDecisionWindow) decision_seconds.pop_front();
+}
+
+std::string RouterStats::prometheus(const InstanceSet& instances, const KvIndex& index,
+                                    const std::function<bool(const Instance&)>& up) const {
+  std::string out;
+  out += "# HELP infergrid_route_decisions_total Routing decisions by policy and reason.\n";
+  out += "# TYPE infergrid_route_decisions_total counter\n";
+  for (const auto& [labels, n] : decisions) {
+    out += fmt::format("infergrid_route_decisions_total{{{}}} {}\n", labels, n);
+  }
+  out += "# HELP infergrid_route_requests_total Requests answered, by HTTP status or outcome.\n";
+  out += "# TYPE infergrid_route_requests_total counter\n";
+  for (const auto& [outcome, n] : requests_by_outcome) {
+    out += fmt::format("infergrid_route_requests_total{{outcome=\"{}\"}} {}\n", outcome, n);
+  }
+  out += "# HELP infergrid_route_admitted_total Requests admitted, by priority class.\n";
+  out += "# TYPE infergrid_route_admitted_total counter\n";
+  for (const auto& [c, n] : admitted_by_class) {
+    out += fmt::format("infergrid_route_admitted_total{{class=\"{}\"}} {}\n", c, n);
+  }
+  out += "# HELP infergrid_route_shed_total Requests refused with 429 by admission, by class.\n";
+  out += "# TYPE infergrid_route_shed_total counter\n";
+  for (const auto& [c, n] : shed_by_class) {
+    out += fmt::format("infergrid_route_shed_total{{class=\"{}\"}} {}\n", c, n);
+  }
+  out += fmt::format(
+      "# HELP infergrid_route_retries_total Requests sent again to another instance.\n"
+      "# TYPE infergrid_route_retries_total counter\ninfergrid_route_retries_total {}\n",
+      retries);
+  out += fmt::format(
+      "# HELP infergrid_route_streams_failed_midway_total Streams whose instance failed after "
+      "tokens were sent.\n# TYPE infergrid_route_streams_failed_midway_total counter\n"
+      "infergrid_route_streams_failed_midway_total {}\n",
+      streams_failed_midway);
+  out += fmt::format(
+      "# HELP infergrid_route_predicted_cached_tokens_total Prompt tokens the index said were "
+      "cached where requests were sent.\n"
+      "# TYPE infergrid_route_predicted_cached_tokens_total counter\n"
+      "infergrid_route_predicted_cached_tokens_total {}\n"
+      "# HELP infergrid_route_actual_cached_tokens_total Cached prompt tokens the instances "
+      "reported (usage.prompt_tokens_details.cached_tokens).\n"
+      "# TYPE infergrid_route_actual_cached_tokens_total counter\n"
+      "infergrid_route_actual_cached_tokens_total {}\n",
+      predicted_cached_tokens, actual_cached_tokens);
+  out += fmt::format(
+      "# HELP infergrid_route_index_blocks Distinct KV blocks in the global index.\n"
+      "# TYPE infergrid_route_index_blocks gauge\ninfergrid_route_index_blocks {}\n"
+      "# HELP infergrid_route_index_entries Indexed (block, instance) pairs.\n"
+      "# TYPE infergrid_route_index_entries gauge\ninfergrid_route_index_entries {}\n",
+      index.n_blocks(), index.n_entries());
+  out += "# HELP infergrid_route_instance_up Whether the instance gets new requests.\n";
+  out += "# TYPE infergrid_route_instance_up gauge\n";
+  out +=
+      "# HELP infergrid_route_event_lag_seconds Time since the instance's last event or "
+      "heartbeat.\n";
+  out += "# TYPE infergrid_route_event_lag_seconds gauge\n";
+  const auto now = Clock::now();
+  for (const auto& inst : instances.instances()) {
+    if (!inst->wanted) continue;
+    out += fmt::format("infergrid_route_instance_up{{instance=\"{}\"}} {}\n", inst->address,
+                       up(*inst) ? 1 : 0);
+    const double lag = inst->last_message == Clock::time_point{}
+                           ? -1
+                           : std::chrono::duration<double>(now - inst->last_message).count();
+    out += fmt::format("infergrid_route_event_lag_seconds{{instance=\"{}\"}} {:.3f}\n",
+                       inst->address, lag);
+  }
+  std::vector<double> sorted(decision_seconds.begin(), decision_seconds.end());
+  std::sort(sorted.begin(), sorted.end());
+  const auto quantile = [&](double q) {
+    return sorted.empty() ? 0.0
+                          : sorted[static_cast<size_t>(q * static_cast<double>(sorted.size() - 1))];
+  };
+  out += "# HELP infergrid_route_decision_seconds Time to decide, over the last 4096 decisions.\n";
+  out += "# TYPE infergrid_route_decision_seconds summary\n";
+  for (double q : {0.5, 0.9, 0.99}) {
+    out +=
+        fmt::format("infergrid_route_decision_seconds{{quantile=\"{}\"}} {:.9f}\n", q, quantile(q));
+  }
+  return out;
+}
+
+void DecisionRecords::remember(const std::string& id, std::shared_ptr<nlohmann::json> record) {
+  const uint64_t seq = next_seq_++;
+  by_id_[id] = {std::move(record), seq};
+  order_.emplace_back(id, seq);
+  while (order_.size() > max_records_) {
+    // An id sent again since is kept: its entry now belongs to the later request.
+    auto it = by_id_.find(order_.front().first);
+    if (it != by_id_.end() && it->second.second == order_.front().second) by_id_.erase(it);
+    order_.pop_front();
+  }
+}
+
+const nlohmann::json* DecisionRecords::find(const std::string& id) const {
+  auto it = by_id_.find(id);
+  return it == by_id_.end() ? nullptr : it->second.first.get();
+}
+
+}  // namespace infergrid
