@@ -18,9 +18,9 @@ ModelRunner::ModelRunner(const Model& model, Backend& backend, const ModelRunner
   pass_sequence_.reserve(static_cast<size_t>(options.max_batch_tokens));
 }
 
-void ModelRunner::add_request(uint64_t request_id, const SamplingParams& sampling,
-                              std::shared_ptr<const CompiledGrammar> grammar,
-                              std::string grammar_trigger) {
+Status ModelRunner::add_request(uint64_t request_id, const SamplingParams& sampling,
+                                std::shared_ptr<const CompiledGrammar> grammar,
+                                std::string grammar_trigger, std::span<const int32_t> resumed) {
   RequestState state{Sampler(model_.config().n_vocab, sampling), std::nullopt, {}, {}, {}, true};
   if (grammar) {
     state.trigger = std::move(grammar_trigger);
@@ -29,41 +29,47 @@ void ModelRunner::add_request(uint64_t request_id, const SamplingParams& samplin
     state.mask.assign(std::max(model_words, grammar->vocabulary().mask_words()), 0);
     state.matcher.emplace(std::move(grammar));
   }
+  state.sampler.advance(static_cast<int>(resumed.size()));
+  for (int32_t token : resumed) IG_RETURN_IF_ERROR(observe(state, token));
   [[maybe_unused]] const bool added = requests_.try_emplace(request_id, std::move(state)).second;
   assert(added && "a request id is added twice");
+  return Status::ok();
 }
 
 void ModelRunner::remove_request(uint64_t request_id) {
   requests_.erase(request_id);
 }
 
+Status ModelRunner::observe(RequestState& state, int32_t token) {
+  if (!state.matcher) return Status::ok();
+  GrammarMatcher& matcher = *state.matcher;
+  if (state.grammar_active) return matcher.accept_token(token);
+  const TokenVocabulary& vocab = matcher.compiled().vocabulary();
+  if (token < 0 || token >= vocab.n_vocab()) return Status::ok();
+  state.tail += vocab.piece(token);
+  const size_t at = state.tail.find(state.trigger);
+  if (at == std::string::npos) {
+    const size_t keep = state.trigger.size() - 1;
+    if (state.tail.size() > keep) state.tail.erase(0, state.tail.size() - keep);
+    return Status::ok();
+  }
+  // From the trigger on, the text is the grammar's. When what this token brought past the
+  // trigger cannot begin a sentence of it, the rest stays free, as with no grammar at all
+  // (what vLLM does for `auto`): a malformed call is read as content, never an error.
+  state.grammar_active = true;
+  const std::string from_trigger = state.tail.substr(at);
+  state.tail.clear();
+  if (!matcher.accept_bytes(from_trigger).is_ok()) state.matcher.reset();
+  return Status::ok();
+}
+
 Status ModelRunner::sample(RequestState& state, const ScheduledSequence& s,
                            std::span<const float> logits, GeneratedToken& out) {
-  if (!state.matcher) {
+  if (!state.matcher || !state.grammar_active) {
     out.token = state.sampler.sample(logits, s.penalty_history);
-    return Status::ok();
+    return observe(state, out.token);
   }
   GrammarMatcher& matcher = *state.matcher;
-  if (!state.grammar_active) {
-    out.token = state.sampler.sample(logits, s.penalty_history);
-    const TokenVocabulary& vocab = matcher.compiled().vocabulary();
-    if (out.token >= vocab.n_vocab()) return Status::ok();
-    state.tail += vocab.piece(out.token);
-    const size_t at = state.tail.find(state.trigger);
-    if (at == std::string::npos) {
-      const size_t keep = state.trigger.size() - 1;
-      if (state.tail.size() > keep) state.tail.erase(0, state.tail.size() - keep);
-      return Status::ok();
-    }
-    // From the trigger on, the text is the grammar's. When what this token brought past the
-    // trigger cannot begin a sentence of it, the rest stays free, as with no grammar at all
-    // (what vLLM does for `auto`): a malformed call is read as content, never an error.
-    state.grammar_active = true;
-    const std::string from_trigger = state.tail.substr(at);
-    state.tail.clear();
-    if (!matcher.accept_bytes(from_trigger).is_ok()) state.matcher.reset();
-    return Status::ok();
-  }
   // The mask covers the model's rows; a tokenizer may have fewer tokens than the embedding table
   // (validated: never more), and the rows past it stay zero.
   const size_t grammar_words = matcher.compiled().vocabulary().mask_words();
@@ -76,7 +82,7 @@ Status ModelRunner::sample(RequestState& state, const ScheduledSequence& s,
                   "it requires next");
   }
   out.token = state.sampler.sample(logits, s.penalty_history, state.mask);
-  return matcher.accept_token(out.token);
+  return observe(state, out.token);
 }
 
 Status ModelRunner::execute(const ScheduledBatch& batch, StepOutput& out) {

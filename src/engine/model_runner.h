@@ -72,9 +72,12 @@ class ModelRunner {
 
   // grammar: null, or bound to a vocabulary of the model's size.
   // grammar_trigger: see RequestOptions (empty: the grammar applies from the first token).
-  void add_request(uint64_t request_id, const SamplingParams& sampling,
-                   std::shared_ptr<const CompiledGrammar> grammar = nullptr,
-                   std::string grammar_trigger = {});
+  // resumed: tokens the request already produced elsewhere (GenerationRequest::resume_tokens);
+  // the sampler's stream and the grammar are brought to where they stood after them. An error
+  // (a resumed token the grammar refuses) leaves no request added.
+  Status add_request(uint64_t request_id, const SamplingParams& sampling,
+                     std::shared_ptr<const CompiledGrammar> grammar = nullptr,
+                     std::string grammar_trigger = {}, std::span<const int32_t> resumed = {});
   void remove_request(uint64_t request_id);
 
   // Computes every sequence's tokens into its blocks and fills `out` with the sampled tokens.
@@ -98,6 +101,8 @@ class ModelRunner {
     std::string tail;
     bool grammar_active = true;
   };
+  // The grammar's (and the lazy trigger's) view of one token the request produced.
+  static Status observe(RequestState& state, int32_t token);
   // The next token of one request from its logits row.
   Status sample(RequestState& state, const ScheduledSequence& s, std::span<const float> logits,
                 GeneratedToken& out);

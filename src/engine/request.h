@@ -37,6 +37,12 @@ struct RequestOptions {
 struct GenerationRequest {
   std::vector<int32_t> prompt;  // token ids (the caller tokenizes, chat templates included)
   RequestOptions options;
+  // Tokens an earlier run of this request already generated (on an instance that failed): they
+  // are taken as its first outputs, so the request continues where that run stood. Each is
+  // reported in an event of its own, as when it was generated, before anything is computed; they
+  // count toward max_tokens and completion_tokens, and the sampler and grammar are advanced past
+  // them, so greedy and seeded output is the uninterrupted run's.
+  std::vector<int32_t> resume_tokens;
 };
 
 enum class FinishReason { kNone, kStop, kLength, kCancelled, kError };

@@ -10,6 +10,14 @@ Sampler::Sampler(int n_vocab, const SamplingParams& params) : params_(params), r
   penalty_counts_.assign(static_cast<size_t>(n_vocab), 0);
 }
 
+void Sampler::advance(int n_samples) {
+  if (params_.temperature <= 0.0f) return;  // greedy draws nothing
+  // sample() draws exactly one uniform per call; the distribution's bounds do not change how
+  // many values it takes from the engine.
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  for (int i = 0; i < n_samples; ++i) (void)uniform(rng_);
+}
+
 int32_t Sampler::argmax(std::span<const float> logits) {
   return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
 }

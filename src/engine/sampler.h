@@ -49,6 +49,9 @@ class Sampler {
   int32_t sample(std::span<const float> logits, std::span<const int32_t> history,
                  std::span<const uint64_t> allowed = {});
   const SamplingParams& params() const { return params_; }
+  // The random stream as it would be after n_samples calls of sample(): a request resumed
+  // elsewhere with its tokens so far draws what the uninterrupted one would have drawn next.
+  void advance(int n_samples);
 
   static int32_t argmax(std::span<const float> logits);
 

@@ -164,6 +164,20 @@ Status Scheduler::validate(const GenerationRequest& request) const {
                         model_.config().n_vocab);
     }
   }
+  for (int32_t id : request.resume_tokens) {
+    if (id < 0 || id >= model_.config().n_vocab) {
+      return make_error(StatusCode::kInvalidArgument,
+                        "resumed token id {} is outside the vocabulary [0, {})", id,
+                        model_.config().n_vocab);
+    }
+  }
+  if (!request.resume_tokens.empty() &&
+      (static_cast<int64_t>(request.resume_tokens.size()) >= o.max_tokens ||
+       static_cast<int64_t>(prompt.size() + request.resume_tokens.size()) >= max_context_)) {
+    return make_error(StatusCode::kInvalidArgument,
+                      "{} resumed tokens leave nothing to generate (max_tokens {}, context {})",
+                      request.resume_tokens.size(), o.max_tokens, max_context_);
+  }
   if (static_cast<int64_t>(prompt.size()) >= max_context_) {
     return make_error(StatusCode::kOutOfRange,
                       "the prompt has {} tokens; this model's context holds {} (prompt plus at "
@@ -171,7 +185,9 @@ Status Scheduler::validate(const GenerationRequest& request) const {
                       prompt.size(), max_context_);
   }
   const int64_t blocks_needed =
-      (static_cast<int64_t>(prompt.size()) + 1 + options_.block_size - 1) / options_.block_size;
+      (static_cast<int64_t>(prompt.size() + request.resume_tokens.size()) + 1 +
+       options_.block_size - 1) /
+      options_.block_size;
   if (blocks_needed > options_.n_blocks) {
     return make_error(StatusCode::kOutOfRange,
                       "the prompt has {} tokens; the KV cache holds {} tokens in all (raise "
@@ -221,12 +237,29 @@ Status Scheduler::add(uint64_t id, GenerationRequest request, RequestCallback ca
   if (sequences_.count(id)) {
     return make_error(StatusCode::kInvalidArgument, "request id {} is already in use", id);
   }
+  std::vector<int32_t> resumed = std::move(request.resume_tokens);
   auto seq = std::make_unique<Sequence>(id, next_arrival_++, std::move(request),
                                         std::move(callback), tokenizer_, max_context_);
-  runner_.add_request(id, seq->options.sampling, seq->options.grammar,
-                      seq->options.grammar_trigger);
+  IG_RETURN_IF_ERROR(runner_.add_request(id, seq->options.sampling, seq->options.grammar,
+                                         seq->options.grammar_trigger, resumed));
   Sequence* raw = seq.get();
   sequences_.emplace(id, std::move(seq));
+  // The resumed tokens go through the output exactly as generated ones did, one event each, so
+  // the text, held-back stop-string prefixes and the caller's view of them are as they were.
+  for (int32_t token : resumed) {
+    raw->tokens.push_back(token);
+    GeneratedToken generated;
+    generated.token = token;
+    const FinishReason reason = raw->output.on_token(
+        generated, raw->n_generated(), static_cast<int>(raw->tokens.size()), raw->event);
+    if (reason != FinishReason::kNone) finish(*raw, reason);
+    send(*raw);
+    if (raw->finished) break;
+  }
+  if (raw->finished) {
+    remove_finished();
+    return Status::ok();
+  }
   enqueue_waiting(raw);
   return Status::ok();
 }

@@ -372,11 +372,10 @@ struct RouterServer::Impl {
       }
     }
     // The class: header first, then the body's field; standard when neither.
-    std::string forwarded_body;
+    nlohmann::ordered_json body = nlohmann::ordered_json::parse(req.body(), nullptr, false);
     PriorityClass priority = PriorityClass::kStandard;
     {
       std::string class_name(req["x-priority-class"]);
-      nlohmann::ordered_json body = nlohmann::ordered_json::parse(req.body(), nullptr, false);
       if (class_name.empty() && body.is_object() && body.contains("priority_class")) {
         class_name = body["priority_class"].is_string() ? body["priority_class"].get<std::string>()
                                                         : std::string("(not a string)");
@@ -393,12 +392,6 @@ struct RouterServer::Impl {
         }
         priority = *parsed_class;
       }
-      if (options.forward_priority && body.is_object()) {
-        body["priority"] = priority == PriorityClass::kInteractive ? 1
-                           : priority == PriorityClass::kBatch     ? -1
-                                                                   : 0;
-        forwarded_body = body.dump();
-      }
     }
     if (const char* shed = admit(priority)) {
       ++stats.shed_by_class[std::string(priority_class_name(priority))];
@@ -412,6 +405,27 @@ struct RouterServer::Impl {
     if (auto* e = std::get_if<ApiError>(&prepared)) co_return co_await fail(*e);
     const PreparedRequest& p = std::get<PreparedRequest>(prepared);
     const std::vector<int32_t>& prompt = p.request.prompt;
+    // What the instances get: the client's body, with the class as the engine's priority when
+    // asked, and for a stream that can be continued elsewhere the token reports and a seed
+    // (without one each instance would draw its own, and a continuation would not be the run
+    // it continues).
+    StreamState resumable;
+    resumable.enabled = p.stream && p.n == 1 && body.is_object();
+    bool rewrite_body = false;
+    if (options.forward_priority && body.is_object()) {
+      body["priority"] = priority == PriorityClass::kInteractive ? 1
+                         : priority == PriorityClass::kBatch     ? -1
+                                                                 : 0;
+      rewrite_body = true;
+    }
+    if (resumable.enabled) {
+      body["infergrid_report_tokens"] = true;
+      if (!body.contains("seed") || body["seed"].is_null()) {
+        body["seed"] = static_cast<int64_t>(seed_source() >> 1);
+      }
+      rewrite_body = true;
+    }
+    const std::string forwarded_body = rewrite_body ? body.dump() : std::string();
 
     // Keys over the whole prompt as the instances' prefix caches will see it.
     const int block_size =
@@ -497,7 +511,15 @@ struct RouterServer::Impl {
       up.host = inst.url.host;
       up.port = inst.url.port;
       up.target = inst.url.target(std::string(req.target()));
-      up.body = forwarded_body.empty() ? req.body() : forwarded_body;
+      if (resumable.header_sent) {
+        // A continuation: the prompt plus every token the client's text stands for.
+        ++stats.streams_resumed;
+        body["infergrid_resume"] = resumable.tokens;
+        up.body = body.dump();
+        attempt_record["resumed_tokens"] = resumable.tokens.size();
+      } else {
+        up.body = forwarded_body.empty() ? req.body() : forwarded_body;
+      }
       up.timeout = options.request_timeout;
       up.headers.emplace_back("X-Request-Id", request_id);
       if (auto auth = req[http::field::authorization]; !auth.empty()) {
@@ -506,7 +528,7 @@ struct RouterServer::Impl {
       // (Not a ?: of two co_awaits: GCC 12 destroys such temporaries twice.)
       Outcome outcome;
       if (p.stream) {
-        outcome = co_await stream_through(stream, req, up, request_id, *record, prefill_finished);
+        outcome = co_await stream_through(stream, req, up, request_id, resumable, prefill_finished);
       } else {
         outcome = co_await forward_whole(up, *record);
       }
@@ -535,13 +557,28 @@ struct RouterServer::Impl {
         ++stats.requests_by_outcome["client_gone"];
         co_return false;
       }
-      // Failed before anything reached the client: another instance may do better.
+      // Failed before anything reached the client, or mid-stream with a continuation
+      // possible: another instance may do better.
       instances.mark_failed(inst.id, outcome.summary);
-      if (outcome.response) {
+      if (outcome.response && !resumable.header_sent) {
         last_error_response = std::move(outcome.response);
       } else {
         last_transport_error = outcome.summary;
       }
+    }
+    if (resumable.header_sent) {
+      // Tokens reached the client and no instance could continue: the stream ends with an
+      // error event.
+      ++stats.streams_failed_midway;
+      ++stats.requests_by_outcome["failed_midway"];
+      const std::string why = last_transport_error.empty()
+                                  ? std::string("no instance left to continue it")
+                                  : last_transport_error;
+      spdlog::warn("route: stream {} failed mid-stream: {}", request_id, why);
+      ApiError e = api_error(502, "the instance serving this stream failed: " + why);
+      e.type = "upstream_error";
+      std::string tail = "data: " + e.to_json() + "\n\n";
+      co_return co_await end_stream(stream, std::move(tail));
     }
     if (last_error_response) {
       ++stats.requests_by_outcome[fmt::format("{}", last_error_response->status)];
@@ -586,14 +623,74 @@ struct RouterServer::Impl {
     co_return out;
   }
 
+  // What one client stream has been sent so far, across the attempts that serve it.
+  struct StreamState {
+    bool enabled = false;         // one choice: a failed instance's stream can be continued
+    bool header_sent = false;     // the client has the 200 and maybe events: no more retries
+    std::vector<int32_t> tokens;  // the ids behind every chunk the client has
+    bool finished = false;        // a finish_reason reached the client
+    json id, created;             // of the first instance's chunks, kept by continuations
+  };
+
+  // The stream's tail: `tail` (an error event, or nothing) and [DONE], then the last chunk.
+  asio::awaitable<bool> end_stream(beast::tcp_stream& stream, std::string tail) {
+    tail += "data: [DONE]\n\n";
+    beast::error_code ec;
+    stream.expires_after(std::chrono::seconds(30));
+    co_await asio::async_write(stream, http::make_chunk(asio::buffer(tail)),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec)
+      co_await asio::async_write(stream, http::make_chunk_last(),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    co_return !ec;
+  }
+
+  // One upstream event as the client gets it: the instance's token report taken out (into
+  // st.tokens), and in a continuation the first instance's id and created.
+  static std::string client_event(std::string data, StreamState& st, bool continuation,
+                                  std::optional<int64_t>& actual_cached) {
+    json chunk = json::parse(data, nullptr, false);
+    if (!chunk.is_object()) return data;
+    if (auto cached = cached_tokens_of(chunk)) actual_cached = cached;
+    bool changed = false;
+    if (auto it = chunk.find("infergrid_tokens"); it != chunk.end()) {
+      if (it->is_array()) {
+        for (const json& t : *it) {
+          if (t.is_number_integer()) st.tokens.push_back(t.get<int32_t>());
+        }
+      }
+      chunk.erase(it);
+      changed = true;
+    }
+    if (continuation && !st.id.is_null()) {
+      chunk["id"] = st.id;
+      chunk["created"] = st.created;
+      changed = true;
+    } else if (st.id.is_null() && chunk.contains("id")) {
+      st.id = chunk["id"];
+      st.created = chunk.value("created", json(0));
+    }
+    if (auto choices = chunk.find("choices"); choices != chunk.end() && choices->is_array()) {
+      for (const json& c : *choices) {
+        if (c.is_object() && c.contains("finish_reason") && !c["finish_reason"].is_null())
+          st.finished = true;
+      }
+    }
+    if (!changed) return data;
+    return chunk.dump(-1, ' ', false, json::error_handler_t::replace);
+  }
+
   // Streams one upstream answer to the client. The SSE header goes out with the first event, so
-  // until then a failure can still be retried elsewhere unseen.
+  // until then a failure can still be retried elsewhere unseen; after it, a failure of a
+  // continuable stream is kRetry too (the caller continues it elsewhere), else the stream ends
+  // with an error event.
   template <typename OnFirst>
   asio::awaitable<Outcome> stream_through(beast::tcp_stream& stream,
                                           const http::request<http::string_body>& req,
                                           HttpRequest up, const std::string& request_id,
-                                          json& /*record*/, OnFirst on_first_event) {
+                                          StreamState& st, OnFirst on_first_event) {
     Outcome out;
+    const bool continuation = st.header_sent;
     auto shared = std::make_shared<UpstreamStream>();
     auto wake = std::make_shared<asio::steady_timer>(client.context());
     wake->expires_at(asio::steady_timer::time_point::max());
@@ -602,7 +699,6 @@ struct RouterServer::Impl {
     asio::co_spawn(client.context(), run_upstream(client, std::move(up), shared, wake),
                    asio::detached);
 
-    bool header_sent = false;
     http::response<http::empty_body> header{http::status::ok, req.version()};
     header.set(http::field::server, "infergrid-route");
     header.set(http::field::content_type, "text/event-stream");
@@ -617,6 +713,7 @@ struct RouterServer::Impl {
       out.kind = Outcome::kClientGone;
       out.summary = "the client went away";
     };
+    bool first_event = true;
     while (true) {
       if (shared->events.empty()) {
         if (shared->done) break;
@@ -624,8 +721,11 @@ struct RouterServer::Impl {
         co_await wake->async_wait(asio::redirect_error(asio::use_awaitable, ec));
         continue;
       }
-      if (!header_sent) {
+      if (first_event) {
+        first_event = false;
         on_first_event();
+      }
+      if (!st.header_sent) {
         stream.expires_after(std::chrono::seconds(30));
         co_await http::async_write_header(stream, serializer,
                                           asio::redirect_error(asio::use_awaitable, ec));
@@ -633,12 +733,11 @@ struct RouterServer::Impl {
           client_gone();
           break;
         }
-        header_sent = true;
+        st.header_sent = true;
       }
-      std::string data = std::move(shared->events.front());
+      std::string raw = std::move(shared->events.front());
       shared->events.pop_front();
-      if (auto cached = cached_tokens_of(json::parse(data, nullptr, false)))
-        out.actual_cached = cached;
+      const std::string data = client_event(std::move(raw), st, continuation, out.actual_cached);
       const std::string frame = "data: " + data + "\n\n";
       stream.expires_after(std::chrono::seconds(30));
       co_await asio::async_write(stream, http::make_chunk(asio::buffer(frame)),
@@ -657,7 +756,7 @@ struct RouterServer::Impl {
     }
     Result<HttpResponse>& result = *shared->result;
     const bool complete = result.is_ok() && result->saw_done;
-    if (!header_sent) {
+    if (!st.header_sent) {
       if (result.is_ok() && !result->event_stream) {  // an error answer (or a whole body)
         out.summary = fmt::format("HTTP {}", result->status);
         if (worth_retrying(result->status)) out.kind = Outcome::kRetry;
@@ -671,30 +770,36 @@ struct RouterServer::Impl {
       }
       co_await http::async_write_header(stream, serializer,
                                         asio::redirect_error(asio::use_awaitable, ec));
-      header_sent = true;
+      st.header_sent = true;
     }
-    std::string tail;
+    if (!complete && st.finished) {
+      // The end already reached the client (only the usage chunk or [DONE] was lost).
+      out.summary = "HTTP 200 stream (its end lost: " + describe_unfinished(result) + ")";
+      std::string no_tail;
+      out.keep_connection = co_await end_stream(stream, std::move(no_tail));
+      co_return out;
+    }
     if (!complete) {
-      // Tokens already reached the client: the stream ends with an error event.
-      const std::string why = describe_unfinished(result);
-      ApiError e = api_error(502, "the instance serving this stream failed: " + why);
-      e.type = "upstream_error";
-      tail = "data: " + e.to_json() + "\n\n";
+      std::string why = describe_unfinished(result);
+      if (result.is_ok() && !result->event_stream && !result->body.empty()) {
+        why += ": " + result->body.substr(0, 300);
+      }
       out.summary = "failed mid-stream: " + why;
       spdlog::warn("route: {}", out.summary);
+      if (st.enabled) {
+        out.kind = Outcome::kRetry;  // the caller continues it on another instance
+        co_return out;
+      }
       ++stats.streams_failed_midway;
-    } else {
-      out.summary = "HTTP 200 stream";
+      ApiError e = api_error(502, "the instance serving this stream failed: " + why);
+      e.type = "upstream_error";
+      std::string tail = "data: " + e.to_json() + "\n\n";
+      out.keep_connection = co_await end_stream(stream, std::move(tail));
+      co_return out;
     }
-    tail += "data: [DONE]\n\n";
-    stream.expires_after(std::chrono::seconds(30));
-    co_await asio::async_write(stream, http::make_chunk(asio::buffer(tail)),
-                               asio::redirect_error(asio::use_awaitable, ec));
-    if (!ec)
-      co_await asio::async_write(stream, http::make_chunk_last(),
-                                 asio::redirect_error(asio::use_awaitable, ec));
-    out.kind = Outcome::kDone;
-    out.keep_connection = !ec;
+    out.summary = continuation ? "HTTP 200 stream (continued)" : "HTTP 200 stream";
+    std::string no_tail;
+    out.keep_connection = co_await end_stream(stream, std::move(no_tail));
     co_return out;
   }
 
@@ -711,6 +816,7 @@ struct RouterServer::Impl {
 
   DecisionRecords records;
   RouterStats stats;
+  std::mt19937_64 seed_source{std::random_device{}()};
 
   std::mutex stop_mutex;
   std::condition_variable stop_cv;

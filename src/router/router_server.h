@@ -6,7 +6,12 @@
 // Invariants: every request ends with a response or, for a stream already started, an error
 // event and [DONE], within its deadline (upstream timeouts bound every wait); a request that
 // failed before its first byte reached the client (transport error, 5xx, 429) is retried on
-// another instance, invisibly, while untried eligible instances remain; the router's own load
+// another instance, invisibly, while untried eligible instances remain; a one-choice stream
+// whose instance fails after tokens were sent is continued on another: instances report the
+// token ids behind each chunk (`infergrid_report_tokens`, stripped before the client sees
+// them), the next instance gets the prompt plus those tokens (`infergrid_resume`) and replays
+// them unsent, so greedy and seeded text is the uninterrupted run's (the router pins a seed
+// when the client sent none), under the first instance's chunk id; the router's own load
 // count for an instance moves at the decision and at the end, never later; each decision is
 // recorded (GET /route/explain?id=) under the X-Request-Id the client sent or we made. All
 // state is touched only on the HttpClient's I/O thread.

@@ -39,10 +39,14 @@ std::string RouterStats::prometheus(const InstanceSet& instances, const KvIndex&
       "# TYPE infergrid_route_retries_total counter\ninfergrid_route_retries_total {}\n",
       retries);
   out += fmt::format(
-      "# HELP infergrid_route_streams_failed_midway_total Streams whose instance failed after "
-      "tokens were sent.\n# TYPE infergrid_route_streams_failed_midway_total counter\n"
-      "infergrid_route_streams_failed_midway_total {}\n",
-      streams_failed_midway);
+      "# HELP infergrid_route_streams_failed_midway_total Streams ended with an error event "
+      "after tokens were sent: no instance could continue them.\n# TYPE "
+      "infergrid_route_streams_failed_midway_total counter\n"
+      "infergrid_route_streams_failed_midway_total {}\n"
+      "# HELP infergrid_route_streams_resumed_total Streams continued on another instance after "
+      "their instance failed mid-stream.\n# TYPE infergrid_route_streams_resumed_total counter\n"
+      "infergrid_route_streams_resumed_total {}\n",
+      streams_failed_midway, streams_resumed);
   out += fmt::format(
       "# HELP infergrid_route_predicted_cached_tokens_total Prompt tokens the index said were "
       "cached where requests were sent.\n"

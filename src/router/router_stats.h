@@ -30,6 +30,7 @@ struct RouterStats {
   std::deque<double> decision_seconds;
   uint64_t retries = 0;
   uint64_t streams_failed_midway = 0;
+  uint64_t streams_resumed = 0;  // continued on another instance after tokens were sent
   int64_t predicted_cached_tokens = 0;
   int64_t actual_cached_tokens = 0;
 

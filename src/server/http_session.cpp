@@ -396,6 +396,8 @@ class Session : public std::enable_shared_from_this<Session> {
                                  {random_id(endpoint == Endpoint::kChat ? "chatcmpl-" : "cmpl-"),
                                   unix_seconds(), model_->names.front()},
                                  p.stream, p.include_usage, p.logprobs, p.n, p.tool_format));
+    gen_->responder.set_failover(p.report_tokens,
+                                 static_cast<int>(p.request.resume_tokens.size()));
     gen_->start = SteadyClock::now();
 
     std::weak_ptr<Session> weak = shared_from_this();

@@ -479,6 +479,18 @@ std::variant<ApiRequest, ApiError> parse_object(const json& body, Endpoint endpo
   }
 
   IG_API_CHECK(read_bool(body, "ignore_eos", r.options.ignore_eos));
+  IG_API_CHECK(read_bool(body, "infergrid_report_tokens", r.report_tokens));
+  if (auto resume = body.find("infergrid_resume"); resume != body.end() && !resume->is_null()) {
+    if (!resume->is_array())
+      return wrong_type("infergrid_resume", "an array of token ids", *resume);
+    r.resume_tokens.reserve(resume->size());
+    for (const json& t : *resume) {
+      if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() > INT32_MAX) {
+        return wrong_type("infergrid_resume", "an array of token ids", t);
+      }
+      r.resume_tokens.push_back(static_cast<int32_t>(t.get<int64_t>()));
+    }
+  }
   value.reset();
   IG_API_CHECK(read_int(body, "priority", -1000000, 1000000, value));
   if (value) r.priority = static_cast<int>(*value);

@@ -56,6 +56,10 @@ struct ApiRequest {
   std::string grammar_param;
   ToolSpec tools;  // chat: tools, tool_choice, parallel_tool_calls
   int n = 1;       // choices, each its own generation from the same prompt
+  // The router's failover fields (router_server.h): report each chunk's token ids as
+  // `infergrid_tokens`, and continue a run that already produced `resume_tokens`.
+  bool report_tokens = false;
+  std::vector<int32_t> resume_tokens;
 };
 
 // The most choices one request may ask for.

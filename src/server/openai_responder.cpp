@@ -34,10 +34,21 @@ std::string OpenAiResponder::chunk(int index, Choice& c, const std::string& text
                                    std::optional<FinishReason> reason,
                                    const std::vector<ToolCallDelta>* calls) {
   const bool reason_tool_calls = c.tools && c.tools->n_calls() > 0;
-  std::string out = sse(stream_chunk(meta_, endpoint_, text, logprobs, reason, c.first_chunk, index,
-                                     calls, reason_tool_calls));
+  std::string payload = stream_chunk(meta_, endpoint_, text, logprobs, reason, c.first_chunk, index,
+                                     calls, reason_tool_calls);
   c.first_chunk = false;
-  return out;
+  if (report_tokens_ && !c.unreported.empty()) {
+    // Spliced in before the object's closing brace rather than rebuilding the chunk's tree.
+    payload.pop_back();
+    payload += ",\"infergrid_tokens\":[";
+    for (size_t i = 0; i < c.unreported.size(); ++i) {
+      if (i > 0) payload += ',';
+      payload += std::to_string(c.unreported[i]);
+    }
+    payload += "]}";
+    c.unreported.clear();
+  }
+  return sse(payload);
 }
 
 OpenAiResponder::Output OpenAiResponder::on_event(int index, const RequestEvent& e) {
@@ -53,6 +64,12 @@ OpenAiResponder::Output OpenAiResponder::on_event(int index, const RequestEvent&
       }
       logprobs.push_back(std::move(lp));
     }
+  }
+  // A replayed event that ends the request is sent: the client cannot have its end already.
+  const bool replayed = replay_left_ > 0 && !e.finished;
+  replay_left_ = std::max(0, replay_left_ - static_cast<int>(e.tokens.size()));
+  if (report_tokens_) {
+    for (const auto& t : e.tokens) c.unreported.push_back(t.token);
   }
   prompt_tokens_ = e.prompt_tokens;
   c.completion_tokens = e.completion_tokens;
@@ -71,6 +88,10 @@ OpenAiResponder::Output OpenAiResponder::on_event(int index, const RequestEvent&
   } else {
     c.text += e.text;
     for (auto& lp : logprobs) c.logprobs.push_back(std::move(lp));
+  }
+  if (replayed) {
+    out.sse.clear();
+    c.unreported.clear();  // the router knows them: it sent them
   }
   if (!e.finished) return out;
 

@@ -41,6 +41,15 @@ class OpenAiResponder {
   Output on_event(int choice, const RequestEvent& event);
   Output on_event(const RequestEvent& event) { return on_event(0, event); }
   bool stream() const { return stream_; }
+  // For the router's failover (router_server.h), streaming only. report: the first chunk a
+  // choice sends for an event carries, as "infergrid_tokens", the ids of the tokens it produced
+  // since its last chunk, so the router knows which tokens the text it forwarded stands for.
+  // replayed: the events of the first n tokens replay a resumed run (GenerationRequest::
+  // resume_tokens) whose chunks the client already has; they are not sent again.
+  void set_failover(bool report, int replayed) {
+    report_tokens_ = report;
+    replay_left_ = replayed;
+  }
   int n() const { return static_cast<int>(choices_.size()); }
 
  private:
@@ -54,6 +63,7 @@ class OpenAiResponder {
     Status error;
     int completion_tokens = 0;
     int cached_tokens = 0;
+    std::vector<int32_t> unreported;  // report_tokens_: produced since the last chunk
   };
   std::string chunk(int index, Choice& c, const std::string& text,
                     const std::vector<ChoiceLogprob>* logprobs, std::optional<FinishReason> reason,
@@ -70,6 +80,8 @@ class OpenAiResponder {
   std::vector<Choice> choices_;
   int n_finished_ = 0;
   int prompt_tokens_ = 0;
+  bool report_tokens_ = false;
+  int replay_left_ = 0;
 };
 
 }  // namespace infergrid

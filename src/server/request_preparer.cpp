@@ -73,6 +73,14 @@ std::variant<PreparedRequest, ApiError> RequestPreparer::prepare_parsed(ApiReque
       options_.trust_request_priority && api.priority ? *api.priority : caller_priority;
 
   out.n = api.n;
+  out.report_tokens = api.report_tokens;
+  if (!api.resume_tokens.empty()) {
+    if (api.n != 1) {
+      return api_error(400, "'infergrid_resume' continues one choice; it needs n = 1",
+                       "infergrid_resume");
+    }
+    request.resume_tokens = std::move(api.resume_tokens);
+  }
   if (api.tools.active() && chat) {
     out.tool_format = chat_template_.tool_call_format();
     auto tool_grammar = tool_call_grammar(api.tools, *out.tool_format);

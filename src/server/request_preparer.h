@@ -31,7 +31,8 @@ struct PreparedRequest {
   bool stream = false;
   bool include_usage = false;
   bool logprobs = false;
-  int n = 1;  // choices: n generations of request, seeds from choice_seed
+  int n = 1;                   // choices: n generations of request, seeds from choice_seed
+  bool report_tokens = false;  // chunks carry their token ids (for the router's failover)
   // Set when the answer is read for tool calls, in this format.
   std::optional<ToolCallFormat> tool_format;
 };

@@ -91,6 +91,7 @@ class ConstrainedDecodingTest : public ::testing::Test {
 
   struct Outcome {
     std::string text;
+    std::vector<int32_t> tokens;
     FinishReason reason = FinishReason::kNone;
     Status error;
   };
@@ -108,6 +109,7 @@ class ConstrainedDecodingTest : public ::testing::Test {
     for (size_t i = 0; i < requests.size(); ++i) {
       Status st = scheduler.add(i + 1, std::move(requests[i]), [&out, i](const RequestEvent& e) {
         out[i].text += e.text;
+        for (const GeneratedToken& t : e.tokens) out[i].tokens.push_back(t.token);
         if (e.finished) {
           out[i].reason = e.finish_reason;
           out[i].error = e.error;
@@ -279,6 +281,52 @@ TEST_F(ConstrainedDecodingTest, ALazyGrammarConstrainsFromItsTriggerOn) {
   }
   EXPECT_GE(fell_back, 3);
   EXPECT_GE(followed, 3);
+}
+
+}  // namespace
+}  // namespace infergrid
+
+namespace infergrid {
+namespace {
+
+// A request resumed with the tokens an earlier run produced (failover to another instance)
+// continues exactly that run: the grammar, the lazy trigger and the seeded random stream are
+// where they stood, so the constrained text is the uninterrupted one whatever the cut.
+TEST_F(ConstrainedDecodingTest, AResumedRequestContinuesTheConstrainedRunExactly) {
+  auto strict = compile(kSchemas[2]);
+  ASSERT_NE(strict, nullptr);
+  auto lazy = grammars_->get(R"(root ::= " the" [a-z]{0,8} " end")");
+  ASSERT_TRUE(lazy.is_ok()) << lazy.status().to_string();
+  std::vector<GenerationRequest> originals;
+  for (uint64_t seed = 1; seed <= 4; ++seed) {
+    originals.push_back(request(strict, seed));
+    GenerationRequest r = request(*lazy, seed);
+    r.options.max_tokens = 120;
+    r.options.grammar_trigger = " the";
+    originals.push_back(std::move(r));
+  }
+  const std::vector<Outcome> reference = run(originals, 2048);
+  std::vector<GenerationRequest> resumed;
+  std::vector<size_t> of;
+  for (size_t i = 0; i < reference.size(); ++i) {
+    ASSERT_TRUE(reference[i].error.is_ok()) << reference[i].error.to_string();
+    const std::vector<int32_t>& tokens = reference[i].tokens;
+    for (size_t cut : {size_t{1}, tokens.size() / 3, tokens.size() * 2 / 3}) {
+      if (cut == 0 || cut >= tokens.size()) continue;
+      GenerationRequest r = originals[i];
+      r.resume_tokens.assign(tokens.begin(), tokens.begin() + static_cast<ptrdiff_t>(cut));
+      resumed.push_back(std::move(r));
+      of.push_back(i);
+    }
+  }
+  ASSERT_GE(resumed.size(), 16u);
+  const std::vector<Outcome> continued = run(std::move(resumed), 2048);
+  for (size_t k = 0; k < continued.size(); ++k) {
+    const Outcome& want = reference[of[k]];
+    EXPECT_EQ(continued[k].text, want.text) << "case " << k;
+    EXPECT_EQ(continued[k].tokens, want.tokens) << "case " << k;
+    EXPECT_EQ(continued[k].reason, want.reason) << "case " << k;
+  }
 }
 
 }  // namespace

@@ -361,6 +361,73 @@ TEST_F(SchedulerTest, PreemptedSequencesResumeWithIdenticalOutput) {
   }
 }
 
+// Failover: a request resumed elsewhere with the tokens an earlier run produced continues that
+// run token for token (greedy and seeded, penalties over the generated tokens included); the
+// resumed tokens come back first, one event each and before anything is computed, with the
+// text, stop-string handling and totals of the uninterrupted run.
+TEST_F(SchedulerTest, ResumedRequestsContinueTheUninterruptedRun) {
+  CpuBackend backend(2);
+  SamplingParams seeded;
+  seeded.temperature = 1.0f;
+  seeded.top_k = 50;
+  seeded.seed = 99;
+  seeded.frequency_penalty = 0.5f;
+  seeded.penalize_prompt = false;
+  const auto p = prompt(23, 4242);
+  for (const SamplingParams& sampling : {SamplingParams::greedy(), seeded}) {
+    Scheduler s(*model_, *tokenizer_, backend, options());
+    GenerationRequest original = request(p, 30);
+    original.options.sampling = sampling;
+    const Outcome full = run_all(s, {original})[1];
+    ASSERT_EQ(full.tokens.size(), 30u);
+    for (size_t cut : {1, 7, 16, 29}) {
+      GenerationRequest resumed = original;
+      resumed.resume_tokens.assign(full.tokens.begin(), full.tokens.begin() + cut);
+      std::map<uint64_t, Outcome> out;
+      int events_before_compute = 0;
+      ASSERT_TRUE(s.add(7, std::move(resumed), [&](const RequestEvent& e) {
+                     ++events_before_compute;
+                     EXPECT_EQ(e.tokens.size(), 1u);
+                     record(out, 7)(e);
+                   }).is_ok());
+      EXPECT_EQ(events_before_compute, static_cast<int>(cut));
+      while (s.has_work()) ASSERT_TRUE(s.step().is_ok());
+      EXPECT_EQ(out[7].tokens, full.tokens) << "cut " << cut;
+      EXPECT_EQ(out[7].text, full.text) << "cut " << cut;
+      EXPECT_EQ(out[7].reason, FinishReason::kLength);
+      EXPECT_EQ(out[7].last.completion_tokens, 30);
+      EXPECT_EQ(out[7].last.prompt_tokens, 23);
+    }
+    expect_pool_empty(s);
+  }
+
+  // A stop string the uninterrupted run ends at, resumed just before it and inside its
+  // held-back prefix: the same text, the same stop.
+  Scheduler s(*model_, *tokenizer_, backend, options());
+  const Outcome free_run = run_all(s, {request(p, 40)})[1];
+  const std::string stop = free_run.text.substr(free_run.text.size() / 2, 3);
+  GenerationRequest stopping = request(p, 40);
+  stopping.options.stop = {stop};
+  const Outcome stopped = run_all(s, {stopping})[1];
+  ASSERT_EQ(stopped.reason, FinishReason::kStop);
+  for (size_t cut = 1; cut < stopped.tokens.size() + 1 && cut < free_run.tokens.size(); ++cut) {
+    GenerationRequest resumed = stopping;
+    resumed.resume_tokens.assign(free_run.tokens.begin(), free_run.tokens.begin() + cut);
+    const Outcome again = run_all(s, {resumed})[1];
+    EXPECT_EQ(again.text, stopped.text) << "cut " << cut;
+    EXPECT_EQ(again.reason, FinishReason::kStop) << "cut " << cut;
+  }
+
+  // Resumed tokens that leave nothing to generate, or are not tokens, are refused.
+  GenerationRequest too_many = request(p, 5);
+  too_many.resume_tokens.assign(5, 1);
+  EXPECT_FALSE(s.add(20, too_many, nullptr).is_ok());
+  GenerationRequest not_tokens = request(p, 5);
+  not_tokens.resume_tokens = {model_->config().n_vocab};
+  EXPECT_FALSE(s.add(21, not_tokens, nullptr).is_ok());
+  expect_pool_empty(s);
+}
+
 TEST_F(SchedulerTest, LowestPriorityLatestIsPreemptedAndHighPriorityAdmittedFirst) {
   CpuBackend backend(2);
   auto o = options(8, 64);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <iostream>
 #include <memory>
 #include <set>
 #include <string>
@@ -233,6 +234,129 @@ TEST_F(RouterTest, AKilledInstanceIsRetriedElsewhereUnseenAndTheRouterNeverHangs
   EXPECT_NE(none.headers.find("Retry-After"), std::string::npos) << none.headers;
   EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
   EXPECT_EQ(curl(router->url() + "/health").status, 503);
+}
+
+// The text of an SSE body (completions' text or chat's delta.content), the chunk ids seen, and
+// whether it carried an error event, a stray token report, and [DONE].
+struct StreamedText {
+  std::string text;
+  std::set<std::string> ids;
+  bool error = false;
+  bool token_report = false;
+  bool done = false;
+  std::string finish_reason;
+};
+
+StreamedText parse_stream(const std::string& body) {
+  StreamedText out;
+  size_t at = 0;
+  while ((at = body.find("data: ", at)) != std::string::npos) {
+    const size_t end = body.find("\n\n", at);
+    const std::string data = body.substr(at + 6, end == std::string::npos ? end : end - at - 6);
+    at = end == std::string::npos ? body.size() : end;
+    if (data == "[DONE]") {
+      out.done = true;
+      continue;
+    }
+    const json chunk = json::parse(data, nullptr, false);
+    if (!chunk.is_object()) continue;
+    if (chunk.contains("error")) out.error = true;
+    if (chunk.contains("infergrid_tokens")) out.token_report = true;
+    if (chunk.contains("id")) out.ids.insert(chunk["id"].get<std::string>());
+    if (!chunk.contains("choices") || chunk["choices"].empty()) continue;
+    const json& c = chunk["choices"][0];
+    if (c.contains("text")) out.text += c["text"].get<std::string>();
+    if (c.contains("delta") && c["delta"].contains("content"))
+      out.text += c["delta"]["content"].get<std::string>();
+    if (!c["finish_reason"].is_null()) out.finish_reason = c["finish_reason"].get<std::string>();
+  }
+  return out;
+}
+
+// An instance killed while it streams: the router continues the stream on another instance
+// with the prompt plus the tokens already sent, and the client's text is exactly the
+// uninterrupted run's, greedy and seeded, under one chunk id, with no error event.
+TEST_F(RouterTest, AStreamWhoseInstanceIsKilledMidwayContinuesElsewhereWithTheSameText) {
+  auto router = start_router("cache_aware");
+  ASSERT_TRUE(wait_eligible(*router, 3));
+  const json greedy = {{"prompt", long_prompt("delta")},
+                       {"max_tokens", 3000},
+                       {"temperature", 0},
+                       {"ignore_eos", true},
+                       {"stream", true}};
+  const json seeded = {{"messages", {{{"role", "user"}, {"content", long_prompt("epsilon")}}}},
+                       {"max_tokens", 3000},
+                       {"temperature", 1.0},
+                       {"seed", 4321},
+                       {"ignore_eos", true},
+                       {"stream", true},
+                       {"stream_options", {{"include_usage", true}}}};
+  int killed = 0;
+  for (const auto& [path, request] : std::vector<std::pair<std::string, json>>{
+           {"/v1/completions", greedy}, {"/v1/chat/completions", seeded}}) {
+    const HttpResult reference = curl(router->url() + path, request.dump());
+    ASSERT_EQ(reference.status, 200);
+    const StreamedText expected = parse_stream(reference.body);
+    ASSERT_TRUE(expected.done && !expected.error) << reference.body.substr(0, 500);
+    ASSERT_FALSE(expected.token_report) << "the router must strip the instances' token reports";
+    ASSERT_GT(expected.text.size(), 1000u);
+
+    const std::string id = "midway-" + std::to_string(::getpid()) + "-" + std::to_string(killed);
+    HttpResult interrupted;
+    std::thread client([&] {
+      interrupted = curl(router->url() + path, request.dump(), "-H 'X-Request-Id: " + id + "'");
+    });
+    // Kill whichever instance streams it once tokens have gone out.
+    std::string victim, seen_log;
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (victim.empty() && std::chrono::steady_clock::now() < deadline) {
+      const json seen = instances_of(*router);
+      if (seen_log.size() < 4000) seen_log += seen.dump() + "\n";
+      if (seen.is_object() && seen.contains("instances")) {
+        for (const auto& inst : seen["instances"]) {
+          if (inst.value("inflight", 0.0) > 0) victim = inst.value("address", "");
+        }
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    if (victim.empty()) client.join();
+    ASSERT_FALSE(victim.empty()) << interrupted.status << " "
+                                 << interrupted.body.substr(interrupted.body.size() > 300
+                                                                ? interrupted.body.size() - 300
+                                                                : 0)
+                                 << "\nthe router's view while it ran:\n"
+                                 << seen_log;
+    std::this_thread::sleep_for(400ms);
+    for (auto& inst : instances_) {
+      if (inst->url() == victim) inst->signal(SIGKILL);
+    }
+    ++killed;
+    client.join();
+    ASSERT_EQ(interrupted.status, 200);
+    const StreamedText got = parse_stream(interrupted.body);
+    EXPECT_FALSE(got.error) << interrupted.body.substr(
+        interrupted.body.size() > 600 ? interrupted.body.size() - 600 : 0);
+    EXPECT_TRUE(got.done);
+    EXPECT_FALSE(got.token_report);
+    EXPECT_EQ(got.ids.size(), 1u) << "a continuation keeps the stream's chunk id";
+    EXPECT_EQ(got.finish_reason, "length");
+    EXPECT_EQ(got.text, expected.text) << path;
+    if (path == "/v1/chat/completions") {
+      // Usage counts the whole completion, the replayed tokens included.
+      EXPECT_NE(interrupted.body.find("\"completion_tokens\":3000"), std::string::npos);
+    }
+    const json record =
+        json::parse(curl(router->url() + "/route/explain?id=" + id).body, nullptr, false);
+    ASSERT_TRUE(record.contains("attempts")) << record.dump();
+    ASSERT_GE(record["attempts"].size(), 2u) << record.dump();
+    EXPECT_EQ(record["attempts"][0]["instance"], victim);
+    EXPECT_GT(record["attempts"][1].value("resumed_tokens", 0), 0) << record.dump();
+    EXPECT_EQ(record["attempts"][1]["outcome"], "HTTP 200 stream (continued)");
+    ASSERT_TRUE(wait_eligible(*router, 3 - killed));
+  }
+  const std::string metrics = curl(router->url() + "/metrics").body;
+  EXPECT_EQ(metric(metrics, "infergrid_route_streams_resumed_total").value_or(-1), 2) << metrics;
+  EXPECT_EQ(metric(metrics, "infergrid_route_streams_failed_midway_total").value_or(-1), 0);
 }
 
 // A TCP server that answers every connection with `reply` and closes: an instance that talks

@@ -199,6 +199,24 @@ TEST(OpenAiApi, ResponseFormatJsonSchemaAndGrammarBecomeOneGrammar) {
   }
 }
 
+// The router's failover fields: a token report flag and the tokens a resumed run produced.
+TEST(OpenAiApi, ReadsTheRoutersFailoverFields) {
+  const ApiRequest r =
+      parse_ok(R"({"prompt":"a","infergrid_report_tokens":true,"infergrid_resume":[5,0,77]})",
+               Endpoint::kCompletions);
+  EXPECT_TRUE(r.report_tokens);
+  EXPECT_EQ(r.resume_tokens, (std::vector<int32_t>{5, 0, 77}));
+  EXPECT_FALSE(parse_ok(R"({"prompt":"a"})", Endpoint::kCompletions).report_tokens);
+  for (const char* bad :
+       {R"({"prompt":"a","infergrid_resume":"5"})", R"({"prompt":"a","infergrid_resume":[-1]})",
+        R"({"prompt":"a","infergrid_resume":[1.5]})",
+        R"({"prompt":"a","infergrid_resume":[4294967296]})",
+        R"({"prompt":"a","infergrid_report_tokens":1})"}) {
+    const ApiError e = parse_error(bad, Endpoint::kCompletions);
+    EXPECT_EQ(e.http_status, 400) << bad;
+  }
+}
+
 TEST(OpenAiApi, LogitBiasIsReadAsTokenIdsWithBoundedBiases) {
   ApiRequest r =
       parse_ok(R"({"prompt":"x","logit_bias":{"5":100,"17":-2.5}})", Endpoint::kCompletions);

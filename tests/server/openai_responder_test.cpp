@@ -69,6 +69,39 @@ TEST_F(OpenAiResponderTest, StreamsChunksThenTheFinishUsageAndDone) {
   EXPECT_FALSE(end.error);
 }
 
+// The router's failover: chunks carry the ids of the tokens behind them (those whose text was
+// held back included, on the next chunk), and a resumed run's replayed events send nothing.
+TEST_F(OpenAiResponderTest, FailoverReportsTokenIdsAndSendsNothingForReplayedTokens) {
+  OpenAiResponder original(*tokenizer_, Endpoint::kCompletions, meta(), true, false, false);
+  original.set_failover(/*report=*/true, /*replayed=*/0);
+  RequestEvent held = event("", 1);
+  held.tokens.push_back({41, 0, {}});  // a token whose text is held back: no chunk of its own
+  auto first = original.on_event(held);
+  ASSERT_EQ(first.sse.size(), 1u);  // the first chunk goes out anyway, with its token
+  EXPECT_EQ(data_of(first.sse[0])["infergrid_tokens"], json::array({41}));
+  RequestEvent quiet = event("", 2);
+  quiet.tokens.push_back({42, 0, {}});
+  EXPECT_TRUE(original.on_event(quiet).sse.empty());
+  auto next = original.on_event(event("ab", 3));
+  ASSERT_EQ(next.sse.size(), 1u);
+  EXPECT_EQ(data_of(next.sse[0])["infergrid_tokens"], json::array({42, 3 + 'x'}));
+  EXPECT_EQ(data_of(next.sse[0])["choices"][0]["text"], "ab");
+
+  OpenAiResponder resumed(*tokenizer_, Endpoint::kCompletions, meta(), true, false, false);
+  resumed.set_failover(true, /*replayed=*/2);
+  EXPECT_TRUE(resumed.on_event(event("a", 1)).sse.empty());
+  EXPECT_TRUE(resumed.on_event(event("b", 2)).sse.empty());
+  auto live = resumed.on_event(event("c", 3));
+  ASSERT_EQ(live.sse.size(), 1u);
+  const json chunk = data_of(live.sse[0]);
+  EXPECT_EQ(chunk["choices"][0]["text"], "c");
+  EXPECT_EQ(chunk["infergrid_tokens"], json::array({3 + 'x'}));  // only the new token
+
+  // Without the report asked for, chunks are plain OpenAI.
+  OpenAiResponder plain(*tokenizer_, Endpoint::kCompletions, meta(), true, false, false);
+  EXPECT_FALSE(data_of(plain.on_event(event("a", 1)).sse[0]).contains("infergrid_tokens"));
+}
+
 TEST_F(OpenAiResponderTest, WholeResponseGathersTextAndEndsInABodyOrAnError) {
   OpenAiResponder r(*tokenizer_, Endpoint::kCompletions, meta(), false, false, false);
   EXPECT_TRUE(r.on_event(event("Once ", 1)).sse.empty());
