@@ -398,6 +398,7 @@ class Session : public std::enable_shared_from_this<Session> {
                                  p.stream, p.include_usage, p.logprobs, p.n, p.tool_format));
     gen_->responder.set_failover(p.report_tokens,
                                  static_cast<int>(p.request.resume_tokens.size()));
+    gen_->replayed_left = static_cast<int>(p.request.resume_tokens.size());
     gen_->start = SteadyClock::now();
 
     std::weak_ptr<Session> weak = shared_from_this();
@@ -561,7 +562,11 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!gen_) return;
     Generation& g = *gen_;
     const auto now = SteadyClock::now();
-    if (!e.tokens.empty() && !g.first_token) g.first_token = now;
+    if (g.replayed_left > 0) {
+      g.replayed_left = std::max(0, g.replayed_left - static_cast<int>(e.tokens.size()));
+    } else if (!e.tokens.empty() && !g.first_token) {
+      g.first_token = now;
+    }
     if (e.finished) g.completion_tokens += e.completion_tokens;
     OpenAiResponder::Output out = g.responder.on_event(choice, e);
     if (g.responder.stream() && !client_gone_) {
@@ -755,6 +760,7 @@ class Session : public std::enable_shared_from_this<Session> {
     int completion_tokens = 0;          // of the choices that have ended
     SteadyClock::time_point start;
     std::optional<SteadyClock::time_point> first_token;
+    int replayed_left = 0;  // resumed tokens still to come back: not this run's first token
     std::shared_ptr<Session> keep_alive_self;
   };
 
