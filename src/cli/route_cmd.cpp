@@ -228,6 +228,13 @@ CLI::App* add_route_command(CLI::App& app) {
                     "Send the class to instances as `priority` (they need "
                     "--trust-request-priority)");
   command
+      ->add_option("--pd-min-uncached-tokens", args.router.pd_min_uncached_tokens,
+                   "Disaggregate a request when its decode instance would compute at least "
+                   "this many prompt tokens (and holds under half of them): a --role prefill "
+                   "instance on the same shared DRAM tier computes the prompt first (0: never)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  command
       ->add_option("--heartbeat-timeout-ms", args.heartbeat_timeout_ms,
                    "An instance not heard from for this long gets no requests")
       ->capture_default_str();

@@ -67,6 +67,7 @@ struct ServeArgs {
   int idle_timeout_s = 120;
   int write_timeout_s = 30;
   bool trust_request_priority = false;
+  std::string role = "unified";
   std::vector<std::string> api_keys;
   std::string api_key_file;
   bool protect_health_metrics = false;
@@ -256,6 +257,11 @@ int run() {
   // glibc's sliding mmap threshold they end up in per-thread arenas that keep the memory after
   // the request. A fixed threshold gives every buffer of 1 MiB or more back when it is freed.
   ::mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  if (args.role == "prefill" && args.kv_dram_bytes.empty()) {
+    return fail(Status(StatusCode::kInvalidArgument,
+                       "--role prefill hands KV to decode instances through the shared DRAM "
+                       "tier: give --kv-dram-bytes (and the decode instances' --kv-dram-name)"));
+  }
   std::vector<std::string> paths;
   for (const std::string& m : args.models.empty() ? std::vector<std::string>{""} : args.models) {
     auto resolved = resolve_model_path(m);
@@ -316,6 +322,7 @@ int run() {
   server_options.idle_timeout = std::chrono::seconds(args.idle_timeout_s);
   server_options.write_timeout = std::chrono::seconds(args.write_timeout_s);
   server_options.trust_request_priority = args.trust_request_priority;
+  server_options.role = args.role;
   AccessOptions& access = server_options.access;
   for (const std::string& key : args.api_keys) {
     // An empty key would let an empty "Bearer " header through.
@@ -355,7 +362,7 @@ int run() {
     nlohmann::json record = {{"address", address},
                              {"models", first.names},
                              {"fingerprint", fmt::format("{:016x}", first.model->fingerprint())},
-                             {"role", "unified"},
+                             {"role", args.role},
                              {"block_size", first.options.scheduler.block_size},
                              {"blocks_total", stats.blocks_total}};
     RegistrationOptions reg{args.etcd_url, args.etcd_prefix, args.etcd_ttl_s, address,
@@ -442,6 +449,12 @@ CLI::App* add_serve_command(CLI::App& app) {
       ->capture_default_str();
   command->add_option("--advertise-url", args.advertise_url,
                       "The URL routers should use (default: http://HOST:PORT)");
+  command
+      ->add_option("--role", args.role,
+                   "What routers send here: unified (anything), prefill (prompts whose KV it "
+                   "hands to decode instances through the shared DRAM tier; needs "
+                   "--kv-dram-bytes) or decode")
+      ->check(CLI::IsMember({"unified", "prefill", "decode"}));
   command->add_option("--kv-disk-dir", args.kv_disk_dir,
                       "Directory of the SSD KV tier (evicted prefix blocks; kept across restarts; "
                       "with several models, a subdirectory each)");

@@ -85,6 +85,10 @@ class Engine {
   const Tokenizer& tokenizer() const { return tokenizer_; }
   int max_context() const { return max_context_; }
   const SchedulerOptions& scheduler_options() const { return scheduler_options_; }
+  // Waits until every block computed so far is in the tiers it is written through to (the
+  // shared DRAM tier): a prefill instance answers a handoff only once its decode instance can
+  // load the prompt. Any thread (the writers are thread-safe).
+  void flush_tier_writes() { scheduler_->flush_tiers(); }
 
  private:
   Engine(const Model& model, const Tokenizer& tokenizer, Backend& backend,

@@ -123,7 +123,7 @@ class Scheduler {
                                  KvCodec codec) {
     return tier_block_codec(config, block_size, kv_type, codec).encoded_bytes();
   }
-  // Waits until evicted blocks queued for the disk tier are written.
+  // Waits until every block queued for a tier (written through or evicted) is written.
   void flush_tiers();
   // Writes every cached, unreferenced block down to the disk tier (at shutdown, so a restart
   // finds them) and frees it from engine memory.

@@ -169,6 +169,8 @@ bool InstanceSet::on_message(Instance& inst, std::string_view data) {
       inst.model = message.value("model", "");
       inst.block_size = message.value("block_size", 0);
       inst.blocks_total = message.value("blocks_total", 0);
+      inst.role = message.value("role", "unified");
+      inst.kv_share = message.value("kv_share", "");
       return true;
     }
     if (type == "snapshot") {

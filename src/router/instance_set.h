@@ -57,6 +57,8 @@ struct Instance {
   int block_size = 0;
   int blocks_total = 0;
   uint64_t epoch = 0;
+  std::string role = "unified";  // unified, prefill or decode (ServerOptions::role)
+  std::string kv_share;          // host and DRAM segment it writes through to; "" without
 
   // The event stream.
   uint64_t seq = 0;

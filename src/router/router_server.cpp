@@ -296,6 +296,8 @@ struct RouterServer::Impl {
            {"wanted", inst->wanted},
            {"eligible", serves_our_model(*inst) && inst->eligible(now, instances.options())},
            {"model", inst->model},
+           {"role", inst->role},
+           {"kv_share", inst->kv_share},
            {"synced", inst->synced},
            {"seq", inst->seq},
            {"indexed_blocks", index.n_entries_of(inst->id)},
@@ -466,6 +468,17 @@ struct RouterServer::Impl {
         v.queued_prefill_tokens = inst->queued_prefill_tokens;
         v.tier_is_disk = true;  // instances announce their SSD tier only (kv_event_stream.h)
       }
+      // Prefill instances only prefill, while anything else can take the request.
+      bool other_than_prefill = false;
+      for (const auto& inst : instances.instances()) {
+        other_than_prefill =
+            other_than_prefill || (views[inst->id].eligible && inst->role != "prefill");
+      }
+      if (other_than_prefill) {
+        for (const auto& inst : instances.instances()) {
+          if (inst->role == "prefill") views[inst->id].eligible = false;
+        }
+      }
       RouteRequest rr{keys, static_cast<int>(prompt.size()), block_size, session};
       const auto decide_start = Clock::now();
       RouteDecision decision = policy.choose(rr, views, index, tried);
@@ -489,7 +502,15 @@ struct RouterServer::Impl {
       }
       Instance& inst = *instances.instances()[*decision.instance];
       tried.push_back(inst.id);
-      const int predicted_cached = (decision.engine_blocks + decision.tier_blocks) * block_size;
+      int predicted_cached = (decision.engine_blocks + decision.tier_blocks) * block_size;
+      if (!resumable.header_sent && body.is_object() && options.pd_min_uncached_tokens > 0) {
+        const int full_blocks_tokens = static_cast<int>(prompt.size()) / block_size * block_size;
+        std::string target(req.target());
+        const bool handed = co_await prefill_handoff(inst, body, std::move(target), request_id,
+                                                     static_cast<int>(prompt.size()),
+                                                     predicted_cached, attempt_record);
+        if (handed) predicted_cached = full_blocks_tokens;
+      }
       attempt_record["instance"] = inst.address;
       attempt_record["predicted_cached_tokens"] = predicted_cached;
       if (attempt > 0) ++stats.retries;
@@ -621,6 +642,74 @@ struct RouterServer::Impl {
     out.actual_cached = cached_tokens_of(json::parse(result->body, nullptr, false));
     out.response = std::move(*result);
     co_return out;
+  }
+
+  // Conditional disaggregation: when `decode` would compute most of a long prompt, an eligible
+  // prefill instance on the same shared DRAM tier computes it first (answering once its blocks
+  // are written there) and the decode instance then loads instead of computing. True when the
+  // prompt was handed off; on any failure the decode instance computes it as without one.
+  asio::awaitable<bool> prefill_handoff(Instance& decode, const nlohmann::ordered_json& body,
+                                        std::string target, const std::string& request_id,
+                                        int prompt_tokens, int predicted_cached,
+                                        json& attempt_record) {
+    const int uncached = prompt_tokens - predicted_cached;
+    if (decode.kv_share.empty() || decode.role == "prefill" ||
+        uncached < options.pd_min_uncached_tokens || 2 * predicted_cached >= prompt_tokens) {
+      co_return false;
+    }
+    const auto now = Clock::now();
+    Instance* prefill = nullptr;
+    for (const auto& inst : instances.instances()) {
+      if (inst->role != "prefill" || inst->kv_share != decode.kv_share ||
+          inst->model != decode.model || inst->block_size != decode.block_size ||
+          !serves_our_model(*inst) || !inst->eligible(now, instances.options())) {
+        continue;
+      }
+      if (prefill == nullptr || std::max<double>(inst->reported_load, inst->inflight) <
+                                    std::max<double>(prefill->reported_load, prefill->inflight)) {
+        prefill = inst.get();
+      }
+    }
+    if (prefill == nullptr) co_return false;
+
+    // The same prompt, one token, whole: the prefill instance renders and tokenizes it as the
+    // decode instance will, so the blocks it writes are the ones the decode instance looks for.
+    static const char* const kNotForPrefill[] = {
+        "stream",          "stream_options",        "n",    "logprobs",
+        "top_logprobs",    "max_completion_tokens", "seed", "infergrid_report_tokens",
+        "infergrid_resume"};
+    nlohmann::ordered_json job = body;
+    for (const char* field : kNotForPrefill) job.erase(field);
+    job["max_tokens"] = 1;
+    job["infergrid_prefill_handoff"] = true;
+    HttpRequest up;
+    up.method = "POST";
+    up.host = prefill->url.host;
+    up.port = prefill->url.port;
+    up.target = prefill->url.target(target);
+    up.body = job.dump();
+    up.timeout = options.request_timeout;
+    up.headers.emplace_back("X-Request-Id", request_id);
+    ++prefill->inflight;
+    prefill->queued_prefill_tokens += uncached;
+    const auto start = Clock::now();
+    Result<HttpResponse> result = co_await client.fetch(std::move(up));
+    --prefill->inflight;
+    prefill->queued_prefill_tokens = std::max(0.0, prefill->queued_prefill_tokens - uncached);
+    const bool ok = result.is_ok() && result->status == 200;
+    std::string outcome =
+        result.is_ok() ? fmt::format("HTTP {}", result->status) : result.status().message();
+    attempt_record["prefill"] = {
+        {"instance", prefill->address}, {"outcome", outcome}, {"ms", seconds_since(start) * 1000}};
+    ++stats.pd_handoffs[ok ? "ok" : "failed"];
+    if (!ok) {
+      spdlog::warn("route: prefill handoff to {} failed ({}); the decode instance computes it",
+                   prefill->address, outcome);
+      if (!result.is_ok() || worth_retrying(result->status)) {
+        instances.mark_failed(prefill->id, outcome);
+      }
+    }
+    co_return ok;
   }
 
   // What one client stream has been sent so far, across the attempts that serve it.

@@ -11,10 +11,11 @@
 // token ids behind each chunk (`infergrid_report_tokens`, stripped before the client sees
 // them), the next instance gets the prompt plus those tokens (`infergrid_resume`) and replays
 // them unsent, so greedy and seeded text is the uninterrupted run's (the router pins a seed
-// when the client sent none), under the first instance's chunk id; the router's own load
-// count for an instance moves at the decision and at the end, never later; each decision is
-// recorded (GET /route/explain?id=) under the X-Request-Id the client sent or we made. All
-// state is touched only on the HttpClient's I/O thread.
+// when the client sent none), under the first instance's chunk id; a prefill handoff that fails
+// leaves the decode instance to compute the prompt itself (never an error for the client); the
+// router's own load count for an instance moves at the decision and at the end, never later; each
+// decision is recorded (GET /route/explain?id=) under the X-Request-Id the client sent or we made.
+// All state is touched only on the HttpClient's I/O thread.
 #pragma once
 
 #include <chrono>
@@ -63,6 +64,11 @@ struct RouterOptions {
   // Also send the class to the instance as the engine's `priority` (interactive 1, standard 0,
   // batch -1: served and kept first / last); the instances need --trust-request-priority.
   bool forward_priority = false;
+  // Prefill/decode disaggregation, decided per request: when the decode instance chosen would
+  // compute at least this many prompt tokens, and holds under half of the prompt, an eligible
+  // `--role prefill` instance writing through to the same shared DRAM tier computes the prompt
+  // first, and the decode instance loads it from there. 0: never.
+  int pd_min_uncached_tokens = 512;
 };
 
 class RouterServer {

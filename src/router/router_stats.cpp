@@ -34,6 +34,15 @@ std::string RouterStats::prometheus(const InstanceSet& instances, const KvIndex&
   for (const auto& [c, n] : shed_by_class) {
     out += fmt::format("infergrid_route_shed_total{{class=\"{}\"}} {}\n", c, n);
   }
+  out +=
+      "# HELP infergrid_route_prefill_handoffs_total Prompts computed on a prefill instance "
+      "for a decode instance, by result (failed: the decode instance computed it).\n";
+  out += "# TYPE infergrid_route_prefill_handoffs_total counter\n";
+  for (const char* result : {"ok", "failed"}) {
+    auto it = pd_handoffs.find(result);
+    out += fmt::format("infergrid_route_prefill_handoffs_total{{result=\"{}\"}} {}\n", result,
+                       it == pd_handoffs.end() ? 0 : it->second);
+  }
   out += fmt::format(
       "# HELP infergrid_route_retries_total Requests sent again to another instance.\n"
       "# TYPE infergrid_route_retries_total counter\ninfergrid_route_retries_total {}\n",

@@ -27,6 +27,7 @@ struct RouterStats {
   std::map<std::string, uint64_t> requests_by_outcome;
   std::map<std::string, uint64_t> admitted_by_class;
   std::map<std::string, uint64_t> shed_by_class;
+  std::map<std::string, uint64_t> pd_handoffs;  // prefill handoffs by result: ok, failed
   std::deque<double> decision_seconds;
   uint64_t retries = 0;
   uint64_t streams_failed_midway = 0;

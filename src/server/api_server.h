@@ -41,6 +41,10 @@ struct ServerOptions {
   // Open connections; past it a new one gets 503 and is closed. 0: the fd limit less 128.
   int max_connections = 0;
   bool trust_request_priority = false;  // honour `priority` in request bodies
+  // What the router may send here: "unified" (anything), "prefill" (prompts whose KV it hands
+  // to a decode instance through the host's shared DRAM tier) or "decode". Reported in the KV
+  // event stream's hello and the registry; the server itself serves any request whatever it is.
+  std::string role = "unified";
   AccessOptions access;
 };
 

@@ -392,13 +392,19 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void start_engine_request(PreparedRequest p) {
     const Endpoint endpoint = p.endpoint;
+    if (p.prefill_handoff && !model_->engine.scheduler_options().dram_tier) {
+      return send_error(api_error(400,
+                                  "this instance has no shared DRAM tier to hand KV off "
+                                  "through (start it with --kv-dram-bytes)",
+                                  "infergrid_prefill_handoff"));
+    }
     gen_.emplace(OpenAiResponder(model_->tokenizer, endpoint,
                                  {random_id(endpoint == Endpoint::kChat ? "chatcmpl-" : "cmpl-"),
                                   unix_seconds(), model_->names.front()},
                                  p.stream, p.include_usage, p.logprobs, p.n, p.tool_format));
-    gen_->responder.set_failover(p.report_tokens,
-                                 static_cast<int>(p.request.resume_tokens.size()));
+    gen_->responder.set_failover(p.report_tokens, static_cast<int>(p.request.resume_tokens.size()));
     gen_->replayed_left = static_cast<int>(p.request.resume_tokens.size());
+    gen_->prefill_handoff = p.prefill_handoff;
     gen_->start = SteadyClock::now();
 
     std::weak_ptr<Session> weak = shared_from_this();
@@ -591,8 +597,22 @@ class Session : public std::enable_shared_from_this<Session> {
       return close();
     }
     if (g.responder.stream()) return enqueue({WriteItem::kLast, {}});
+    const bool handoff = g.prefill_handoff && !out.error;
     gen_.reset();
     if (out.error) return send_error(*out.error, out.retry_after);
+    if (handoff) {
+      // The decode instance loads this prompt from the DRAM tier once we answer: answer when
+      // its blocks are there (the wait runs on a worker, never on an I/O thread).
+      auto executor = stream_.get_executor();
+      net::post(server_.workers.get_executor(),
+                [self, executor, engine = &model_->engine, body = std::move(out.body)]() mutable {
+                  engine->flush_tier_writes();
+                  net::post(executor, [self = std::move(self), body = std::move(body)]() mutable {
+                    self->send_json(http::status::ok, std::move(body));
+                  });
+                });
+      return;
+    }
     send_json(http::status::ok, std::move(out.body));
   }
 
@@ -761,6 +781,7 @@ class Session : public std::enable_shared_from_this<Session> {
     SteadyClock::time_point start;
     std::optional<SteadyClock::time_point> first_token;
     int replayed_left = 0;  // resumed tokens still to come back: not this run's first token
+    bool prefill_handoff = false;
     std::shared_ptr<Session> keep_alive_self;
   };
 

@@ -1,5 +1,7 @@
 #include "server/kv_event_stream.h"
 
+#include <unistd.h>
+
 #include <array>
 #include <chrono>
 #include <string>
@@ -72,13 +74,27 @@ nlohmann::json snapshot_message(uint64_t epoch, uint64_t seq, int part, bool mor
           {"part", part},       {"more", more},        {"blocks", std::move(blocks)}};
 }
 
-nlohmann::json hello_message(const ModelEntry& model, const KvEventLog& log) {
+// kv_share: the host and DRAM-tier segment this model's blocks are written through to; two
+// instances that report the same one can hand KV to each other without a socket ("" without
+// a DRAM tier).
+std::string kv_share_of(const ModelEntry& model) {
+  const auto& tier = model.engine.scheduler_options().dram_tier;
+  if (!tier) return "";
+  std::array<char, 256> host{};
+  if (::gethostname(host.data(), host.size() - 1) != 0) return "";
+  return std::string(host.data()) + "/" + tier->segment_name();
+}
+
+nlohmann::json hello_message(const ServerContext& server, const ModelEntry& model,
+                             const KvEventLog& log) {
   return {{"type", "hello"},
           {"epoch", hex(log.epoch())},
           {"model", model.names.front()},
           {"fingerprint", hex(model.engine.model().fingerprint())},
           {"block_size", model.engine.scheduler_options().block_size},
-          {"blocks_total", model.engine.stats().blocks_total}};
+          {"blocks_total", model.engine.stats().blocks_total},
+          {"role", server.options.role},
+          {"kv_share", kv_share_of(model)}};
 }
 
 nlohmann::json ops_entry(const KvEvent& e) {
@@ -133,7 +149,7 @@ asio::awaitable<void> stream_events(std::shared_ptr<StreamState> state, ServerCo
     if (ec) co_return;
     asio::co_spawn(state->stream.get_executor(), watch_for_close(state), asio::detached);
 
-    const nlohmann::json hello = hello_message(model, *log);
+    const nlohmann::json hello = hello_message(server, model, *log);
     if (!co_await send_event(*state, hello)) co_return;
 
     uint64_t seq = query.since;

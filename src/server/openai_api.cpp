@@ -480,6 +480,7 @@ std::variant<ApiRequest, ApiError> parse_object(const json& body, Endpoint endpo
 
   IG_API_CHECK(read_bool(body, "ignore_eos", r.options.ignore_eos));
   IG_API_CHECK(read_bool(body, "infergrid_report_tokens", r.report_tokens));
+  IG_API_CHECK(read_bool(body, "infergrid_prefill_handoff", r.prefill_handoff));
   if (auto resume = body.find("infergrid_resume"); resume != body.end() && !resume->is_null()) {
     if (!resume->is_array())
       return wrong_type("infergrid_resume", "an array of token ids", *resume);

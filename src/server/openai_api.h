@@ -60,6 +60,9 @@ struct ApiRequest {
   // `infergrid_tokens`, and continue a run that already produced `resume_tokens`.
   bool report_tokens = false;
   std::vector<int32_t> resume_tokens;
+  // Prefill/decode handoff (router_server.h): answer only once the prompt's blocks are in the
+  // shared DRAM tier, where the decode instance will load them.
+  bool prefill_handoff = false;
 };
 
 // The most choices one request may ask for.

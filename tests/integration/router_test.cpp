@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <set>
@@ -676,6 +677,103 @@ TEST_F(RouterTest, ARestartedInstanceReannouncesItsSsdBlocksAndTheRouterCountsTh
   EXPECT_EQ(attempt["candidates"][0]["engine_blocks"], 0) << again.record.dump();
   EXPECT_GE(attempt["candidates"][0]["tier_blocks"].get<int>(), 2) << again.record.dump();
   std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace infergrid::testing
+
+namespace infergrid::testing {
+namespace {
+
+// Prefill/decode disaggregation on one host: a `--role prefill` and a `--role decode` instance
+// sharing a DRAM tier behind the router. A long prompt new to the decode instance is computed
+// on the prefill instance, which answers once its blocks are in the tier; the decode instance
+// loads them and generates the same greedy text as a unified instance. A prompt the decode
+// instance already holds stays there, and a dead prefill instance only costs the decode
+// instance the prefill.
+TEST_F(RouterTest, APrefillInstanceComputesLongPromptsThatTheDecodeInstanceThenLoads) {
+  const std::string name = "pd-" + std::to_string(::getpid());
+  const auto remove_segments = [&] {
+    for (const auto& entry : std::filesystem::directory_iterator("/dev/shm")) {
+      if (entry.path().filename().string().starts_with("infergrid-kv-" + name + "-")) {
+        std::filesystem::remove(entry.path());
+      }
+    }
+  };
+  remove_segments();
+  ServerProcess prefill, decode;
+  std::string log;
+  ASSERT_TRUE(prefill.start(
+      test_server_args({"--kv-dram-bytes", "64MiB", "--kv-dram-name", name, "--role", "prefill"}),
+      log))
+      << log;
+  ASSERT_TRUE(decode.start(
+      test_server_args({"--kv-dram-bytes", "64MiB", "--kv-dram-name", name, "--role", "decode"}),
+      log))
+      << log;
+  auto router = start_router("cache_aware", {&prefill, &decode});
+  ASSERT_TRUE(wait_eligible(*router, 2));
+  const json listed = instances_of(*router);
+  for (const auto& inst : listed["instances"]) {
+    EXPECT_FALSE(inst["kv_share"].get<std::string>().empty()) << listed.dump();
+    EXPECT_EQ(inst["role"], inst["address"] == prefill.url() ? "prefill" : "decode");
+  }
+
+  std::string prompt;
+  for (int i = 0; i < 12; ++i) prompt += long_prompt("zeta" + std::to_string(i)) + " ";
+  const Routed first = complete(*router, prompt, "", 24);
+  ASSERT_EQ(first.status, 200) << first.body.dump();
+  const Routed direct = complete(*instances_[0], prompt, "", 24);  // a unified instance
+  ASSERT_EQ(direct.status, 200);
+  EXPECT_EQ(text_of(first.body), text_of(direct.body));
+  EXPECT_EQ(first.instance(), decode.url()) << first.record.dump();
+  ASSERT_TRUE(first.record["attempts"][0].contains("prefill")) << first.record.dump();
+  EXPECT_EQ(first.record["attempts"][0]["prefill"]["instance"], prefill.url());
+  EXPECT_EQ(first.record["attempts"][0]["prefill"]["outcome"], "HTTP 200");
+  const int prompt_tokens = first.body["usage"]["prompt_tokens"].get<int>();
+  ASSERT_GT(prompt_tokens, 512);
+  // Every full block came from the prefill instance through the tier.
+  EXPECT_EQ(first.body["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>(),
+            prompt_tokens / 16 * 16);
+  EXPECT_GT(
+      metric(curl(decode.url() + "/metrics").body, "infergrid_kv_dram_hits_total").value_or(0), 0);
+
+  // The next turn of the conversation: the decode instance holds most of it, so it runs there.
+  const Routed again = complete(*router, prompt + "and then", "", 24);
+  ASSERT_EQ(again.status, 200);
+  EXPECT_EQ(again.instance(), decode.url());
+  EXPECT_FALSE(again.record["attempts"][0].contains("prefill")) << again.record.dump();
+
+  // A handoff asked of an instance without a shared tier is refused with a clear 400.
+  const HttpResult refused =
+      curl(instances_[0]->url() + "/v1/completions",
+           R"({"prompt":"hi","max_tokens":1,"infergrid_prefill_handoff":true})");
+  EXPECT_EQ(refused.status, 400) << refused.body;
+  EXPECT_NE(refused.body.find("--kv-dram-bytes"), std::string::npos);
+
+  // The prefill instance dies: a new long prompt is computed by the decode instance, correctly.
+  prefill.signal(SIGKILL);
+  std::string other;
+  for (int i = 0; i < 12; ++i) other += long_prompt("eta" + std::to_string(i)) + " ";
+  const Routed alone = complete(*router, other, "", 24);
+  ASSERT_EQ(alone.status, 200) << alone.body.dump();
+  EXPECT_EQ(alone.instance(), decode.url());
+  EXPECT_EQ(text_of(alone.body), text_of(complete(*instances_[0], other, "", 24).body));
+  if (alone.record["attempts"][0].contains("prefill")) {
+    EXPECT_NE(alone.record["attempts"][0]["prefill"]["outcome"], "HTTP 200");
+  }
+  // And nothing is left running or held on the decode instance.
+  const std::string metrics = curl(decode.url() + "/metrics").body;
+  EXPECT_EQ(metric(metrics, "infergrid_num_requests_running").value_or(-1), 0) << metrics;
+  remove_segments();
+}
+
+// A prefill instance needs the shared tier it hands KV through.
+TEST(RouterRoleTest, APrefillInstanceWithoutADramTierRefusesToStart) {
+  ServerProcess prefill;
+  std::string log;
+  EXPECT_FALSE(prefill.start(test_server_args({"--role", "prefill"}), log));
+  EXPECT_NE(log.find("--kv-dram-bytes"), std::string::npos) << log;
 }
 
 }  // namespace
