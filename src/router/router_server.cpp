@@ -503,6 +503,9 @@ struct RouterServer::Impl {
       Instance& inst = *instances.instances()[*decision.instance];
       tried.push_back(inst.id);
       int predicted_cached = (decision.engine_blocks + decision.tier_blocks) * block_size;
+      // Counted from the decision on, the prefill handoff's wait included: requests decided
+      // meanwhile see this one, so a burst does not herd.
+      ++inst.inflight;
       if (!resumable.header_sent && body.is_object() && options.pd_min_uncached_tokens > 0) {
         const int full_blocks_tokens = static_cast<int>(prompt.size()) / block_size * block_size;
         std::string target(req.target());
@@ -518,7 +521,6 @@ struct RouterServer::Impl {
 
       const double uncached =
           std::max<double>(0, static_cast<double>(prompt.size()) - predicted_cached);
-      ++inst.inflight;
       inst.queued_prefill_tokens += uncached;
       bool prefill_done = false;
       const auto prefill_finished = [&] {
