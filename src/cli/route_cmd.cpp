@@ -15,6 +15,7 @@
 #include <boost/asio/use_future.hpp>
 
 #include "bench/workload.h"
+#include "cli/chat_template_choice.h"
 #include "cli/default_model.h"
 #include "model/chat_template.h"
 #include "model/model.h"
@@ -34,6 +35,7 @@ namespace {
 struct RouteArgs {
   std::string model;
   std::string chat_template;
+  std::string chat_template_file;
   std::vector<std::string> instances;
   std::string policy = "cache_aware";
   std::string host = "127.0.0.1";
@@ -121,12 +123,9 @@ int run() {
   if (!model.is_ok()) return fail(model.status().with_context(*path));
   auto tokenizer = Tokenizer::from_gguf((*model)->gguf());
   if (!tokenizer.is_ok()) return fail(tokenizer.status().with_context(*path));
-  // The template the instances use for the same file and flags (serve's rules).
-  const std::string eos_token((*tokenizer)->token_text((*tokenizer)->eos_id()));
-  Result<ChatTemplate> chat = args.chat_template.empty()
-                                  ? ChatTemplate::from_gguf((*model)->gguf(), eos_token, nullptr)
-                                  : ChatTemplate::from_name(args.chat_template);
-  if (!chat.is_ok()) chat = ChatTemplate::from_name("chatml");
+  // The template the instances use for the same file and flags (serve's rule).
+  auto chat = choose_chat_template(**model, **tokenizer, args.chat_template_file,
+                                   args.chat_template, *path);
   if (!chat.is_ok()) return fail(chat.status());
 
   auto client = std::make_unique<HttpClient>();
@@ -193,6 +192,8 @@ CLI::App* add_route_command(CLI::App& app) {
                       "tokenizer and template give the block keys");
   command->add_option("--chat-template", args.chat_template,
                       "The instances' --chat-template, when they were given one");
+  command->add_option("--chat-template-file", args.chat_template_file,
+                      "The instances' --chat-template-file, when they were given one");
   command->add_option("--instance", args.instances, "An instance's URL (repeat for each)");
   command->add_option("--etcd", args.etcd_url,
                       "Follow the instances registered in etcd (serve --etcd) at this URL");

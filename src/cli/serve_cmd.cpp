@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/chat_template_choice.h"
 #include "cli/default_model.h"
 #include "cli/kv_cache_type_option.h"
 #include "core/cpu_features.h"
@@ -127,39 +128,10 @@ Result<std::unique_ptr<Instance>> build_instance(const std::string& path,
   in->names = std::move(names);
   IG_ASSIGN_OR_RETURN(in->model, Model::load(path));
   IG_ASSIGN_OR_RETURN(in->tokenizer, Tokenizer::from_gguf(in->model->gguf()));
-  Result<ChatTemplate> chat = Status(StatusCode::kInternal, "no chat template");
-  // What a template's {{ eos_token }} renders: the text of the model's EOS token.
-  const std::string eos_token(in->tokenizer->token_text(in->tokenizer->eos_id()));
-  if (!args.chat_template_file.empty()) {
-    // A template the user names must work: an unreadable or unparsable file stops the server.
-    std::ifstream file(args.chat_template_file, std::ios::binary);
-    if (!file) {
-      return make_error(StatusCode::kNotFound, "--chat-template-file {}: cannot read it",
-                        args.chat_template_file);
-    }
-    std::stringstream source;
-    source << file.rdbuf();
-    chat = ChatTemplate::from_jinja(source.str(), eos_token);
-    if (!chat.is_ok()) {
-      return make_error(StatusCode::kInvalidArgument, "--chat-template-file {}: {}",
-                        args.chat_template_file, chat.status().message());
-    }
-  } else if (!args.chat_template.empty()) {
-    chat = ChatTemplate::from_name(args.chat_template);
-  } else {
-    std::string fallback_reason;
-    chat = ChatTemplate::from_gguf(in->model->gguf(), eos_token, &fallback_reason);
-    if (!fallback_reason.empty()) spdlog::warn("{}: {}", in->names.front(), fallback_reason);
-  }
-  if (!chat.is_ok()) {
-    // Completions still work; chat requests get a clear error from the template.
-    spdlog::warn(
-        "{}: {}; /v1/chat/completions falls back to ChatML (override with "
-        "--chat-template)",
-        in->names.front(), chat.status().message());
-    chat = ChatTemplate::from_name("chatml");
-  }
-  in->chat = *chat;
+  IG_ASSIGN_OR_RETURN(ChatTemplate chat,
+                      choose_chat_template(*in->model, *in->tokenizer, args.chat_template_file,
+                                           args.chat_template, in->names.front()));
+  in->chat = std::move(chat);
 
   EngineOptions& options = in->options;
   SchedulerOptions& s = options.scheduler;

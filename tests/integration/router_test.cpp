@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "golden_required.h"
 #include "integration/server_process.h"
 
 namespace infergrid::testing {
@@ -774,6 +775,63 @@ TEST(RouterRoleTest, APrefillInstanceWithoutADramTierRefusesToStart) {
   std::string log;
   EXPECT_FALSE(prefill.start(test_server_args({"--role", "prefill"}), log));
   EXPECT_NE(log.find("--kv-dram-bytes"), std::string::npos) << log;
+}
+
+}  // namespace
+}  // namespace infergrid::testing
+
+namespace infergrid::testing {
+namespace {
+
+// The router renders chat requests with the instances' own template, a Jinja file included:
+// the blocks it predicts cached are exactly those the instance reports. A template file it
+// cannot read stops it, as it stops serve.
+TEST(RouterTemplateTest, TheRouterUsesTheInstancesChatTemplateFile) {
+  const auto file = std::filesystem::path(INFERGRID_SHARED_DIR) / "golden" / "chat-templates" /
+                    "Qwen-Qwen2.5-7B-Instruct.jinja";
+  if (!std::filesystem::exists(file)) IG_GOLDEN_MISSING("no golden chat template " << file);
+  ServerProcess instance, router;
+  std::string log;
+  ASSERT_TRUE(instance.start(test_server_args({"--chat-template-file", file.string()}), log))
+      << log;
+  ASSERT_TRUE(router.start({"--model", test_model_path(), "--instance", instance.url(),
+                            "--chat-template-file", file.string()},
+                           log, 0, "route"))
+      << log;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (curl(router.url() + "/health").status != 200 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
+  const json request = {
+      {"messages",
+       {{{"role", "system"}, {"content", long_prompt("theta") + long_prompt("iota")}},
+        {{"role", "user"}, {"content", "Tell me more."}}}},
+      {"max_tokens", 2},
+      {"temperature", 0}};
+  // The first request computes the prompt; later ones find its blocks once the router has
+  // heard of them from the instance's event stream.
+  int predicted = 0, actual = -1;
+  for (int i = 0; i < 40 && (predicted == 0 || predicted != actual); ++i) {
+    const std::string id = "tmpl-" + std::to_string(::getpid()) + "-" + std::to_string(i);
+    const HttpResult r = curl(router.url() + "/v1/chat/completions", request.dump(),
+                              "-H 'X-Request-Id: " + id + "'");
+    ASSERT_EQ(r.status, 200) << r.body;
+    const json record =
+        json::parse(curl(router.url() + "/route/explain?id=" + id).body, nullptr, false);
+    ASSERT_TRUE(record.contains("attempts")) << record.dump();
+    predicted = record["attempts"][0].value("predicted_cached_tokens", -1);
+    actual = record["attempts"][0].value("actual_cached_tokens", -2);
+    if (predicted == 0 || predicted != actual) std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(predicted, actual);
+  EXPECT_GT(predicted, 0);
+
+  ServerProcess bad;
+  EXPECT_FALSE(bad.start({"--model", test_model_path(), "--instance", instance.url(),
+                          "--chat-template-file", "/nonexistent/template.jinja"},
+                         log, 0, "route"));
+  EXPECT_NE(log.find("cannot read it"), std::string::npos) << log;
 }
 
 }  // namespace
