@@ -677,6 +677,8 @@ TEST_F(RouterTest, ARestartedInstanceReannouncesItsSsdBlocksAndTheRouterCountsTh
   const json& attempt = again.record["attempts"].back();
   EXPECT_EQ(attempt["candidates"][0]["engine_blocks"], 0) << again.record.dump();
   EXPECT_GE(attempt["candidates"][0]["tier_blocks"].get<int>(), 2) << again.record.dump();
+  instance->signal(SIGKILL);  // it may still be writing blocks into the directory
+  instance->wait(std::chrono::seconds(5));
   std::filesystem::remove_all(dir);
 }
 

@@ -791,6 +791,8 @@ TEST_F(ServerTest, DiskTierKeepsConversationsAcrossARestart) {
   EXPECT_EQ(a["choices"][0]["text"], json::parse(first.body)["choices"][0]["text"]);
   auto m = curl(restarted.url() + "/metrics");
   EXPECT_GT(metric(m.body, "infergrid_kv_tier_hit_tokens_total").value_or(0), 100);
+  restarted.signal(SIGKILL);  // it may still be writing blocks into the directory
+  restarted.wait(std::chrono::seconds(5));
   std::filesystem::remove_all(dir);
 }
 
@@ -925,6 +927,10 @@ TEST_F(ServerTest, SigkillDuringTierWritesThenRestartServesOnlyCorrectOutput) {
     hits += json::parse(got.body)["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>();
   }
   EXPECT_GT(hits, 0);  // blocks written before the kill were found after the restart
+  // The restarted server still writes evicted blocks in the background: stop it first, or
+  // the removal races a new file into the directory.
+  restarted.signal(SIGKILL);
+  restarted.wait(std::chrono::seconds(5));
   std::filesystem::remove_all(dir);
 }
 
