@@ -24,6 +24,8 @@
 #include "engine/engine.h"
 #include "engine/kv_pool.h"
 #include "kernels/cpu_backend.h"
+#include "kvstore/kv_transfer.h"
+#include "kvstore/receive_tier.h"
 #include "kvstore/shm_tier.h"
 #include "model/chat_template.h"
 #include "model/model.h"
@@ -69,6 +71,8 @@ struct ServeArgs {
   int write_timeout_s = 30;
   bool trust_request_priority = false;
   std::string role = "unified";
+  int kv_transfer_port = -1;  // -1: no KV transfer listener
+  std::string kv_transfer_bytes = "256MiB";
   std::vector<std::string> api_keys;
   std::string api_key_file;
   bool protect_health_metrics = false;
@@ -116,6 +120,9 @@ struct Instance {
   std::unique_ptr<CpuBackend> backend;
   EngineOptions options;
   std::unique_ptr<Engine> engine;
+  // Declared after the engine, so they stop first: no session outlives the tiers it reads.
+  std::unique_ptr<KvTransferSender> kv_sender;      // with a DRAM tier
+  std::unique_ptr<KvTransferReceiver> kv_receiver;  // with --kv-transfer-port
 };
 
 // Loads a model and builds its engine from the command line's options. disk_dir: its SSD tier
@@ -196,6 +203,22 @@ Result<std::unique_ptr<Instance>> build_instance(const std::string& path,
                  tier->n_slots(), tier->stats().blocks);
     s.dram_tier = std::shared_ptr<ShmTier>(std::move(tier));
   }
+  if (args.kv_transfer_port >= 0) {
+    size_t transfer_bytes = 0;
+    if (!parse_bytes(args.kv_transfer_bytes, transfer_bytes)) {
+      return make_error(StatusCode::kInvalidArgument, "--kv-transfer-bytes '{}' is not a size",
+                        args.kv_transfer_bytes);
+    }
+    if (!s.prefix_caching) {
+      return make_error(StatusCode::kInvalidArgument,
+                        "--kv-transfer-port needs the prefix cache (received blocks are found "
+                        "by prefix matching)");
+    }
+    s.receive_tier = std::make_shared<KvReceiveTier>(
+        tier_layout, s.block_size,
+        Scheduler::tier_block_bytes(config, s.block_size, s.kv_type, s.tier_codec), transfer_bytes,
+        std::chrono::seconds(30));
+  }
 
   // Without --threads, several models share the cores out instead of each spinning on all.
   const int threads =
@@ -206,6 +229,16 @@ Result<std::unique_ptr<Instance>> build_instance(const std::string& path,
   in->backend->reserve(s.max_batch_tokens, config.max_matmul_cols());
   IG_ASSIGN_OR_RETURN(in->engine,
                       Engine::create(*in->model, *in->tokenizer, *in->backend, options));
+  if (s.dram_tier) in->kv_sender = std::make_unique<KvTransferSender>(s.dram_tier);
+  if (s.receive_tier) {
+    KvTransferReceiverOptions r;
+    r.host = args.host;
+    r.port = args.kv_transfer_port;
+    r.model_fingerprint = in->model->fingerprint();
+    IG_ASSIGN_OR_RETURN(in->kv_receiver, KvTransferReceiver::start(r, s.receive_tier));
+    spdlog::info("KV transfer: receiving on {}:{} ({} MiB for blocks not yet loaded)", args.host,
+                 in->kv_receiver->port(), args.kv_transfer_bytes);
+  }
   return in;
 }
 
@@ -229,6 +262,10 @@ int run() {
   // glibc's sliding mmap threshold they end up in per-thread arenas that keep the memory after
   // the request. A fixed threshold gives every buffer of 1 MiB or more back when it is freed.
   ::mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  if (args.kv_transfer_port >= 0 && args.models.size() > 1) {
+    return fail(Status(StatusCode::kInvalidArgument,
+                       "--kv-transfer-port takes KV for one model: serve one --model"));
+  }
   if (args.role == "prefill" && args.kv_dram_bytes.empty()) {
     return fail(Status(StatusCode::kInvalidArgument,
                        "--role prefill hands KV to decode instances through the shared DRAM "
@@ -311,7 +348,8 @@ int run() {
   access.allowed_hosts = args.allowed_hosts;
   std::vector<ServedModel> served;
   for (const auto& in : instances) {
-    served.push_back({*in->engine, *in->tokenizer, *in->chat, in->names});
+    served.push_back({*in->engine, *in->tokenizer, *in->chat, in->names, in->kv_sender.get(),
+                      in->kv_receiver.get()});
   }
   ApiServer server(std::move(served), server_options);
   Status started = server.start();
@@ -409,6 +447,16 @@ CLI::App* add_serve_command(CLI::App& app) {
                       "Size of the shared host-DRAM KV tier per model, e.g. 8GiB (default: off); "
                       "every server of this model with the same --kv-dram-name shares it");
   command->add_option("--kv-dram-name", args.kv_dram_name, "Name of the shared DRAM tier")
+      ->capture_default_str();
+  command
+      ->add_option("--kv-transfer-port", args.kv_transfer_port,
+                   "Take KV blocks that prefill instances on other hosts stream here, on this "
+                   "TCP port of --host (0: any free port; reported to routers in /kv/events); "
+                   "a trusted network only, like the engines' NCCL ports")
+      ->check(CLI::Range(0, 65535));
+  command
+      ->add_option("--kv-transfer-bytes", args.kv_transfer_bytes,
+                   "Memory for received KV blocks that no request has loaded yet")
       ->capture_default_str();
   command->add_option("--etcd", args.etcd_url,
                       "Register this instance in etcd (e.g. http://127.0.0.1:2379) under a "

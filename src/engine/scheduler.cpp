@@ -80,8 +80,12 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, Backend& ba
                options.max_running}),
       pool_(runner_.pool()),
       blocks_(options.n_blocks, options.block_size, model.fingerprint(), options.prefix_caching) {
-  if (options_.prefix_caching && (options_.dram_tier || options_.disk_tier)) {
+  if (options_.prefix_caching &&
+      (options_.dram_tier || options_.disk_tier || options_.receive_tier)) {
     KvConnectorOptions c;
+    if (options_.receive_tier) {
+      c.tiers.push_back({options_.receive_tier, false, false, /*load_only=*/true});
+    }
     if (options_.dram_tier) c.tiers.push_back({options_.dram_tier, /*write_through=*/true, false});
     if (options_.disk_tier) c.tiers.push_back({options_.disk_tier, false, /*persistent=*/true});
     c.model_fingerprint = model.fingerprint();

@@ -36,6 +36,7 @@
 #include "kvstore/disk_tier.h"
 #include "kvstore/kv_codec.h"
 #include "kvstore/kv_connector.h"
+#include "kvstore/receive_tier.h"
 #include "kvstore/shm_tier.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
@@ -59,6 +60,9 @@ struct SchedulerOptions {
   // through to it as they are computed (so other processes on the host can use them), and
   // blocks it pushes out move on to the disk tier.
   std::shared_ptr<ShmTier> dram_tier;
+  // Blocks another instance computed and handed over (KV transfer, `serve --kv-transfer-port`):
+  // prefix matches continue into it before the DRAM and SSD tiers; it is never written here.
+  std::shared_ptr<KvReceiveTier> receive_tier;
   // How blocks are stored in both tiers: kInt8 keeps 1.8-1.9x (f16 cache) or 3.6-3.9x (f32)
   // more blocks per byte at a small, measured accuracy cost (docs/BENCHMARKS.md). The tiers must be
   // opened with Scheduler::kv_layout_tag and tier_block_bytes for this codec and kv_type.

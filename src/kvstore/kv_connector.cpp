@@ -10,6 +10,11 @@ KvConnector::KvConnector(KvConnectorOptions options, KvBlockCodec codec)
     : tiers_(std::move(options.tiers)), codec_(codec) {
   assert(!tiers_.empty());
   for (size_t i = 0; i < tiers_.size(); ++i) {
+    if (tiers_[i].load_only) {
+      writers_.push_back(nullptr);
+      continue;
+    }
+    if (first_store_ < 0) first_store_ = static_cast<int>(i);
     if (tiers_[i].write_through && write_through_ < 0) write_through_ = static_cast<int>(i);
     if (tiers_[i].persistent && persistent_ < 0) persistent_ = static_cast<int>(i);
     // One scratch per writer: its sink runs only on that writer's thread.
@@ -26,9 +31,13 @@ KvConnector::KvConnector(KvConnectorOptions options, KvBlockCodec codec)
         options.write_queue_bytes));
   }
   // What a tier pushes out goes on down to the next one, already in the tiers' format.
-  for (size_t i = 0; i + 1 < tiers_.size(); ++i) {
+  for (size_t i = 0; i < tiers_.size(); ++i) {
+    if (tiers_[i].load_only) continue;
+    size_t next = i + 1;
+    while (next < tiers_.size() && tiers_[next].load_only) ++next;
+    if (next == tiers_.size()) break;
     tiers_[i].tier->set_evict_hook(
-        [writer = writers_[i + 1].get(), below = tiers_[i + 1].tier](
+        [writer = writers_[next].get(), below = tiers_[next].tier](
             uint64_t key, uint64_t parent, std::span<const int32_t> t, std::span<const uint8_t> p) {
           if (!below->contains(key)) writer->enqueue(key, parent, t, p, /*engine_block=*/false);
         });
@@ -43,8 +52,8 @@ KvConnector::KvConnector(KvConnectorOptions options, KvBlockCodec codec)
 KvConnector::~KvConnector() {
   loader_.reset();  // no load may still be writing into the engine's blocks
   for (size_t i = 0; i < tiers_.size(); ++i) {
-    writers_[i].reset();  // drains into tier i, which may push blocks to writer i + 1
-    tiers_[i].tier->set_evict_hook(nullptr);
+    writers_[i].reset();  // drains into tier i, which may push blocks to the next writer
+    if (!tiers_[i].load_only) tiers_[i].tier->set_evict_hook(nullptr);
   }
 }
 
@@ -71,8 +80,10 @@ void KvConnector::save_evicted(uint64_t key, uint64_t parent_key, std::span<cons
   // or computed before the tier existed) goes there now. A private first tier is asked here,
   // so a block it holds (one loaded back from it) is not copied into the queue again; a shared
   // one is asked on the writer's thread, off the step thread's path to its cross-process lock.
-  if (!tiers_.front().write_through && tiers_.front().tier->contains(key)) return;
-  writers_.front()->enqueue(key, parent_key, tokens, engine_block, /*engine_block=*/true);
+  if (first_store_ < 0) return;
+  const auto first = static_cast<size_t>(first_store_);
+  if (!tiers_[first].write_through && tiers_[first].tier->contains(key)) return;
+  writers_[first]->enqueue(key, parent_key, tokens, engine_block, /*engine_block=*/true);
 }
 
 bool KvConnector::persist(uint64_t key, uint64_t parent_key, std::span<const int32_t> tokens,
@@ -116,7 +127,9 @@ bool KvConnector::load(uint64_t key, std::span<const int32_t> tokens, std::span<
 }
 
 void KvConnector::flush() {
-  for (auto& writer : writers_) writer->flush();
+  for (auto& writer : writers_) {
+    if (writer) writer->flush();
+  }
 }
 
 }  // namespace infergrid

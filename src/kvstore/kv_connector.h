@@ -6,8 +6,9 @@
 // Tiers are ordered fastest first. A computed block is written through to the write-through
 // tiers (the shared DRAM segment, so other processes can serve it); an evicted engine block
 // goes to the first tier, and what a tier evicts moves to the next one, already encoded; a
-// persisted block goes straight to the first persistent tier (the SSD). Loads try the tiers in
-// order and decode only bytes whose checksum passed.
+// persisted block goes straight to the first persistent tier (the SSD). A load-only tier (blocks
+// another instance handed over) is only read. Loads try the tiers in order and decode only
+// bytes whose checksum passed.
 // Invariants: engine blocks handed to save_*() are copied before the call returns (the engine
 // reuses its memory at once); a load writes only its job's destinations and only until the job
 // is done; destruction finishes the loads, then drains the writers fastest first (a draining
@@ -31,6 +32,9 @@ struct KvConnectorTier {
   std::shared_ptr<KvTier> tier;
   bool write_through = false;  // every computed block is saved here
   bool persistent = false;     // survives a restart: persist() writes here
+  // Blocks handed over by another instance (kvstore/receive_tier.h): loaded from, never
+  // written to, and no part of the cascade.
+  bool load_only = false;
 };
 
 struct KvConnectorOptions {
@@ -78,7 +82,8 @@ class KvConnector {
   KvBlockCodec codec_;
   int write_through_ = -1;  // index of the first write-through tier, or -1
   int persistent_ = -1;     // index of the first persistent tier, or -1
-  std::vector<std::unique_ptr<AsyncBlockWriter>> writers_;  // one per tier
+  int first_store_ = -1;    // index of the first tier that is not load-only, or -1
+  std::vector<std::unique_ptr<AsyncBlockWriter>> writers_;  // one per tier; null: load-only
   std::vector<uint8_t> load_scratch_;                       // the loader thread's
   std::vector<uint8_t> persist_scratch_;                    // the caller's (persist)
   std::unique_ptr<TierLoader> loader_;

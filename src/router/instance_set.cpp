@@ -171,6 +171,7 @@ bool InstanceSet::on_message(Instance& inst, std::string_view data) {
       inst.blocks_total = message.value("blocks_total", 0);
       inst.role = message.value("role", "unified");
       inst.kv_share = message.value("kv_share", "");
+      inst.kv_transfer_port = message.value("kv_transfer_port", 0);
       return true;
     }
     if (type == "snapshot") {

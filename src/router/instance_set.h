@@ -59,6 +59,7 @@ struct Instance {
   uint64_t epoch = 0;
   std::string role = "unified";  // unified, prefill or decode (ServerOptions::role)
   std::string kv_share;          // host and DRAM segment it writes through to; "" without
+  int kv_transfer_port = 0;      // where it takes KV streamed from a prefill instance; 0: none
 
   // The event stream.
   uint64_t seq = 0;

@@ -507,12 +507,11 @@ struct RouterServer::Impl {
       // meanwhile see this one, so a burst does not herd.
       ++inst.inflight;
       if (!resumable.header_sent && body.is_object() && options.pd_min_uncached_tokens > 0) {
-        const int full_blocks_tokens = static_cast<int>(prompt.size()) / block_size * block_size;
         std::string target(req.target());
-        const bool handed = co_await prefill_handoff(inst, body, std::move(target), request_id,
-                                                     static_cast<int>(prompt.size()),
-                                                     predicted_cached, attempt_record);
-        if (handed) predicted_cached = full_blocks_tokens;
+        const std::optional<int> handed = co_await prefill_handoff(
+            inst, body, std::move(target), request_id, static_cast<int>(prompt.size()),
+            predicted_cached, attempt_record);
+        if (handed) predicted_cached = std::max(predicted_cached, *handed);
       }
       attempt_record["instance"] = inst.address;
       attempt_record["predicted_cached_tokens"] = predicted_cached;
@@ -647,32 +646,49 @@ struct RouterServer::Impl {
   }
 
   // Conditional disaggregation: when `decode` would compute most of a long prompt, an eligible
-  // prefill instance on the same shared DRAM tier computes it first (answering once its blocks
-  // are written there) and the decode instance then loads instead of computing. True when the
-  // prompt was handed off; on any failure the decode instance computes it as without one.
-  asio::awaitable<bool> prefill_handoff(Instance& decode, const nlohmann::ordered_json& body,
-                                        std::string target, const std::string& request_id,
-                                        int prompt_tokens, int predicted_cached,
-                                        json& attempt_record) {
+  // prefill instance computes it first and the decode instance then loads its blocks instead
+  // of computing them: through the shared DRAM tier when both write through to the same one
+  // (the prefill instance answers once its blocks are written there), else streamed to the
+  // decode instance's KV transfer port (it answers once the receiver confirmed them). The
+  // prompt tokens the decode instance should then find cached, or nothing when the prompt was
+  // not handed off; on any failure the decode instance computes it as without one.
+  asio::awaitable<std::optional<int>> prefill_handoff(Instance& decode,
+                                                      const nlohmann::ordered_json& body,
+                                                      std::string target,
+                                                      const std::string& request_id,
+                                                      int prompt_tokens, int predicted_cached,
+                                                      json& attempt_record) {
     const int uncached = prompt_tokens - predicted_cached;
-    if (decode.kv_share.empty() || decode.role == "prefill" ||
+    const int block_size = std::max(1, decode.block_size);
+    const int full_blocks_tokens = prompt_tokens / block_size * block_size;
+    if ((decode.kv_share.empty() && decode.kv_transfer_port <= 0) || decode.role == "prefill" ||
         uncached < options.pd_min_uncached_tokens || 2 * predicted_cached >= prompt_tokens) {
-      co_return false;
+      co_return std::nullopt;
     }
     const auto now = Clock::now();
     Instance* prefill = nullptr;
+    bool prefill_shares_dram = false;
     for (const auto& inst : instances.instances()) {
-      if (inst->role != "prefill" || inst->kv_share != decode.kv_share ||
-          inst->model != decode.model || inst->block_size != decode.block_size ||
-          !serves_our_model(*inst) || !inst->eligible(now, instances.options())) {
+      // A prefill instance reads what it streams from its DRAM tier: it must have one.
+      if (inst->role != "prefill" || inst->kv_share.empty() || inst->model != decode.model ||
+          inst->block_size != decode.block_size || !serves_our_model(*inst) ||
+          !inst->eligible(now, instances.options())) {
         continue;
       }
-      if (prefill == nullptr || std::max<double>(inst->reported_load, inst->inflight) <
-                                    std::max<double>(prefill->reported_load, prefill->inflight)) {
+      const bool shares = inst->kv_share == decode.kv_share;
+      if (!shares && decode.kv_transfer_port <= 0) continue;
+      // One that shares the decode instance's DRAM tier first (no bytes cross a socket), then
+      // the least loaded.
+      const auto load = [](const Instance& i) {
+        return std::max<double>(i.reported_load, i.inflight);
+      };
+      if (prefill == nullptr || (shares && !prefill_shares_dram) ||
+          (shares == prefill_shares_dram && load(*inst) < load(*prefill))) {
         prefill = inst.get();
+        prefill_shares_dram = shares;
       }
     }
-    if (prefill == nullptr) co_return false;
+    if (prefill == nullptr) co_return std::nullopt;
 
     // The same prompt, one token, whole: the prefill instance renders and tokenizes it as the
     // decode instance will, so the blocks it writes are the ones the decode instance looks for.
@@ -683,7 +699,19 @@ struct RouterServer::Impl {
     nlohmann::ordered_json job = body;
     for (const char* field : kNotForPrefill) job.erase(field);
     job["max_tokens"] = 1;
-    job["infergrid_prefill_handoff"] = true;
+    if (prefill_shares_dram) {
+      job["infergrid_prefill_handoff"] = true;
+    } else {
+      const std::string& host = decode.url.host;
+      const bool v6 = host.find(':') != std::string::npos && host.front() != '[';
+      nlohmann::ordered_json handoff = nlohmann::ordered_json::object();
+      handoff["transfer_to"] = v6 ? fmt::format("[{}]:{}", host, decode.kv_transfer_port)
+                                  : fmt::format("{}:{}", host, decode.kv_transfer_port);
+      handoff["deadline_ms"] =
+          std::chrono::duration_cast<std::chrono::milliseconds>(options.request_timeout).count();
+      handoff["lease_ms"] = 30000;
+      job["infergrid_prefill_handoff"] = std::move(handoff);
+    }
     HttpRequest up;
     up.method = "POST";
     up.host = prefill->url.host;
@@ -701,9 +729,34 @@ struct RouterServer::Impl {
     const bool ok = result.is_ok() && result->status == 200;
     std::string outcome =
         result.is_ok() ? fmt::format("HTTP {}", result->status) : result.status().message();
-    attempt_record["prefill"] = {
-        {"instance", prefill->address}, {"outcome", outcome}, {"ms", seconds_since(start) * 1000}};
-    ++stats.pd_handoffs[ok ? "ok" : "failed"];
+    json record = {{"instance", prefill->address},
+                   {"path", prefill_shares_dram ? "dram" : "tcp"},
+                   {"outcome", outcome},
+                   {"ms", seconds_since(start) * 1000}};
+    std::optional<int> handed;
+    if (ok && prefill_shares_dram) handed = full_blocks_tokens;
+    if (ok && !prefill_shares_dram) {
+      // What the receiver confirmed: the decode instance finds those blocks, computes the rest.
+      const json answer = json::parse(result->body, nullptr, false);
+      const json transfer =
+          answer.is_object() ? answer.value("infergrid_transfer", json()) : json();
+      record["transfer"] = transfer;
+      const int accepted =
+          transfer.is_object() && transfer.value("blocks_accepted", json()).is_number_integer()
+              ? transfer["blocks_accepted"].get<int>()
+              : 0;
+      if (accepted > 0) handed = std::min(full_blocks_tokens, accepted * block_size);
+      stats.kv_transfer_blocks += static_cast<uint64_t>(std::max(0, accepted));
+      if (!transfer.is_object() || !transfer.value("ok", false)) {
+        spdlog::warn(
+            "route: the KV transfer from {} to {} failed ({}); the decode instance "
+            "computes what did not arrive",
+            prefill->address, decode.address,
+            transfer.is_object() ? transfer.value("error", std::string()) : "no result");
+      }
+    }
+    attempt_record["prefill"] = std::move(record);
+    ++stats.pd_handoffs[!ok ? "failed" : handed ? "ok" : "transfer_failed"];
     if (!ok) {
       spdlog::warn("route: prefill handoff to {} failed ({}); the decode instance computes it",
                    prefill->address, outcome);
@@ -711,7 +764,7 @@ struct RouterServer::Impl {
         instances.mark_failed(prefill->id, outcome);
       }
     }
-    co_return ok;
+    co_return handed;
   }
 
   // What one client stream has been sent so far, across the attempts that serve it.

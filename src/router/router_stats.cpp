@@ -36,13 +36,20 @@ std::string RouterStats::prometheus(const InstanceSet& instances, const KvIndex&
   }
   out +=
       "# HELP infergrid_route_prefill_handoffs_total Prompts computed on a prefill instance "
-      "for a decode instance, by result (failed: the decode instance computed it).\n";
+      "for a decode instance, by result (failed, transfer_failed: the decode instance computed "
+      "it).\n";
   out += "# TYPE infergrid_route_prefill_handoffs_total counter\n";
-  for (const char* result : {"ok", "failed"}) {
+  for (const char* result : {"ok", "failed", "transfer_failed"}) {
     auto it = pd_handoffs.find(result);
     out += fmt::format("infergrid_route_prefill_handoffs_total{{result=\"{}\"}} {}\n", result,
                        it == pd_handoffs.end() ? 0 : it->second);
   }
+  out += fmt::format(
+      "# HELP infergrid_route_kv_transfer_blocks_total KV blocks streamed from prefill to "
+      "decode instances over TCP, as the receivers confirmed them.\n"
+      "# TYPE infergrid_route_kv_transfer_blocks_total counter\n"
+      "infergrid_route_kv_transfer_blocks_total {}\n",
+      kv_transfer_blocks);
   out += fmt::format(
       "# HELP infergrid_route_retries_total Requests sent again to another instance.\n"
       "# TYPE infergrid_route_retries_total counter\ninfergrid_route_retries_total {}\n",

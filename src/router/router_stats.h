@@ -27,7 +27,10 @@ struct RouterStats {
   std::map<std::string, uint64_t> requests_by_outcome;
   std::map<std::string, uint64_t> admitted_by_class;
   std::map<std::string, uint64_t> shed_by_class;
-  std::map<std::string, uint64_t> pd_handoffs;  // prefill handoffs by result: ok, failed
+  // Prefill handoffs by result: ok, failed, transfer_failed (no block reached the decode
+  // instance over TCP).
+  std::map<std::string, uint64_t> pd_handoffs;
+  uint64_t kv_transfer_blocks = 0;  // blocks the decode instances confirmed receiving
   std::deque<double> decision_seconds;
   uint64_t retries = 0;
   uint64_t streams_failed_midway = 0;

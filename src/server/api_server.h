@@ -18,6 +18,7 @@
 
 #include "core/status.h"
 #include "engine/engine.h"
+#include "kvstore/kv_transfer.h"
 #include "model/chat_template.h"
 #include "model/tokenizer.h"
 #include "server/access_control.h"
@@ -55,6 +56,10 @@ struct ServedModel {
   const Tokenizer& tokenizer;
   ChatTemplate chat_template;
   std::vector<std::string> names;
+  // KV transfer (kvstore/kv_transfer.h), owned by the caller: the sender of a prefill instance,
+  // the receiver of a decode instance. Null: none.
+  KvTransferSender* kv_sender = nullptr;
+  KvTransferReceiver* kv_receiver = nullptr;
 };
 
 class ApiServer {

@@ -16,6 +16,7 @@
 #include <boost/beast.hpp>
 #include <nlohmann/json.hpp>
 
+#include "kvstore/block_key.h"
 #include "server/kv_event_stream.h"
 #include "server/linger_close.h"
 #include "server/openai_api.h"
@@ -70,7 +71,10 @@ class Session : public std::enable_shared_from_this<Session> {
       : stream_(std::move(socket)), server_(server), liveness_timer_(stream_.get_executor()) {
     ++server_.open_connections;
   }
-  ~Session() { --server_.open_connections; }
+  ~Session() {
+    if (transfer_) transfer_->cancel();
+    --server_.open_connections;
+  }
 
   void start() {
     net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_request(); });
@@ -225,7 +229,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (target == "/metrics") {
       if (!get) return method_not_allowed("GET, HEAD");
       return send_body(http::status::ok, "text/plain; version=0.0.4; charset=utf-8",
-                       server_.metrics.render(server_.engine_stats()));
+                       server_.metrics.render(server_.engine_stats()) +
+                           render_kv_transfer_metrics(server_.kv_transfer_metrics()));
     }
     if (target == "/v1/completions" || target == "/v1/chat/completions") {
       if (method != http::verb::post) return method_not_allowed("POST");
@@ -406,6 +411,20 @@ class Session : public std::enable_shared_from_this<Session> {
     gen_->replayed_left = static_cast<int>(p.request.resume_tokens.size());
     gen_->prefill_handoff = p.prefill_handoff;
     gen_->start = SteadyClock::now();
+    if (p.transfer) {
+      if (model_->kv_sender == nullptr) {
+        gen_.reset();
+        return send_error(api_error(400, "this instance cannot stream KV to another one",
+                                    "infergrid_prefill_handoff"));
+      }
+      auto started = start_transfer(*p.transfer, p.request.prompt);
+      if (!started.is_ok()) {
+        gen_.reset();
+        server_.metrics.record_rejection(503);
+        return send_error(api_error(503, started.status().message()), "1");
+      }
+      transfer_ = std::move(started).value();
+    }
 
     std::weak_ptr<Session> weak = shared_from_this();
     auto executor = stream_.get_executor();
@@ -430,6 +449,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!id.is_ok()) {
       for (uint64_t submitted : gen_->request_ids) model_->engine.cancel(submitted);
       gen_.reset();
+      stop_transfer();
       const Status& st = id.status();
       switch (st.code()) {
         case StatusCode::kResourceExhausted:
@@ -594,26 +614,110 @@ class Session : public std::enable_shared_from_this<Session> {
 
     if (client_gone_) {
       gen_.reset();
+      stop_transfer();
       return close();
     }
     if (g.responder.stream()) return enqueue({WriteItem::kLast, {}});
     const bool handoff = g.prefill_handoff && !out.error;
     gen_.reset();
-    if (out.error) return send_error(*out.error, out.retry_after);
+    if (out.error) {
+      stop_transfer();
+      return send_error(*out.error, out.retry_after);
+    }
     if (handoff) {
       // The decode instance loads this prompt from the DRAM tier once we answer: answer when
-      // its blocks are there (the wait runs on a worker, never on an I/O thread).
+      // its blocks are there (the wait runs on a worker, never on an I/O thread). A transfer
+      // streams them on from there: answer when it has ended too.
       auto executor = stream_.get_executor();
       net::post(server_.workers.get_executor(),
-                [self, executor, engine = &model_->engine, body = std::move(out.body)]() mutable {
+                [self, executor, engine = &model_->engine, transfer = transfer_,
+                 body = std::move(out.body)]() mutable {
                   engine->flush_tier_writes();
-                  net::post(executor, [self = std::move(self), body = std::move(body)]() mutable {
-                    self->send_json(http::status::ok, std::move(body));
+                  if (transfer) transfer->finish_input();
+                  net::post(executor, [self = std::move(self), transfer = std::move(transfer),
+                                       body = std::move(body)]() mutable {
+                    if (!transfer) return self->send_json(http::status::ok, std::move(body));
+                    if (transfer != self->transfer_) return;  // the connection moved on
+                    self->handoff_body_ = std::move(body);
+                    self->answer_handoff();
                   });
                 });
       return;
     }
     send_json(http::status::ok, std::move(out.body));
+  }
+
+  // --- KV transfer of a prefill handoff --------------------------------------------------
+  // Streams the prompt's full blocks, in order, to the target as the engine writes them
+  // through to the DRAM tier.
+  Result<std::shared_ptr<KvTransferSession>> start_transfer(const KvTransferTarget& target,
+                                                            const std::vector<int32_t>& prompt) {
+    const SchedulerOptions& options = model_->engine.scheduler_options();
+    KvTransferPlan plan;
+    plan.host = target.host;
+    plan.port = target.port;
+    plan.transfer_id = random_id("kvx-");
+    plan.layout_tag = options.dram_tier->layout_tag();
+    plan.block_size = options.block_size;
+    plan.payload_bytes = options.dram_tier->payload_bytes();
+    plan.deadline = SteadyClock::now() + std::chrono::milliseconds(target.deadline_ms);
+    plan.lease = std::chrono::milliseconds(target.lease_ms);
+    const uint64_t fingerprint = model_->engine.model().fingerprint();
+    const auto block = static_cast<size_t>(options.block_size);
+    uint64_t parent = kRootBlockKey;
+    for (size_t at = 0; at + block <= prompt.size(); at += block) {
+      std::vector<int32_t> tokens(prompt.begin() + static_cast<std::ptrdiff_t>(at),
+                                  prompt.begin() + static_cast<std::ptrdiff_t>(at + block));
+      const uint64_t key = block_key(parent, tokens, fingerprint);
+      plan.blocks.push_back({key, parent, std::move(tokens)});
+      parent = key;
+    }
+    // The session's thread reports its end to this connection's strand; the reference keeps
+    // the connection until then (every transfer ends by its deadline).
+    auto executor = stream_.get_executor();
+    auto self = shared_from_this();
+    auto holder = std::make_shared<std::weak_ptr<KvTransferSession>>();
+    auto started = model_->kv_sender->start(
+        std::move(plan), [self, executor, holder](const KvTransferResult& result) {
+          net::post(executor, [self, holder, result] {
+            const auto session = holder->lock();
+            if (!session || session != self->transfer_) return;  // stopped: nobody waits
+            self->handoff_result_ = result;
+            self->answer_handoff();
+          });
+        });
+    if (started.is_ok()) *holder = *started;
+    return started;
+  }
+
+  // The handoff's answer, once both the prefill's body and the transfer's result are in.
+  void answer_handoff() {
+    if (!handoff_body_ || !handoff_result_) return;
+    nlohmann::json body = nlohmann::json::parse(*handoff_body_, nullptr, false);
+    const KvTransferResult& r = *handoff_result_;
+    if (body.is_object()) {
+      body["infergrid_transfer"] = {{"ok", r.ok},
+                                    {"error", r.error},
+                                    {"blocks_sent", r.sent},
+                                    {"blocks_accepted", r.accepted},
+                                    {"blocks_rejected", r.rejected},
+                                    {"bytes", r.bytes},
+                                    {"ms", r.ms}};
+    }
+    if (!r.ok) spdlog::warn("KV transfer of a prefill handoff failed: {}", r.error);
+    std::string answer = body.is_object() ? body.dump() : std::move(*handoff_body_);
+    transfer_.reset();
+    handoff_body_.reset();
+    handoff_result_.reset();
+    send_json(http::status::ok, std::move(answer));
+  }
+
+  void stop_transfer() {
+    if (!transfer_) return;
+    transfer_->cancel();
+    transfer_.reset();
+    handoff_body_.reset();
+    handoff_result_.reset();
   }
 
   // --- writing ----------------------------------------------------------------------------
@@ -784,6 +888,11 @@ class Session : public std::enable_shared_from_this<Session> {
     bool prefill_handoff = false;
     std::shared_ptr<Session> keep_alive_self;
   };
+
+  // The KV transfer of the current prefill handoff, and what its answer waits for.
+  std::shared_ptr<KvTransferSession> transfer_;
+  std::optional<std::string> handoff_body_;
+  std::optional<KvTransferResult> handoff_result_;
 
   enum class AfterWatch { kNothing, kReadNext, kLinger };
 

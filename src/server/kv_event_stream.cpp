@@ -87,7 +87,10 @@ std::string kv_share_of(const ModelEntry& model) {
 
 nlohmann::json hello_message(const ServerContext& server, const ModelEntry& model,
                              const KvEventLog& log) {
+  // kv_transfer_port: where other instances stream KV to this one (0: it takes none); the
+  // router pairs it with the host it reaches this instance at.
   return {{"type", "hello"},
+          {"kv_transfer_port", model.kv_receiver != nullptr ? model.kv_receiver->port() : 0},
           {"epoch", hex(log.epoch())},
           {"model", model.names.front()},
           {"fingerprint", hex(model.engine.model().fingerprint())},

@@ -158,4 +158,49 @@ std::string ServerMetrics::render(const EngineStats& e) const {
   return out;
 }
 
+std::string render_kv_transfer_metrics(const KvTransferMetrics& m) {
+  std::string out;
+  if (m.sends) {
+    const KvTransferSenderStats& s = m.sender;
+    counter(out, "infergrid_kv_transfer_sessions_ok_total",
+            "KV transfers to another instance that the receiver confirmed", s.sessions_ok);
+    counter(out, "infergrid_kv_transfer_sessions_failed_total",
+            "KV transfers to another instance that failed (the receiver computes the rest)",
+            s.sessions_failed);
+    counter(out, "infergrid_kv_transfer_sent_blocks_total", "KV blocks sent to other instances",
+            s.blocks_sent);
+    counter(out, "infergrid_kv_transfer_sent_rejected_blocks_total",
+            "Sent KV blocks the receiver rejected (failed a check)", s.blocks_rejected);
+    counter(out, "infergrid_kv_transfer_sent_bytes_total", "Bytes of KV transfer frames sent",
+            s.bytes_sent);
+    gauge(out, "infergrid_kv_transfer_sessions_active", "KV transfers running now",
+          static_cast<double>(s.sessions_active));
+    gauge(out, "infergrid_kv_transfer_inflight_blocks",
+          "Sent KV blocks pinned until the receiver acknowledges them",
+          static_cast<double>(s.inflight_blocks));
+  }
+  if (m.receives) {
+    const KvTransferReceiverStats& r = m.receiver;
+    counter(out, "infergrid_kv_transfer_received_blocks_total",
+            "KV blocks received from other instances and stored", r.blocks_accepted);
+    counter(out, "infergrid_kv_transfer_rejected_blocks_total",
+            "Received KV blocks dropped because they failed a check", r.blocks_rejected);
+    counter(out, "infergrid_kv_transfer_received_bytes_total", "Bytes of KV transfer frames read",
+            r.bytes_received);
+    counter(out, "infergrid_kv_transfer_broken_sessions_total",
+            "KV transfer sessions that ended before the sender's end frame", r.sessions_broken);
+    counter(out, "infergrid_kv_transfer_expired_blocks_total",
+            "Received KV blocks whose lease ended before a request loaded them", m.expired);
+    counter(out, "infergrid_kv_transfer_loaded_blocks_total",
+            "Received KV blocks loaded by a request", m.received.hits);
+    gauge(out, "infergrid_kv_transfer_connections", "Open KV transfer connections",
+          static_cast<double>(r.connections_open));
+    gauge(out, "infergrid_kv_transfer_held_blocks", "Received KV blocks not yet loaded",
+          static_cast<double>(m.received.blocks));
+    gauge(out, "infergrid_kv_transfer_held_bytes", "Bytes of received KV blocks not yet loaded",
+          static_cast<double>(m.received.used_bytes));
+  }
+  return out;
+}
+
 }  // namespace infergrid

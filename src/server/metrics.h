@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "kvstore/kv_transfer.h"
 
 namespace infergrid {
 
@@ -33,6 +34,17 @@ struct RequestRecord {
   int completion_tokens = 0;
   std::string finish_reason;  // stop, length, abort, error
 };
+
+// KV transfer between instances (kvstore/kv_transfer.h), summed over the served models.
+struct KvTransferMetrics {
+  bool sends = false;     // some model can stream KV to another instance
+  bool receives = false;  // some model listens for KV from other instances
+  KvTransferSenderStats sender;
+  KvTransferReceiverStats receiver;
+  TierStats received;    // the blocks received and not yet loaded
+  uint64_t expired = 0;  // received blocks whose lease ended before a request loaded them
+};
+std::string render_kv_transfer_metrics(const KvTransferMetrics& m);
 
 class ServerMetrics {
  public:

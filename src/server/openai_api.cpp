@@ -101,6 +101,58 @@ std::optional<ApiError> read_string(const json& body, const std::string& field, 
     if (auto error_ = (expr)) return *error_; \
   } while (0)
 
+// `infergrid_prefill_handoff`: true (through the shared DRAM tier) or
+// {"transfer_to": "HOST:PORT", "deadline_ms": N, "lease_ms": N} (streamed over TCP).
+std::optional<ApiError> read_prefill_handoff(const json& body, ApiRequest& r) {
+  static const std::string field = "infergrid_prefill_handoff";
+  auto it = body.find(field);
+  if (it == body.end() || it->is_null()) return std::nullopt;
+  if (it->is_boolean()) {
+    r.prefill_handoff = it->get<bool>();
+    return std::nullopt;
+  }
+  if (!it->is_object()) return wrong_type(field, "a boolean or an object", *it);
+  for (const auto& [key, value] : it->items()) {
+    if (key != "transfer_to" && key != "deadline_ms" && key != "lease_ms") {
+      return api_error(400, fmt::format("unknown field '{}.{}'", field, key), field);
+    }
+  }
+  KvTransferTarget t;
+  std::string to;
+  if (auto target = it->find("transfer_to"); target != it->end() && target->is_string()) {
+    to = target->get<std::string>();
+  }
+  // HOST:PORT, or [V6]:PORT.
+  const size_t colon = to.rfind(':');
+  std::optional<int64_t> port;
+  if (colon != std::string::npos && colon > 0 && colon + 1 < to.size() && colon + 6 >= to.size() &&
+      to.find_first_not_of("0123456789", colon + 1) == std::string::npos) {
+    port = std::stoll(to.substr(colon + 1));
+    t.host = to.substr(0, colon);
+    if (t.host.size() > 2 && t.host.front() == '[' && t.host.back() == ']') {
+      t.host = t.host.substr(1, t.host.size() - 2);
+    }
+  }
+  if (!port || *port < 1 || *port > 65535 || t.host.empty() || t.host.size() > 253) {
+    return api_error(400, fmt::format("'{}.transfer_to' must be HOST:PORT", field), field);
+  }
+  t.port = static_cast<int>(*port);
+  std::optional<int64_t> deadline, lease;
+  if (read_int(*it, "deadline_ms", 1, 3600000, deadline) ||
+      read_int(*it, "lease_ms", 1, 3600000, lease)) {
+    return api_error(400,
+                     fmt::format("'{}.deadline_ms' and '.lease_ms' must be integers from 1 to "
+                                 "3600000",
+                                 field),
+                     field);
+  }
+  if (deadline) t.deadline_ms = static_cast<int>(*deadline);
+  if (lease) t.lease_ms = static_cast<int>(*lease);
+  r.prefill_handoff = true;
+  r.transfer = std::move(t);
+  return std::nullopt;
+}
+
 std::optional<ApiError> read_content(const json& message, size_t index, std::string& out) {
   const std::string field = fmt::format("messages[{}].content", index);
   auto it = message.find("content");
@@ -480,7 +532,7 @@ std::variant<ApiRequest, ApiError> parse_object(const json& body, Endpoint endpo
 
   IG_API_CHECK(read_bool(body, "ignore_eos", r.options.ignore_eos));
   IG_API_CHECK(read_bool(body, "infergrid_report_tokens", r.report_tokens));
-  IG_API_CHECK(read_bool(body, "infergrid_prefill_handoff", r.prefill_handoff));
+  IG_API_CHECK(read_prefill_handoff(body, r));
   if (auto resume = body.find("infergrid_resume"); resume != body.end() && !resume->is_null()) {
     if (!resume->is_array())
       return wrong_type("infergrid_resume", "an array of token ids", *resume);

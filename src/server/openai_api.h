@@ -36,6 +36,14 @@ ApiError api_error(int status, std::string message, std::string param = {}, std:
 
 enum class Endpoint { kCompletions, kChat };
 
+// Where a prefill instance streams a handed-off prompt's KV blocks (kvstore/kv_transfer.h).
+struct KvTransferTarget {
+  std::string host;
+  int port = 0;
+  int deadline_ms = 60000;  // for the whole transfer, the prefill included
+  int lease_ms = 30000;     // the receiver keeps blocks no request has loaded this long
+};
+
 struct ApiRequest {
   Endpoint endpoint = Endpoint::kCompletions;
   std::string model;                          // as sent; empty when absent
@@ -61,8 +69,10 @@ struct ApiRequest {
   bool report_tokens = false;
   std::vector<int32_t> resume_tokens;
   // Prefill/decode handoff (router_server.h): answer only once the prompt's blocks are in the
-  // shared DRAM tier, where the decode instance will load them.
+  // shared DRAM tier, where the decode instance will load them, or (with transfer) once they
+  // were streamed to the decode instance's KV transfer port.
   bool prefill_handoff = false;
+  std::optional<KvTransferTarget> transfer;
 };
 
 // The most choices one request may ask for.

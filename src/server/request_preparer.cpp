@@ -75,6 +75,7 @@ std::variant<PreparedRequest, ApiError> RequestPreparer::prepare_parsed(ApiReque
   out.n = api.n;
   out.report_tokens = api.report_tokens;
   out.prefill_handoff = api.prefill_handoff;
+  out.transfer = api.transfer;
   if (out.prefill_handoff && (api.stream || api.n != 1)) {
     return api_error(400, "'infergrid_prefill_handoff' needs stream false and n = 1",
                      "infergrid_prefill_handoff");

@@ -34,6 +34,7 @@ struct PreparedRequest {
   int n = 1;                     // choices: n generations of request, seeds from choice_seed
   bool report_tokens = false;    // chunks carry their token ids (for the router's failover)
   bool prefill_handoff = false;  // answer once the prompt's KV is in the shared DRAM tier
+  std::optional<KvTransferTarget> transfer;  // or once it is streamed there
   // Set when the answer is read for tool calls, in this format.
   std::optional<ToolCallFormat> tool_format;
 };

@@ -95,4 +95,38 @@ EngineStats ServerContext::engine_stats() const {
   return all;
 }
 
+KvTransferMetrics ServerContext::kv_transfer_metrics() const {
+  KvTransferMetrics m;
+  for (const auto& model : models) {
+    if (model->kv_sender != nullptr) {
+      m.sends = true;
+      const KvTransferSenderStats s = model->kv_sender->stats();
+      m.sender.sessions_active += s.sessions_active;
+      m.sender.sessions_ok += s.sessions_ok;
+      m.sender.sessions_failed += s.sessions_failed;
+      m.sender.blocks_sent += s.blocks_sent;
+      m.sender.blocks_rejected += s.blocks_rejected;
+      m.sender.bytes_sent += s.bytes_sent;
+      m.sender.inflight_blocks += s.inflight_blocks;
+    }
+    if (model->kv_receiver != nullptr) {
+      m.receives = true;
+      const KvTransferReceiverStats r = model->kv_receiver->stats();
+      m.receiver.connections_total += r.connections_total;
+      m.receiver.connections_open += r.connections_open;
+      m.receiver.sessions_completed += r.sessions_completed;
+      m.receiver.sessions_broken += r.sessions_broken;
+      m.receiver.blocks_accepted += r.blocks_accepted;
+      m.receiver.blocks_rejected += r.blocks_rejected;
+      m.receiver.bytes_received += r.bytes_received;
+      const TierStats t = model->kv_receiver->tier().stats();
+      m.received.hits += t.hits;
+      m.received.blocks += t.blocks;
+      m.received.used_bytes += t.used_bytes;
+      m.expired += model->kv_receiver->tier().expired();
+    }
+  }
+  return m;
+}
+
 }  // namespace infergrid

@@ -53,6 +53,8 @@ struct ModelEntry {
         tokenizer(m.tokenizer),
         chat_template(m.chat_template),
         names(m.names),
+        kv_sender(m.kv_sender),
+        kv_receiver(m.kv_receiver),
         preparer(m.tokenizer, m.chat_template,
                  PreparerOptions{m.names, m.engine.max_context(), trust_request_priority,
                                  JsonLimits{}}) {}
@@ -61,6 +63,8 @@ struct ModelEntry {
   const Tokenizer& tokenizer;
   ChatTemplate chat_template;
   std::vector<std::string> names;  // the first is reported
+  KvTransferSender* kv_sender;
+  KvTransferReceiver* kv_receiver;
   RequestPreparer preparer;
 };
 
@@ -85,6 +89,7 @@ struct ServerContext {
   }
 
   // The model a request names ("": the first one); nullptr when none has that name.
+  KvTransferMetrics kv_transfer_metrics() const;
   const ModelEntry* find_model(std::string_view name) const;
   // The same, or the 404 that names the served models.
   std::variant<const ModelEntry*, ApiError> route(std::string_view name) const;

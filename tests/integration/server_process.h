@@ -90,8 +90,8 @@ class ServerProcess {
     // a test fails without the fix it covers).
     const char* override_binary = std::getenv("INFERGRID_TEST_BINARY");
     const std::string binary = override_binary != nullptr ? override_binary : INFERGRID_BINARY;
-    std::vector<std::string> argv_strings = {binary, subcommand, "--port",
-                                             "0",    "--host",   "127.0.0.1"};
+    std::vector<std::string> argv_strings = launcher_;
+    argv_strings.insert(argv_strings.end(), {binary, subcommand, "--port", "0", "--host", host_});
     argv_strings.insert(argv_strings.end(), args.begin(), args.end());
     std::vector<char*> argv;
     for (auto& s : argv_strings) argv.push_back(s.data());
@@ -103,7 +103,10 @@ class ServerProcess {
       lowered.rlim_cur = max_open_files;
       ::setrlimit(RLIMIT_NOFILE, &lowered);
     }
-    const int rc = posix_spawn(&pid_, binary.c_str(), &actions, nullptr, argv.data(), environ);
+    const int rc = launcher_.empty()
+                       ? posix_spawn(&pid_, binary.c_str(), &actions, nullptr, argv.data(), environ)
+                       : posix_spawnp(&pid_, launcher_.front().c_str(), &actions, nullptr,
+                                      argv.data(), environ);
     if (max_open_files > 0) ::setrlimit(RLIMIT_NOFILE, &saved);
     posix_spawn_file_actions_destroy(&actions);
     ::close(fds[1]);
@@ -133,6 +136,11 @@ class ServerProcess {
     return false;
   }
 
+  // Before start(): the address to listen on (and reach it at), and a command that runs the
+  // server (one that execs it, such as `ip netns exec NAME`, so signals reach the server).
+  void set_host(std::string host) { host_ = std::move(host); }
+  void set_launcher(std::vector<std::string> launcher) { launcher_ = std::move(launcher); }
+
   int port() const { return port_; }
   // Bytes the server has written to stdout and stderr since it started listening.
   size_t output_bytes() const { return output_bytes_; }
@@ -152,7 +160,7 @@ class ServerProcess {
     return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
   }
   pid_t pid() const { return pid_; }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string url() const { return "http://" + host_ + ":" + std::to_string(port_); }
 
   void signal(int sig) const { ::kill(pid_, sig); }
 
@@ -175,6 +183,8 @@ class ServerProcess {
  private:
   pid_t pid_ = -1;
   int port_ = 0;
+  std::string host_ = "127.0.0.1";
+  std::vector<std::string> launcher_;
   FILE* out_ = nullptr;
   std::thread drain_;
   std::atomic<size_t> output_bytes_{0};
