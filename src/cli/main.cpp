@@ -25,6 +25,7 @@
 #include "perf/engine_bench.h"
 #include "perf/grammar_bench.h"
 #include "perf/tier_bench.h"
+#include "perf/transfer_bench.h"
 
 namespace infergrid {
 namespace {
@@ -343,6 +344,19 @@ int main(int argc, char** argv) {
   tiers_cmd->add_option("--blocks", tier_bench.blocks)->capture_default_str();
   tiers_cmd->add_option("--dir", tier_bench.disk_dir, "Directory on the disk to measure");
 
+  TransferBenchOptions transfer_bench;
+  auto* transfer_cmd = bench_cmd->add_subcommand(
+      "kv-transfer",
+      "KV transfer between instances on loopback next to memcpy and raw TCP, and its tail "
+      "after a prefill");
+  transfer_cmd->add_option("--block-bytes", transfer_bench.block_bytes)->capture_default_str();
+  transfer_cmd->add_option("--blocks", transfer_bench.blocks)->capture_default_str();
+  transfer_cmd->add_option("--rounds", transfer_bench.rounds)->capture_default_str();
+  transfer_cmd
+      ->add_option("--prefill-ms-per-block", transfer_bench.prefill_ms_per_block,
+                   "Pace of the blocks in the tail measurement")
+      ->capture_default_str();
+
   add_bench_serve_command(*bench_cmd);
   add_trace_gen_command(*bench_cmd);
   add_serve_command(app);
@@ -416,6 +430,12 @@ int main(int argc, char** argv) {
     if (!model.is_ok()) return fail(model.status());
     CpuBackend backend(bench_threads);
     auto report = run_grammar_bench(**model, backend, grammar_bench);
+    if (!report.is_ok()) return fail(report.status());
+    std::printf("%s", report->c_str());
+    return 0;
+  }
+  if (transfer_cmd->parsed()) {
+    auto report = run_transfer_bench(transfer_bench);
     if (!report.is_ok()) return fail(report.status());
     std::printf("%s", report->c_str());
     return 0;

@@ -7,7 +7,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -332,6 +334,16 @@ int run() {
   server_options.write_timeout = std::chrono::seconds(args.write_timeout_s);
   server_options.trust_request_priority = args.trust_request_priority;
   server_options.role = args.role;
+  // Set once registered: a role switch rewrites the registry record with the new role.
+  struct RoleRecorder {
+    std::mutex mutex;  // set on this thread while I/O threads may already switch the role
+    std::function<void(const std::string&)> record;
+  };
+  auto recorder = std::make_shared<RoleRecorder>();
+  server_options.on_role_change = [recorder](const std::string& role) {
+    std::lock_guard lock(recorder->mutex);
+    if (recorder->record) recorder->record(role);
+  };
   AccessOptions& access = server_options.access;
   for (const std::string& key : args.api_keys) {
     // An empty key would let an empty "Bearer " header through.
@@ -385,6 +397,11 @@ int run() {
       return fail(started_registration.status());
     }
     registration = std::move(started_registration).value();
+    std::lock_guard lock(recorder->mutex);
+    recorder->record = [raw = registration.get(), record](const std::string& role) mutable {
+      record["role"] = role;
+      raw->update(record.dump());
+    };
   }
   for (const auto& in : instances) {
     std::printf("infergrid serve: model '%s' listening on http://%s:%d\n",
@@ -392,6 +409,10 @@ int run() {
   }
   std::fflush(stdout);
   server.run();
+  {
+    std::lock_guard lock(recorder->mutex);
+    recorder->record = nullptr;
+  }
   registration.reset();  // deregisters: routers stop sending here at once
   for (const auto& in : instances) in->engine->shutdown();
   spdlog::info("stopped");

@@ -16,6 +16,7 @@
 #include <deque>
 
 #include <spdlog/spdlog.h>
+#include <xxhash.h>
 
 #include "kvstore/block_key.h"
 #include "kvstore/kv_transfer_frame.h"
@@ -292,42 +293,91 @@ void KvTransferReceiver::serve_connection(int fd) {
 
   uint32_t seq = 0, stored = 0;
   for (;;) {
-    auto frame = read_frame(fd, stop_fd_, idle());
-    if (!frame.is_ok()) return broken(frame.status().message());
+    uint8_t head[kKvFrameHeaderBytes];
+    if (Status s = read_exact(fd, head, sizeof(head), stop_fd_, idle()); !s.is_ok()) {
+      return broken(s.message());
+    }
+    auto header = decode_header(head);
+    if (!header.is_ok()) return broken(header.status().message());
     {
       std::lock_guard lock(mutex_);
-      stats_.bytes_received += kKvFrameHeaderBytes + frame->body.size();
+      stats_.bytes_received += kKvFrameHeaderBytes + header->body_bytes;
     }
-    if (frame->header.type == KvFrameType::kEnd) {
-      if (!frame->intact) return broken("a damaged end frame");
-      (void)write_all(fd, encode_done(stored), stop_fd_, idle());
-      std::lock_guard lock(mutex_);
-      ++stats_.sessions_completed;
-      return;
+    if (header->type == KvFrameType::kBlock) {
+      auto accepted = receive_block(fd, *header, seq, lease);
+      if (!accepted.is_ok()) return broken(accepted.status().message());
+      {
+        std::lock_guard lock(mutex_);
+        ++(*accepted ? stats_.blocks_accepted : stats_.blocks_rejected);
+      }
+      if (*accepted) ++stored;
+      if (!write_all(fd, encode_ack({seq, *accepted}), stop_fd_, idle()).is_ok()) {
+        return broken("write failed");
+      }
+      ++seq;
+      continue;
     }
-    if (frame->header.type != KvFrameType::kBlock) return broken("an unexpected frame type");
-    bool accepted = false;
-    if (frame->intact) {
-      auto block = decode_block(frame->body);
-      accepted =
-          block.is_ok() && block->seq == seq && block->layout_tag == tier_->layout_tag() &&
-          block->tokens.size() == static_cast<size_t>(tier_->block_size()) &&
-          block->payload.size() == tier_->payload_bytes() && block->key != kRootBlockKey &&
-          block_key(block->parent_key, block->tokens, options_.model_fingerprint) == block->key &&
-          kv_block_checksum(block->key, block->tokens, block->payload) == block->block_checksum &&
-          tier_->put_leased(block->key, block->parent_key, block->tokens, block->payload, lease)
-              .is_ok();
+    if (header->type != KvFrameType::kEnd) return broken("an unexpected frame type");
+    std::vector<uint8_t> body(header->body_bytes);
+    if (Status s = read_exact(fd, body.data(), body.size(), stop_fd_, idle()); !s.is_ok()) {
+      return broken(s.message());
     }
-    {
-      std::lock_guard lock(mutex_);
-      ++(accepted ? stats_.blocks_accepted : stats_.blocks_rejected);
-    }
-    if (accepted) ++stored;
-    if (!write_all(fd, encode_ack({seq, accepted}), stop_fd_, idle()).is_ok()) {
-      return broken("write failed");
-    }
-    ++seq;
+    if (!body_intact(*header, body)) return broken("a damaged end frame");
+    (void)write_all(fd, encode_done(stored), stop_fd_, idle());
+    std::lock_guard lock(mutex_);
+    ++stats_.sessions_completed;
+    return;
   }
+}
+
+Result<bool> KvTransferReceiver::receive_block(int fd, const KvFrameHeader& header, uint32_t seq,
+                                               std::chrono::milliseconds lease) {
+  const auto deadline = Clock::now() + options_.idle_timeout;
+  // A body that cannot be a block is read off (the stream stays in step) and rejected.
+  const auto skip = [&](size_t n) -> Result<bool> {
+    std::vector<uint8_t> scratch(std::min<size_t>(n, 1 << 16));
+    while (n > 0) {
+      const size_t part = std::min(n, scratch.size());
+      if (Status s = read_exact(fd, scratch.data(), part, stop_fd_, deadline); !s.is_ok()) return s;
+      n -= part;
+    }
+    return false;
+  };
+  std::vector<uint8_t> fixed(block_fixed_bytes());
+  if (header.body_bytes < fixed.size()) return skip(header.body_bytes);
+  if (Status s = read_exact(fd, fixed.data(), fixed.size(), stop_fd_, deadline); !s.is_ok()) {
+    return s;
+  }
+  auto block = decode_block_fixed(fixed, header.body_bytes);
+  if (!block.is_ok()) return skip(header.body_bytes - fixed.size());
+  // Tokens and payload straight into the buffers the tier keeps: one copy off the socket.
+  auto* tokens = reinterpret_cast<uint8_t*>(block->tokens.data());
+  const size_t token_bytes = block->tokens.size() * sizeof(int32_t);
+  if (Status s = read_exact(fd, tokens, token_bytes, stop_fd_, deadline); !s.is_ok()) return s;
+  if (Status s = read_exact(fd, block->payload.data(), block->payload.size(), stop_fd_, deadline);
+      !s.is_ok()) {
+    return s;
+  }
+  XXH3_state_t* state = XXH3_createState();
+  XXH3_64bits_reset(state);
+  XXH3_64bits_update(state, fixed.data(), fixed.size());
+  XXH3_64bits_update(state, tokens, token_bytes);
+  XXH3_64bits_update(state, block->payload.data(), block->payload.size());
+  const bool intact = XXH3_64bits_digest(state) == header.body_checksum;
+  XXH3_freeState(state);
+  // The body checksum vouches for every field, the block checksum among them, which the tier
+  // keeps and checks again when a request loads the block.
+  const bool valid =
+      intact && block->seq == seq && block->layout_tag == tier_->layout_tag() &&
+      block->tokens.size() == static_cast<size_t>(tier_->block_size()) &&
+      block->payload.size() == tier_->payload_bytes() && block->key != kRootBlockKey &&
+      block_key(block->parent_key, block->tokens, options_.model_fingerprint) == block->key;
+  if (!valid) return false;
+  const uint64_t key = block->key;
+  return tier_
+      ->put_verified(key, block->parent_key, std::move(block->tokens), std::move(block->payload),
+                     block->block_checksum, lease)
+      .is_ok();
 }
 
 KvTransferReceiverStats KvTransferReceiver::stats() const {
@@ -458,6 +508,7 @@ KvTransferResult KvTransferSession::run() {
     std::vector<uint8_t> frame;  // the block's bytes, kept until the receiver has them
   };
   std::deque<Pinned> pinned;
+  std::vector<std::vector<uint8_t>> spare_frames;  // acknowledged frames' memory, for reuse
   int fd = -1;
   const auto finish = [&](std::string error) {
     if (fd >= 0) ::close(fd);
@@ -496,6 +547,7 @@ KvTransferResult KvTransferSession::run() {
     }
     ++(ack->accepted ? result.accepted : result.rejected);
     if (!ack->accepted) ++sender_.blocks_rejected_;
+    spare_frames.push_back(std::move(pinned.front().frame));
     pinned.pop_front();
     --sender_.inflight_blocks_;
     return true;
@@ -546,9 +598,14 @@ KvTransferResult KvTransferSession::run() {
       break;
     }
     const KvTransferBlock& b = plan_.blocks[i];
+    std::vector<uint8_t> reuse;
+    if (!spare_frames.empty()) {
+      reuse = std::move(spare_frames.back());
+      spare_frames.pop_back();
+    }
     Pinned p{static_cast<uint32_t>(i), Clock::now() + plan_.lease,
              encode_block(static_cast<uint32_t>(i), b.key, b.parent_key, plan_.layout_tag, b.tokens,
-                          payload)};
+                          payload, std::move(reuse))};
     if (Status s = write_all(fd, p.frame, wake_fd_, plan_.deadline); !s.is_ok()) {
       return finish(s.message());
     }

@@ -31,6 +31,7 @@
 
 #include "core/status.h"
 #include "kvstore/kv_tier.h"
+#include "kvstore/kv_transfer_frame.h"
 #include "kvstore/receive_tier.h"
 
 namespace infergrid {
@@ -70,6 +71,10 @@ class KvTransferReceiver {
   KvTransferReceiver(KvTransferReceiverOptions options, std::shared_ptr<KvReceiveTier> tier);
   void accept_loop();
   void serve_connection(int fd);
+  // One kBlock frame's body after its header: whether the block was stored (false: rejected,
+  // the stream still in step); an error when the connection failed.
+  Result<bool> receive_block(int fd, const KvFrameHeader& header, uint32_t seq,
+                             std::chrono::milliseconds lease);
   void reap_finished_locked();
 
   struct Connection {

@@ -15,10 +15,15 @@ constexpr uint32_t kMaxBlockTokens = 1u << 16;
 class Writer {
  public:
   explicit Writer(KvFrameType type) : type_(type), bytes_(kKvFrameHeaderBytes, 0) {}
+  // Writes into `reuse`'s memory (its capacity is kept: no allocation for a frame that fits).
+  Writer(KvFrameType type, std::vector<uint8_t>&& reuse) : type_(type), bytes_(std::move(reuse)) {
+    bytes_.assign(kKvFrameHeaderBytes, 0);
+  }
   template <typename T>
   void put(T value) {
     put_bytes(&value, sizeof(T));
   }
+  void reserve(size_t n) { bytes_.reserve(n); }
   void put_bytes(const void* data, size_t n) {
     const auto* bytes = static_cast<const uint8_t*>(data);
     bytes_.insert(bytes_.end(), bytes, bytes + n);
@@ -112,8 +117,9 @@ std::vector<uint8_t> encode_error(std::string_view message) {
 
 std::vector<uint8_t> encode_block(uint32_t seq, uint64_t key, uint64_t parent_key,
                                   uint64_t layout_tag, std::span<const int32_t> tokens,
-                                  std::span<const uint8_t> payload) {
-  Writer w(KvFrameType::kBlock);
+                                  std::span<const uint8_t> payload, std::vector<uint8_t> reuse) {
+  Writer w(KvFrameType::kBlock, std::move(reuse));
+  w.reserve(kKvFrameHeaderBytes + kBlockFixedBytes + tokens.size_bytes() + payload.size());
   w.put(seq);
   w.put(key);
   w.put(parent_key);
@@ -158,6 +164,28 @@ Result<KvFrameHeader> decode_header(std::span<const uint8_t> bytes) {
   std::memcpy(&h.body_checksum, bytes.data() + 12, 8);
   if (h.body_bytes > kMaxFrameBodyBytes) return malformed("body over the frame size limit");
   return h;
+}
+
+size_t block_fixed_bytes() {
+  return kBlockFixedBytes;
+}
+
+Result<KvBlockFrame> decode_block_fixed(std::span<const uint8_t> fixed, uint32_t body_bytes) {
+  if (fixed.size() != kBlockFixedBytes || body_bytes < kBlockFixedBytes) {
+    return malformed("short block");
+  }
+  Reader r(fixed);
+  KvBlockFrame b;
+  uint32_t n_tokens = 0, payload_bytes = 0;
+  (void)(r.get(b.seq) && r.get(b.key) && r.get(b.parent_key) && r.get(b.layout_tag) &&
+         r.get(n_tokens) && r.get(payload_bytes) && r.get(b.block_checksum));
+  if (n_tokens > kMaxBlockTokens ||
+      static_cast<uint64_t>(n_tokens) * 4 + payload_bytes != body_bytes - kBlockFixedBytes) {
+    return malformed("block lengths disagree with the frame");
+  }
+  b.tokens.resize(n_tokens);
+  b.payload.resize(payload_bytes);
+  return b;
 }
 
 bool body_intact(const KvFrameHeader& header, std::span<const uint8_t> body) {

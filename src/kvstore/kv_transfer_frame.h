@@ -79,10 +79,12 @@ uint64_t kv_block_checksum(uint64_t key, std::span<const int32_t> tokens,
 std::vector<uint8_t> encode_hello(const KvTransferHello& hello);
 std::vector<uint8_t> encode_hello_ok();
 std::vector<uint8_t> encode_error(std::string_view message);
-// The block checksum is computed here from key, tokens and payload.
+// The block checksum is computed here from key, tokens and payload; the frame is written into
+// `reuse`'s memory (a spare frame, so a stream of blocks allocates nothing).
 std::vector<uint8_t> encode_block(uint32_t seq, uint64_t key, uint64_t parent_key,
                                   uint64_t layout_tag, std::span<const int32_t> tokens,
-                                  std::span<const uint8_t> payload);
+                                  std::span<const uint8_t> payload,
+                                  std::vector<uint8_t> reuse = {});
 std::vector<uint8_t> encode_ack(const KvAck& ack);
 std::vector<uint8_t> encode_end(uint32_t n_blocks);
 std::vector<uint8_t> encode_done(uint32_t n_stored);
@@ -97,6 +99,11 @@ bool body_intact(const KvFrameHeader& header, std::span<const uint8_t> body);
 Result<KvTransferHello> decode_hello(std::span<const uint8_t> body);
 Result<std::string> decode_error(std::span<const uint8_t> body);
 Result<KvBlockFrame> decode_block(std::span<const uint8_t> body);
+// A kBlock body read in two parts, so tokens and payload go straight into their own buffers:
+// the first block_fixed_bytes() of the body give a frame with tokens and payload sized (not
+// yet filled) for the rest, or an error when the lengths disagree with body_bytes.
+size_t block_fixed_bytes();
+Result<KvBlockFrame> decode_block_fixed(std::span<const uint8_t> fixed, uint32_t body_bytes);
 Result<KvAck> decode_ack(std::span<const uint8_t> body);
 Result<uint32_t> decode_count(std::span<const uint8_t> body);  // kEnd, kDone
 

@@ -65,6 +65,14 @@ Status KvReceiveTier::put(uint64_t key, uint64_t parent_key, std::span<const int
 Status KvReceiveTier::put_leased(uint64_t key, uint64_t parent_key, std::span<const int32_t> tokens,
                                  std::span<const uint8_t> payload,
                                  std::chrono::milliseconds lease) {
+  return put_verified(key, parent_key, std::vector<int32_t>(tokens.begin(), tokens.end()),
+                      std::vector<uint8_t>(payload.begin(), payload.end()),
+                      kv_block_checksum(key, tokens, payload), lease);
+}
+
+Status KvReceiveTier::put_verified(uint64_t key, uint64_t parent_key, std::vector<int32_t> tokens,
+                                   std::vector<uint8_t> payload, uint64_t checksum,
+                                   std::chrono::milliseconds lease) {
   if (tokens.size() != static_cast<size_t>(block_size_) || payload.size() != payload_bytes_) {
     return make_error(StatusCode::kInvalidArgument,
                       "a received block of {} tokens and {} bytes; this tier holds {} and {}",
@@ -85,18 +93,19 @@ Status KvReceiveTier::put_leased(uint64_t key, uint64_t parent_key, std::span<co
     erase_locked(by_arrival_.begin()->second);
     ++stats_.evicted;
   }
+  const size_t payload_size = payload.size();
   Block b;
   b.parent_key = parent_key;
-  b.checksum = kv_block_checksum(key, tokens, payload);
-  b.tokens.assign(tokens.begin(), tokens.end());
-  b.payload.assign(payload.begin(), payload.end());
+  b.checksum = checksum;
+  b.tokens = std::move(tokens);
+  b.payload = std::move(payload);
   b.lease_end = lease_end;
   b.arrival = next_arrival_++;
   by_lease_end_.emplace(lease_end, key);
   by_arrival_.emplace(b.arrival, key);
   blocks_.emplace(key, std::move(b));
   ++stats_.stored;
-  stats_.bytes_written += payload.size();
+  stats_.bytes_written += payload_size;
   stats_.blocks = blocks_.size();
   stats_.used_bytes = blocks_.size() * block_bytes();
   return Status::ok();

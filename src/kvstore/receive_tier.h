@@ -42,6 +42,11 @@ class KvReceiveTier : public KvTier {
   // Held until `lease` from now (a block already held gets the later of the two ends).
   Status put_leased(uint64_t key, uint64_t parent_key, std::span<const int32_t> tokens,
                     std::span<const uint8_t> payload, std::chrono::milliseconds lease);
+  // The same, taking the buffers, with the block's kv_block_checksum as its sender computed it
+  // (not recomputed here: get() checks it before the block is used).
+  Status put_verified(uint64_t key, uint64_t parent_key, std::vector<int32_t> tokens,
+                      std::vector<uint8_t> payload, uint64_t checksum,
+                      std::chrono::milliseconds lease);
   // A hit hands the block over: it is no longer held here.
   Result<bool> get(uint64_t key, std::span<const int32_t> tokens,
                    std::span<uint8_t> payload) override;

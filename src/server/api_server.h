@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -46,6 +47,9 @@ struct ServerOptions {
   // to a decode instance through the host's shared DRAM tier) or "decode". Reported in the KV
   // event stream's hello and the registry; the server itself serves any request whatever it is.
   std::string role = "unified";
+  // Called after POST /admin/role switched the role (a router's planner moving capacity
+  // between prefill and decode), with the new one: the caller rewrites its registry record.
+  std::function<void(const std::string& role)> on_role_change;
   AccessOptions access;
 };
 

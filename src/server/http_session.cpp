@@ -226,6 +226,11 @@ class Session : public std::enable_shared_from_this<Session> {
       if (!get) return method_not_allowed("GET, HEAD");
       return start_kv_events();
     }
+    if (target == "/admin/role") {
+      if (get) return send_json(http::status::ok, nlohmann::json{{"role", server_.role()}}.dump());
+      if (method != http::verb::post) return method_not_allowed("GET, HEAD, POST");
+      return switch_role();
+    }
     if (target == "/metrics") {
       if (!get) return method_not_allowed("GET, HEAD");
       return send_body(http::status::ok, "text/plain; version=0.0.4; charset=utf-8",
@@ -645,6 +650,37 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     send_json(http::status::ok, std::move(out.body));
+  }
+
+  // POST /admin/role {"role": "prefill" | "decode" | "unified"}: what routers may send here
+  // from now on. Requests already running finish where they are (the engine serves any
+  // request whatever the role), so the switch drains nothing and loses nothing.
+  void switch_role() {
+    const nlohmann::json body = nlohmann::json::parse(request_.body(), nullptr, false);
+    const auto it = body.is_object() ? body.find("role") : body.end();
+    if (!body.is_object() || it == body.end() || !it->is_string() ||
+        (*it != "prefill" && *it != "decode" && *it != "unified")) {
+      return send_error(api_error(400,
+                                  "the body must be {\"role\": \"prefill\", \"decode\" or "
+                                  "\"unified\"}",
+                                  "role"));
+    }
+    const std::string role = it->get<std::string>();
+    for (const auto& model : server_.models) {
+      if (role == "prefill" && model->kv_sender == nullptr) {
+        return send_error(api_error(400,
+                                    "a prefill instance hands KV off through its DRAM tier: "
+                                    "this one has none (--kv-dram-bytes)",
+                                    "role"));
+      }
+    }
+    const std::string previous = server_.role();
+    server_.set_role(role);
+    if (previous != role) {
+      spdlog::info("role switched from {} to {}", previous, role);
+      if (server_.options.on_role_change) server_.options.on_role_change(role);
+    }
+    send_json(http::status::ok, nlohmann::json{{"role", role}, {"previous", previous}}.dump());
   }
 
   // --- KV transfer of a prefill handoff --------------------------------------------------

@@ -44,10 +44,30 @@ Status InstanceRegistration::register_now() {
   return Status::ok();
 }
 
+void InstanceRegistration::update(std::string value) {
+  {
+    std::lock_guard lock(mutex_);
+    pending_value_ = std::move(value);
+  }
+  stop_cv_.notify_all();
+}
+
 void InstanceRegistration::keep_alive_loop() {
   const auto period = std::chrono::milliseconds(options_.ttl_seconds * 1000 / 3);
   std::unique_lock lock(mutex_);
-  while (!stop_cv_.wait_for(lock, period, [&] { return stop_; })) {
+  while (true) {
+    stop_cv_.wait_for(lock, period, [&] { return stop_ || pending_value_; });
+    if (stop_) break;
+    if (pending_value_) {
+      options_.value = std::move(*pending_value_);
+      pending_value_.reset();
+      lock.unlock();
+      const Status written = etcd_.put_sync(options_.prefix + options_.key, options_.value, lease_);
+      if (!written.is_ok())
+        spdlog::warn("etcd: the new record was not written: {}", written.message());
+      lock.lock();
+      continue;
+    }
     lock.unlock();
     Status st = etcd_.keep_alive_sync(lease_);
     if (st.code() == StatusCode::kNotFound) {

@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -32,6 +33,8 @@ class InstanceRegistration {
   // the record alive in the background.
   static Result<std::unique_ptr<InstanceRegistration>> start(RegistrationOptions options);
   ~InstanceRegistration();
+  // Writes a new record (a role switch) under the same lease, on the background thread.
+  void update(std::string value);
 
  private:
   explicit InstanceRegistration(RegistrationOptions options, Url url);
@@ -45,6 +48,7 @@ class InstanceRegistration {
   std::mutex mutex_;
   std::condition_variable stop_cv_;
   bool stop_ = false;
+  std::optional<std::string> pending_value_;
   std::thread thread_;
 };
 

@@ -96,7 +96,7 @@ nlohmann::json hello_message(const ServerContext& server, const ModelEntry& mode
           {"fingerprint", hex(model.engine.model().fingerprint())},
           {"block_size", model.engine.scheduler_options().block_size},
           {"blocks_total", model.engine.stats().blocks_total},
-          {"role", server.options.role},
+          {"role", server.role()},
           {"kv_share", kv_share_of(model)}};
 }
 

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string_view>
 #include <thread>
@@ -88,8 +89,18 @@ struct ServerContext {
     }
   }
 
-  // The model a request names ("": the first one); nullptr when none has that name.
+  // KV transfer counters of every model, summed.
   KvTransferMetrics kv_transfer_metrics() const;
+  // The role routers are told (ServerOptions::role, until POST /admin/role switches it).
+  std::string role() const {
+    std::lock_guard lock(role_mutex_);
+    return role_;
+  }
+  void set_role(std::string role) {
+    std::lock_guard lock(role_mutex_);
+    role_ = std::move(role);
+  }
+  // The model a request names ("": the first one); nullptr when none has that name.
   const ModelEntry* find_model(std::string_view name) const;
   // The same, or the 404 that names the served models.
   std::variant<const ModelEntry*, ApiError> route(std::string_view name) const;
@@ -102,6 +113,12 @@ struct ServerContext {
 
   std::vector<std::unique_ptr<ModelEntry>> models;  // at least one
   ServerOptions options;
+
+ private:
+  mutable std::mutex role_mutex_;
+  std::string role_ = options.role;
+
+ public:
   AccessControl access;
   ServerMetrics metrics;
   const int max_connections;
