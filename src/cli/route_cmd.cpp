@@ -45,6 +45,11 @@ struct RouteArgs {
   int max_attempts = RouterOptions{}.max_attempts;
   int heartbeat_timeout_ms = 2000;
   RouterOptions router;
+  bool planner = false;
+  PlannerOptions planner_options;
+  int planner_interval_ms = 2000;
+  int planner_window_ms = 20000;
+  int planner_cooldown_ms = 30000;
   std::string etcd_url;
   std::string etcd_prefix = RegistryWatchOptions{}.prefix;
 };
@@ -139,6 +144,13 @@ int run() {
   policy_options.load_slack_rel = args.load_slack_rel;
   RoutingPolicy routing(policy_options);
   RouterOptions options = args.router;
+  if (args.planner) {
+    PlannerOptions plan = args.planner_options;
+    plan.interval = std::chrono::milliseconds(std::max(10, args.planner_interval_ms));
+    plan.window = std::chrono::milliseconds(std::max(1, args.planner_window_ms));
+    plan.cooldown = std::chrono::milliseconds(std::max(0, args.planner_cooldown_ms));
+    options.planner = plan;
+  }
   options.host = args.host;
   options.port = args.port;
   options.max_attempts = args.max_attempts;
@@ -234,6 +246,34 @@ CLI::App* add_route_command(CLI::App& app) {
                    "this many prompt tokens (and holds under half of them): a --role prefill "
                    "instance on the same shared DRAM tier computes the prompt first (0: never)")
       ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  command->add_flag("--planner", args.planner,
+                    "Convert instances between prefill and decode (POST /admin/role) when the "
+                    "TTFT or TPOT measured on streams says one side is the bottleneck");
+  PlannerOptions& plan = args.planner_options;
+  command->add_option("--slo-ttft-ms", plan.slo_ttft_ms, "Planner: TTFT p90 objective")
+      ->capture_default_str();
+  command->add_option("--slo-tpot-ms", plan.slo_tpot_ms, "Planner: TPOT p90 objective")
+      ->capture_default_str();
+  command
+      ->add_option("--planner-interval-ms", args.planner_interval_ms,
+                   "Planner: how often it decides")
+      ->capture_default_str();
+  command
+      ->add_option("--planner-window-ms", args.planner_window_ms,
+                   "Planner: measurements older than this are forgotten")
+      ->capture_default_str();
+  command
+      ->add_option("--planner-hold", plan.hold_intervals,
+                   "Planner: intervals in a row a verdict must hold before it converts")
+      ->capture_default_str();
+  command
+      ->add_option("--planner-cooldown-ms", args.planner_cooldown_ms,
+                   "Planner: no conversion for this long after one")
+      ->capture_default_str();
+  command
+      ->add_option("--planner-min-samples", plan.min_samples,
+                   "Planner: measurements of each kind needed to decide")
       ->capture_default_str();
   command
       ->add_option("--heartbeat-timeout-ms", args.heartbeat_timeout_ms,

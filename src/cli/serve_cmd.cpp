@@ -121,9 +121,10 @@ struct Instance {
   std::optional<ChatTemplate> chat;
   std::unique_ptr<CpuBackend> backend;
   EngineOptions options;
+  // With a DRAM tier. Before the engine: the engine's tier writer tells it of each block, so
+  // it must outlive the engine.
+  std::unique_ptr<KvTransferSender> kv_sender;
   std::unique_ptr<Engine> engine;
-  // Declared after the engine, so they stop first: no session outlives the tiers it reads.
-  std::unique_ptr<KvTransferSender> kv_sender;      // with a DRAM tier
   std::unique_ptr<KvTransferReceiver> kv_receiver;  // with --kv-transfer-port
 };
 
@@ -229,9 +230,12 @@ Result<std::unique_ptr<Instance>> build_instance(const std::string& path,
           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / n_models);
   in->backend = std::make_unique<CpuBackend>(threads);
   in->backend->reserve(s.max_batch_tokens, config.max_matmul_cols());
+  if (s.dram_tier) {
+    in->kv_sender = std::make_unique<KvTransferSender>(s.dram_tier);
+    options.scheduler.on_dram_write = [sender = in->kv_sender.get()] { sender->notify_written(); };
+  }
   IG_ASSIGN_OR_RETURN(in->engine,
                       Engine::create(*in->model, *in->tokenizer, *in->backend, options));
-  if (s.dram_tier) in->kv_sender = std::make_unique<KvTransferSender>(s.dram_tier);
   if (s.receive_tier) {
     KvTransferReceiverOptions r;
     r.host = args.host;

@@ -91,6 +91,7 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, Backend& ba
     c.model_fingerprint = model.fingerprint();
     c.block_size = options.block_size;
     c.write_queue_bytes = options.disk_write_queue_bytes;
+    c.on_write_through = options.on_dram_write;
     connector_ = std::make_unique<KvConnector>(
         std::move(c),
         tier_block_codec(model.config(), options.block_size, options.kv_type, options.tier_codec));

@@ -63,6 +63,8 @@ struct SchedulerOptions {
   // Blocks another instance computed and handed over (KV transfer, `serve --kv-transfer-port`):
   // prefix matches continue into it before the DRAM and SSD tiers; it is never written here.
   std::shared_ptr<KvReceiveTier> receive_tier;
+  // Called (on a writer thread) after each block written through to the DRAM tier.
+  std::function<void()> on_dram_write;
   // How blocks are stored in both tiers: kInt8 keeps 1.8-1.9x (f16 cache) or 3.6-3.9x (f32)
   // more blocks per byte at a small, measured accuracy cost (docs/BENCHMARKS.md). The tiers must be
   // opened with Scheduler::kv_layout_tag and tier_block_bytes for this codec and kv_type.

@@ -20,8 +20,8 @@ uint64_t kv_layout_tag(const KvBlockLayout& l) {
   // encoded from, so every engine type shares the int8 tag.
   const int32_t f32_shape[] = {l.block_size, l.n_layer, l.kv_dim, 2,
                                static_cast<int32_t>(sizeof(float))};
-  const int32_t half_shape[] = {l.block_size, l.n_layer, l.kv_dim, 2, 2,
-                                0x160 + static_cast<int32_t>(l.kv_type)};
+  const int32_t half_shape[] = {
+      l.block_size, l.n_layer, l.kv_dim, 2, 2, 0x160 + static_cast<int32_t>(l.kv_type)};
   const int32_t int8_shape[] = {l.block_size, l.n_layer, l.kv_dim, 2, 1, l.head_dim, 0x18};
   if (l.codec == KvCodec::kInt8) return block_key(kRootBlockKey, int8_shape, l.model_fingerprint);
   if (l.kv_type == KvType::kF32) return block_key(kRootBlockKey, f32_shape, l.model_fingerprint);

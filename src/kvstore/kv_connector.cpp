@@ -7,7 +7,9 @@
 namespace infergrid {
 
 KvConnector::KvConnector(KvConnectorOptions options, KvBlockCodec codec)
-    : tiers_(std::move(options.tiers)), codec_(codec) {
+    : tiers_(std::move(options.tiers)),
+      codec_(codec),
+      on_write_through_(std::move(options.on_write_through)) {
   assert(!tiers_.empty());
   for (size_t i = 0; i < tiers_.size(); ++i) {
     if (tiers_[i].load_only) {
@@ -20,13 +22,16 @@ KvConnector::KvConnector(KvConnectorOptions options, KvBlockCodec codec)
     // One scratch per writer: its sink runs only on that writer's thread.
     writers_.push_back(std::make_unique<AsyncBlockWriter>(
         std::string(tiers_[i].tier->tier_name()),
-        [this, tier = tiers_[i].tier, scratch = std::make_shared<std::vector<uint8_t>>()](
+        [this, tier = tiers_[i].tier, scratch = std::make_shared<std::vector<uint8_t>>(),
+         announce = tiers_[i].write_through && write_through_ == static_cast<int>(i)](
             uint64_t key, uint64_t parent, std::span<const int32_t> t, std::span<const uint8_t> p,
             bool engine_block) {
           if (!engine_block) return tier->put(key, parent, t, p);
           // Most engine evictions were written through already: skip the encoding then.
           if (tier->contains(key)) return Status::ok();
-          return tier->put(key, parent, t, payload(p, *scratch));
+          Status written = tier->put(key, parent, t, payload(p, *scratch));
+          if (written.is_ok() && announce && on_write_through_) on_write_through_();
+          return written;
         },
         options.write_queue_bytes));
   }

@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -42,6 +43,9 @@ struct KvConnectorOptions {
   uint64_t model_fingerprint = 0;      // for the loader's key checks
   int block_size = 0;
   size_t write_queue_bytes = size_t{256} << 20;  // per tier writer
+  // Called on the writer's thread after each block written to the write-through tier (a KV
+  // transfer streams blocks from there as they appear).
+  std::function<void()> on_write_through;
 };
 
 class KvConnector {
@@ -83,6 +87,7 @@ class KvConnector {
   int write_through_ = -1;  // index of the first write-through tier, or -1
   int persistent_ = -1;     // index of the first persistent tier, or -1
   int first_store_ = -1;    // index of the first tier that is not load-only, or -1
+  std::function<void()> on_write_through_;
   std::vector<std::unique_ptr<AsyncBlockWriter>> writers_;  // one per tier; null: load-only
   std::vector<uint8_t> load_scratch_;                       // the loader thread's
   std::vector<uint8_t> persist_scratch_;                    // the caller's (persist)

@@ -456,18 +456,24 @@ KvTransferSession::~KvTransferSession() {
 }
 
 void KvTransferSession::finish_input() {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(sender_.wake_mutex_);
   input_finished_ = true;
-  changed_.notify_all();
+  sender_.wake_cv_.notify_all();
 }
 
 void KvTransferSession::cancel() {
   {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(sender_.wake_mutex_);
     cancelled_ = true;
-    changed_.notify_all();
+    sender_.wake_cv_.notify_all();
   }
   wake(wake_fd_);
+}
+
+void KvTransferSender::notify_written() {
+  std::lock_guard lock(wake_mutex_);
+  ++writes_;
+  wake_cv_.notify_all();
 }
 
 bool KvTransferSession::next_block(size_t i, std::vector<uint8_t>& payload, std::string& error) {
@@ -475,9 +481,11 @@ bool KvTransferSession::next_block(size_t i, std::vector<uint8_t>& payload, std:
   KvTier& source = *sender_.source_;
   for (;;) {
     bool finished = false;
+    uint64_t writes_seen = 0;
     {
-      std::lock_guard lock(mutex_);
+      std::lock_guard lock(sender_.wake_mutex_);
       finished = input_finished_;
+      writes_seen = sender_.writes_;
     }
     if (stopped()) {
       error = "cancelled";
@@ -493,9 +501,12 @@ bool KvTransferSession::next_block(size_t i, std::vector<uint8_t>& payload, std:
       error = "deadline passed while the prefill computed";
       return false;
     }
-    // Polled: the source may be a segment other processes write, which tells no one.
-    std::unique_lock lock(mutex_);
-    changed_.wait_for(lock, std::chrono::microseconds(500));
+    // Woken by this process's writes; polled for those of other processes on a shared
+    // segment, which tell no one.
+    std::unique_lock lock(sender_.wake_mutex_);
+    sender_.wake_cv_.wait_for(lock, std::chrono::milliseconds(20), [&] {
+      return sender_.writes_ != writes_seen || input_finished_ || cancelled_;
+    });
   }
 }
 

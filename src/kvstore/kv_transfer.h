@@ -147,6 +147,9 @@ class KvTransferSender {
   // error (and no session) when max_sessions are running.
   Result<std::shared_ptr<KvTransferSession>> start(KvTransferPlan plan, DoneFn on_done);
   KvTransferSenderStats stats() const;
+  // A block was written to the source (the engine's write-through): sessions waiting for one
+  // look now instead of at their next poll.
+  void notify_written();
 
  private:
   friend class KvTransferSession;
@@ -161,6 +164,9 @@ class KvTransferSender {
   const int max_sessions_;
   mutable std::mutex mutex_;
   std::list<Running> running_;
+  std::mutex wake_mutex_;  // guards writes_ and every session's input_finished_, cancelled_
+  std::condition_variable wake_cv_;
+  uint64_t writes_ = 0;
   std::atomic<uint64_t> sessions_ok_{0}, sessions_failed_{0}, blocks_sent_{0}, blocks_rejected_{0},
       bytes_sent_{0}, inflight_blocks_{0};
 };
@@ -186,10 +192,8 @@ class KvTransferSession {
 
   KvTransferPlan plan_;
   KvTransferSender& sender_;
-  int wake_fd_ = -1;  // an eventfd: readable on cancel()
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  bool input_finished_ = false;
+  int wake_fd_ = -1;             // an eventfd: readable on cancel()
+  bool input_finished_ = false;  // under sender_.wake_mutex_
   std::atomic<bool> cancelled_{false};
 };
 

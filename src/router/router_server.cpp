@@ -105,7 +105,12 @@ struct RouterServer::Impl {
         policy(p),
         acceptor(c.context()),
         signals(c.context(), SIGINT, SIGTERM),
-        records(options.max_records) {}
+        records(options.max_records) {
+    if (options.planner) {
+      planner.emplace(*options.planner);
+      stats.planner = true;
+    }
+  }
 
   // --- plumbing -----------------------------------------------------------------------------
   using Response = http::response<http::string_body>;
@@ -220,7 +225,8 @@ struct RouterServer::Impl {
     };
     if (path == "/v1/completions" || path == "/v1/chat/completions") return not_allowed("POST");
     const bool known = path == "/health" || path == "/v1/health" || path == "/v1/models" ||
-                       path == "/metrics" || path == "/route/explain" || path == "/route/instances";
+                       path == "/metrics" || path == "/route/explain" ||
+                       path == "/route/instances" || path == "/route/planner";
     if (!known) {
       return error_response(
           version, keep,
@@ -242,6 +248,13 @@ struct RouterServer::Impl {
                            }));
     }
     if (path == "/route/instances") return ok_json(instances_body());
+    if (path == "/route/planner") {
+      if (!planner) {
+        return error_response(version, keep,
+                              api_error(404, "the planner is off (infergrid route --planner)"));
+      }
+      return ok_json(planner->state().dump());
+    }
     const std::string id = query_param(target, "id").value_or("");
     const json* record = records.find(id);
     if (record == nullptr) {
@@ -412,6 +425,7 @@ struct RouterServer::Impl {
     // (without one each instance would draw its own, and a continuation would not be the run
     // it continues).
     StreamState resumable;
+    resumable.arrived = Clock::now();
     resumable.enabled = p.stream && p.n == 1 && body.is_object();
     bool rewrite_body = false;
     if (options.forward_priority && body.is_object()) {
@@ -573,6 +587,7 @@ struct RouterServer::Impl {
                             std::move(outcome.response->body), request_id);
           co_return co_await write(stream, res);
         }
+        observe_for_planner(resumable);
         co_return outcome.keep_connection;
       }
       if (outcome.kind == Outcome::kClientGone) {
@@ -774,7 +789,89 @@ struct RouterServer::Impl {
     std::vector<int32_t> tokens;  // the ids behind every chunk the client has
     bool finished = false;        // a finish_reason reached the client
     json id, created;             // of the first instance's chunks, kept by continuations
+    // For the planner: when the request arrived, and its first and last tokens reached us.
+    Clock::time_point arrived;
+    std::optional<Clock::time_point> first_token_at, last_token_at;
   };
+
+  // A finished stream's TTFT and time per output token, for the planner (replayed tokens of a
+  // continuation count: the client waited for them).
+  void observe_for_planner(const StreamState& st) {
+    if (!planner || !st.first_token_at) return;
+    const auto ms = [](Clock::duration d) {
+      return std::chrono::duration<double, std::milli>(d).count();
+    };
+    planner->observe_ttft(*st.first_token_at, ms(*st.first_token_at - st.arrived));
+    if (st.tokens.size() > 1) {
+      planner->observe_tpot(*st.last_token_at, ms(*st.last_token_at - *st.first_token_at) /
+                                                   static_cast<double>(st.tokens.size() - 1));
+    }
+  }
+
+  // Every interval: the planner's decision, and the conversion it asks for (POST /admin/role
+  // to the least loaded instance of the side that gives one up; a prefill instance needs a
+  // DRAM tier, so only decode instances with one can become prefill instances).
+  asio::awaitable<void> planner_loop() {
+    asio::steady_timer timer(client.context());
+    beast::error_code ec;
+    while (!stopping) {
+      timer.expires_after(planner->options().interval);
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (stopping) break;
+      const auto now = Clock::now();
+      std::vector<Instance*> prefills, decodes;
+      for (const auto& inst : instances.instances()) {
+        if (!serves_our_model(*inst) || !inst->eligible(now, instances.options())) continue;
+        if (inst->role == "prefill") prefills.push_back(inst.get());
+        if (inst->role == "decode") decodes.push_back(inst.get());
+      }
+      const PlannerDecision decision =
+          planner->step(now, static_cast<int>(prefills.size()), static_cast<int>(decodes.size()));
+      ++stats.planner_decisions[planner_decision_name(decision.kind)];
+      if (decision.kind == PlannerDecision::kHold) continue;
+      const bool to_prefill = decision.kind == PlannerDecision::kToPrefill;
+      Instance* target = nullptr;
+      for (Instance* inst : to_prefill ? decodes : prefills) {
+        if (to_prefill && inst->kv_share.empty()) continue;
+        const auto load = [](const Instance& i) {
+          return std::max<double>(i.reported_load, i.inflight);
+        };
+        if (target == nullptr || load(*inst) < load(*target)) target = inst;
+      }
+      const std::string role = to_prefill ? "prefill" : "decode";
+      if (target == nullptr) {
+        spdlog::warn(
+            "planner: {}, but no decode instance has the DRAM tier a prefill instance "
+            "needs",
+            decision.reason);
+        continue;
+      }
+      HttpRequest up;
+      up.method = "POST";
+      up.host = target->url.host;
+      up.port = target->url.port;
+      up.target = target->url.target("/admin/role");
+      up.body = json{{"role", role}}.dump();
+      up.timeout = std::chrono::seconds(5);
+      const std::string address = target->address;
+      Result<HttpResponse> result = co_await client.fetch(std::move(up));
+      const bool ok = result.is_ok() && result->status == 200;
+      ++stats.planner_conversions[fmt::format("to=\"{}\",result=\"{}\"", role,
+                                              ok ? "ok" : "failed")];
+      if (!ok) {
+        spdlog::warn(
+            "planner: converting {} to {} failed ({})", address, role,
+            result.is_ok() ? fmt::format("HTTP {}", result->status) : result.status().message());
+        continue;
+      }
+      // The instance may be gone from the set by now: look it up again.
+      for (const auto& inst : instances.instances()) {
+        if (inst->address == address) inst->role = role;
+      }
+      planner->converted(Clock::now());
+      spdlog::info("planner: {} is now a {} instance: {}", address, role, decision.reason);
+    }
+  }
 
   // The stream's tail: `tail` (an error event, or nothing) and [DONE], then the last chunk.
   asio::awaitable<bool> end_stream(beast::tcp_stream& stream, std::string tail) {
@@ -801,6 +898,11 @@ struct RouterServer::Impl {
       if (it->is_array()) {
         for (const json& t : *it) {
           if (t.is_number_integer()) st.tokens.push_back(t.get<int32_t>());
+        }
+        if (!it->empty()) {
+          const auto now = Clock::now();
+          if (!st.first_token_at) st.first_token_at = now;
+          st.last_token_at = now;
         }
       }
       chunk.erase(it);
@@ -960,6 +1062,7 @@ struct RouterServer::Impl {
 
   DecisionRecords records;
   RouterStats stats;
+  std::optional<PdPlanner> planner;
   std::mt19937_64 seed_source{std::random_device{}()};
 
   std::mutex stop_mutex;
@@ -1011,6 +1114,7 @@ Status RouterServer::start() {
     }
     port_ = m.acceptor.local_endpoint().port();
     asio::co_spawn(m.client.context(), m.accept_loop(), asio::detached);
+    if (m.planner) asio::co_spawn(m.client.context(), m.planner_loop(), asio::detached);
     m.signals.async_wait([this](const beast::error_code& ec, int) {
       if (!ec) request_shutdown();
     });

@@ -31,6 +31,7 @@
 #include "net/http_client.h"
 #include "router/instance_set.h"
 #include "router/kv_index.h"
+#include "router/planner.h"
 #include "router/routing_policy.h"
 #include "server/request_preparer.h"
 
@@ -66,9 +67,13 @@ struct RouterOptions {
   bool forward_priority = false;
   // Prefill/decode disaggregation, decided per request: when the decode instance chosen would
   // compute at least this many prompt tokens, and holds under half of the prompt, an eligible
-  // `--role prefill` instance writing through to the same shared DRAM tier computes the prompt
-  // first, and the decode instance loads it from there. 0: never.
+  // `--role prefill` instance computes the prompt first and the decode instance loads it: from
+  // the shared DRAM tier when both write through to the same one, else streamed to the decode
+  // instance's KV transfer port. 0: never.
   int pd_min_uncached_tokens = 512;
+  // `--planner`: convert instances between prefill and decode (POST /admin/role) when the TTFT
+  // or TPOT the router measures on streams says one side is the bottleneck (router/planner.h).
+  std::optional<PlannerOptions> planner;
 };
 
 class RouterServer {

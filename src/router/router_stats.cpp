@@ -44,6 +44,28 @@ std::string RouterStats::prometheus(const InstanceSet& instances, const KvIndex&
     out += fmt::format("infergrid_route_prefill_handoffs_total{{result=\"{}\"}} {}\n", result,
                        it == pd_handoffs.end() ? 0 : it->second);
   }
+  if (planner) {
+    out +=
+        "# HELP infergrid_route_planner_decisions_total The planner's decisions, one per "
+        "interval.\n# TYPE infergrid_route_planner_decisions_total counter\n";
+    for (const char* d : {"hold", "to_prefill", "to_decode"}) {
+      auto it = planner_decisions.find(d);
+      out += fmt::format("infergrid_route_planner_decisions_total{{decision=\"{}\"}} {}\n", d,
+                         it == planner_decisions.end() ? 0 : it->second);
+    }
+    out +=
+        "# HELP infergrid_route_planner_conversions_total Instances the planner converted "
+        "between roles, by new role and result.\n"
+        "# TYPE infergrid_route_planner_conversions_total counter\n";
+    for (const char* to : {"prefill", "decode"}) {
+      for (const char* result : {"ok", "failed"}) {
+        const std::string labels = fmt::format("to=\"{}\",result=\"{}\"", to, result);
+        auto it = planner_conversions.find(labels);
+        out += fmt::format("infergrid_route_planner_conversions_total{{{}}} {}\n", labels,
+                           it == planner_conversions.end() ? 0 : it->second);
+      }
+    }
+  }
   out += fmt::format(
       "# HELP infergrid_route_kv_transfer_blocks_total KV blocks streamed from prefill to "
       "decode instances over TCP, as the receivers confirmed them.\n"

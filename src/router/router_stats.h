@@ -31,6 +31,9 @@ struct RouterStats {
   // instance over TCP).
   std::map<std::string, uint64_t> pd_handoffs;
   uint64_t kv_transfer_blocks = 0;  // blocks the decode instances confirmed receiving
+  bool planner = false;             // --planner: its metrics are rendered
+  std::map<std::string, uint64_t> planner_decisions;    // by decision: hold, to_prefill, ...
+  std::map<std::string, uint64_t> planner_conversions;  // by labels to=..,result=..
   std::deque<double> decision_seconds;
   uint64_t retries = 0;
   uint64_t streams_failed_midway = 0;
