@@ -397,7 +397,10 @@ int run() {
     if (!started_registration.is_ok()) {
       server.request_shutdown();
       server.run();
-      for (const auto& in : instances) in->engine->shutdown();
+      for (const auto& in : instances) {
+        in->engine->shutdown();
+        if (in->kv_sender) in->kv_sender->shutdown();
+      }
       return fail(started_registration.status());
     }
     registration = std::move(started_registration).value();
@@ -419,6 +422,10 @@ int run() {
   }
   registration.reset();  // deregisters: routers stop sending here at once
   for (const auto& in : instances) in->engine->shutdown();
+  // While the server's I/O context still exists: a session's end posts to it.
+  for (const auto& in : instances) {
+    if (in->kv_sender) in->kv_sender->shutdown();
+  }
   spdlog::info("stopped");
   return 0;
 }

@@ -391,6 +391,10 @@ KvTransferSender::KvTransferSender(std::shared_ptr<KvTier> source, int max_sessi
     : source_(std::move(source)), max_sessions_(max_sessions) {}
 
 KvTransferSender::~KvTransferSender() {
+  shutdown();
+}
+
+void KvTransferSender::shutdown() {
   std::list<Running> running;  // joined outside the lock, which a session's on_done may want
   {
     std::lock_guard lock(mutex_);

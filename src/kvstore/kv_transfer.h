@@ -147,6 +147,9 @@ class KvTransferSender {
   // error (and no session) when max_sessions are running.
   Result<std::shared_ptr<KvTransferSession>> start(KvTransferPlan plan, DoneFn on_done);
   KvTransferSenderStats stats() const;
+  // Cancels every session and waits until each has ended (its on_done has run). Sessions
+  // started afterwards are not covered.
+  void shutdown();
   // A block was written to the source (the engine's write-through): sessions waiting for one
   // look now instead of at their next poll.
   void notify_written();
