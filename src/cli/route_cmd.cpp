@@ -272,6 +272,14 @@ CLI::App* add_route_command(CLI::App& app) {
                    "Planner: no conversion for this long after one")
       ->capture_default_str();
   command
+      ->add_option("--planner-min-prefill", plan.min_prefill,
+                   "Planner: prefill instances it keeps (0: it may convert them all)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  command->add_option("--planner-min-decode", plan.min_decode, "Planner: decode instances it keeps")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  command
       ->add_option("--planner-min-samples", plan.min_samples,
                    "Planner: measurements of each kind needed to decide")
       ->capture_default_str();

@@ -205,6 +205,7 @@ Result<std::string> run_transfer_bench(const TransferBenchOptions& o) {
                             std::this_thread::sleep_until(next);
                             if (fed.is_ok()) {
                               fed = source->put(blk.key, blk.parent_key, blk.tokens, paced.payload);
+                              sender.notify_written();  // as the engine's tier writer does
                             }
                           }
                           last_put = Clock::now();

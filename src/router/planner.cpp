@@ -71,7 +71,7 @@ PlannerDecision PdPlanner::step(Clock::time_point now, int n_prefill, int n_deco
               fmt::format("TTFT p90 {:.0f} ms over its SLO, but decode has no room to give an "
                           "instance up (TPOT p90 {:.1f} ms of {:.1f})",
                           ttft, tpot, options_.slo_tpot_ms)};
-    } else if (n_decode <= options_.min_per_role) {
+    } else if (n_decode <= options_.min_decode) {
       want = {PlannerDecision::kHold,
               fmt::format("TTFT p90 {:.0f} ms over its SLO, but only {} decode instance(s) can "
                           "convert",
@@ -89,7 +89,7 @@ PlannerDecision PdPlanner::step(Clock::time_point now, int n_prefill, int n_deco
               fmt::format("TPOT p90 {:.1f} ms over its SLO, but prefill has no room to give an "
                           "instance up (TTFT p90 {:.0f} ms of {:.0f})",
                           tpot, ttft, options_.slo_ttft_ms)};
-    } else if (n_prefill <= options_.min_per_role) {
+    } else if (n_prefill <= options_.min_prefill) {
       want = {PlannerDecision::kHold,
               fmt::format("TPOT p90 {:.1f} ms over its SLO, but only {} prefill instance(s) can "
                           "convert",

@@ -8,8 +8,8 @@
 // within their SLOs, or both over (more instances are needed, not another split), holds.
 // Invariants (the hysteresis): a conversion needs the same verdict `hold_intervals` intervals
 // in a row and at least `min_samples` measurements of each kind; after a conversion nothing
-// converts for `cooldown`; a role never drops below `min_per_role` instances. Every step
-// returns its decision with the reason. Not thread-safe (the router's I/O thread owns it).
+// converts for `cooldown`; a role never drops below its minimum (min_prefill, min_decode). Every
+// step returns its decision with the reason. Not thread-safe (the router's I/O thread owns it).
 #pragma once
 
 #include <chrono>
@@ -27,7 +27,10 @@ struct PlannerOptions {
   std::chrono::milliseconds window{20000};  // measurements older than this are forgotten
   int hold_intervals = 3;
   std::chrono::milliseconds cooldown{30000};
-  int min_per_role = 1;
+  // Fewest instances each role keeps: a cluster may do without prefill instances (the
+  // decode instances then compute prompts themselves), never without decode ones.
+  int min_prefill = 0;
+  int min_decode = 1;
   double headroom = 0.8;  // the side that gives an instance up stays under this share of its SLO
   int min_samples = 5;
 };
