@@ -13,8 +13,10 @@
 // for blocks all count against it), on cancel(), or when the source will not have the next
 // block (input finished and the block missing: a prefix cannot skip one), and releases every
 // pin then; the receiver closes a connection that is silent past its idle timeout or sends a
-// frame it cannot read, and never stores a block that failed a check. Both are thread-safe;
-// destruction cancels and joins every thread.
+// frame it cannot read, and stores a block only when its frame's checksum, layout tag, token
+// count and key (recomputed from parent and tokens) agree; the receive tier checks the block's
+// own checksum again before a request uses it. Both are thread-safe; destruction cancels and
+// joins every thread.
 #pragma once
 
 #include <atomic>

@@ -7,9 +7,10 @@
 // seeded with its key, tokens, payload), each answered by a kAck (seq, accepted or not), and
 // the sender's kEnd, answered by kDone (blocks stored).
 // Invariants: a decoder never reads past the bytes it was given nor accepts a body over
-// kMaxFrameBodyBytes; a block is accepted only when the body checksum, the layout tag, the
-// token count, the key (recomputed from parent and tokens) and the block checksum all agree,
-// so a damaged or foreign block is dropped, never stored.
+// kMaxFrameBodyBytes; a receiver accepts a block only when the body checksum (which covers the
+// block checksum too), the layout tag, the token count and the key (recomputed from parent and
+// tokens) agree, and checks the block checksum before the block is used, so a damaged or
+// foreign block is dropped, never used.
 #pragma once
 
 #include <bit>
