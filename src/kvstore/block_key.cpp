@@ -14,6 +14,15 @@ uint64_t block_key(uint64_t parent_key, std::span<const int32_t> tokens, uint64_
   return key == kRootBlockKey ? 1 : key;
 }
 
+uint64_t kv_block_checksum(uint64_t key, std::span<const int32_t> tokens,
+                           std::span<const uint8_t> payload) {
+  XXH3_state_t state;
+  XXH3_64bits_reset_withSeed(&state, key);
+  XXH3_64bits_update(&state, tokens.data(), tokens.size_bytes());
+  XXH3_64bits_update(&state, payload.data(), payload.size());
+  return XXH3_64bits_digest(&state);
+}
+
 uint64_t kv_layout_tag(const KvBlockLayout& l) {
   // The f32 tag is the one tiers written before 16-bit pools hold; f16 and bf16 (both two
   // bytes) add their type. An int8 block's bytes do not depend on the engine type it was

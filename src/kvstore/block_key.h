@@ -20,6 +20,12 @@ inline constexpr uint64_t kRootBlockKey = 0;
 
 uint64_t block_key(uint64_t parent_key, std::span<const int32_t> tokens, uint64_t fingerprint);
 
+// A stored block's checksum: XXH3 of its tokens and payload seeded with its key, the same in
+// every tier and on the wire (kvstore/kv_transfer_frame.h), so a block moves between them
+// with its checksum unchanged.
+uint64_t kv_block_checksum(uint64_t key, std::span<const int32_t> tokens,
+                           std::span<const uint8_t> payload);
+
 // What a stored block holds: one model's K and V of block_size tokens in every layer.
 struct KvBlockLayout {
   uint64_t model_fingerprint = 0;

@@ -4,6 +4,8 @@
 
 #include <xxhash.h>
 
+#include "kvstore/block_key.h"
+
 namespace infergrid {
 namespace {
 
@@ -80,17 +82,6 @@ std::vector<uint8_t> count_frame(KvFrameType type, uint32_t n) {
 }
 
 }  // namespace
-
-uint64_t kv_block_checksum(uint64_t key, std::span<const int32_t> tokens,
-                           std::span<const uint8_t> payload) {
-  XXH3_state_t* state = XXH3_createState();
-  XXH3_64bits_reset_withSeed(state, key);
-  XXH3_64bits_update(state, tokens.data(), tokens.size_bytes());
-  XXH3_64bits_update(state, payload.data(), payload.size());
-  const uint64_t sum = XXH3_64bits_digest(state);
-  XXH3_freeState(state);
-  return sum;
-}
 
 std::vector<uint8_t> encode_hello(const KvTransferHello& hello) {
   Writer w(KvFrameType::kHello);

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "kvstore/block_key.h"  // kv_block_checksum: what a kBlock frame carries
 
 namespace infergrid {
 
@@ -70,11 +71,6 @@ struct KvAck {
   uint32_t seq = 0;
   bool accepted = false;
 };
-
-// XXH3 of tokens and payload seeded with the key: what a kBlock frame carries and what the
-// receiver recomputes.
-uint64_t kv_block_checksum(uint64_t key, std::span<const int32_t> tokens,
-                           std::span<const uint8_t> payload);
 
 // Whole frames (header + body), ready to write.
 std::vector<uint8_t> encode_hello(const KvTransferHello& hello);

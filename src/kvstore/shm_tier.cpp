@@ -19,6 +19,8 @@
 
 #include <fmt/format.h>
 
+#include "kvstore/block_key.h"
+
 namespace infergrid {
 
 namespace {
@@ -34,16 +36,6 @@ uint64_t buckets_for(uint64_t n_slots) {
   return n;
 }
 
-uint64_t slot_checksum(uint64_t key, std::span<const int32_t> tokens,
-                       std::span<const uint8_t> payload) {
-  XXH3_state_t* state = XXH3_createState();
-  XXH3_64bits_reset_withSeed(state, key);
-  XXH3_64bits_update(state, tokens.data(), tokens.size_bytes());
-  XXH3_64bits_update(state, payload.data(), payload.size());
-  const uint64_t sum = XXH3_64bits_digest(state);
-  XXH3_freeState(state);
-  return sum;
-}
 }  // namespace
 
 struct ShmTier::Header {
@@ -468,7 +460,7 @@ Status ShmTier::put(uint64_t key, uint64_t parent_key, std::span<const int32_t> 
                       "a DRAM-tier block is {} tokens and {} bytes, got {} and {}", block_tokens_,
                       payload_bytes_, tokens.size(), payload.size());
   }
-  const uint64_t checksum = slot_checksum(key, tokens, payload);
+  const uint64_t checksum = kv_block_checksum(key, tokens, payload);
   // Room for a block pushed out to the next tier, made before the lock: nothing may throw
   // while the cross-process lock is held.
   const size_t evict_bytes = evict_hook_ ? payload_bytes_ : 0;
@@ -535,7 +527,7 @@ Status ShmTier::put(uint64_t key, uint64_t parent_key, std::span<const int32_t> 
   // Moved down only if intact.
   const std::span<const int32_t> moved_tokens(evicted_tokens.get(), evict_tokens);
   const std::span<const uint8_t> moved_data(evicted_data.get(), evict_bytes);
-  if (slot_checksum(evicted_key, moved_tokens, moved_data) != evicted_checksum) {
+  if (kv_block_checksum(evicted_key, moved_tokens, moved_data) != evicted_checksum) {
     Lock lock(*this);
     if (lock.held()) ++header_->dropped_corrupt;
     return Status::ok();
@@ -566,7 +558,7 @@ Result<bool> ShmTier::get(uint64_t key, std::span<const int32_t> tokens,
     std::memcpy(payload.data(), data + tokens.size_bytes(), payload.size());
     expected = slots_[i].checksum;
   }
-  const bool intact = slot_checksum(key, stored_tokens, payload) == expected;
+  const bool intact = kv_block_checksum(key, stored_tokens, payload) == expected;
   const bool same_tokens = std::equal(stored_tokens.begin(), stored_tokens.end(), tokens.begin());
   Lock lock(*this);
   if (!lock.held()) return false;

@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "byte_flipping_proxy.h"
 #include "golden_required.h"
 #include "integration/router_helpers.h"
 #include "integration/server_process.h"
@@ -197,49 +198,6 @@ TEST_F(KvTransferProcessTest, AClientThatAbortsMidTransferLeavesNothingPinnedOrH
   EXPECT_GE(metric_of(prefill_, "infergrid_kv_transfer_sessions_failed_total"), 1);
 }
 
-// A proxy between the prefill and the decode instance that flips one byte at `flip_at` of
-// what the prefill instance sends.
-void corrupting_proxy(int listen_fd, int back_port, size_t flip_at) {
-  pollfd l{listen_fd, POLLIN, 0};
-  if (::poll(&l, 1, 30000) != 1) return;
-  const int in = ::accept(listen_fd, nullptr, nullptr);
-  const int out = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<uint16_t>(back_port));
-  if (::connect(out, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) return;
-  size_t offset = 0;
-  std::vector<uint8_t> buf(65536);
-  const auto forward = [](int fd, const uint8_t* data, size_t n) {
-    for (size_t at = 0; at < n;) {
-      const ssize_t w = ::send(fd, data + at, n - at, MSG_NOSIGNAL);
-      if (w <= 0) return;
-      at += static_cast<size_t>(w);
-    }
-  };
-  for (;;) {
-    pollfd p[2] = {{in, POLLIN, 0}, {out, POLLIN, 0}};
-    if (::poll(p, 2, 30000) <= 0) break;
-    if (p[0].revents) {
-      const ssize_t n = ::recv(in, buf.data(), buf.size(), 0);
-      if (n <= 0) break;
-      if (flip_at >= offset && flip_at < offset + static_cast<size_t>(n)) {
-        buf[flip_at - offset] ^= 0x01;
-      }
-      offset += static_cast<size_t>(n);
-      forward(out, buf.data(), static_cast<size_t>(n));
-    }
-    if (p[1].revents) {
-      const ssize_t n = ::recv(out, buf.data(), buf.size(), 0);
-      if (n <= 0) break;
-      forward(in, buf.data(), static_cast<size_t>(n));
-    }
-  }
-  ::close(in);
-  ::close(out);
-}
-
 TEST_F(KvTransferProcessTest, ACorruptedFrameIsDroppedAndItsBlocksAreComputedNeverUsed) {
   const int listen_fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -250,7 +208,8 @@ TEST_F(KvTransferProcessTest, ACorruptedFrameIsDroppedAndItsBlocksAreComputedNev
   socklen_t len = sizeof(a);
   ::getsockname(listen_fd, reinterpret_cast<sockaddr*>(&a), &len);
   // 200 KB in: well inside the stream of block frames, past the hello and the first blocks.
-  std::thread proxy([&] { corrupting_proxy(listen_fd, decode_transfer_port_, 200000); });
+  // Between the prefill and the decode instance.
+  std::thread proxy([&] { byte_flipping_proxy(listen_fd, decode_transfer_port_, 200000); });
   const std::string prompt = handoff_prompt("lambda");
   const HttpResult handed = hand_off(prompt, ntohs(a.sin_port));
   proxy.join();

@@ -17,6 +17,7 @@
 #include <random>
 #include <thread>
 
+#include "byte_flipping_proxy.h"
 #include "kvstore/block_key.h"
 #include "kvstore/kv_transfer_frame.h"
 #include "kvstore/receive_tier.h"
@@ -341,35 +342,6 @@ TEST_F(KvTransferTest, APrefixEndsAtTheFirstBlockThePrefillDidNotProduce) {
   EXPECT_FALSE(received_->contains(blocks[4].key)) << "a block after the gap was sent";
 }
 
-// A proxy between sender and receiver that flips one byte at stream offset `flip_at`.
-void corrupting_proxy(const Listener& front, int back_port, size_t flip_at) {
-  const int in = front.accept_one();
-  ASSERT_GE(in, 0);
-  const int out = connect_loopback(back_port);
-  size_t offset = 0;
-  std::vector<uint8_t> buf(65536);
-  for (;;) {
-    pollfd p[2] = {{in, POLLIN, 0}, {out, POLLIN, 0}};
-    if (::poll(p, 2, 5000) <= 0) break;
-    if (p[0].revents) {
-      const ssize_t n = ::recv(in, buf.data(), buf.size(), 0);
-      if (n <= 0) break;
-      if (flip_at >= offset && flip_at < offset + static_cast<size_t>(n)) {
-        buf[flip_at - offset] ^= 0x01;
-      }
-      offset += static_cast<size_t>(n);
-      send_bytes(out, std::vector<uint8_t>(buf.begin(), buf.begin() + n));
-    }
-    if (p[1].revents) {
-      const ssize_t n = ::recv(out, buf.data(), buf.size(), 0);
-      if (n <= 0) break;
-      send_bytes(in, std::vector<uint8_t>(buf.begin(), buf.begin() + n));
-    }
-  }
-  ::close(in);
-  ::close(out);
-}
-
 TEST_F(KvTransferTest, ADamagedBlockIsRejectedNeverStoredAndTheOthersStillArrive) {
   const auto blocks = chain(5);
   for (const auto& b : blocks) put_source(b);
@@ -379,7 +351,7 @@ TEST_F(KvTransferTest, ADamagedBlockIsRejectedNeverStoredAndTheOthersStillArrive
   // Into the payload of block 2.
   const size_t flip_at = hello_bytes + 2 * block_frame_bytes + block_frame_bytes - 100;
   Listener front;
-  std::thread proxy([&] { corrupting_proxy(front, receiver_->port(), flip_at); });
+  std::thread proxy([&] { testing::byte_flipping_proxy(front.fd, receiver_->port(), flip_at); });
   KvTransferSender sender(source_);
   Outcome outcome;
   auto session = sender.start(plan_for(blocks, front.port), outcome.callback());
