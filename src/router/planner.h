@@ -47,6 +47,8 @@ class PdPlanner {
   using Clock = std::chrono::steady_clock;
   explicit PdPlanner(PlannerOptions options) : options_(options) {}
 
+  // `at`: when the measurement was made (the stream's end), which the window counts from; the
+  // calls come in order of `at`.
   void observe_ttft(Clock::time_point at, double ms);
   void observe_tpot(Clock::time_point at, double ms);
   // n_prefill / n_decode: the instances of each role that could convert now.

@@ -801,10 +801,13 @@ struct RouterServer::Impl {
     const auto ms = [](Clock::duration d) {
       return std::chrono::duration<double, std::milli>(d).count();
     };
-    planner->observe_ttft(*st.first_token_at, ms(*st.first_token_at - st.arrived));
+    // Stamped with the stream's end, when both are known: a TTFT stamped with its first token
+    // would leave the window before a long stream ends and never count.
+    const auto now = Clock::now();
+    planner->observe_ttft(now, ms(*st.first_token_at - st.arrived));
     if (st.tokens.size() > 1) {
-      planner->observe_tpot(*st.last_token_at, ms(*st.last_token_at - *st.first_token_at) /
-                                                   static_cast<double>(st.tokens.size() - 1));
+      planner->observe_tpot(now, ms(*st.last_token_at - *st.first_token_at) /
+                                     static_cast<double>(st.tokens.size() - 1));
     }
   }
 
