@@ -208,23 +208,12 @@ Result<std::string> decode_error(std::span<const uint8_t> body) {
 
 Result<KvBlockFrame> decode_block(std::span<const uint8_t> body) {
   if (body.size() < kBlockFixedBytes) return malformed("short block");
-  Reader r(body);
-  KvBlockFrame b;
-  uint32_t n_tokens = 0, payload_bytes = 0;
-  if (!r.get(b.seq) || !r.get(b.key) || !r.get(b.parent_key) || !r.get(b.layout_tag) ||
-      !r.get(n_tokens) || !r.get(payload_bytes) || !r.get(b.block_checksum)) {
-    return malformed("short block");
-  }
-  if (n_tokens > kMaxBlockTokens ||
-      static_cast<uint64_t>(n_tokens) * 4 + payload_bytes != r.left()) {
-    return malformed("block lengths disagree with the frame");
-  }
-  b.tokens.resize(n_tokens);
-  b.payload.resize(payload_bytes);
-  if (!r.get_bytes(b.tokens.data(), b.tokens.size() * 4) ||
-      !r.get_bytes(b.payload.data(), payload_bytes)) {
-    return malformed("short block");
-  }
+  auto b = decode_block_fixed(body.first(kBlockFixedBytes), static_cast<uint32_t>(body.size()));
+  if (!b.is_ok()) return b;
+  // decode_block_fixed sized tokens and payload to exactly the rest of the body.
+  Reader r(body.subspan(kBlockFixedBytes));
+  (void)(r.get_bytes(b->tokens.data(), b->tokens.size() * sizeof(int32_t)) &&
+         r.get_bytes(b->payload.data(), b->payload.size()));
   return b;
 }
 
